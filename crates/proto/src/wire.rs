@@ -1,0 +1,378 @@
+//! Messages on the control stream between a client (viewer or agent) and the
+//! relay. Encoded with postcard (compact, serde-driven) inside the frames of
+//! [`crate::framing`]. The session's own bytes travel on a separate stream
+//! the relay forwards without parsing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::framing::{FrameError, MAX_CONTROL_FRAME};
+
+/// Which side of a session a connection speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Role {
+    Viewer = 1,
+    Agent = 2,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// What the technician asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    View,
+    Control,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::View => "view",
+            Scope::Control => "control",
+        }
+    }
+
+    /// The plain words the end user reads in the consent prompt.
+    pub fn plain_words(self) -> &'static str {
+        match self {
+            Scope::View => "see your screen",
+            Scope::Control => "see your screen and use your mouse and keyboard",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "view" => Ok(Scope::View),
+            "control" => Ok(Scope::Control),
+            other => Err(format!(
+                "unknown scope {other:?} (expected view or control)"
+            )),
+        }
+    }
+}
+
+/// Business impact, as the support procedure's note template names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Impact {
+    Low,
+    Normal,
+    High,
+    Critical,
+}
+
+impl Impact {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::Low => "low",
+            Impact::Normal => "normal",
+            Impact::High => "high",
+            Impact::Critical => "critical",
+        }
+    }
+}
+
+impl std::str::FromStr for Impact {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Impact::Low),
+            "normal" => Ok(Impact::Normal),
+            "high" => Ok(Impact::High),
+            "critical" => Ok(Impact::Critical),
+            other => Err(format!(
+                "unknown impact {other:?} (expected low, normal, high or critical)"
+            )),
+        }
+    }
+}
+
+/// The end user's answer to the consent prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum ConsentDecision {
+    View = 1,
+    Control = 2,
+    Denied = 3,
+    Timeout = 4,
+}
+
+impl ConsentDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentDecision::View => "view",
+            ConsentDecision::Control => "control",
+            ConsentDecision::Denied => "denied",
+            ConsentDecision::Timeout => "timeout",
+        }
+    }
+
+    /// The scope this decision grants, if any. A decision can never grant
+    /// more than was requested: `Control` on a view-only request grants view.
+    pub fn granted_scope(self, requested: Scope) -> Option<Scope> {
+        match (self, requested) {
+            (ConsentDecision::View, _) => Some(Scope::View),
+            (ConsentDecision::Control, Scope::Control) => Some(Scope::Control),
+            (ConsentDecision::Control, Scope::View) => Some(Scope::View),
+            (ConsentDecision::Denied | ConsentDecision::Timeout, _) => None,
+        }
+    }
+}
+
+/// Why a live session ended (the INTERFACE.md vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndReason {
+    ViewerClosed,
+    AgentEnded,
+    ViewerLost,
+    AgentLost,
+    AdminKilled,
+    TechnicianRevoked,
+    IdleTimeout,
+    MaxDuration,
+    RelayShutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::ViewerClosed => "viewer_closed",
+            EndReason::AgentEnded => "agent_ended",
+            EndReason::ViewerLost => "viewer_lost",
+            EndReason::AgentLost => "agent_lost",
+            EndReason::AdminKilled => "admin_killed",
+            EndReason::TechnicianRevoked => "technician_revoked",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::RelayShutdown => "relay_shutdown",
+        }
+    }
+}
+
+/// What the technician states about the ticket when asking for an invite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRequest {
+    pub ticket: String,
+    pub client: String,
+    pub summary: String,
+    pub impact: Impact,
+    pub scope: Scope,
+}
+
+/// What the relay attests to the agent before consent: who asks, for which
+/// ticket, to do what. Signed by the relay's ed25519 key over its postcard
+/// bytes (see [`crate::identity::offer_payload`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOffer {
+    pub session: String,
+    pub technician: String,
+    pub technician_key: [u8; 32],
+    pub ticket: String,
+    pub client: String,
+    pub summary: String,
+    pub impact: Impact,
+    pub scope: Scope,
+    pub device: String,
+    pub device_key: [u8; 32],
+    /// Seconds the relay waits for the user's answer before recording `timeout`.
+    pub consent_timeout_secs: u32,
+}
+
+impl SessionOffer {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain structs into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<SessionOffer, FrameError> {
+        decode(bytes)
+    }
+}
+
+/// Client → relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// First message on a connection.
+    Hello { version: u16, role: Role },
+    /// Viewer: proves the technician key on this connection.
+    ViewerAuth {
+        public_key: [u8; 32],
+        signature: Vec<u8>,
+    },
+    /// Viewer: asks for a one-time invite code for a ticket.
+    CreateInvite(InviteRequest),
+    /// Agent: redeems a code and proves its device key on this connection.
+    AgentJoin {
+        code: String,
+        device: String,
+        device_key: [u8; 32],
+        signature: Vec<u8>,
+    },
+    /// Agent: the user's decision, signed (see [`crate::identity::consent_payload`]).
+    Consent {
+        decision: ConsentDecision,
+        receipt: Vec<u8>,
+    },
+    /// Viewer: the session note, recorded by the relay as `session_note`.
+    SessionNote { fields: Vec<(String, String)> },
+    /// Either side: ends the session deliberately (window closed, End clicked).
+    End,
+}
+
+/// Relay → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayMsg {
+    /// Fresh nonce to sign, and the relay's offer-signing public key.
+    Challenge {
+        nonce: [u8; 32],
+        relay_key: [u8; 32],
+    },
+    /// Viewer authenticated as this enrolled technician.
+    Authenticated { technician: String },
+    /// The one-time code to read to the user. Sent only to the technician.
+    InviteCreated {
+        invite: String,
+        code: String,
+        expires_in_secs: u32,
+    },
+    /// To the viewer: which device redeemed the code; consent is pending.
+    AgentJoined {
+        session: String,
+        device: String,
+        device_key: [u8; 32],
+    },
+    /// To the agent: who is asking, signed by the relay.
+    ConsentRequest {
+        offer: Vec<u8>,
+        relay_signature: Vec<u8>,
+    },
+    /// To the viewer: the user's decision.
+    ConsentResult { decision: ConsentDecision },
+    /// To both: the session is live with this scope; the relay now opens the
+    /// data stream.
+    SessionStarted { session: String, scope: Scope },
+    /// To both: the session is over.
+    SessionEnded { reason: EndReason },
+    /// A refusal the client should show; the connection closes after it.
+    Error { kind: ErrorKind, message: String },
+}
+
+/// Machine-readable refusal kinds, so clients can explain what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    BadVersion,
+    Protocol,
+    UnknownTechnician,
+    TechnicianRevoked,
+    BadSignature,
+    BadCode,
+    ExpiredCode,
+    UsedCode,
+    Throttled,
+    Busy,
+    LimitReached,
+    BadInput,
+    ConsentDenied,
+    ConsentTimeout,
+    InviteExpired,
+    PeerGone,
+    Shutdown,
+}
+
+/// Encodes a message body (without the length prefix).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let bytes = postcard::to_allocvec(msg).map_err(|e| FrameError::Encode(e.to_string()))?;
+    if bytes.len() > MAX_CONTROL_FRAME {
+        return Err(FrameError::TooLarge {
+            len: bytes.len(),
+            max: MAX_CONTROL_FRAME,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes a message body. Hostile input yields an error, never a panic;
+/// postcard never allocates more than the input's length suggests, and the
+/// input itself is bounded by the frame limit.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, FrameError> {
+    if bytes.len() > MAX_CONTROL_FRAME {
+        return Err(FrameError::TooLarge {
+            len: bytes.len(),
+            max: MAX_CONTROL_FRAME,
+        });
+    }
+    postcard::from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            ClientMsg::Hello {
+                version: 1,
+                role: Role::Agent,
+            },
+            ClientMsg::CreateInvite(InviteRequest {
+                ticket: "T-1".into(),
+                client: "Acme".into(),
+                summary: "printer".into(),
+                impact: Impact::High,
+                scope: Scope::Control,
+            }),
+            ClientMsg::Consent {
+                decision: ConsentDecision::Denied,
+                receipt: vec![1; 64],
+            },
+            ClientMsg::End,
+        ];
+        for msg in msgs {
+            let bytes = encode(&msg).unwrap();
+            assert_eq!(decode::<ClientMsg>(&bytes).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn decision_never_grants_more_than_requested() {
+        assert_eq!(
+            ConsentDecision::Control.granted_scope(Scope::View),
+            Some(Scope::View)
+        );
+        assert_eq!(
+            ConsentDecision::Control.granted_scope(Scope::Control),
+            Some(Scope::Control)
+        );
+        assert_eq!(ConsentDecision::Denied.granted_scope(Scope::Control), None);
+        assert_eq!(ConsentDecision::Timeout.granted_scope(Scope::View), None);
+    }
+
+    #[test]
+    fn oversized_length_inside_message_is_rejected() {
+        // A postcard varint claiming a 1 GiB string, with no bytes behind it.
+        let mut bytes = vec![2u8]; // ViewerAuth variant index... any variant with a Vec
+        bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x04]);
+        assert!(decode::<ClientMsg>(&bytes).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<ClientMsg>(&bytes);
+            let _ = decode::<RelayMsg>(&bytes);
+            let _ = SessionOffer::from_bytes(&bytes);
+        }
+    }
+}
