@@ -200,11 +200,8 @@ mod tests {
             let mut d = FrameDecoder::new(max);
             for c in &chunks {
                 if d.push(c).is_err() { break; }
-                loop {
-                    match d.next_frame() {
-                        Ok(Some(f)) => prop_assert!(f.len() <= max),
-                        Ok(None) | Err(_) => break,
-                    }
+                while let Ok(Some(f)) = d.next_frame() {
+                    prop_assert!(f.len() <= max);
                 }
                 prop_assert!(d.buf.len() <= PREFIX_LEN + max + 300);
             }
