@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::framing::{FrameError, MAX_CONTROL_FRAME};
 
+/// First bytes the relay writes on the data stream it opens to each client
+/// once a session is live, so the client's `accept_bi` sees the stream at
+/// once; everything after them is the session's opaque end-to-end bytes.
+pub const DATA_PREAMBLE: &[u8; 8] = b"ASNTDATA";
+
 /// Which side of a session a connection speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
@@ -285,6 +290,7 @@ pub enum ErrorKind {
     ConsentTimeout,
     InviteExpired,
     PeerGone,
+    Cancelled,
     Shutdown,
 }
 

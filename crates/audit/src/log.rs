@@ -1,0 +1,285 @@
+//! The appending side: [`AuditLog`].
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::record::{Fields, Record, RESERVED_FIELDS};
+use crate::verify::{walk, VerifyError, WalkError};
+use crate::MAX_LINE_LEN;
+
+/// Deepest array/object nesting accepted inside a field value. serde_json
+/// refuses to parse JSON nested more than 128 levels, so a deeper value would
+/// produce a line that fails verification and blocks every later `open`.
+const MAX_FIELD_DEPTH: usize = 64;
+
+/// Why opening, appending or reading a log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("audit log {0} is locked by another handle or process")]
+    Locked(PathBuf),
+    #[error("audit log is corrupt: {0}")]
+    Corrupt(VerifyError),
+    #[error("field `{0}` is reserved for the record itself")]
+    ReservedField(String),
+    #[error("field `{0}` is nested more than {MAX_FIELD_DEPTH} levels deep")]
+    FieldTooDeep(String),
+    #[error("record seq {seq} would be a {len}-byte line, over the {MAX_LINE_LEN}-byte limit")]
+    RecordTooLarge { seq: u64, len: usize },
+    /// A failed write could not be rolled back, so the file may end in a
+    /// partial line; drop this handle and `open` again, which verifies.
+    #[error("audit log is unusable after a failed write that could not be undone")]
+    Poisoned,
+    /// From [`crate::read_records`]; `line` counts from 1.
+    #[error("audit log {path} line {line}: {message}")]
+    Unparsable {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+}
+
+/// An open, exclusively locked audit log positioned after its last record.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+    next_seq: u64,
+    last_hash: String,
+    /// Length of the verified/committed content; a failed write is cut back
+    /// to this.
+    len: u64,
+    poisoned: bool,
+}
+
+impl AuditLog {
+    /// Opens (creating file and parent dirs if missing) and takes an
+    /// exclusive advisory lock on the file (`File::try_lock`), held for the
+    /// `AuditLog`'s lifetime; returns [`AuditError::Locked`] if another process
+    /// or handle holds it. Reads the existing file to find the last seq and
+    /// hash; if the existing chain does not verify (including a torn last line
+    /// without trailing newline, or invalid JSON), returns
+    /// [`AuditError::Corrupt`] rather than appending after damage.
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        let io_err = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        create_dirs_durably(dir).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(AuditError::Locked(path.to_path_buf())),
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        // The file may have just been created; its directory entry must be
+        // durable before any append reports success.
+        sync_dir(dir).map_err(io_err)?;
+        // Verified only after locking, so no one can append in between.
+        let tip = match walk(BufReader::new(&file)) {
+            Ok(tip) => tip,
+            Err(WalkError::Invalid(e)) => return Err(AuditError::Corrupt(e)),
+            Err(WalkError::Io { source, .. }) => return Err(io_err(source)),
+        };
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+            next_seq: tip.count + 1,
+            last_hash: tip.last_hash,
+            len: tip.len,
+            poisoned: false,
+        })
+    }
+
+    /// Appends one record; returns after it is written and `sync_data`ed.
+    pub fn append(&mut self, event: &str, fields: Fields) -> Result<Record, AuditError> {
+        let records = self.append_batch(vec![(event.to_string(), fields)])?;
+        Ok(records
+            .into_iter()
+            .next()
+            .expect("append_batch returns one record per entry"))
+    }
+
+    /// Group commit: appends all entries with one write and one `sync_data`.
+    /// All or nothing: if any entry is rejected, nothing is written.
+    pub fn append_batch(
+        &mut self,
+        entries: Vec<(String, Fields)>,
+    ) -> Result<Vec<Record>, AuditError> {
+        self.append_batch_at(entries, OffsetDateTime::now_utc())
+    }
+
+    /// [`Self::append_batch`] with the clock passed in, so tests can compare
+    /// logs byte for byte.
+    pub(crate) fn append_batch_at(
+        &mut self,
+        entries: Vec<(String, Fields)>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Record>, AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Poisoned);
+        }
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (_, fields) in &entries {
+            check_fields(fields)?;
+        }
+        let time = format_time(now);
+        let mut seq = self.next_seq;
+        let mut prev = self.last_hash.clone();
+        let mut out = String::new();
+        let mut records = Vec::with_capacity(entries.len());
+        for (event, fields) in entries {
+            let mut record = Record {
+                seq,
+                time: time.clone(),
+                event,
+                prev,
+                hash: String::new(),
+                fields,
+            };
+            record.hash = record.compute_hash();
+            let start = out.len();
+            record.write_line(&mut out);
+            let len = out.len() - start;
+            if len > MAX_LINE_LEN {
+                return Err(AuditError::RecordTooLarge { seq, len });
+            }
+            out.push('\n');
+            prev = record.hash.clone();
+            seq += 1;
+            records.push(record);
+        }
+        self.write_durably(out.as_bytes())?;
+        self.next_seq = seq;
+        self.last_hash = prev;
+        self.len += out.len() as u64;
+        Ok(records)
+    }
+
+    /// The `seq` the next appended record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// `hash` of the last record ([`crate::ZERO_HASH`] for an empty log).
+    pub fn last_hash(&self) -> &str {
+        &self.last_hash
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_durably(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        let result = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = result {
+            // Cut off whatever part reached the file so the log still ends on
+            // a complete record and later appends continue a valid chain. The
+            // caller sees the error and does not let the event take effect.
+            let undone = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            if undone.is_err() {
+                self.poisoned = true;
+            }
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_fields(fields: &Fields) -> Result<(), AuditError> {
+    for (key, value) in fields {
+        if RESERVED_FIELDS.contains(&key.as_str()) {
+            return Err(AuditError::ReservedField(key.clone()));
+        }
+        if too_deep(value, MAX_FIELD_DEPTH) {
+            return Err(AuditError::FieldTooDeep(key.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `value` nests arrays/objects deeper than `budget` levels. Recurses
+/// at most `budget + 1` frames, however deep the value.
+fn too_deep(value: &Value, budget: usize) -> bool {
+    match value {
+        Value::Array(items) => budget == 0 || items.iter().any(|v| too_deep(v, budget - 1)),
+        Value::Object(map) => budget == 0 || map.values().any(|v| too_deep(v, budget - 1)),
+        _ => false,
+    }
+}
+
+/// RFC 3339 UTC with milliseconds: fixed width, so lines sort by time too.
+/// Formatted by hand because it cannot fail, unlike `time`'s formatter.
+fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Creates `dir` and any missing ancestors, syncing each new directory's
+/// parent so the new entries survive a crash along with the log.
+fn create_dirs_durably(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        cur = d.parent();
+    }
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// std cannot open a directory as a `File` on Windows, so there is nothing
+/// to sync there.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! The client side of the relay protocol, for both roles, without screen or
+//! window: authentication with channel binding, invites, joining, consent
+//! and the live data stream. The real agent and viewer build on it, and the
+//! end-to-end tests drive it directly as a programmatic agent and viewer.
+
+use std::path::Path;
+
+use assent_net::{close, Connection, Endpoint, NetError, RecvStream, SendStream};
+use assent_proto::identity::{self, PublicKey, SecretKey};
+use assent_proto::wire::{
+    ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Role, Scope,
+    SessionOffer, DATA_PREAMBLE,
+};
+use assent_proto::PROTOCOL_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("the relay refused: {message}")]
+    Refused { kind: ErrorKind, message: String },
+    #[error("the relay broke the protocol: {0}")]
+    Protocol(String),
+    #[error("the relay's signature on the session offer does not verify")]
+    BadRelaySignature,
+    #[error("the relay ended the session: {}", .0.as_str())]
+    Ended(EndReason),
+}
+
+impl ClientError {
+    /// The refusal kind, when the relay refused with one.
+    pub fn refusal(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Refused { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// The control stream to the relay, after `Hello`.
+pub struct Control {
+    pub endpoint: Endpoint,
+    pub conn: Connection,
+    pub send: SendStream,
+    pub recv: RecvStream,
+    /// The relay's offer-signing key, from its challenge.
+    pub relay_key: PublicKey,
+    nonce: [u8; 32],
+}
+
+impl Control {
+    /// Connects, says hello in `role`, and reads the relay's challenge.
+    pub async fn open(relay: &str, ca: &Path, role: Role) -> Result<Control, ClientError> {
+        let (endpoint, conn) = assent_net::connect(relay, ca).await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+        assent_net::send_msg(
+            &mut send,
+            &ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                role,
+            },
+        )
+        .await?;
+        match recv_relay(&mut recv).await? {
+            RelayMsg::Challenge { nonce, relay_key } => Ok(Control {
+                endpoint,
+                conn,
+                send,
+                recv,
+                relay_key: PublicKey(relay_key),
+                nonce,
+            }),
+            other => Err(unexpected("Challenge", &other)),
+        }
+    }
+
+    /// Signs the challenge bound to this connection's TLS exporter.
+    pub fn sign_challenge(&self, role: Role, key: &SecretKey) -> Result<Vec<u8>, ClientError> {
+        let exporter = assent_net::exporter(&self.conn)?;
+        Ok(key.sign(&identity::auth_payload(role, &self.nonce, &exporter)))
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        Ok(assent_net::send_msg(&mut self.send, msg).await?)
+    }
+
+    /// The next relay message; relay errors become [`ClientError::Refused`].
+    pub async fn recv(&mut self) -> Result<RelayMsg, ClientError> {
+        recv_relay(&mut self.recv).await
+    }
+
+    /// Accepts the data stream the relay opens when the session goes live.
+    pub async fn accept_data(&mut self) -> Result<DataStream, ClientError> {
+        let (send, mut recv) = self.conn.accept_bi().await.map_err(NetError::from)?;
+        let mut preamble = [0u8; DATA_PREAMBLE.len()];
+        recv.read_exact(&mut preamble)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("data stream preamble: {e}")))?;
+        if &preamble != DATA_PREAMBLE {
+            return Err(ClientError::Protocol("bad data stream preamble".into()));
+        }
+        Ok(DataStream { send, recv })
+    }
+
+    /// Ends deliberately: tells the relay, then closes the connection.
+    pub async fn end(mut self) {
+        let _ = assent_net::send_msg(&mut self.send, &ClientMsg::End).await;
+        let _ = self.send.finish();
+        // Give the relay a moment to read `End` before the close frame, so
+        // it records a deliberate end rather than a lost peer.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            loop {
+                match recv_relay(&mut self.recv).await {
+                    Ok(RelayMsg::SessionEnded { .. }) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        self.conn.close(close::NORMAL, b"bye");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// The session's opaque end-to-end byte stream through the relay.
+pub struct DataStream {
+    pub send: SendStream,
+    pub recv: RecvStream,
+}
+
+async fn recv_relay(recv: &mut RecvStream) -> Result<RelayMsg, ClientError> {
+    match assent_net::recv_msg::<RelayMsg>(recv).await? {
+        RelayMsg::Error { kind, message } => Err(ClientError::Refused { kind, message }),
+        msg => Ok(msg),
+    }
+}
+
+fn unexpected(wanted: &str, got: &RelayMsg) -> ClientError {
+    ClientError::Protocol(format!("expected {wanted}, got {}", msg_name(got)))
+}
+
+fn msg_name(msg: &RelayMsg) -> &'static str {
+    match msg {
+        RelayMsg::Challenge { .. } => "Challenge",
+        RelayMsg::Authenticated { .. } => "Authenticated",
+        RelayMsg::InviteCreated { .. } => "InviteCreated",
+        RelayMsg::AgentJoined { .. } => "AgentJoined",
+        RelayMsg::ConsentRequest { .. } => "ConsentRequest",
+        RelayMsg::ConsentResult { .. } => "ConsentResult",
+        RelayMsg::SessionStarted { .. } => "SessionStarted",
+        RelayMsg::SessionEnded { .. } => "SessionEnded",
+        RelayMsg::Error { .. } => "Error",
+    }
+}
+
+/// An invite as the technician sees it.
+pub struct Invite {
+    pub id: String,
+    /// The code to read to the user. Print it for the technician; never log it.
+    pub code: String,
+    pub expires_in_secs: u32,
+}
+
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("id", &self.id)
+            .field("code", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The technician's side, from authentication to a live session.
+pub struct Viewer {
+    pub control: Control,
+    pub technician: String,
+    pub invite: Invite,
+}
+
+/// What the viewer learns while waiting.
+#[derive(Debug)]
+pub enum ViewerEvent {
+    AgentJoined {
+        session: String,
+        device: String,
+        device_key: PublicKey,
+    },
+    Consent(ConsentDecision),
+    Started {
+        session: String,
+        scope: Scope,
+    },
+    Ended(EndReason),
+}
+
+impl Viewer {
+    /// Authenticates the technician key and asks for an invite.
+    pub async fn connect(
+        relay: &str,
+        ca: &Path,
+        key: &SecretKey,
+        request: InviteRequest,
+    ) -> Result<Viewer, ClientError> {
+        let mut control = Control::open(relay, ca, Role::Viewer).await?;
+        let signature = control.sign_challenge(Role::Viewer, key)?;
+        control
+            .send(&ClientMsg::ViewerAuth {
+                public_key: key.public().0,
+                signature,
+            })
+            .await?;
+        let technician = match control.recv().await? {
+            RelayMsg::Authenticated { technician } => technician,
+            other => return Err(unexpected("Authenticated", &other)),
+        };
+        control.send(&ClientMsg::CreateInvite(request)).await?;
+        let invite = match control.recv().await? {
+            RelayMsg::InviteCreated {
+                invite,
+                code,
+                expires_in_secs,
+            } => Invite {
+                id: invite,
+                code,
+                expires_in_secs,
+            },
+            other => return Err(unexpected("InviteCreated", &other)),
+        };
+        Ok(Viewer {
+            control,
+            technician,
+            invite,
+        })
+    }
+
+    /// The next step of pairing, as it happens.
+    pub async fn next_event(&mut self) -> Result<ViewerEvent, ClientError> {
+        match self.control.recv().await? {
+            RelayMsg::AgentJoined {
+                session,
+                device,
+                device_key,
+            } => Ok(ViewerEvent::AgentJoined {
+                session,
+                device,
+                device_key: PublicKey(device_key),
+            }),
+            RelayMsg::ConsentResult { decision } => Ok(ViewerEvent::Consent(decision)),
+            RelayMsg::SessionStarted { session, scope } => {
+                Ok(ViewerEvent::Started { session, scope })
+            }
+            RelayMsg::SessionEnded { reason } => Ok(ViewerEvent::Ended(reason)),
+            other => Err(unexpected("a pairing message", &other)),
+        }
+    }
+}
+
+/// The end user's side after a code was accepted: consent is pending.
+pub struct AgentPending {
+    pub control: Control,
+    pub offer: SessionOffer,
+    offer_bytes: Vec<u8>,
+    device_key: SecretKey,
+}
+
+impl AgentPending {
+    /// Redeems `code`, proving the device key on this connection, and
+    /// returns the relay-signed offer to show the user.
+    pub async fn join(
+        relay: &str,
+        ca: &Path,
+        device_key: SecretKey,
+        device: &str,
+        code: &str,
+    ) -> Result<AgentPending, ClientError> {
+        let mut control = Control::open(relay, ca, Role::Agent).await?;
+        let signature = control.sign_challenge(Role::Agent, &device_key)?;
+        control
+            .send(&ClientMsg::AgentJoin {
+                code: code.to_string(),
+                device: device.to_string(),
+                device_key: device_key.public().0,
+                signature,
+            })
+            .await?;
+        let (offer_bytes, relay_signature) = match control.recv().await? {
+            RelayMsg::ConsentRequest {
+                offer,
+                relay_signature,
+            } => (offer, relay_signature),
+            other => return Err(unexpected("ConsentRequest", &other)),
+        };
+        control
+            .relay_key
+            .verify(&identity::offer_payload(&offer_bytes), &relay_signature)
+            .map_err(|_| ClientError::BadRelaySignature)?;
+        let offer = SessionOffer::from_bytes(&offer_bytes)
+            .map_err(|e| ClientError::Protocol(format!("session offer: {e}")))?;
+        if offer.device_key != device_key.public().0 {
+            return Err(ClientError::Protocol(
+                "offer names another device key".into(),
+            ));
+        }
+        Ok(AgentPending {
+            control,
+            offer,
+            offer_bytes,
+            device_key,
+        })
+    }
+
+    /// Sends the user's signed decision. On a grant, waits for the session to
+    /// start and returns the live control and data streams.
+    pub async fn answer(mut self, decision: ConsentDecision) -> Result<AgentLive, ClientError> {
+        let receipt = self
+            .device_key
+            .sign(&identity::consent_payload(&self.offer_bytes, decision));
+        self.control
+            .send(&ClientMsg::Consent { decision, receipt })
+            .await?;
+        loop {
+            match self.control.recv().await? {
+                RelayMsg::SessionStarted { session, scope } => {
+                    let data = self.control.accept_data().await?;
+                    return Ok(AgentLive {
+                        control: self.control,
+                        data,
+                        session,
+                        scope,
+                        offer: self.offer,
+                    });
+                }
+                RelayMsg::SessionEnded { reason } => return Err(ClientError::Ended(reason)),
+                other => return Err(unexpected("SessionStarted", &other)),
+            }
+        }
+    }
+}
+
+/// A live session on the agent's side.
+pub struct AgentLive {
+    pub control: Control,
+    pub data: DataStream,
+    pub session: String,
+    pub scope: Scope,
+    pub offer: SessionOffer,
+}

@@ -1,0 +1,282 @@
+//! QUIC transport for Assent: endpoints, certificates and message framing on
+//! streams. This is the only crate that knows quinn and rustls; the relay,
+//! agent and viewer see [`Connection`], [`SendStream`] and [`RecvStream`]
+//! and the helpers here.
+//!
+//! Every connection uses TLS 1.3 with the ring provider, ALPN `assent/1`, and
+//! a 1 s keep-alive with a 3 s idle timeout so a peer that vanishes (process
+//! killed, cable pulled) is noticed within 3 seconds.
+
+pub mod pki;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use assent_proto::framing::{self, FrameError, MAX_CONTROL_FRAME, PREFIX_LEN};
+use assent_proto::identity::{EXPORTER_LABEL, EXPORTER_LEN};
+use assent_proto::ALPN;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarInt};
+
+/// Keep-alive period: well under the idle timeout so a healthy but quiet
+/// connection never times out.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// A connection silent this long is dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Per-stream receive window. It bounds how much one slow session can make
+/// the relay buffer, so many sessions cannot exhaust its memory.
+pub const STREAM_WINDOW: u32 = 512 * 1024;
+
+/// Application close codes (QUIC CONNECTION_CLOSE), so a peer can tell a
+/// deliberate close from a crash.
+pub mod close {
+    use quinn::VarInt;
+    /// Session over or client done.
+    pub const NORMAL: VarInt = VarInt::from_u32(0);
+    /// The peer broke the protocol or failed authentication.
+    pub const REFUSED: VarInt = VarInt::from_u32(1);
+    /// The relay is shutting down.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(2);
+    /// Too many connections from this address.
+    pub const RATE_LIMITED: VarInt = VarInt::from_u32(3);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot read {what}: {source}")]
+    ReadFile {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("no certificate found in {0}")]
+    NoCertificate(String),
+    #[error("no private key found in {0}")]
+    NoKey(String),
+    #[error("invalid PEM in {what}: {detail}")]
+    BadPem { what: String, detail: String },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("QUIC configuration: {0}")]
+    Quic(String),
+    #[error("cannot bind UDP socket {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("cannot connect to the relay at {addr}: {detail}")]
+    Connect { addr: String, detail: String },
+    #[error("connection lost: {0}")]
+    Connection(#[from] ConnectionError),
+    #[error("stream write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("stream read failed: {0}")]
+    Read(String),
+    #[error("peer closed the stream")]
+    Closed,
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("TLS exporter unavailable")]
+    Exporter,
+}
+
+impl NetError {
+    /// True when the relay's certificate was not trusted (wrong CA, name).
+    pub fn is_untrusted_relay(&self) -> bool {
+        match self {
+            NetError::Connect { detail, .. } => {
+                detail.contains("certificate") || detail.contains("UnknownIssuer")
+            }
+            NetError::Connection(ConnectionError::TransportError(e)) => {
+                e.to_string().contains("certificate")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn transport(peer_bidi_streams: u32) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    // 3 s is far below quinn's VarInt ceiling; the conversion cannot fail.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.max_concurrent_bidi_streams(VarInt::from_u32(peer_bidi_streams));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
+    t.receive_window(VarInt::from_u32(STREAM_WINDOW * 2));
+    t.send_window(u64::from(STREAM_WINDOW) * 2);
+    t
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, NetError> {
+    std::fs::read(path).map_err(|source| NetError::ReadFile {
+        what: format!("{what} {}", path.display()),
+        source,
+    })
+}
+
+/// Parses every certificate in a PEM document.
+pub fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NetError::BadPem {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(NetError::NoCertificate(what.to_string()));
+    }
+    Ok(certs)
+}
+
+/// The relay's endpoint, serving with the certificate chain and key in
+/// these PEM files.
+pub fn server_endpoint(
+    listen: SocketAddr,
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> Result<Endpoint, NetError> {
+    let chain = certs_from_pem(
+        &read(cert_path, "certificate")?,
+        &cert_path.display().to_string(),
+    )?;
+    let key = PrivateKeyDer::from_pem_slice(&read(key_path, "private key")?)
+        .map_err(|_| NetError::NoKey(key_path.display().to_string()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| NetError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    // A client opens its control stream; nothing more.
+    config.transport_config(Arc::new(transport(2)));
+    Endpoint::server(config, listen).map_err(|source| NetError::Bind {
+        addr: listen,
+        source,
+    })
+}
+
+/// A client endpoint that trusts only the CA certificates in `ca_pem`
+/// (never the system store: the relay's own CA is the trust anchor).
+pub fn client_endpoint(ca_pem: &std::path::Path, remote: SocketAddr) -> Result<Endpoint, NetError> {
+    let what = ca_pem.display().to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs_from_pem(&read(ca_pem, "CA certificate")?, &what)? {
+        roots.add(cert).map_err(|e| NetError::BadPem {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = false;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| NetError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    // The relay opens one data stream to each client.
+    config.transport_config(Arc::new(transport(2)));
+    let bind: SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint =
+        Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// Splits `HOST:PORT` (or `[v6]:PORT`) into the TLS server name and resolves it.
+pub async fn resolve(relay: &str) -> Result<(String, SocketAddr), NetError> {
+    let host = match relay.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+        None => return Err(NetError::Resolve(format!("{relay} (expected HOST:PORT)"))),
+    };
+    let addr = tokio::net::lookup_host(relay)
+        .await
+        .map_err(|e| NetError::Resolve(format!("{relay}: {e}")))?
+        .next()
+        .ok_or_else(|| NetError::Resolve(relay.to_string()))?;
+    Ok((host, addr))
+}
+
+/// Connects to the relay at `HOST:PORT`, verifying its certificate against `ca_pem`.
+pub async fn connect(
+    relay: &str,
+    ca_pem: &std::path::Path,
+) -> Result<(Endpoint, Connection), NetError> {
+    let (host, addr) = resolve(relay).await?;
+    let endpoint = client_endpoint(ca_pem, addr)?;
+    let connecting = endpoint
+        .connect(addr, &host)
+        .map_err(|e| NetError::Connect {
+            addr: relay.to_string(),
+            detail: e.to_string(),
+        })?;
+    let conn = connecting.await.map_err(|e| NetError::Connect {
+        addr: relay.to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok((endpoint, conn))
+}
+
+/// The TLS exporter value of this connection (RFC 8446 §7.5): both ends
+/// compute the same bytes, and no other connection has them.
+pub fn exporter(conn: &Connection) -> Result<[u8; EXPORTER_LEN], NetError> {
+    let mut out = [0u8; EXPORTER_LEN];
+    conn.export_keying_material(&mut out, EXPORTER_LABEL, b"")
+        .map_err(|_| NetError::Exporter)?;
+    Ok(out)
+}
+
+/// Writes one length-prefixed control message.
+pub async fn send_msg<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<(), NetError> {
+    let body = assent_proto::wire::encode(msg)?;
+    let frame = framing::encode_frame(&body, MAX_CONTROL_FRAME)?;
+    send.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Reads one length-prefixed control message. The prefix is checked against
+/// the control frame limit before the body buffer is allocated.
+pub async fn recv_msg<T: DeserializeOwned>(recv: &mut RecvStream) -> Result<T, NetError> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    read_exact(recv, &mut prefix, true).await?;
+    let len = framing::check_len(prefix, MAX_CONTROL_FRAME)?;
+    let mut body = vec![0u8; len];
+    read_exact(recv, &mut body, false).await?;
+    Ok(assent_proto::wire::decode(&body)?)
+}
+
+async fn read_exact(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    at_boundary: bool,
+) -> Result<(), NetError> {
+    match recv.read_exact(buf).await {
+        Ok(()) => Ok(()),
+        Err(quinn::ReadExactError::FinishedEarly(0)) if at_boundary => Err(NetError::Closed),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => Err(NetError::Frame(FrameError::Truncated)),
+        Err(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(e))) => {
+            Err(NetError::Connection(e))
+        }
+        Err(quinn::ReadExactError::ReadError(e)) => Err(NetError::Read(e.to_string())),
+    }
+}

@@ -1,0 +1,94 @@
+//! The relay's single audit writer: one thread owns the log and commits
+//! records in groups (one fsync for everything queued), so a thousand
+//! sessions starting at once do not each pay a disk flush in series.
+//! `record` returns only after the record is on disk: callers let the event
+//! take effect after that, never before.
+
+use std::sync::mpsc;
+
+use assent_audit::{AuditLog, Fields};
+use tokio::sync::oneshot;
+
+/// Most records committed in one group.
+const MAX_BATCH: usize = 512;
+
+struct Request {
+    event: String,
+    fields: Fields,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("audit log write failed: {0}")]
+pub struct AuditFailed(pub String);
+
+/// Cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct AuditHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl AuditHandle {
+    /// Starts the writer. It stops once every handle is dropped, after
+    /// committing what was queued.
+    pub fn spawn(mut log: AuditLog) -> std::io::Result<(AuditHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    let (entries, waiters): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .map(|r| ((r.event, r.fields), r.done))
+                        .unzip();
+                    match log.append_batch(entries) {
+                        Ok(records) => {
+                            for (w, rec) in waiters.into_iter().zip(records) {
+                                let _ = w.send(Ok(rec.seq));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "audit write failed");
+                            for w in waiters {
+                                let _ = w.send(Err(e.to_string()));
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok((AuditHandle { tx }, thread))
+    }
+
+    /// Appends a record and waits until it is fsynced. Returns its `seq`.
+    pub async fn record(&self, event: &str, fields: Fields) -> Result<u64, AuditFailed> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Request {
+                event: event.to_string(),
+                fields,
+                done,
+            })
+            .map_err(|_| AuditFailed("writer stopped".into()))?;
+        wait.await
+            .map_err(|_| AuditFailed("writer stopped".into()))?
+            .map_err(AuditFailed)
+    }
+}
+
+/// Builds audit fields from `key => value` pairs.
+#[macro_export]
+macro_rules! fields {
+    ($($k:expr => $v:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut m = assent_audit::Fields::new();
+        $( m.insert($k.to_string(), serde_json::json!($v)); )*
+        m
+    }};
+}

@@ -1,0 +1,409 @@
+//! `assent-relay`: the admin's command line. Exit codes: 0 success, 1 a
+//! failure the admin must act on (stderr says what to do), 2 bad usage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use assent_relay::admin::{self, AdminRequest, SessionInfo};
+use assent_relay::store::{self, DataDir, Technicians};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "assent-relay",
+    version,
+    about = "Assent relay: pairs technicians with consenting users, forwards their end-to-end encrypted sessions, audits every start and end.",
+    after_help = "Example:\n  assent-relay init --data-dir /var/lib/assent --public-name relay.example.com\n  assent-relay technician add --data-dir /var/lib/assent --name alice --key 'ed25519:AAAA... alice@laptop'\n  assent-relay serve --data-dir /var/lib/assent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a relay data directory: config, CA, TLS certificate, signing key, audit dir.
+    #[command(
+        after_help = "Example:\n  assent-relay init --data-dir /var/lib/assent --listen 0.0.0.0:4433 --public-name relay.example.com"
+    )]
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// UDP address to listen on.
+        #[arg(long, default_value = "0.0.0.0:4433")]
+        listen: SocketAddr,
+        /// DNS name clients use to reach the relay (put in its certificate).
+        #[arg(long, default_value = "localhost")]
+        public_name: String,
+    },
+    /// Run the relay until SIGTERM or SIGINT.
+    #[command(
+        after_help = "Example:\n  assent-relay serve --data-dir /var/lib/assent --listen 0.0.0.0:4433"
+    )]
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Overrides `listen` in relay.toml (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Enrol, list or revoke technicians.
+    Technician {
+        #[command(subcommand)]
+        command: TechnicianCommand,
+    },
+    /// List live sessions.
+    #[command(after_help = "Example:\n  assent-relay sessions --data-dir /var/lib/assent --json")]
+    Sessions {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a live session at once (audited as admin_killed).
+    #[command(
+        after_help = "Example:\n  assent-relay kill --data-dir /var/lib/assent 3f2a9c0e1b7d4a66"
+    )]
+    Kill {
+        #[arg(long)]
+        data_dir: PathBuf,
+        session_id: String,
+    },
+    /// Verify or show the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TechnicianCommand {
+    /// Enrol a technician's public key (the line `assent-viewer keygen` printed).
+    #[command(
+        after_help = "Example:\n  assent-relay technician add --data-dir /var/lib/assent --name alice --key 'ed25519:AAAA... alice@laptop'"
+    )]
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// List enrolled technicians.
+    #[command(after_help = "Example:\n  assent-relay technician list --data-dir /var/lib/assent")]
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke a technician: refused at once, live sessions end (technician_revoked).
+    #[command(
+        after_help = "Example:\n  assent-relay technician revoke alice --data-dir /var/lib/assent"
+    )]
+    Revoke {
+        name: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: `ok: N records`, or the first bad seq (exit 1).
+    #[command(after_help = "Example:\n  assent-relay audit verify --data-dir /var/lib/assent")]
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print the records as a table, or the raw JSON lines.
+    #[command(
+        after_help = "Example:\n  assent-relay audit show --data-dir /var/lib/assent --session 3f2a9c0e1b7d4a66"
+    )]
+    Show {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Only records of this session.
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init {
+            data_dir,
+            listen,
+            public_name,
+        } => {
+            let dir = DataDir::new(&data_dir);
+            let report = store::init(&dir, listen, &public_name)?;
+            println!("Relay created in {}", data_dir.display());
+            println!(
+                "CA certificate (give it to agents and viewers): {}",
+                report.ca_path.display()
+            );
+            println!("CA SHA-256 fingerprint: {}", report.ca_fingerprint);
+            println!("Certificate valid for: {}", report.names.join(", "));
+            println!(
+                "Next: enrol a technician with `assent-relay technician add --data-dir {} --name NAME --key 'ed25519:...'`, then `assent-relay serve --data-dir {}`",
+                data_dir.display(),
+                data_dir.display()
+            );
+        }
+        Command::Serve { data_dir, listen } => {
+            let dir = DataDir::new(&data_dir);
+            assent_relay::serve(dir, listen, |addr| {
+                // A stable line scripts and tests wait for.
+                println!("listening on {addr}");
+            })
+            .await?;
+        }
+        Command::Technician { command } => technician(command).await?,
+        Command::Sessions { data_dir, json } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            let sessions =
+                match admin::request(&dir.admin_socket(), &AdminRequest::Sessions).await? {
+                    Some(r) if r.ok => r.sessions.unwrap_or_default(),
+                    Some(r) => bail!("{}", r.error.unwrap_or_default()),
+                    None => bail!(
+                        "the relay is not running (no answer on {})",
+                        dir.admin_socket().display()
+                    ),
+                };
+            print_sessions(&sessions, json)?;
+        }
+        Command::Kill {
+            data_dir,
+            session_id,
+        } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            let req = AdminRequest::Kill {
+                session: session_id,
+            };
+            match admin::request(&dir.admin_socket(), &req).await? {
+                Some(r) if r.ok => println!("{}", r.message.unwrap_or_default()),
+                Some(r) => bail!("{}", r.error.unwrap_or_default()),
+                None => bail!("the relay is not running, so no session is live"),
+            }
+        }
+        Command::Audit { command } => return audit(command),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn technician(command: TechnicianCommand) -> anyhow::Result<()> {
+    match command {
+        TechnicianCommand::Add {
+            data_dir,
+            name,
+            key,
+        } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            let req = AdminRequest::TechnicianAdd {
+                name: name.clone(),
+                key: key.clone(),
+            };
+            if let Some(r) = admin::request(&dir.admin_socket(), &req).await? {
+                if !r.ok {
+                    bail!("{}", r.error.unwrap_or_default());
+                }
+                println!("{}", r.message.unwrap_or_default());
+                return Ok(());
+            }
+            // No relay running: change the registry and audit directly. The
+            // audit log's lock guarantees no relay writes concurrently.
+            let mut log = assent_relay::open_audit(&dir)?;
+            let mut reg = Technicians::load(&dir)?;
+            let t = reg.add(&name, &key, &assent_relay::now_rfc3339())?;
+            log.append(
+                "technician_added",
+                assent_relay::fields! {"technician" => t.name, "technician_key" => t.fingerprint()},
+            )
+            .context("writing the audit record")?;
+            reg.save(&dir)?;
+            println!("enrolled {} ({})", t.name, t.fingerprint());
+        }
+        TechnicianCommand::List { data_dir } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            let reg = Technicians::load(&dir)?;
+            if reg.list.is_empty() {
+                println!("no technicians enrolled");
+            }
+            println!(
+                "{:<24} {:<52} {:<26} STATUS",
+                "NAME", "KEY FINGERPRINT", "ADDED"
+            );
+            for t in &reg.list {
+                let status = match &t.revoked {
+                    Some(when) => format!("revoked {when}"),
+                    None => "active".into(),
+                };
+                println!(
+                    "{:<24} {:<52} {:<26} {status}",
+                    t.name,
+                    t.fingerprint(),
+                    t.added
+                );
+            }
+        }
+        TechnicianCommand::Revoke { name, data_dir } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            let req = AdminRequest::TechnicianRevoke { name: name.clone() };
+            if let Some(r) = admin::request(&dir.admin_socket(), &req).await? {
+                if !r.ok {
+                    bail!("{}", r.error.unwrap_or_default());
+                }
+                println!("{}", r.message.unwrap_or_default());
+                return Ok(());
+            }
+            let mut log = assent_relay::open_audit(&dir)?;
+            let mut reg = Technicians::load(&dir)?;
+            let t = reg.revoke(&name, &assent_relay::now_rfc3339())?;
+            log.append(
+                "technician_revoked",
+                assent_relay::fields! {"technician" => t.name, "technician_key" => t.fingerprint()},
+            )
+            .context("writing the audit record")?;
+            reg.save(&dir)?;
+            println!("revoked {}", t.name);
+        }
+    }
+    Ok(())
+}
+
+fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(sessions)?);
+        return Ok(());
+    }
+    if sessions.is_empty() {
+        println!("no live sessions");
+        return Ok(());
+    }
+    println!(
+        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12}",
+        "SESSION", "TECHNICIAN", "TICKET", "DEVICE", "SCOPE", "STARTED", "TO VIEWER", "TO AGENT"
+    );
+    for s in sessions {
+        println!(
+            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12}",
+            s.id,
+            clip(&s.technician, 16),
+            clip(&s.ticket, 16),
+            clip(&s.device, 20),
+            s.scope,
+            s.started,
+            s.bytes_to_viewer,
+            s.bytes_to_agent
+        );
+    }
+    Ok(())
+}
+
+/// Shortens and neutralises a value for a terminal table: values were
+/// validated on the way in, but the audit file may have been edited.
+fn clip(value: &str, width: usize) -> String {
+    let clean = assent_proto::text::sanitize(value, width.max(2));
+    if clean.chars().count() >= width && value.chars().count() > width {
+        let mut s: String = clean.chars().take(width - 1).collect();
+        s.push('…');
+        s
+    } else {
+        clean
+    }
+}
+
+fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { data_dir } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            match assent_audit::verify(&dir.audit()) {
+                Ok(n) => {
+                    println!("ok: {n} records");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("audit log {} is damaged: {e}", dir.audit().display());
+                    println!("bad: seq {}", e.seq);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Show {
+            data_dir,
+            json,
+            session,
+        } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            let records = assent_audit::read_records(&dir.audit())
+                .with_context(|| format!("reading {}", dir.audit().display()))?;
+            let records = records.into_iter().filter(|r| {
+                session
+                    .as_deref()
+                    .is_none_or(|s| r.get_str("session") == Some(s))
+            });
+            for r in records {
+                if json {
+                    println!("{}", assent_audit::canonical_json(&r.to_json()));
+                } else {
+                    let details: Vec<String> = r
+                        .fields
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            format!("{k}={}", clip(&v, 80))
+                        })
+                        .collect();
+                    println!(
+                        "{:>6}  {:<24}  {:<18}  {}",
+                        r.seq,
+                        clip(&r.time, 24),
+                        clip(&r.event, 18),
+                        details.join(" ")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

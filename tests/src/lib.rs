@@ -1,0 +1,258 @@
+//! Shared helpers for the end-to-end tests: a relay process in a temporary
+//! data directory, technician keys, and paths to the workspace binaries.
+//!
+//! Tests talk only to 127.0.0.1 with ports the relay picks itself (port 0),
+//! and every process they start is killed by PID when its guard drops.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assent_proto::identity::SecretKey;
+
+/// Path of a workspace binary (built by `cargo test --workspace`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-xxxx → target/debug/NAME
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Runs a workspace binary to completion.
+pub fn run(name: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin(name))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run binary")
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on a PID we own and have not reaped yet.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+    /// Waits up to `limit` for exit; returns the status if it exited.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A relay serving from a temporary data directory.
+pub struct TestRelay {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub addr: String,
+    pub log: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl TestRelay {
+    /// Initialises a relay; `limits` are `key = value` lines replacing the
+    /// defaults in relay.toml. Does not start it.
+    pub fn init(limits: &[(&str, &str)]) -> TestRelay {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("relay");
+        let out = run(
+            "assent-relay",
+            &[
+                "init",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--public-name",
+                "localhost",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let relay = TestRelay {
+            log: tmp.path().join("relay.log"),
+            tmp,
+            dir,
+            addr: String::new(),
+            proc: None,
+        };
+        relay.set_limits(limits);
+        relay
+    }
+
+    pub fn set_limits(&self, limits: &[(&str, &str)]) {
+        let path = self.dir.join("relay.toml");
+        let mut text = std::fs::read_to_string(&path).expect("relay.toml");
+        for (key, value) in limits {
+            let prefix = format!("{key} = ");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no key {key} in relay.toml"))
+                .to_string();
+            text = text.replace(&line, &format!("{key} = {value}"));
+        }
+        std::fs::write(&path, text).expect("write relay.toml");
+    }
+
+    /// Starts `serve` and waits for its `listening on` line.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(bin("assent-relay"))
+            .args(["serve", "--data-dir", self.dir.to_str().unwrap()])
+            .env("RUST_LOG", "debug,quinn=info,quinn_proto=info,rustls=info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "relay did not start: {first:?}; log: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.addr = addr;
+        self.proc = Some(Proc { child });
+    }
+
+    pub fn started(limits: &[(&str, &str)]) -> TestRelay {
+        let mut r = TestRelay::init(limits);
+        r.start();
+        r
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit/audit.jsonl")
+    }
+
+    pub fn data_dir(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// Enrols a fresh technician key through the CLI and returns it.
+    pub fn enrol(&self, name: &str) -> SecretKey {
+        let key = SecretKey::generate().unwrap();
+        let line = format!("{} {name}@test", key.public().to_line());
+        let out = run(
+            "assent-relay",
+            &[
+                "technician",
+                "add",
+                "--data-dir",
+                self.data_dir(),
+                "--name",
+                name,
+                "--key",
+                &line,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "enrol: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        key
+    }
+
+    /// Audit records as JSON values.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .map(|r| r["event"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// Waits until a record matching `pred` is present.
+    pub fn wait_record(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
+                return Some(r);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut p = self.proc.take()?;
+        p.signal(libc::SIGTERM);
+        p.wait_timeout(Duration::from_secs(10))
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
