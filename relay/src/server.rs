@@ -128,7 +128,18 @@ pub async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
             async move {
                 match incoming.await {
                     Ok(conn) => handle_connection(shared, conn).await,
-                    Err(e) => info!(error = %e, "handshake failed"),
+                    Err(e) => {
+                        // Most often a client that does not trust this
+                        // relay's CA; bounded by the connection rate limit.
+                        info!(error = %e, "TLS handshake failed");
+                        let _ = shared
+                            .audit
+                            .record(
+                                "auth_failed",
+                                fields! {"role" => "unknown", "peer" => peer.to_string(), "reason" => "tls_handshake_failed"},
+                            )
+                            .await;
+                    }
                 }
             }
             .instrument(span),

@@ -1,1 +1,5 @@
+//! End-to-end tests: the real relay binary over real QUIC on loopback, with
+//! programmatic agents and viewers (`assent-client`, no screen or window).
 
+mod common;
+mod relay;

@@ -318,21 +318,19 @@ impl AgentPending {
         self.control
             .send(&ClientMsg::Consent { decision, receipt })
             .await?;
-        loop {
-            match self.control.recv().await? {
-                RelayMsg::SessionStarted { session, scope } => {
-                    let data = self.control.accept_data().await?;
-                    return Ok(AgentLive {
-                        control: self.control,
-                        data,
-                        session,
-                        scope,
-                        offer: self.offer,
-                    });
-                }
-                RelayMsg::SessionEnded { reason } => return Err(ClientError::Ended(reason)),
-                other => return Err(unexpected("SessionStarted", &other)),
+        match self.control.recv().await? {
+            RelayMsg::SessionStarted { session, scope } => {
+                let data = self.control.accept_data().await?;
+                Ok(AgentLive {
+                    control: self.control,
+                    data,
+                    session,
+                    scope,
+                    offer: self.offer,
+                })
             }
+            RelayMsg::SessionEnded { reason } => Err(ClientError::Ended(reason)),
+            other => Err(unexpected("SessionStarted", &other)),
         }
     }
 }
@@ -344,4 +342,29 @@ pub struct AgentLive {
     pub session: String,
     pub scope: Scope,
     pub offer: SessionOffer,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("relay", &self.conn.remote_address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewer")
+            .field("technician", &self.technician)
+            .field("invite", &self.invite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AgentPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentPending")
+            .field("offer", &self.offer)
+            .finish_non_exhaustive()
+    }
 }

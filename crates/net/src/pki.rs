@@ -40,6 +40,11 @@ const LEAF_DAYS: i64 = 730;
 /// Generates a CA and a relay certificate valid for `names` (DNS names or IP
 /// addresses).
 pub fn generate(names: &[String], ca_common_name: &str) -> Result<RelayPki, PkiError> {
+    if let Some(bad) = names.iter().find(|n| !is_host_name(n)) {
+        return Err(PkiError::BadName(format!(
+            "{bad:?} is neither an IP address nor a DNS name"
+        )));
+    }
     let now = OffsetDateTime::now_utc();
     let mut ca_params = CertificateParams::default();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -83,6 +88,23 @@ pub fn generate(names: &[String], ca_common_name: &str) -> Result<RelayPki, PkiE
     })
 }
 
+fn is_host_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// SHA-256 over the DER of the first certificate in `pem`, as colon-separated
 /// upper-case hex (the form `openssl x509 -fingerprint -sha256` prints), so an
 /// admin can compare it by eye when distributing `ca.pem`.
@@ -115,6 +137,9 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        assert!(generate(&["bad name with spaces\u{0}".into()], "CA").is_err());
+        for bad in ["bad name", "nul\u{0}", "", "-x.example", "a..b"] {
+            assert!(generate(&[bad.into()], "CA").is_err(), "{bad:?}");
+        }
+        assert!(generate(&["::1".into(), "relay-1.example.com".into()], "CA").is_ok());
     }
 }

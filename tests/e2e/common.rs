@@ -1,0 +1,67 @@
+use std::time::Duration;
+
+use assent_client::{AgentLive, AgentPending, ClientError, DataStream, Viewer, ViewerEvent};
+use assent_proto::identity::SecretKey;
+use assent_proto::wire::{ConsentDecision, Impact, InviteRequest, Scope};
+use assent_tests::TestRelay;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn request(ticket: &str, scope: Scope) -> InviteRequest {
+    InviteRequest {
+        ticket: ticket.into(),
+        client: "Acme Ltd".into(),
+        summary: "Outlook does not start".into(),
+        impact: Impact::High,
+        scope,
+    }
+}
+
+pub async fn viewer(relay: &TestRelay, key: &SecretKey, scope: Scope) -> Viewer {
+    Viewer::connect(&relay.addr, &relay.ca(), key, request("T-1042", scope))
+        .await
+        .expect("viewer connects")
+}
+
+pub async fn join(relay: &TestRelay, code: &str) -> Result<AgentPending, ClientError> {
+    AgentPending::join(
+        &relay.addr,
+        &relay.ca(),
+        SecretKey::generate().unwrap(),
+        "pc-reception",
+        code,
+    )
+    .await
+}
+
+/// Pairs a viewer and an agent into a live session.
+pub async fn pair(
+    relay: &TestRelay,
+    key: &SecretKey,
+    scope: Scope,
+    decision: ConsentDecision,
+) -> (Viewer, DataStream, AgentLive) {
+    let mut v = viewer(relay, key, scope).await;
+    let code = v.invite.code.clone();
+    let pending = join(relay, &code).await.expect("agent joins");
+    let answer = tokio::spawn(pending.answer(decision));
+    let mut session = None;
+    while session.is_none() {
+        match tokio::time::timeout(WAIT, v.next_event())
+            .await
+            .expect("event")
+            .expect("ok")
+        {
+            ViewerEvent::Started { session: s, .. } => session = Some(s),
+            ViewerEvent::Ended(r) => panic!("ended {r:?}"),
+            _ => {}
+        }
+    }
+    let data = v.control.accept_data().await.expect("viewer data stream");
+    let live = answer.await.unwrap().expect("agent live");
+    (v, data, live)
+}
+
+pub fn has_event(relay: &TestRelay, event: &str) -> bool {
+    relay.events().iter().any(|e| e == event)
+}
