@@ -11,6 +11,7 @@ pub mod identity;
 pub mod invite;
 pub mod limits;
 pub mod session;
+pub mod session_msg;
 pub mod text;
 pub mod wire;
 

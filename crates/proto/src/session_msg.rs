@@ -1,0 +1,183 @@
+//! Messages inside the end-to-end encrypted session channel between agent
+//! and viewer. The relay never sees these: they travel sealed (see the
+//! `assent-channel` crate) on the data stream it forwards.
+//!
+//! Every type here is decoded from bytes a hostile peer controls, so every
+//! variable-length field has a limit checked by [`SessionMsg::validate`]
+//! after decoding (and the decoder input itself is bounded by
+//! [`MAX_SESSION_MSG`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::framing::FrameError;
+use crate::wire::Scope;
+
+/// Largest session message (a full 4K keyframe compresses far below this).
+pub const MAX_SESSION_MSG: usize = 32 * 1024 * 1024;
+/// Longest text typed in one `Text` input event.
+pub const MAX_TEXT_INPUT: usize = 1024;
+
+/// Mouse buttons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MouseButton {
+    Left,
+    Middle,
+    Right,
+}
+
+/// Keys that are not plain characters, plus characters themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Key {
+    /// A character key as the viewer's keyboard layout produced it.
+    Char(char),
+    Return,
+    Tab,
+    Backspace,
+    Escape,
+    Delete,
+    Insert,
+    Home,
+    End,
+    PageUp,
+    PageDown,
+    Left,
+    Right,
+    Up,
+    Down,
+    Space,
+    /// F1..F24.
+    F(u8),
+    Shift,
+    Control,
+    Alt,
+    Meta,
+    CapsLock,
+}
+
+/// A platform-neutral input event, in remote screen pixel coordinates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputEvent {
+    MouseMove { x: u32, y: u32 },
+    MouseButton { button: MouseButton, pressed: bool },
+    /// Wheel steps; positive is down / right.
+    Wheel { dx: i32, dy: i32 },
+    Key { key: Key, pressed: bool },
+    /// Text to type as-is (no modifiers).
+    Text(String),
+}
+
+/// Session control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// Agent → viewer: the user paused (frames frozen to a placeholder,
+    /// input dropped).
+    Paused,
+    /// Agent → viewer: the user resumed.
+    Resumed,
+    /// Either way: the session is over.
+    End,
+    /// Viewer → agent: ask for a different scope. The agent only changes
+    /// scope after asking its user again.
+    ScopeRequest(Scope),
+    /// Agent → viewer: the scope now in force.
+    Scope(Scope),
+    /// Viewer → agent: send a full frame next.
+    KeyframeRequest,
+}
+
+/// One message in the session channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionMsg {
+    /// An encoded frame update (format owned by `assent-codec`).
+    Frame(Vec<u8>),
+    /// Remote cursor position.
+    Cursor { x: u32, y: u32 },
+    Input(InputEvent),
+    Control(Control),
+    /// Viewer → agent: the viewer decoded the frame with this sequence
+    /// number (flow control and latency measurement).
+    FrameAck { seq: u64 },
+}
+
+impl SessionMsg {
+    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
+        let bytes = postcard::to_allocvec(self).map_err(|e| FrameError::Encode(e.to_string()))?;
+        if bytes.len() > MAX_SESSION_MSG {
+            return Err(FrameError::TooLarge {
+                len: bytes.len(),
+                max: MAX_SESSION_MSG,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes and validates a message from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<SessionMsg, FrameError> {
+        if bytes.len() > MAX_SESSION_MSG {
+            return Err(FrameError::TooLarge {
+                len: bytes.len(),
+                max: MAX_SESSION_MSG,
+            });
+        }
+        let msg: SessionMsg =
+            postcard::from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))?;
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    /// Limits that the type system does not express.
+    pub fn validate(&self) -> Result<(), FrameError> {
+        match self {
+            SessionMsg::Input(InputEvent::Text(t)) if t.chars().count() > MAX_TEXT_INPUT => {
+                Err(FrameError::Decode("text input too long".into()))
+            }
+            SessionMsg::Input(InputEvent::Key { key: Key::F(n), .. }) if !(1..=24).contains(n) => {
+                Err(FrameError::Decode("no such function key".into()))
+            }
+            SessionMsg::Input(InputEvent::Wheel { dx, dy })
+                if dx.unsigned_abs() > 100 || dy.unsigned_abs() > 100 =>
+            {
+                Err(FrameError::Decode("wheel step too large".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_and_limits() {
+        let msgs = vec![
+            SessionMsg::Frame(vec![1, 2, 3]),
+            SessionMsg::Input(InputEvent::Key {
+                key: Key::Char('é'),
+                pressed: true,
+            }),
+            SessionMsg::Input(InputEvent::Text("hello".into())),
+            SessionMsg::Control(Control::ScopeRequest(Scope::Control)),
+            SessionMsg::FrameAck { seq: 7 },
+        ];
+        for m in msgs {
+            assert_eq!(SessionMsg::decode(&m.encode().unwrap()).unwrap(), m);
+        }
+        let long = SessionMsg::Input(InputEvent::Text("x".repeat(MAX_TEXT_INPUT + 1)));
+        assert!(SessionMsg::decode(&long.encode().unwrap()).is_err());
+        let f99 = SessionMsg::Input(InputEvent::Key {
+            key: Key::F(99),
+            pressed: true,
+        });
+        assert!(SessionMsg::decode(&f99.encode().unwrap()).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = SessionMsg::decode(&bytes);
+        }
+    }
+}
