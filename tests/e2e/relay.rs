@@ -309,9 +309,15 @@ async fn viewer_for(relay: &TestRelay, key: &SecretKey) -> assent_client::Viewer
 async fn a_client_that_does_not_trust_the_relay_ca_refuses_it() {
     let relay = TestRelay::started(&[]);
     let key = relay.enrol("alice");
-    let other = TestRelay::init(&[]);
+    // A CA the relay's certificate does not chain to: the throwaway one from
+    // certs/gen-test-ca (which also proves that script works).
+    let other_dir = relay.tmp.path().join("other-ca");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs/gen-test-ca");
+    let out = std::process::Command::new(script).arg(&other_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let other_ca = other_dir.join("ca.pem");
     let err =
-        assent_client::Viewer::connect(&relay.addr, &other.ca(), &key, request("T", Scope::View))
+        assent_client::Viewer::connect(&relay.addr, &other_ca, &key, request("T", Scope::View))
             .await
             .unwrap_err();
     match &err {
@@ -320,7 +326,7 @@ async fn a_client_that_does_not_trust_the_relay_ca_refuses_it() {
     }
     let err = assent_client::AgentPending::join(
         &relay.addr,
-        &other.ca(),
+        &other_ca,
         SecretKey::generate().unwrap(),
         "pc",
         "123-456-789-012-345",
