@@ -21,7 +21,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Join a support session with the code your technician gave you.
-    #[command(after_help = "Example:\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem 123-456-789-012-345")]
+    #[command(
+        after_help = "Example:\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem 123-456-789-012-345"
+    )]
     Join {
         #[arg(long)]
         relay: String,

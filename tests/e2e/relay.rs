@@ -313,8 +313,15 @@ async fn a_client_that_does_not_trust_the_relay_ca_refuses_it() {
     // certs/gen-test-ca (which also proves that script works).
     let other_dir = relay.tmp.path().join("other-ca");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs/gen-test-ca");
-    let out = std::process::Command::new(script).arg(&other_dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(script)
+        .arg(&other_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let other_ca = other_dir.join("ca.pem");
     let err =
         assent_client::Viewer::connect(&relay.addr, &other_ca, &key, request("T", Scope::View))

@@ -25,14 +25,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create your technician key and print the line to send to the relay admin.
-    #[command(after_help = "Example:\n  assent-viewer keygen\n  assent-viewer keygen --key ~/alice.key")]
+    #[command(
+        after_help = "Example:\n  assent-viewer keygen\n  assent-viewer keygen --key ~/alice.key"
+    )]
     Keygen {
         /// Where to write the private key [default: $XDG_CONFIG_HOME/assent/technician.key].
         #[arg(long)]
         key: Option<PathBuf>,
     },
     /// Ask the relay for a one-time code for a ticket, then open the session window.
-    #[command(after_help = "Example:\n  assent-viewer connect --relay relay.example.com:4433 --ca ca.pem --ticket T-1042 --client 'Acme Ltd' --summary 'Outlook crashes' --impact high --scope control")]
+    #[command(
+        after_help = "Example:\n  assent-viewer connect --relay relay.example.com:4433 --ca ca.pem --ticket T-1042 --client 'Acme Ltd' --summary 'Outlook crashes' --impact high --scope control"
+    )]
     Connect {
         #[arg(long)]
         relay: String,

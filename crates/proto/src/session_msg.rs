@@ -57,11 +57,23 @@ pub enum Key {
 /// A platform-neutral input event, in remote screen pixel coordinates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputEvent {
-    MouseMove { x: u32, y: u32 },
-    MouseButton { button: MouseButton, pressed: bool },
+    MouseMove {
+        x: u32,
+        y: u32,
+    },
+    MouseButton {
+        button: MouseButton,
+        pressed: bool,
+    },
     /// Wheel steps; positive is down / right.
-    Wheel { dx: i32, dy: i32 },
-    Key { key: Key, pressed: bool },
+    Wheel {
+        dx: i32,
+        dy: i32,
+    },
+    Key {
+        key: Key,
+        pressed: bool,
+    },
     /// Text to type as-is (no modifiers).
     Text(String),
 }
@@ -91,12 +103,17 @@ pub enum SessionMsg {
     /// An encoded frame update (format owned by `assent-codec`).
     Frame(Vec<u8>),
     /// Remote cursor position.
-    Cursor { x: u32, y: u32 },
+    Cursor {
+        x: u32,
+        y: u32,
+    },
     Input(InputEvent),
     Control(Control),
     /// Viewer → agent: the viewer decoded the frame with this sequence
     /// number (flow control and latency measurement).
-    FrameAck { seq: u64 },
+    FrameAck {
+        seq: u64,
+    },
 }
 
 impl SessionMsg {
