@@ -15,7 +15,7 @@ use assent_proto::session::{AbortReason, Action, Event, Phase, SessionMachine};
 use assent_proto::text;
 use assent_proto::wire::{
     ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, SessionOffer,
-    DATA_PREAMBLE,
+    DATA_PREAMBLE, MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -126,6 +126,8 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
     // machine says which decision to record (a late answer is recorded as a
     // timeout, and then this receipt does not apply).
     let mut pending_receipt: Option<(ConsentDecision, String)> = None;
+    let mut handshakes_from_viewer = 0usize;
+    let mut handshakes_from_agent = 0usize;
     let mut shutdown = shared.shutdown.clone();
     if *shutdown.borrow() {
         machine.handle(Event::RelayShutdown, Instant::now());
@@ -156,6 +158,12 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
             }
             msg = viewer.messages.recv() => match msg {
                 Some(Ok(ClientMsg::End)) => Event::ViewerClosed,
+                Some(Ok(ClientMsg::Handshake(bytes))) => {
+                    if let Some(a) = agent.as_mut() {
+                        pass_handshake(&session, &machine, &mut handshakes_from_viewer, bytes, &mut a.side).await;
+                    }
+                    continue;
+                }
                 Some(Ok(ClientMsg::SessionNote { fields })) => {
                     record_note(&shared, &session, &machine, fields).await;
                     continue;
@@ -187,6 +195,10 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
                             pending_receipt = Some((decision, hex::encode(&receipt)));
                             Event::Consent(decision)
                         }
+                    }
+                    Some(Ok(ClientMsg::Handshake(bytes))) => {
+                        pass_handshake(&session, &machine, &mut handshakes_from_agent, bytes, &mut viewer).await;
+                        continue;
                     }
                     Some(Ok(ClientMsg::End)) => Event::AgentEnded,
                     Some(Ok(_)) => {
@@ -401,6 +413,28 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
         }
     };
     tokio::join!(viewer.finish(last.clone()), agent_bye);
+}
+
+/// Passes one end-to-end handshake message to the other side, only while
+/// consent is pending and only a few small ones: the relay cannot read them,
+/// and they carry no session content.
+async fn pass_handshake(
+    session: &str,
+    machine: &SessionMachine,
+    count: &mut usize,
+    bytes: Vec<u8>,
+    to: &mut Side,
+) {
+    if !matches!(machine.phase(), Phase::AwaitingConsent { .. }) {
+        warn!(session = %session, "handshake message outside the consent phase; dropped");
+        return;
+    }
+    if *count >= MAX_HANDSHAKE_MSGS || bytes.len() > MAX_HANDSHAKE_MSG {
+        warn!(session = %session, "handshake message over the limits; dropped");
+        return;
+    }
+    *count += 1;
+    to.tell(&RelayMsg::Handshake(bytes)).await;
 }
 
 fn abort_message(reason: AbortReason) -> RelayMsg {

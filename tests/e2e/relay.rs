@@ -800,3 +800,49 @@ async fn viewer_learns_device_and_consent() {
         }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_messages_pass_only_while_consent_is_pending_and_bounded() {
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let mut v = viewer(&relay, &key, Scope::View).await;
+    let mut pending = join(&relay, &v.invite.code.clone()).await.unwrap();
+    assert!(matches!(
+        v.next_event().await.unwrap(),
+        ViewerEvent::AgentJoined { .. }
+    ));
+    // Five messages from the viewer: the relay passes four.
+    for i in 0..5u8 {
+        v.control
+            .send(&ClientMsg::Handshake(vec![i; 32]))
+            .await
+            .unwrap();
+    }
+    // Oversized: dropped.
+    let big = vec![9u8; assent_proto::wire::MAX_HANDSHAKE_MSG + 1];
+    v.control.send(&ClientMsg::Handshake(big)).await.unwrap();
+    for i in 0..4u8 {
+        let msg = tokio::time::timeout(WAIT, pending.control.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg, RelayMsg::Handshake(vec![i; 32]));
+    }
+    // The agent's answer reaches the viewer.
+    pending
+        .control
+        .send(&ClientMsg::Handshake(b"from agent".to_vec()))
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, v.next_event())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        ViewerEvent::Handshake(b) => assert_eq!(b, b"from agent"),
+        other => panic!("{other:?}"),
+    }
+    // Nothing more arrives for the agent (the 5th and the oversized were dropped).
+    let extra = tokio::time::timeout(Duration::from_millis(300), pending.control.recv()).await;
+    assert!(extra.is_err(), "unexpected {extra:?}");
+}

@@ -147,6 +147,7 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::AgentJoined { .. } => "AgentJoined",
         RelayMsg::ConsentRequest { .. } => "ConsentRequest",
         RelayMsg::ConsentResult { .. } => "ConsentResult",
+        RelayMsg::Handshake(_) => "Handshake",
         RelayMsg::SessionStarted { .. } => "SessionStarted",
         RelayMsg::SessionEnded { .. } => "SessionEnded",
         RelayMsg::Error { .. } => "Error",
@@ -191,6 +192,8 @@ pub enum ViewerEvent {
         scope: Scope,
     },
     Ended(EndReason),
+    /// An end-to-end handshake message from the agent.
+    Handshake(Vec<u8>),
 }
 
 impl Viewer {
@@ -250,6 +253,7 @@ impl Viewer {
                 Ok(ViewerEvent::Started { session, scope })
             }
             RelayMsg::SessionEnded { reason } => Ok(ViewerEvent::Ended(reason)),
+            RelayMsg::Handshake(bytes) => Ok(ViewerEvent::Handshake(bytes)),
             other => Err(unexpected("a pairing message", &other)),
         }
     }

@@ -227,6 +227,10 @@ pub enum ClientMsg {
         decision: ConsentDecision,
         receipt: Vec<u8>,
     },
+    /// Either side, while consent is pending: one end-to-end handshake
+    /// message for the peer (Noise; opaque to the relay). Run before the
+    /// prompt so the user sees the verification code while deciding.
+    Handshake(Vec<u8>),
     /// Viewer: the session note, recorded by the relay as `session_note`.
     SessionNote { fields: Vec<(String, String)> },
     /// Either side: ends the session deliberately (window closed, End clicked).
@@ -260,6 +264,8 @@ pub enum RelayMsg {
         offer: Vec<u8>,
         relay_signature: Vec<u8>,
     },
+    /// The peer's end-to-end handshake message, passed on unread.
+    Handshake(Vec<u8>),
     /// To the viewer: the user's decision.
     ConsentResult { decision: ConsentDecision },
     /// To both: the session is live with this scope; the relay now opens the
@@ -270,6 +276,12 @@ pub enum RelayMsg {
     /// A refusal the client should show; the connection closes after it.
     Error { kind: ErrorKind, message: String },
 }
+
+/// Largest end-to-end handshake message the relay passes on.
+pub const MAX_HANDSHAKE_MSG: usize = 4096;
+/// Handshake messages the relay passes on per side and session. Noise XX
+/// needs three in all plus one identity signature each way.
+pub const MAX_HANDSHAKE_MSGS: usize = 4;
 
 /// Machine-readable refusal kinds, so clients can explain what to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
