@@ -1,1 +1,76 @@
+//! Screen capture for the Assent agent.
+//!
+//! A [`ScreenSource`] yields BGRX frames (4 bytes per pixel: blue, green,
+//! red, unused) that the tile codec diffs and encodes. [`X11Source`] reads
+//! the real X11 screen through scrap's MIT-SHM capturer; [`FakeSource`] is a
+//! deterministic test double.
 
+mod fake;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod x11;
+
+pub use fake::FakeSource;
+#[cfg(all(unix, not(target_os = "macos")))]
+pub use x11::X11Source;
+
+/// Bytes per BGRX pixel.
+pub const BYTES_PER_PIXEL: usize = 4;
+
+/// One captured frame, borrowed from the source until the next capture.
+///
+/// Row `y` starts at `data[y * stride]`; `stride` may be larger than
+/// `width * 4` (padding bytes at the end of each row carry no pixels).
+#[derive(Debug, Clone, Copy)]
+pub struct CapturedFrame<'a> {
+    /// BGRX pixels, `stride * height` bytes (the last row may omit padding).
+    pub data: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from the start of one row to the start of the next.
+    pub stride: usize,
+}
+
+impl CapturedFrame<'_> {
+    /// The BGRX bytes of pixel (`x`, `y`), or `None` outside the frame.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 4]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let at = y as usize * self.stride + x as usize * BYTES_PER_PIXEL;
+        self.data.get(at..at + BYTES_PER_PIXEL)?.try_into().ok()
+    }
+
+    /// The pixels of row `y` without stride padding.
+    pub fn row(&self, y: u32) -> Option<&[u8]> {
+        if y >= self.height {
+            return None;
+        }
+        let start = y as usize * self.stride;
+        self.data
+            .get(start..start + self.width as usize * BYTES_PER_PIXEL)
+    }
+}
+
+/// Something that captures the screen.
+pub trait ScreenSource {
+    /// Width and height in pixels of every frame this source produces.
+    fn size(&self) -> (u32, u32);
+
+    /// Captures the screen as it is now (not as it was at some earlier call).
+    fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError>;
+}
+
+/// Why the screen cannot be captured.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("no X display to capture: the DISPLAY environment variable is not set")]
+    NoDisplay,
+    #[error("cannot open X display {display:?}: {reason}")]
+    Connect { display: String, reason: String },
+    #[error("X display {0:?} has no screen to capture")]
+    NoScreen(String),
+    #[error("setting up shared-memory capture failed: {0}")]
+    Setup(#[source] std::io::Error),
+    #[error("lost the connection to the X server")]
+    Disconnected,
+}

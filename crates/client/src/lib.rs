@@ -313,6 +313,12 @@ impl AgentPending {
         })
     }
 
+    /// The device key this agent joined with (it also signs the end-to-end
+    /// handshake).
+    pub fn device_key(&self) -> &SecretKey {
+        &self.device_key
+    }
+
     /// Sends the user's signed decision. On a grant, waits for the session to
     /// start and returns the live control and data streams.
     pub async fn answer(mut self, decision: ConsentDecision) -> Result<AgentLive, ClientError> {
