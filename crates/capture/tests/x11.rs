@@ -1,7 +1,6 @@
 //! `X11Source` against a real Xvfb: pixels match what was painted, match
 //! ImageMagick's screenshot, and always show the screen as it is NOW.
 
-mod xvfb;
 
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use x11rb::protocol::xproto::{
 };
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
-use xvfb::Xvfb;
+use assent_xvfb::Xvfb;
 
 /// A child window painted in its own colour, to catch position mistakes.
 const WIN: (i16, i16, u16, u16) = (200, 100, 160, 120);

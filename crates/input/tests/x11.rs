@@ -2,7 +2,6 @@
 //! pointer moves, clicks, wheel steps and keys arrive, and `release_all`
 //! leaves nothing held.
 
-mod xvfb;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
-use xvfb::Xvfb;
+use assent_xvfb::Xvfb;
 
 /// The observer's window: x, y, width, height.
 const WIN: (i16, i16, u16, u16) = (100, 100, 200, 200);

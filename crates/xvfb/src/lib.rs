@@ -5,7 +5,7 @@
 //! and need no polling. Code under test gets the display name explicitly:
 //! nothing here touches the process-wide `DISPLAY` variable.
 //!
-//! (The same file lives in crates/capture/tests and crates/input/tests.)
+//! Used by the capture and input crates' tests and the end-to-end tests.
 
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _};
 use std::process::{Child, Command, Stdio};
@@ -19,14 +19,20 @@ pub struct Xvfb {
 
 impl Xvfb {
     /// Starts `Xvfb -screen 0 640x480x24 -noreset` on a free display.
+    pub fn start() -> Xvfb {
+        Xvfb::start_with_size(640, 480)
+    }
+
+    /// Starts a server with a `width`x`height`x24 screen.
     ///
     /// # Panics
     /// With a clear message when Xvfb is missing or does not come up:
     /// these tests must fail, not pass vacuously, without a server.
-    pub fn start() -> Xvfb {
+    pub fn start_with_size(width: u32, height: u32) -> Xvfb {
+        let screen = format!("{width}x{height}x24");
         let mut log = tempfile::tempfile().expect("temporary file for the Xvfb log");
         let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "640x480x24"])
+            .args(["-displayfd", "1", "-screen", "0", &screen])
             // Without -noreset the server resets whenever its last client
             // leaves, losing e.g. the root colour a test painted.
             .args(["-noreset", "-nolisten", "tcp"])
@@ -66,7 +72,6 @@ impl Xvfb {
     }
 
     /// A command that runs against this server.
-    #[allow(dead_code)] // not every test binary runs X clients
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         command.env("DISPLAY", &self.display);
