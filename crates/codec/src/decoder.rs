@@ -1,0 +1,193 @@
+//! The viewer side: apply updates to an RGBA screen.
+
+use crate::wire::{self, Header};
+use crate::{CodecError, Grid, Rect, Result};
+use zstd::bulk::Decompressor;
+
+/// What one update changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedUpdate {
+    pub seq: u64,
+    pub keyframe: bool,
+    /// The screen's size after this update.
+    pub width: u32,
+    pub height: u32,
+    /// Areas to re-upload: the whole screen for a keyframe, otherwise runs
+    /// of adjacent changed tiles within a tile row.
+    pub dirty: Vec<Rect>,
+}
+
+/// Holds the viewer's copy of the screen (RGBA, A = 255) and applies
+/// updates from an [`Encoder`](crate::Encoder).
+pub struct Decoder {
+    decompressor: Decompressor<'static>,
+    /// Packed RGBA rows; empty until the first keyframe.
+    pixels: Vec<u8>,
+    grid: Option<Grid>,
+    last_seq: u64,
+    // Scratch buffers kept between updates.
+    tiles: Vec<u32>,
+    raw: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder waiting for its first keyframe.
+    pub fn new() -> Self {
+        Self {
+            // Creating a context fails only if zstd cannot allocate.
+            decompressor: Decompressor::new().expect("zstd decompression context"),
+            pixels: Vec::new(),
+            grid: None,
+            last_seq: 0,
+            tiles: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// The screen as packed RGBA rows (`width() * 4` bytes each); empty
+    /// before the first keyframe.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// Screen width in pixels (0 before the first keyframe).
+    pub fn width(&self) -> u32 {
+        self.grid.map_or(0, |g| g.width)
+    }
+
+    /// Screen height in pixels (0 before the first keyframe).
+    pub fn height(&self) -> u32 {
+        self.grid.map_or(0, |g| g.height)
+    }
+
+    /// Applies one encoded update.
+    ///
+    /// `bytes` may be anything: it is fully checked and decompressed
+    /// (into at most the size its tile list implies) before the screen is
+    /// touched, so on error the screen is as it was. Ask for a keyframe then.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<DecodedUpdate> {
+        let (header, rest) = Header::read(bytes)?;
+        let grid = Grid::new(header.width, header.height);
+
+        self.tiles.clear();
+        let payload = if header.keyframe {
+            self.tiles.extend(0..grid.count());
+            rest
+        } else {
+            let current = self.grid.ok_or(CodecError::NoKeyframe)?;
+            if current != grid {
+                return Err(CodecError::ResolutionMismatch {
+                    width: current.width,
+                    height: current.height,
+                    got_width: grid.width,
+                    got_height: grid.height,
+                });
+            }
+            let expected = self.last_seq.wrapping_add(1);
+            if header.seq != expected {
+                return Err(CodecError::SequenceGap {
+                    expected,
+                    got: header.seq,
+                });
+            }
+            wire::read_tile_list(rest, grid, &mut self.tiles)?
+        };
+
+        // Tiles are distinct and inside the frame, so this sum is at most
+        // 8192 * 8192 * 3; checked all the same.
+        let expected = self
+            .tiles
+            .iter()
+            .try_fold(0usize, |sum, &index| {
+                let tile = grid.tile(index);
+                sum.checked_add(tile.width as usize * tile.height as usize * 3)
+            })
+            .ok_or(CodecError::BadPayload("size overflows"))?;
+        wire::check_payload_len(payload, expected)?;
+        // zstd writes into the spare capacity and can never grow the Vec,
+        // so output is bounded by `expected` (or by a previous, larger
+        // frame's size), and nothing is zero-filled in advance.
+        self.raw.clear();
+        self.raw.reserve_exact(expected);
+        let written = self
+            .decompressor
+            .decompress_to_buffer(payload, &mut self.raw)
+            .map_err(CodecError::Zstd)?;
+        if written != expected {
+            return Err(CodecError::BadPayload("wrong number of pixels"));
+        }
+
+        // Valid: apply.
+        let row_len = grid.width as usize * 4;
+        if self.grid != Some(grid) {
+            // Only a keyframe gets here, and it covers every pixel.
+            self.pixels = vec![0; row_len * grid.height as usize];
+            self.grid = Some(grid);
+        }
+        self.last_seq = header.seq;
+        let mut src = &self.raw[..];
+        for &index in &self.tiles {
+            let tile = grid.tile(index);
+            let (x, w) = (tile.x as usize * 4, tile.width as usize);
+            for y in tile.y as usize..(tile.y + tile.height) as usize {
+                let start = y * row_len + x;
+                let (rgb, after) = src.split_at(w * 3);
+                unfilter_rgb_to_rgba(rgb, &mut self.pixels[start..start + w * 4]);
+                src = after;
+            }
+        }
+
+        let dirty = if header.keyframe {
+            vec![Rect {
+                x: 0,
+                y: 0,
+                width: grid.width,
+                height: grid.height,
+            }]
+        } else {
+            dirty_runs(grid, &self.tiles)
+        };
+        Ok(DecodedUpdate {
+            seq: header.seq,
+            keyframe: header.keyframe,
+            width: grid.width,
+            height: grid.height,
+            dirty,
+        })
+    }
+}
+
+/// Merges consecutive tiles of one tile row into one rectangle, so a
+/// viewer makes a few wide uploads rather than many small ones.
+fn dirty_runs(grid: Grid, tiles: &[u32]) -> Vec<Rect> {
+    let mut runs: Vec<Rect> = Vec::new();
+    let mut last = None;
+    for &index in tiles {
+        let tile = grid.tile(index);
+        match runs.last_mut() {
+            Some(run) if last == Some(index.wrapping_sub(1)) && tile.x != 0 => {
+                run.width += tile.width
+            }
+            _ => runs.push(tile),
+        }
+        last = Some(index);
+    }
+    runs
+}
+
+/// Undoes the encoder's "sub" filter on one row and writes it as RGBA.
+fn unfilter_rgb_to_rgba(rgb: &[u8], rgba: &mut [u8]) {
+    let mut left = [0u8; 3];
+    for (src, dst) in rgb.chunks_exact(3).zip(rgba.chunks_exact_mut(4)) {
+        left[0] = left[0].wrapping_add(src[0]);
+        left[1] = left[1].wrapping_add(src[1]);
+        left[2] = left[2].wrapping_add(src[2]);
+        dst.copy_from_slice(&[left[0], left[1], left[2], 255]);
+    }
+}

@@ -1,0 +1,617 @@
+//! Behaviour of the encoder/decoder pair, and the decoder under hostile input.
+
+use assent_codec::{
+    placeholder_frame, CodecError, Decoder, EncodedFrame, Encoder, FrameRef, Rect, MAX_DIMENSION,
+};
+use proptest::prelude::*;
+use std::sync::OnceLock;
+
+/// Deterministic noise, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn frame(data: &[u8], width: u32, height: u32) -> FrameRef<'_> {
+    FrameRef::new(data, width, height, width as usize * 4).unwrap()
+}
+
+fn encode(encoder: &mut Encoder, data: &[u8], width: u32, height: u32) -> Option<EncodedFrame> {
+    encoder.encode(frame(data, width, height), false).unwrap()
+}
+
+/// What the decoder should hold for packed BGRX `data`.
+fn expected_rgba(data: &[u8]) -> Vec<u8> {
+    data.chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0], 255])
+        .collect()
+}
+
+fn set_pixel(data: &mut [u8], width: u32, x: u32, y: u32, bgrx: [u8; 4]) {
+    let at = (y * width + x) as usize * 4;
+    data[at..at + 4].copy_from_slice(&bgrx);
+}
+
+/// A desktop-like frame: flat colours with some noisy text-like detail,
+/// so a tile costs what it would on a real screen.
+fn desktop(width: u32, height: u32, rng: &mut Rng) -> Vec<u8> {
+    let mut data = vec![0; (width * height * 4) as usize];
+    for y in 0..height {
+        for x in 0..width {
+            let text = y % 16 < 10 && rng.next().is_multiple_of(3);
+            let shade = if text { 0x20 } else { 0xe0 - (y / 100) as u8 };
+            set_pixel(
+                &mut data,
+                width,
+                x,
+                y,
+                [shade, shade, shade.wrapping_add(8), 0],
+            );
+        }
+    }
+    data
+}
+
+#[test]
+fn random_frames_round_trip_exactly() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for (width, height) in [(1, 1), (64, 64), (65, 63), (100, 70), (300, 200)] {
+        let mut encoder = Encoder::new();
+        let mut decoder = Decoder::new();
+        let mut data = rng.bytes((width * height * 4) as usize);
+        set_pixel(
+            &mut data,
+            width,
+            width - 1,
+            height - 1,
+            [0xff, 0x00, 0x80, 0x00],
+        );
+        set_pixel(&mut data, width, 0, 0, [10, 20, 30, 99]);
+
+        let update = decoder
+            .decode(&encode(&mut encoder, &data, width, height).unwrap().bytes)
+            .unwrap();
+        assert!(update.keyframe);
+        assert_eq!((update.width, update.height), (width, height));
+        assert_eq!((decoder.width(), decoder.height()), (width, height));
+        // BGRX -> RGBA: channels swapped, the X byte replaced by opaque alpha.
+        assert_eq!(decoder.pixels()[..4], [30, 20, 10, 255]);
+        if width * height > 1 {
+            assert_eq!(
+                decoder.pixels()[decoder.pixels().len() - 4..],
+                [0x80, 0x00, 0xff, 255]
+            );
+        }
+        assert_eq!(decoder.pixels(), expected_rgba(&data));
+
+        // Random edits of random rectangles, decoded one after another.
+        for _ in 0..10 {
+            let x0 = rng.next() as u32 % width;
+            let y0 = rng.next() as u32 % height;
+            let x1 = x0 + rng.next() as u32 % (width - x0) + 1;
+            let y1 = y0 + rng.next() as u32 % (height - y0) + 1;
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let px = rng.next().to_le_bytes();
+                    set_pixel(&mut data, width, x, y, [px[0], px[1], px[2], px[3]]);
+                }
+            }
+            if let Some(encoded) = encode(&mut encoder, &data, width, height) {
+                assert!(!encoded.keyframe);
+                decoder.decode(&encoded.bytes).unwrap();
+            }
+            assert_eq!(decoder.pixels(), expected_rgba(&data));
+        }
+    }
+}
+
+#[test]
+fn one_changed_pixel_sends_one_small_tile() {
+    let (width, height) = (1280, 720);
+    let mut data = desktop(width, height, &mut Rng(7));
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    let key = encode(&mut encoder, &data, width, height).unwrap();
+    assert_eq!(key.tiles, 20 * 12);
+    decoder.decode(&key.bytes).unwrap();
+
+    set_pixel(&mut data, width, 700, 300, [1, 2, 3, 0]);
+    let delta = encode(&mut encoder, &data, width, height).unwrap();
+    assert!(!delta.keyframe);
+    assert_eq!(delta.tiles, 1);
+    assert_eq!(delta.seq, key.seq + 1);
+    assert!(
+        delta.bytes.len() * 50 < key.bytes.len(),
+        "delta {} bytes, keyframe {}",
+        delta.bytes.len(),
+        key.bytes.len()
+    );
+
+    let update = decoder.decode(&delta.bytes).unwrap();
+    assert_eq!(
+        update.dirty,
+        [Rect {
+            x: 640,
+            y: 256,
+            width: 64,
+            height: 64
+        }]
+    );
+    assert_eq!(decoder.pixels(), expected_rgba(&data));
+}
+
+#[test]
+fn unchanged_frame_encodes_to_nothing() {
+    let data = desktop(200, 100, &mut Rng(3));
+    let mut encoder = Encoder::new();
+    let key = encode(&mut encoder, &data, 200, 100).unwrap();
+    assert_eq!(encode(&mut encoder, &data, 200, 100), None);
+    assert_eq!(encode(&mut encoder, &data.clone(), 200, 100), None);
+
+    // Skipped frames use no sequence number, so the decoder sees no gap.
+    let mut changed = data.clone();
+    set_pixel(&mut changed, 200, 0, 0, [9, 9, 9, 0]);
+    let delta = encode(&mut encoder, &changed, 200, 100).unwrap();
+    assert_eq!(delta.seq, key.seq + 1);
+    let mut decoder = Decoder::new();
+    decoder.decode(&key.bytes).unwrap();
+    decoder.decode(&delta.bytes).unwrap();
+}
+
+#[test]
+fn forced_keyframe_carries_every_tile_and_restarts_a_decoder() {
+    let data = desktop(200, 100, &mut Rng(4));
+    let mut encoder = Encoder::new();
+    encode(&mut encoder, &data, 200, 100).unwrap();
+    let forced = encoder
+        .encode(frame(&data, 200, 100), true)
+        .unwrap()
+        .unwrap();
+    assert!(forced.keyframe);
+    assert_eq!(forced.tiles, 4 * 2);
+    assert_eq!(forced.seq, 1);
+
+    // A viewer joining late starts from it.
+    let mut decoder = Decoder::new();
+    let update = decoder.decode(&forced.bytes).unwrap();
+    assert!(update.keyframe);
+    assert_eq!(
+        update.dirty,
+        [Rect {
+            x: 0,
+            y: 0,
+            width: 200,
+            height: 100
+        }]
+    );
+    assert_eq!(decoder.pixels(), expected_rgba(&data));
+}
+
+#[test]
+fn resolution_change_is_a_keyframe() {
+    let mut rng = Rng(5);
+    let small = desktop(200, 100, &mut rng);
+    let large = desktop(300, 150, &mut rng);
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    decoder
+        .decode(&encode(&mut encoder, &small, 200, 100).unwrap().bytes)
+        .unwrap();
+
+    let resized = encode(&mut encoder, &large, 300, 150).unwrap();
+    assert!(resized.keyframe);
+    assert_eq!(resized.tiles, 5 * 3);
+    let update = decoder.decode(&resized.bytes).unwrap();
+    assert_eq!((update.width, update.height), (300, 150));
+    assert_eq!(decoder.pixels(), expected_rgba(&large));
+
+    // A delta for another size is refused, and the screen is kept.
+    let mut other = Encoder::new();
+    encode(&mut other, &small, 200, 100).unwrap();
+    let mut changed = small.clone();
+    set_pixel(&mut changed, 200, 5, 5, [0, 0, 0, 0]);
+    let mut delta = encode(&mut other, &changed, 200, 100).unwrap().bytes;
+    delta[10..18].copy_from_slice(&2u64.to_le_bytes()); // the decoder's next seq
+    assert!(matches!(
+        decoder.decode(&delta),
+        Err(CodecError::ResolutionMismatch {
+            width: 300,
+            height: 150,
+            got_width: 200,
+            got_height: 100
+        })
+    ));
+    assert_eq!(decoder.pixels(), expected_rgba(&large));
+}
+
+#[test]
+fn padded_stride_encodes_like_packed_rows() {
+    let (width, height, stride) = (100, 70, 100 * 4 + 36);
+    let packed = Rng(6).bytes(width * height * 4);
+    let mut padded = Rng(8).bytes(stride * height); // padding is garbage
+    for y in 0..height {
+        padded[y * stride..y * stride + width * 4]
+            .copy_from_slice(&packed[y * width * 4..(y + 1) * width * 4]);
+    }
+    // The last row may omit its padding.
+    padded.truncate(stride * (height - 1) + width * 4);
+
+    let mut a = Encoder::new();
+    let mut b = Encoder::new();
+    let from_packed = encode(&mut a, &packed, width as u32, height as u32).unwrap();
+    let padded_frame = FrameRef::new(&padded, width as u32, height as u32, stride).unwrap();
+    let from_padded = b.encode(padded_frame, false).unwrap().unwrap();
+    assert_eq!(from_packed, from_padded);
+
+    // Changing only padding changes nothing.
+    let mut repadded = padded.clone();
+    repadded[width * 4] ^= 0xff;
+    let frame = FrameRef::new(&repadded, width as u32, height as u32, stride).unwrap();
+    assert_eq!(b.encode(frame, false).unwrap(), None);
+
+    let mut decoder = Decoder::new();
+    decoder.decode(&from_padded.bytes).unwrap();
+    assert_eq!(decoder.pixels(), expected_rgba(&packed));
+}
+
+#[test]
+fn edge_tiles_cover_sizes_not_multiple_of_64() {
+    let (width, height) = (100, 70); // tiles: 64x64, 36x64, 64x6, 36x6
+    let mut data = desktop(width, height, &mut Rng(9));
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    assert_eq!(encode(&mut encoder, &data, width, height).unwrap().tiles, 4);
+    decoder
+        .decode(
+            &encoder
+                .encode(frame(&data, width, height), true)
+                .unwrap()
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+
+    set_pixel(&mut data, width, 99, 69, [1, 2, 3, 4]);
+    let delta = encode(&mut encoder, &data, width, height).unwrap();
+    assert_eq!(delta.tiles, 1);
+    let update = decoder.decode(&delta.bytes).unwrap();
+    assert_eq!(
+        update.dirty,
+        [Rect {
+            x: 64,
+            y: 64,
+            width: 36,
+            height: 6
+        }]
+    );
+    assert_eq!(
+        decoder.pixels()[decoder.pixels().len() - 4..],
+        [3, 2, 1, 255]
+    );
+
+    // Two adjacent tiles in a row are one dirty rectangle; the next row's
+    // tile is another.
+    for (x, y) in [(0, 0), (70, 0), (0, 65)] {
+        set_pixel(&mut data, width, x, y, [7, 7, 7, 7]);
+    }
+    let update = decoder
+        .decode(&encode(&mut encoder, &data, width, height).unwrap().bytes)
+        .unwrap();
+    assert_eq!(
+        update.dirty,
+        [
+            Rect {
+                x: 0,
+                y: 0,
+                width: 100,
+                height: 64
+            },
+            Rect {
+                x: 0,
+                y: 64,
+                width: 64,
+                height: 6
+            }
+        ]
+    );
+    assert_eq!(decoder.pixels(), expected_rgba(&data));
+}
+
+#[test]
+fn delta_before_any_keyframe_is_refused() {
+    let mut data = desktop(200, 100, &mut Rng(10));
+    let mut encoder = Encoder::new();
+    encode(&mut encoder, &data, 200, 100).unwrap();
+    set_pixel(&mut data, 200, 1, 1, [0, 0, 0, 0]);
+    let delta = encode(&mut encoder, &data, 200, 100).unwrap();
+    let mut decoder = Decoder::new();
+    assert!(matches!(
+        decoder.decode(&delta.bytes),
+        Err(CodecError::NoKeyframe)
+    ));
+    assert!(decoder.pixels().is_empty());
+    assert_eq!(decoder.width(), 0);
+}
+
+#[test]
+fn lost_delta_is_a_sequence_gap() {
+    let mut data = desktop(200, 100, &mut Rng(11));
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    decoder
+        .decode(&encode(&mut encoder, &data, 200, 100).unwrap().bytes)
+        .unwrap();
+    set_pixel(&mut data, 200, 1, 1, [0, 0, 0, 0]);
+    encode(&mut encoder, &data, 200, 100).unwrap(); // lost
+    set_pixel(&mut data, 200, 150, 1, [0, 0, 0, 0]);
+    let next = encode(&mut encoder, &data, 200, 100).unwrap();
+    assert!(matches!(
+        decoder.decode(&next.bytes),
+        Err(CodecError::SequenceGap {
+            expected: 1,
+            got: 2
+        })
+    ));
+}
+
+#[test]
+fn bad_frames_are_errors() {
+    let data = vec![0; 100 * 4 * 10];
+    assert!(matches!(
+        FrameRef::new(&data, 0, 10, 400),
+        Err(CodecError::BadDimensions { .. })
+    ));
+    assert!(matches!(
+        FrameRef::new(&data, MAX_DIMENSION + 1, 1, 40_000),
+        Err(CodecError::BadDimensions { .. })
+    ));
+    assert!(matches!(
+        FrameRef::new(&data, 100, 10, 399),
+        Err(CodecError::BadStride { .. })
+    ));
+    assert!(matches!(
+        FrameRef::new(&data, 100, 11, 400),
+        Err(CodecError::FrameTooShort { .. })
+    ));
+    assert!(matches!(
+        FrameRef::new(&data, 100, 10, usize::MAX),
+        Err(CodecError::FrameTooShort { .. })
+    ));
+    // The encoder checks frames built without `new` too.
+    let unchecked = FrameRef {
+        data: &data,
+        width: 100,
+        height: 20,
+        stride: 400,
+    };
+    assert!(matches!(
+        Encoder::new().encode(unchecked, false),
+        Err(CodecError::FrameTooShort { .. })
+    ));
+}
+
+/// A hand-built update: header, optional tile list bytes, payload.
+fn update_bytes(
+    keyframe: bool,
+    width: u32,
+    height: u32,
+    seq: u64,
+    list: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = vec![1, u8::from(keyframe)];
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(list);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn huge_header_with_tiny_payload_is_refused_before_allocating() {
+    let mut decoder = Decoder::new();
+    let payload = zstd::bulk::compress(&[0; 300], 1).unwrap();
+    let bytes = update_bytes(true, MAX_DIMENSION, MAX_DIMENSION, 0, &[], &payload);
+    // Refused by the length check, before the 200 MB buffer this would need.
+    let err = decoder.decode(&bytes).unwrap_err();
+    assert!(
+        matches!(err, CodecError::BadPayload(why) if why.contains("too short")),
+        "{err}"
+    );
+    assert!(decoder.pixels().is_empty());
+    let too_big = update_bytes(true, MAX_DIMENSION + 1, 1, 0, &[], &payload);
+    assert!(matches!(
+        decoder.decode(&too_big),
+        Err(CodecError::BadDimensions { .. })
+    ));
+}
+
+#[test]
+fn payload_must_be_exactly_the_tiles() {
+    let mut decoder = Decoder::new();
+    let pixels = 10 * 10 * 3;
+    let short = zstd::bulk::compress(&vec![7; pixels - 1], 1).unwrap();
+    let long = zstd::bulk::compress(&vec![7; pixels + 1], 1).unwrap();
+    let exact = zstd::bulk::compress(&vec![7; pixels], 1).unwrap();
+    assert!(matches!(
+        decoder.decode(&update_bytes(true, 10, 10, 0, &[], &short)),
+        Err(CodecError::BadPayload(_))
+    ));
+    // Refused by zstd (no room) or after it (more than expected).
+    assert!(matches!(
+        decoder.decode(&update_bytes(true, 10, 10, 0, &[], &long)),
+        Err(CodecError::Zstd(_) | CodecError::BadPayload(_))
+    ));
+    let mut trailing = update_bytes(true, 10, 10, 0, &[], &exact);
+    trailing.push(0);
+    assert!(decoder.decode(&trailing).is_err());
+    decoder
+        .decode(&update_bytes(true, 10, 10, 0, &[], &exact))
+        .unwrap();
+    assert_eq!(decoder.pixels()[..4], [7, 7, 7, 255]);
+
+    // Deltas: an empty list, or one longer than the frame's tile count.
+    let one_tile = zstd::bulk::compress(&vec![1; pixels], 1).unwrap();
+    assert!(matches!(
+        decoder.decode(&update_bytes(false, 10, 10, 1, &[0], &one_tile)),
+        Err(CodecError::BadTileList(_))
+    ));
+    assert!(matches!(
+        decoder.decode(&update_bytes(false, 10, 10, 1, &[2, 0, 0], &one_tile)),
+        Err(CodecError::BadTileList(_))
+    ));
+    assert!(matches!(
+        decoder.decode(&update_bytes(false, 10, 10, 1, &[1, 1], &one_tile)),
+        Err(CodecError::BadTileList(_))
+    ));
+    decoder
+        .decode(&update_bytes(false, 10, 10, 1, &[1, 0], &one_tile))
+        .unwrap();
+    assert_eq!(decoder.pixels()[..4], [1, 1, 1, 255]);
+}
+
+#[test]
+fn unknown_versions_and_flags_are_refused() {
+    let mut bytes = update_bytes(true, 10, 10, 0, &[], &[]);
+    bytes[0] = 2;
+    assert!(matches!(
+        Decoder::new().decode(&bytes),
+        Err(CodecError::UnsupportedVersion(2))
+    ));
+    bytes[0] = 1;
+    bytes[1] = 0x81;
+    assert!(matches!(
+        Decoder::new().decode(&bytes),
+        Err(CodecError::UnknownFlags(0x81))
+    ));
+    assert!(matches!(
+        Decoder::new().decode(&bytes[..17]),
+        Err(CodecError::Truncated)
+    ));
+}
+
+#[test]
+fn placeholder_is_dark_grey_with_a_pause_symbol() {
+    let (width, height) = (320, 200);
+    let data = placeholder_frame(width, height);
+    assert_eq!(data.len(), (width * height * 4) as usize);
+    let at = |x: u32, y: u32| data[((y * width + x) * 4) as usize..][..4].to_vec();
+    assert_eq!(at(0, 0), [0x30, 0x30, 0x30, 0xff]);
+    assert_eq!(at(width - 1, height - 1), [0x30, 0x30, 0x30, 0xff]);
+    // Left bar, gap, right bar across the middle row.
+    let middle = height / 2;
+    let bars: Vec<bool> = (0..width).map(|x| at(x, middle)[0] > 0x30).collect();
+    let edges = bars.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(edges, 4);
+    assert!(data
+        .chunks_exact(4)
+        .all(|p| p == [0x30, 0x30, 0x30, 0xff] || p == [0x80, 0x80, 0x80, 0xff]));
+
+    // It encodes like any frame, and degenerate sizes don't panic.
+    let mut decoder = Decoder::new();
+    decoder
+        .decode(
+            &encode(&mut Encoder::new(), &data, width, height)
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+    assert_eq!(placeholder_frame(1, 1).len(), 4);
+    assert!(placeholder_frame(0, 5).is_empty());
+}
+
+/// A valid keyframe and delta for a small frame, to mutate (built once:
+/// proptest runs thousands of cases).
+fn valid_stream() -> &'static (Vec<u8>, Vec<u8>) {
+    static STREAM: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    STREAM.get_or_init(|| {
+        let (width, height) = (130, 70);
+        let mut data = desktop(width, height, &mut Rng(12));
+        let mut encoder = Encoder::new();
+        let key = encode(&mut encoder, &data, width, height).unwrap().bytes;
+        for (x, y) in [(3, 3), (129, 69), (70, 5)] {
+            set_pixel(&mut data, width, x, y, [1, 2, 3, 0]);
+        }
+        let delta = encode(&mut encoder, &data, width, height).unwrap().bytes;
+        (key, delta)
+    })
+}
+
+/// Decodes `bytes` with a fresh decoder and with one holding a screen;
+/// on error the screen must be untouched.
+fn decode_hostile(key: &[u8], bytes: &[u8]) {
+    let _ = Decoder::new().decode(bytes);
+    let mut decoder = Decoder::new();
+    decoder.decode(key).unwrap();
+    let before = decoder.pixels().to_vec();
+    match decoder.decode(bytes) {
+        Ok(update) => {
+            assert_eq!(
+                decoder.pixels().len(),
+                update.width as usize * update.height as usize * 4
+            );
+            assert!(update
+                .dirty
+                .iter()
+                .all(|r| r.x + r.width <= update.width && r.y + r.height <= update.height));
+        }
+        Err(_) => assert_eq!(decoder.pixels(), before),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn truncated_updates_never_panic(cut in 0usize..2000, delta in any::<bool>()) {
+        let (key, d) = valid_stream();
+        let bytes = if delta { d } else { key };
+        let cut = cut.min(bytes.len());
+        decode_hostile(key, &bytes[..cut]);
+    }
+
+    #[test]
+    fn bit_flipped_updates_never_panic(flips in prop::collection::vec((any::<usize>(), 0u8..8), 1..6), delta in any::<bool>()) {
+        let (key, d) = valid_stream();
+        let mut bytes = if delta { d.clone() } else { key.clone() };
+        for (at, bit) in flips {
+            let len = bytes.len();
+            bytes[at % len] ^= 1 << bit;
+        }
+        decode_hostile(key, &bytes);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        decode_hostile(&valid_stream().0, &bytes);
+    }
+
+    #[test]
+    fn random_bodies_after_valid_headers_never_panic(
+        keyframe in any::<bool>(),
+        width in 1u32..=MAX_DIMENSION,
+        height in 1u32..=MAX_DIMENSION,
+        seq in 0u64..3,
+        body in prop::collection::vec(any::<u8>(), 0..600),
+    ) {
+        decode_hostile(&valid_stream().0, &update_bytes(keyframe, width, height, seq, &[], &body));
+    }
+}
+
+#[test]
+fn encoder_and_decoder_can_move_to_worker_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Encoder>();
+    assert_send::<Decoder>();
+}
