@@ -1,10 +1,16 @@
-//! `assent-agent`: the end user's program. Exit codes: 0 success, 1 a
-//! failure the user must act on, 2 bad usage.
+//! `assent-agent`: the end user's program. Exit codes: 0 success (including
+//! a declined session), 1 a failure the user must act on, 2 bad usage.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use anyhow::Context as _;
+use assent_agent::session::{self, JoinConfig, Stats};
+use assent_agent::ui::{self, TtyUi, UiCommand, UiSink, WindowUi};
 use clap::{Parser, Subcommand};
+use tokio::sync::mpsc;
 
 #[derive(Parser)]
 #[command(
@@ -22,15 +28,17 @@ struct Cli {
 enum Command {
     /// Join a support session with the code your technician gave you.
     #[command(
-        after_help = "Example:\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem 123-456-789-012-345"
+        after_help = "Example:\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem 123-456-789-012-345\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem --tty 123 456 789 012 345"
     )]
     Join {
+        /// The relay, as HOST:PORT.
         #[arg(long)]
         relay: String,
+        /// The relay's CA certificate (ca.pem from your IT team).
         #[arg(long)]
         ca: PathBuf,
         /// Seconds to answer the consent prompt before it denies by itself.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=600))]
         consent_timeout: u64,
         /// Ask on the terminal instead of in a window.
         #[arg(long)]
@@ -39,15 +47,122 @@ enum Command {
         #[arg(long)]
         device_name: Option<String>,
         /// The invite code (spaces and dashes are fine).
-        code: String,
+        #[arg(required = true, num_args = 1..)]
+        code: Vec<String>,
     },
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Join { .. } => {
-            eprintln!("error: joining a session is not available in this build yet; see README.md for what works");
+    let Command::Join {
+        relay,
+        ca,
+        consent_timeout,
+        tty,
+        device_name,
+        code,
+    } = Cli::parse().command;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match join(relay, ca, consent_timeout, tty, device_name, code.join(" ")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn join(
+    relay: String,
+    ca: PathBuf,
+    consent_timeout: u64,
+    tty: bool,
+    device_name: Option<String>,
+    code: String,
+) -> anyhow::Result<()> {
+    let device = assent_agent::device::device_name(device_name)?;
+    let key_path = assent_agent::device::config_dir()?.join("device.key");
+    let device_key = assent_agent::device::load_or_create(&key_path)?;
+    if !tty && std::env::var_os("DISPLAY").is_none() {
+        anyhow::bail!("no display to show the consent window on (DISPLAY is not set); use --tty to answer on this terminal");
+    }
+    let config = JoinConfig {
+        relay,
+        ca,
+        code,
+        device,
+        device_key,
+        consent_timeout: Duration::from_secs(consent_timeout),
+    };
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel::<UiCommand>();
+    let window = WindowUi::default();
+    let sink: Arc<dyn UiSink> = if tty {
+        Arc::new(TtyUi)
+    } else {
+        Arc::new(window.clone())
+    };
+    if tty {
+        // The reader starts at once; decisions before the prompt are ignored
+        // because the session only listens for them during the prompt.
+        ui::spawn_tty_reader(
+            Arc::new(Mutex::new(Some(assent_proto::wire::Scope::Control))),
+            commands_tx.clone(),
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let signal_commands = commands_tx.clone();
+    let session = runtime.spawn(async move {
+        // SIGTERM/SIGINT end the session cleanly (relay records agent_ended).
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            let _ = signal_commands.send(UiCommand::End);
+        });
+        session::run(
+            config,
+            Box::new(|| {
+                assent_capture::X11Source::new()
+                    .map(|s| Box::new(s) as Box<dyn assent_capture::ScreenSource>)
+            }),
+            Box::new(|| {
+                assent_input::EnigoSink::new()
+                    .map(|s| Box::new(s) as Box<dyn assent_input::InputSink>)
+            }),
+            sink,
+            commands_rx,
+            Arc::new(Stats::default()),
+        )
+        .await
+    });
+    if !tty {
+        // The window runs on the main thread until the session ends or the
+        // user closes it (which ends the session).
+        if let Err(e) = ui::run_window(window, commands_tx.clone()) {
+            let _ = commands_tx.send(UiCommand::End);
+            eprintln!("error: cannot open the consent window: {e}");
+        }
+        let _ = commands_tx.send(UiCommand::End);
+    }
+    let outcome = runtime
+        .block_on(session)
+        .context("the session task failed")??;
+    match outcome {
+        session::Outcome::Declined(d) => {
+            eprintln!("Session declined ({}). Nothing was shared.", d.as_str())
+        }
+        session::Outcome::Ended(msg) => eprintln!("{msg}"),
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
 }

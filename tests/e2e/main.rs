@@ -1,5 +1,7 @@
 //! End-to-end tests: the real relay binary over real QUIC on loopback, with
 //! programmatic agents and viewers (`assent-client`, no screen or window).
 
+mod agent;
 mod common;
+mod desktop;
 mod relay;

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use assent_proto::identity::SecretKey;
 
+pub mod viewer;
+
 /// Path of a workspace binary (built by `cargo test --workspace`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -1,17 +1,16 @@
 //! `X11Source` against a real Xvfb: pixels match what was painted, match
 //! ImageMagick's screenshot, and always show the screen as it is NOW.
 
-
 use std::time::Duration;
 
 use assent_capture::{CaptureError, CapturedFrame, ScreenSource, X11Source};
+use assent_xvfb::Xvfb;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{
     ChangeWindowAttributesAux, ConnectionExt as _, CreateWindowAux, Window, WindowClass,
 };
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
-use assent_xvfb::Xvfb;
 
 /// A child window painted in its own colour, to catch position mistakes.
 const WIN: (i16, i16, u16, u16) = (200, 100, 160, 120);

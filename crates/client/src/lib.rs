@@ -3,6 +3,8 @@
 //! and the live data stream. The real agent and viewer build on it, and the
 //! end-to-end tests drive it directly as a programmatic agent and viewer.
 
+pub mod e2e;
+
 use std::path::Path;
 
 use assent_net::{close, Connection, Endpoint, NetError, RecvStream, SendStream};
@@ -317,6 +319,12 @@ impl AgentPending {
     /// handshake).
     pub fn device_key(&self) -> &SecretKey {
         &self.device_key
+    }
+
+    /// A copy of the device key (the handshake borrows it while `self` is
+    /// borrowed mutably for the control stream).
+    pub fn device_key_clone(&self) -> SecretKey {
+        self.device_key.clone()
     }
 
     /// Sends the user's signed decision. On a grant, waits for the session to

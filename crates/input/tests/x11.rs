@@ -2,10 +2,10 @@
 //! pointer moves, clicks, wheel steps and keys arrive, and `release_all`
 //! leaves nothing held.
 
-
 use std::time::{Duration, Instant};
 
 use assent_input::{EnigoSink, InputError, InputEvent, InputSink, Key, MouseButton};
+use assent_xvfb::Xvfb;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{
     ConnectionExt as _, CreateWindowAux, EventMask, KeyButMask, Window, WindowClass,
@@ -13,7 +13,6 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
-use assent_xvfb::Xvfb;
 
 /// The observer's window: x, y, width, height.
 const WIN: (i16, i16, u16, u16) = (100, 100, 200, 200);

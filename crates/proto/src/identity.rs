@@ -92,7 +92,9 @@ impl PublicKey {
     }
 }
 
-/// A private ed25519 key. Debug never prints the secret.
+/// A private ed25519 key. Debug never prints the secret; the inner key
+/// zeroizes itself on drop, clones included.
+#[derive(Clone)]
 pub struct SecretKey(SigningKey);
 
 impl std::fmt::Debug for SecretKey {

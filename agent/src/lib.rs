@@ -1,0 +1,12 @@
+//! The Assent agent: joins with a one-time code, asks the user, and only
+//! after a yes shares the screen (and input, if allowed) over the
+//! end-to-end encrypted channel. `main.rs` is the command line; the logic
+//! here is testable with fake screens and input sinks.
+
+pub mod consent;
+pub mod device;
+pub mod guarded;
+pub mod prompt;
+pub mod session;
+pub mod ui;
+pub mod x11_title;

@@ -1,0 +1,142 @@
+//! The consent prompt's content and keys, shared by the window and the
+//! terminal so both say exactly the same thing.
+
+use assent_proto::identity::PublicKey;
+use assent_proto::text::sanitize;
+use assent_proto::wire::{ConsentDecision, Scope, SessionOffer};
+
+/// What the user is asked, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptText {
+    pub technician: String,
+    pub technician_key: String,
+    pub ticket: String,
+    pub client: String,
+    pub summary: String,
+    pub scope: Scope,
+    pub verification_code: String,
+}
+
+impl PromptText {
+    /// Everything shown comes from the relay-signed offer; it is sanitised
+    /// again here because it ends up on a terminal.
+    pub fn new(offer: &SessionOffer, verification_code: &str) -> PromptText {
+        PromptText {
+            technician: sanitize(&offer.technician, 64),
+            technician_key: PublicKey(offer.technician_key).fingerprint(),
+            ticket: sanitize(&offer.ticket, 64),
+            client: sanitize(&offer.client, 128),
+            summary: sanitize(&offer.summary, 500),
+            scope: offer.scope,
+            verification_code: sanitize(verification_code, 16),
+        }
+    }
+
+    pub fn question(&self) -> String {
+        format!("{} asks to {}.", self.technician, self.scope.plain_words())
+    }
+
+    /// The prompt as lines (the terminal prints them; the window lays them out).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            self.question(),
+            format!(
+                "Technician: {} (key {})",
+                self.technician, self.technician_key
+            ),
+            format!("Ticket: {}", self.ticket),
+        ];
+        if !self.client.is_empty() && self.client != "unnamed" {
+            lines.push(format!("Client: {}", self.client));
+        }
+        if !self.summary.is_empty() && self.summary != "unnamed" {
+            lines.push(format!("Summary: {}", self.summary));
+        }
+        lines.push(format!(
+            "Verification code: {} (your technician sees the same code)",
+            self.verification_code
+        ));
+        lines
+    }
+
+    /// The keys on offer: control only when it was requested.
+    pub fn keys_hint(&self) -> &'static str {
+        match self.scope {
+            Scope::Control => "v = allow view only    c = allow control    d or Escape = deny",
+            Scope::View => "v = allow view    d or Escape = deny",
+        }
+    }
+}
+
+/// A key the user pressed, as a decision. `c` counts only when control was
+/// requested; anything unknown is no decision.
+pub fn decision_for_key(key: &str, requested: Scope) -> Option<ConsentDecision> {
+    match key.trim().to_ascii_lowercase().as_str() {
+        "v" => Some(ConsentDecision::View),
+        "c" if requested == Scope::Control => Some(ConsentDecision::Control),
+        "d" | "\u{1b}" | "escape" => Some(ConsentDecision::Denied),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assent_proto::wire::Impact;
+
+    fn offer(scope: Scope) -> SessionOffer {
+        SessionOffer {
+            session: "s".into(),
+            technician: "alice\x1b[31m".into(),
+            technician_key: [1; 32],
+            ticket: "T-1042".into(),
+            client: "Acme".into(),
+            summary: "Outlook".into(),
+            impact: Impact::High,
+            scope,
+            device: "pc".into(),
+            device_key: [2; 32],
+            consent_timeout_secs: 90,
+        }
+    }
+
+    #[test]
+    fn prompt_names_technician_ticket_scope_and_code() {
+        let p = PromptText::new(&offer(Scope::Control), "123456");
+        let all = p.lines().join("\n");
+        assert!(all.contains("see your screen and use your mouse and keyboard"));
+        assert!(all.contains("T-1042") && all.contains("Acme") && all.contains("123456"));
+        assert!(all.contains("SHA256:"));
+        assert!(!all.contains('\x1b'), "escape sequences are neutralised");
+        assert!(p.keys_hint().contains("c = allow control"));
+        let view = PromptText::new(&offer(Scope::View), "123456");
+        assert!(view.lines()[0].ends_with("see your screen."));
+        assert!(!view.keys_hint().contains("control"));
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            decision_for_key("v", Scope::View),
+            Some(ConsentDecision::View)
+        );
+        assert_eq!(
+            decision_for_key("C\n", Scope::Control),
+            Some(ConsentDecision::Control)
+        );
+        assert_eq!(
+            decision_for_key("c", Scope::View),
+            None,
+            "control not offered"
+        );
+        assert_eq!(
+            decision_for_key("d", Scope::View),
+            Some(ConsentDecision::Denied)
+        );
+        assert_eq!(
+            decision_for_key("\u{1b}", Scope::Control),
+            Some(ConsentDecision::Denied)
+        );
+        assert_eq!(decision_for_key("yes", Scope::Control), None);
+    }
+}

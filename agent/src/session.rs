@@ -1,0 +1,260 @@
+//! The agent's session, from joining to the end: the end-to-end handshake
+//! (before the prompt, so the user sees the verification code), the user's
+//! decision, then frames out and input in, all through the consent gate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use assent_client::{AgentPending, ClientError};
+use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
+use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::consent::Grant;
+use crate::guarded::{Guarded, InputFactory, ScreenFactory};
+use crate::prompt::PromptText;
+use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
+
+/// Frames sent but not yet acknowledged by the viewer. Enough to keep a
+/// 100 ms link busy at ~30 fps; small enough that the screen shown is
+/// never more than a few frames old.
+const MAX_IN_FLIGHT: u64 = 4;
+/// When nothing changed, look again after this long (caps polling at ~60 Hz).
+const IDLE_POLL: Duration = Duration::from_millis(16);
+/// The handshake runs before the prompt; a viewer that does not finish it
+/// in this time is not going to.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct JoinConfig {
+    pub relay: String,
+    pub ca: std::path::PathBuf,
+    pub code: String,
+    pub device: String,
+    pub device_key: SecretKey,
+    pub consent_timeout: Duration,
+}
+
+/// How a run ended, for the exit code and the last message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The user said no, or did not answer.
+    Declined(ConsentDecision),
+    /// The session ran and is over.
+    Ended(String),
+}
+
+/// Counters a test (or the indicator) can read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub frames_sent: std::sync::atomic::AtomicU64,
+    pub inputs_injected: std::sync::atomic::AtomicU64,
+    pub inputs_dropped: std::sync::atomic::AtomicU64,
+}
+
+pub async fn run(
+    config: JoinConfig,
+    screen: ScreenFactory,
+    input: InputFactory,
+    ui: Arc<dyn UiSink>,
+    mut commands: mpsc::UnboundedReceiver<UiCommand>,
+    stats: Arc<Stats>,
+) -> anyhow::Result<Outcome> {
+    use std::sync::atomic::Ordering::Relaxed;
+    ui.show(UiEvent::Connecting);
+    let mut pending = AgentPending::join(
+        &config.relay,
+        &config.ca,
+        config.device_key,
+        &config.device,
+        &config.code,
+    )
+    .await
+    .map_err(explain)?;
+    let offer = pending.offer.clone();
+    let technician_key = PublicKey(offer.technician_key);
+    info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
+
+    let e2e = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        assent_client::e2e::respond(&mut pending, technician_key),
+    )
+    .await
+    .context("the technician's viewer did not complete the secure handshake in time")??;
+    let code = e2e.verification_code().to_string();
+
+    // Ask the user. The local timeout denies; so does closing the window.
+    let deadline = Instant::now() + config.consent_timeout;
+    ui.show(UiEvent::Prompt {
+        text: PromptText::new(&offer, &code),
+        deadline,
+    });
+    let decision = loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(UiCommand::Decide(d)) => break d,
+                Some(UiCommand::End) | None => break ConsentDecision::Denied,
+                Some(_) => continue,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => break ConsentDecision::Timeout,
+        }
+    };
+    info!(decision = decision.as_str(), "user answered");
+    let Some(grant) = Grant::from_decision(decision, offer.scope) else {
+        // Signed and sent so the relay records it; nothing was captured.
+        let _ = pending.answer(decision).await;
+        let msg = match decision {
+            ConsentDecision::Timeout => "No answer in time: the session was declined.",
+            _ => "You declined the session.",
+        };
+        ui.show(UiEvent::Ended(msg.into()));
+        return Ok(Outcome::Declined(decision));
+    };
+    let mut live = pending.answer(decision).await.map_err(explain)?;
+    let (mut tx, mut rx) = e2e.into_channel(live.data.send, live.data.recv);
+
+    let (mut guarded, mut frames) =
+        Guarded::start(grant, screen, input).context("starting screen capture and input")?;
+    ui.show(UiEvent::Live(LiveInfo {
+        technician: offer.technician.clone(),
+        ticket: offer.ticket.clone(),
+        scope: guarded.gate().scope(),
+        verification_code: code.clone(),
+    }));
+    let _ = tx
+        .send(&SessionMsg::Control(SessionControl::Scope(
+            guarded.gate().scope(),
+        )))
+        .await;
+
+    let mut seq_sent = 0u64;
+    let mut seq_acked = 0u64;
+    let mut capturing = guarded.request_frame(true);
+    let mut want_keyframe = false;
+    let mut poll_at: Option<tokio::time::Instant> = None;
+    let end_message;
+    loop {
+        // Ask for the next frame when the last one is out, the window of
+        // unacknowledged frames has room, and any idle wait has passed.
+        if !capturing && seq_sent.saturating_sub(seq_acked) < MAX_IN_FLIGHT && poll_at.is_none() {
+            capturing = guarded.request_frame(std::mem::take(&mut want_keyframe));
+        }
+        let idle = async {
+            match poll_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = frames.recv(), if capturing => {
+                capturing = false;
+                match frame {
+                    Some(Ok(Some(encoded))) => {
+                        seq_sent = encoded.seq;
+                        if let Err(e) = tx.send(&SessionMsg::Frame(encoded.bytes)).await {
+                            end_message = format!("The connection to the technician failed: {e}");
+                            break;
+                        }
+                        stats.frames_sent.fetch_add(1, Relaxed);
+                    }
+                    Some(Ok(None)) => poll_at = Some(tokio::time::Instant::now() + IDLE_POLL),
+                    Some(Err(e)) => {
+                        warn!(error = %e, "capture failed");
+                        end_message = format!("Screen capture failed: {e}");
+                        break;
+                    }
+                    None => {
+                        end_message = "Screen capture stopped.".into();
+                        break;
+                    }
+                }
+            }
+            _ = idle => poll_at = None,
+            msg = rx.recv() => match msg {
+                Ok(SessionMsg::Input(ev)) => {
+                    if guarded.input(ev) {
+                        stats.inputs_injected.fetch_add(1, Relaxed);
+                    } else {
+                        stats.inputs_dropped.fetch_add(1, Relaxed);
+                    }
+                }
+                Ok(SessionMsg::FrameAck { seq }) => seq_acked = seq_acked.max(seq.min(seq_sent)),
+                Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => want_keyframe = true,
+                Ok(SessionMsg::Control(SessionControl::ScopeRequest(scope))) => {
+                    // A new scope needs the user's yes in the prompt again;
+                    // until that exists, the answer is the scope in force.
+                    info!(requested = scope.as_str(), "scope change requested; refused without a new prompt");
+                    let _ = tx.send(&SessionMsg::Control(SessionControl::Scope(guarded.gate().scope()))).await;
+                }
+                Ok(SessionMsg::Control(SessionControl::End)) => {
+                    end_message = "The technician ended the session.".into();
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    end_message = format!("The session channel closed: {e}");
+                    break;
+                }
+            },
+            msg = live.control.recv() => {
+                end_message = match msg {
+                    Ok(RelayMsg::SessionEnded { reason }) => format!("The session ended ({}).", reason.as_str()),
+                    Ok(_) => continue,
+                    Err(e) => format!("The connection to the relay was lost: {e}"),
+                };
+                break;
+            }
+            cmd = commands.recv() => match cmd {
+                Some(UiCommand::Pause) => {
+                    if guarded.pause() {
+                        want_keyframe = true;
+                        ui.show(UiEvent::Paused(true));
+                        let _ = tx.send(&SessionMsg::Control(SessionControl::Paused)).await;
+                    }
+                }
+                Some(UiCommand::Resume) => {
+                    if guarded.resume() {
+                        want_keyframe = true;
+                        ui.show(UiEvent::Paused(false));
+                        let _ = tx.send(&SessionMsg::Control(SessionControl::Resumed)).await;
+                    }
+                }
+                Some(UiCommand::End) | None => {
+                    end_message = "You ended the session.".into();
+                    // The relay records `agent_ended` from this.
+                    let _ = live.control.send(&ClientMsg::End).await;
+                    let _ = tx.send(&SessionMsg::Control(SessionControl::End)).await;
+                    break;
+                }
+                Some(UiCommand::Decide(_)) => {}
+            },
+        }
+    }
+    stats
+        .inputs_dropped
+        .store(guarded.gate().dropped_inputs(), Relaxed);
+    // Stop capturing and release held keys before anything else.
+    tokio::task::spawn_blocking(move || guarded.end())
+        .await
+        .ok();
+    ui.show(UiEvent::Ended(end_message.clone()));
+    live.control.end().await;
+    Ok(Outcome::Ended(end_message))
+}
+
+/// Turns relay refusals into what the user should do.
+fn explain(e: ClientError) -> anyhow::Error {
+    match e.refusal() {
+        Some(ErrorKind::BadCode) | Some(ErrorKind::ExpiredCode) | Some(ErrorKind::UsedCode) | Some(ErrorKind::Throttled) => {
+            anyhow::anyhow!("{e}")
+        }
+        _ => match &e {
+            ClientError::Net(n) if n.is_untrusted_relay() => anyhow::anyhow!(
+                "the relay's certificate is not signed by the CA in --ca: check that you were given the right ca.pem ({e})"
+            ),
+            _ => anyhow::Error::new(e),
+        },
+    }
+}

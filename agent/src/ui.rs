@@ -1,0 +1,379 @@
+//! What the user sees: the consent prompt, then the live-session indicator,
+//! as one window (winit allows one event loop per process) whose title
+//! follows the phase, or the same on a terminal with `--tty`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assent_proto::wire::{ConsentDecision, Scope};
+use eframe::egui;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::prompt::PromptText;
+
+pub const PROMPT_TITLE: &str = "Assent — support request";
+pub const LIVE_TITLE: &str = "Assent — session live";
+/// Before the request is known (joining, secure handshake).
+pub const CONNECTING_TITLE: &str = "Assent — connecting";
+
+/// The session tells the user.
+#[derive(Debug, Clone)]
+pub enum UiEvent {
+    Connecting,
+    Prompt { text: PromptText, deadline: Instant },
+    Live(LiveInfo),
+    Paused(bool),
+    Ended(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveInfo {
+    pub technician: String,
+    pub ticket: String,
+    pub scope: Scope,
+    pub verification_code: String,
+}
+
+/// The user tells the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiCommand {
+    Decide(ConsentDecision),
+    Pause,
+    Resume,
+    End,
+}
+
+/// Where the session sends [`UiEvent`]s.
+pub trait UiSink: Send + Sync {
+    fn show(&self, event: UiEvent);
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Connecting,
+    Prompt {
+        text: PromptText,
+        deadline: Instant,
+        answered: bool,
+    },
+    Live {
+        info: LiveInfo,
+        started: Instant,
+        paused: bool,
+    },
+    Ended(String),
+}
+
+struct Shared {
+    phase: Phase,
+    ctx: Option<egui::Context>,
+}
+
+/// The window's side of the UI.
+#[derive(Clone)]
+pub struct WindowUi {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Default for WindowUi {
+    fn default() -> Self {
+        WindowUi {
+            shared: Arc::new(Mutex::new(Shared {
+                phase: Phase::Connecting,
+                ctx: None,
+            })),
+        }
+    }
+}
+
+impl UiSink for WindowUi {
+    fn show(&self, event: UiEvent) {
+        let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.phase = match (event, &s.phase) {
+            (UiEvent::Connecting, _) => Phase::Connecting,
+            (UiEvent::Prompt { text, deadline }, _) => Phase::Prompt {
+                text,
+                deadline,
+                answered: false,
+            },
+            (UiEvent::Live(info), _) => Phase::Live {
+                info,
+                started: Instant::now(),
+                paused: false,
+            },
+            (UiEvent::Paused(p), Phase::Live { info, started, .. }) => Phase::Live {
+                info: info.clone(),
+                started: *started,
+                paused: p,
+            },
+            (UiEvent::Paused(_), other) => other.clone(),
+            (UiEvent::Ended(msg), _) => Phase::Ended(msg),
+        };
+        if let Some(ctx) = &s.ctx {
+            ctx.request_repaint();
+        }
+    }
+}
+
+/// Runs the window on this (the main) thread until the session ends or the
+/// user closes it. Closing it answers `deny` at the prompt and `End` when live.
+pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title(CONNECTING_TITLE)
+            .with_inner_size([520.0, 300.0])
+            .with_always_on_top(),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "assent-agent",
+        options,
+        Box::new(move |cc| {
+            ui.shared.lock().unwrap_or_else(|p| p.into_inner()).ctx = Some(cc.egui_ctx.clone());
+            use raw_window_handle::HasWindowHandle as _;
+            let titles = cc
+                .window_handle()
+                .ok()
+                .and_then(|h| crate::x11_title::TitleSetter::new(h.as_raw()));
+            if let Some(t) = &titles {
+                t.set(CONNECTING_TITLE);
+            }
+            Ok(Box::new(AgentWindow {
+                ui,
+                commands,
+                title: CONNECTING_TITLE,
+                titles,
+            }))
+        }),
+    )
+    .map_err(|e| e.to_string())
+}
+
+struct AgentWindow {
+    ui: WindowUi,
+    commands: UnboundedSender<UiCommand>,
+    title: &'static str,
+    titles: Option<crate::x11_title::TitleSetter>,
+}
+
+impl AgentWindow {
+    fn send(&self, cmd: UiCommand) {
+        let _ = self.commands.send(cmd);
+    }
+
+    fn set_title(&mut self, ctx: &egui::Context, title: &'static str) {
+        if self.title != title {
+            self.title = title;
+            match &self.titles {
+                Some(t) => t.set(title),
+                None => ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.to_string())),
+            }
+        }
+    }
+}
+
+impl eframe::App for AgentWindow {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let phase = self
+            .ui
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .phase
+            .clone();
+        let close_requested = ctx.input(|i| i.viewport().close_requested());
+        egui::CentralPanel::default().show(ui, |ui| match phase {
+            Phase::Connecting => {
+                self.set_title(&ctx, CONNECTING_TITLE);
+                ui.heading("Connecting to your technician…");
+            }
+            Phase::Prompt {
+                text,
+                deadline,
+                answered,
+            } => {
+                self.set_title(&ctx, PROMPT_TITLE);
+                if close_requested && !answered {
+                    self.answer(ConsentDecision::Denied);
+                }
+                ui.heading(text.question());
+                ui.separator();
+                for line in text.lines().iter().skip(1) {
+                    ui.label(line);
+                }
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                ui.separator();
+                ui.label(format!(
+                    "{}   (denied automatically in {left} s)",
+                    text.keys_hint()
+                ));
+                if !answered {
+                    ui.horizontal(|ui| {
+                        if ui.button("Allow view only (v)").clicked() {
+                            self.answer(ConsentDecision::View);
+                        }
+                        if text.scope == Scope::Control && ui.button("Allow control (c)").clicked()
+                        {
+                            self.answer(ConsentDecision::Control);
+                        }
+                        if ui.button("Deny (d / Esc)").clicked() {
+                            self.answer(ConsentDecision::Denied);
+                        }
+                    });
+                    let key = ctx.input(|i| {
+                        if i.key_pressed(egui::Key::V) {
+                            Some("v")
+                        } else if i.key_pressed(egui::Key::C) {
+                            Some("c")
+                        } else if i.key_pressed(egui::Key::D) || i.key_pressed(egui::Key::Escape) {
+                            Some("d")
+                        } else {
+                            None
+                        }
+                    });
+                    if let Some(d) =
+                        key.and_then(|k| crate::prompt::decision_for_key(k, text.scope))
+                    {
+                        self.answer(d);
+                    }
+                }
+                ctx.request_repaint_after(Duration::from_millis(250));
+            }
+            Phase::Live {
+                info,
+                started,
+                paused,
+            } => {
+                self.set_title(&ctx, LIVE_TITLE);
+                if close_requested {
+                    self.send(UiCommand::End);
+                }
+                let elapsed = started.elapsed().as_secs();
+                ui.heading(if paused {
+                    "Session PAUSED: the technician sees a placeholder and cannot type"
+                } else {
+                    "A support session is live"
+                });
+                ui.label(format!("Technician: {}", info.technician));
+                ui.label(format!("Ticket: {}", info.ticket));
+                ui.label(format!("They can {}", info.scope.plain_words()));
+                ui.label(format!("Verification code: {}", info.verification_code));
+                ui.label(format!("Elapsed: {:02}:{:02}", elapsed / 60, elapsed % 60));
+                ui.horizontal(|ui| {
+                    if paused {
+                        if ui.button("Resume").clicked() {
+                            self.send(UiCommand::Resume);
+                        }
+                    } else if ui.button("Pause").clicked() {
+                        self.send(UiCommand::Pause);
+                    }
+                    if ui.button("End").clicked() {
+                        self.send(UiCommand::End);
+                    }
+                });
+                ctx.request_repaint_after(Duration::from_millis(500));
+            }
+            Phase::Ended(msg) => {
+                ui.heading(msg);
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        });
+    }
+}
+
+impl AgentWindow {
+    fn answer(&mut self, d: ConsentDecision) {
+        let mut s = self.ui.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Phase::Prompt { answered, .. } = &mut s.phase {
+            if !*answered {
+                *answered = true;
+                drop(s);
+                self.send(UiCommand::Decide(d));
+            }
+        }
+    }
+}
+
+/// The terminal's side of the UI (`--tty`).
+pub struct TtyUi;
+
+impl UiSink for TtyUi {
+    fn show(&self, event: UiEvent) {
+        match event {
+            UiEvent::Connecting => eprintln!("Connecting to your technician…"),
+            UiEvent::Prompt { text, deadline } => {
+                eprintln!();
+                eprintln!("== {PROMPT_TITLE} ==");
+                for line in text.lines() {
+                    eprintln!("{line}");
+                }
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                eprintln!("{}   (denied automatically in {left} s)", text.keys_hint());
+                eprintln!("Type your answer and press Enter:");
+            }
+            UiEvent::Live(info) => {
+                eprintln!();
+                eprintln!("== {LIVE_TITLE} ==");
+                eprintln!(
+                    "{} can {} (ticket {}). Verification code: {}",
+                    info.technician,
+                    info.scope.plain_words(),
+                    info.ticket,
+                    info.verification_code
+                );
+                eprintln!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
+            }
+            UiEvent::Paused(true) => {
+                eprintln!("Session paused: the technician sees a placeholder and cannot type.")
+            }
+            UiEvent::Paused(false) => eprintln!("Session resumed."),
+            UiEvent::Ended(msg) => eprintln!("{msg}"),
+        }
+    }
+}
+
+/// Reads the terminal: during the prompt a decision key, then p/r/e.
+/// Runs on its own thread (stdin reads block).
+pub fn spawn_tty_reader(
+    requested: Arc<Mutex<Option<Scope>>>,
+    commands: UnboundedSender<UiCommand>,
+) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        let mut decided = false;
+        loop {
+            line.clear();
+            match stdin.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let scope = *requested.lock().unwrap_or_else(|p| p.into_inner());
+            let cmd = match (decided, scope) {
+                (false, Some(scope)) => match crate::prompt::decision_for_key(&line, scope) {
+                    Some(d) => {
+                        decided = true;
+                        Some(UiCommand::Decide(d))
+                    }
+                    None => {
+                        eprintln!("Please type one of the keys shown.");
+                        None
+                    }
+                },
+                (false, None) => None,
+                (true, _) => match line.trim() {
+                    "p" => Some(UiCommand::Pause),
+                    "r" => Some(UiCommand::Resume),
+                    "e" => Some(UiCommand::End),
+                    _ => None,
+                },
+            };
+            if let Some(cmd) = cmd {
+                if commands.send(cmd).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,122 @@
+//! The end-to-end channel between agent and viewer, set up *before* the
+//! consent prompt: the Noise handshake's messages travel as `Handshake`
+//! control messages the relay passes on unread while consent is pending,
+//! so the user sees the verification code while deciding. Once the session
+//! is live, the established keys seal the data stream.
+
+use assent_channel::{Established, Handshake};
+use assent_net::{RecvStream, SendStream};
+use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::wire::{ClientMsg, RelayMsg};
+
+use crate::{AgentPending, ClientError, Control, Viewer, ViewerEvent};
+
+pub type ChannelWriter = assent_channel::ChannelWriter<SendStream>;
+pub type ChannelReader = assent_channel::ChannelReader<RecvStream>;
+
+/// An established end-to-end channel, not yet bound to the data stream.
+pub struct E2e {
+    established: Established,
+}
+
+impl std::fmt::Debug for E2e {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2e")
+            .field("verification_code", &self.established.verification_code)
+            .finish_non_exhaustive()
+    }
+}
+
+impl E2e {
+    /// The 6-digit code both sides show.
+    pub fn verification_code(&self) -> &str {
+        &self.established.verification_code
+    }
+
+    /// The peer's key, as verified by its signature over the handshake.
+    pub fn peer(&self) -> PublicKey {
+        self.established.peer
+    }
+
+    /// Seals the live data stream with the established keys.
+    pub fn into_channel(
+        self,
+        send: SendStream,
+        recv: RecvStream,
+    ) -> (ChannelWriter, ChannelReader) {
+        let ch = assent_channel::Channel::from_established(self.established, send, recv);
+        (ch.writer, ch.reader)
+    }
+}
+
+fn channel_error(e: assent_channel::ChannelError) -> ClientError {
+    match e {
+        assent_channel::ChannelError::PeerKeyMismatch => ClientError::Protocol(
+            "the other side's key is not the one the relay named: someone may be in the middle; session refused".into(),
+        ),
+        other => ClientError::Protocol(format!("secure handshake failed: {other}")),
+    }
+}
+
+async fn flush(control: &mut Control, hs: &mut Handshake<'_>) -> Result<(), ClientError> {
+    let out = hs.take_outgoing();
+    if !out.is_empty() {
+        control.send(&ClientMsg::Handshake(out)).await?;
+    }
+    Ok(())
+}
+
+/// The viewer's side: initiates, expecting the device key the relay reported.
+pub async fn initiate(
+    viewer: &mut Viewer,
+    key: &SecretKey,
+    device_key: PublicKey,
+) -> Result<E2e, ClientError> {
+    let mut hs = Handshake::initiator(key, device_key).map_err(channel_error)?;
+    flush(&mut viewer.control, &mut hs).await?;
+    while !hs.is_established() {
+        match viewer.next_event().await? {
+            ViewerEvent::Handshake(bytes) => {
+                hs.push(&bytes).map_err(channel_error)?;
+                flush(&mut viewer.control, &mut hs).await?;
+            }
+            ViewerEvent::Ended(reason) => return Err(ClientError::Ended(reason)),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected {other:?} during the secure handshake"
+                )))
+            }
+        }
+    }
+    Ok(E2e {
+        established: hs.into_established().map_err(channel_error)?,
+    })
+}
+
+/// The agent's side: responds, expecting the technician key in the
+/// relay-signed offer.
+pub async fn respond(
+    pending: &mut AgentPending,
+    technician_key: PublicKey,
+) -> Result<E2e, ClientError> {
+    let key = pending.device_key_clone();
+    let mut hs = Handshake::responder(&key, technician_key).map_err(channel_error)?;
+    flush(&mut pending.control, &mut hs).await?;
+    while !hs.is_established() {
+        match pending.control.recv().await? {
+            RelayMsg::Handshake(bytes) => {
+                hs.push(&bytes).map_err(channel_error)?;
+                flush(&mut pending.control, &mut hs).await?;
+            }
+            RelayMsg::SessionEnded { reason } => return Err(ClientError::Ended(reason)),
+            _ => {
+                return Err(ClientError::Protocol(
+                    "unexpected relay message during the secure handshake".into(),
+                ))
+            }
+        }
+    }
+    Ok(E2e {
+        established: hs.into_established().map_err(channel_error)?,
+    })
+}

@@ -1,0 +1,360 @@
+//! The agent's session logic end to end: a real relay process, the agent
+//! library in-process with a fake screen (`FakeSource`) and a recording input
+//! sink (`RecordingSink`) — test doubles standing in for the X display,
+//! which the Xvfb tests in `desktop.rs` exercise for real — and a
+//! programmatic viewer.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assent_agent::session::{self, JoinConfig, Outcome, Stats};
+use assent_agent::ui::{UiCommand, UiEvent, UiSink};
+use assent_capture::{FakeSource, ScreenSource};
+use assent_input::{InputError, InputSink, RecordingSink};
+use assent_proto::identity::SecretKey;
+use assent_proto::session_msg::{InputEvent, Key, MouseButton};
+use assent_proto::wire::{ConsentDecision, Scope};
+use assent_tests::viewer::{self, Pairing};
+use assent_tests::TestRelay;
+use tokio::sync::mpsc;
+
+use crate::common::WAIT;
+
+const W: u32 = 320;
+const H: u32 = 200;
+
+/// A RecordingSink the test can read after the agent's input thread took it.
+#[derive(Clone, Default)]
+struct SharedSink(Arc<Mutex<RecordingSink>>);
+
+impl InputSink for SharedSink {
+    fn apply(&mut self, event: &InputEvent) -> Result<(), InputError> {
+        self.0.lock().unwrap().apply(event)
+    }
+    fn release_all(&mut self) -> Result<(), InputError> {
+        self.0.lock().unwrap().release_all()
+    }
+}
+
+impl SharedSink {
+    fn events(&self) -> Vec<InputEvent> {
+        self.0.lock().unwrap().events()
+    }
+    fn release_calls(&self) -> usize {
+        self.0.lock().unwrap().release_all_calls()
+    }
+}
+
+/// Answers the prompt as scripted (or never, for a timeout) and keeps what
+/// it was shown.
+struct ScriptedUi {
+    answer: Option<ConsentDecision>,
+    commands: mpsc::UnboundedSender<UiCommand>,
+    shown: Mutex<Vec<UiEvent>>,
+}
+
+impl UiSink for ScriptedUi {
+    fn show(&self, event: UiEvent) {
+        if let (UiEvent::Prompt { .. }, Some(d)) = (&event, self.answer) {
+            let _ = self.commands.send(UiCommand::Decide(d));
+        }
+        self.shown.lock().unwrap().push(event);
+    }
+}
+
+impl ScriptedUi {
+    fn prompt_code(&self) -> Option<String> {
+        self.shown.lock().unwrap().iter().find_map(|e| match e {
+            UiEvent::Prompt { text, .. } => Some(text.verification_code.clone()),
+            _ => None,
+        })
+    }
+}
+
+struct Agent {
+    task: tokio::task::JoinHandle<anyhow::Result<Outcome>>,
+    commands: mpsc::UnboundedSender<UiCommand>,
+    ui: Arc<ScriptedUi>,
+    sink: SharedSink,
+    stats: Arc<Stats>,
+}
+
+fn start_agent(
+    relay: &TestRelay,
+    code: &str,
+    answer: Option<ConsentDecision>,
+    timeout: Duration,
+) -> Agent {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ui = Arc::new(ScriptedUi {
+        answer,
+        commands: tx.clone(),
+        shown: Mutex::new(Vec::new()),
+    });
+    let sink = SharedSink::default();
+    let stats = Arc::new(Stats::default());
+    let config = JoinConfig {
+        relay: relay.addr.clone(),
+        ca: relay.ca(),
+        code: code.to_string(),
+        device: "pc-fake".into(),
+        device_key: SecretKey::generate().unwrap(),
+        consent_timeout: timeout,
+    };
+    let sink_for_agent = sink.clone();
+    let task = tokio::spawn(session::run(
+        config,
+        Box::new(|| Ok(Box::new(FakeSource::new(W, H)) as Box<dyn ScreenSource>)),
+        Box::new(move || Ok(Box::new(sink_for_agent) as Box<dyn InputSink>)),
+        ui.clone(),
+        rx,
+        stats.clone(),
+    ));
+    Agent {
+        task,
+        commands: tx,
+        ui,
+        sink,
+        stats,
+    }
+}
+
+async fn live_pair(
+    relay: &TestRelay,
+    scope: Scope,
+    answer: ConsentDecision,
+) -> (viewer::LiveViewer, Agent) {
+    let key = relay.enrol(&format!("tech{}", assent_proto::random_id(3).unwrap()));
+    let v = viewer::connect(&relay.addr, &relay.ca(), &key, scope)
+        .await
+        .unwrap();
+    let agent = start_agent(
+        relay,
+        &v.invite.code.clone(),
+        Some(answer),
+        Duration::from_secs(30),
+    );
+    match tokio::time::timeout(WAIT, viewer::pair(v, &key))
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Pairing::Live(l) => (*l, agent),
+        Pairing::Refused(r) => panic!("refused: {r}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_and_timeout_share_nothing() {
+    let relay = TestRelay::started(&[]);
+    for (answer, decision) in [(Some(ConsentDecision::Denied), "denied"), (None, "timeout")] {
+        let key = relay.enrol(&format!("t-{decision}"));
+        let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
+            .await
+            .unwrap();
+        let agent = start_agent(
+            &relay,
+            &v.invite.code.clone(),
+            answer,
+            Duration::from_secs(2),
+        );
+        let pairing = tokio::time::timeout(WAIT, viewer::pair(v, &key))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(pairing, Pairing::Refused(_)), "{pairing:?}");
+        let outcome = agent.task.await.unwrap().unwrap();
+        assert!(matches!(outcome, Outcome::Declined(_)), "{outcome:?}");
+        assert!(agent.ui.prompt_code().is_some(), "the user was asked");
+        assert_eq!(agent.stats.frames_sent.load(Relaxed), 0);
+        assert!(agent.sink.events().is_empty());
+        let rec = relay
+            .wait_record(WAIT, |r| {
+                r["event"] == "consent" && r["decision"] == decision
+            })
+            .expect("consent recorded");
+        assert_eq!(
+            rec["receipt"].as_str().unwrap().len(),
+            128,
+            "signed by the device"
+        );
+    }
+    assert!(!relay.events().iter().any(|e| e == "session_start"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_only_sends_exact_frames_and_drops_input() {
+    let relay = TestRelay::started(&[]);
+    let (mut v, agent) = live_pair(&relay, Scope::Control, ConsentDecision::View).await;
+    assert_eq!(v.scope, Scope::View);
+    assert_eq!(
+        agent.ui.prompt_code().as_deref(),
+        Some(v.verification_code.as_str()),
+        "same verification code on both sides"
+    );
+    assert!(v.next_frame(WAIT).await.unwrap(), "a first frame");
+    // The decoded screen is exactly the fake screen of the frame it came from.
+    let frame_no = agent.stats.frames_sent.load(Relaxed);
+    assert!(frame_no >= 1);
+    for _ in 0..5 {
+        assert!(v.next_frame(WAIT).await.unwrap());
+    }
+    let px = v.pixel(3, 150).unwrap();
+    let candidates: Vec<[u8; 4]> = (0..50u64)
+        .map(|f| FakeSource::expected_pixel(W, H, f, 3, 150))
+        .collect();
+    assert!(
+        candidates.iter().any(|c| [c[2], c[1], c[0], 255] == px),
+        "pixel {px:?} is not from the fake screen"
+    );
+
+    v.input(InputEvent::MouseMove { x: 10, y: 10 })
+        .await
+        .unwrap();
+    v.input(InputEvent::Text("secret".into())).await.unwrap();
+    for _ in 0..3 {
+        v.next_frame(Duration::from_millis(300)).await.unwrap();
+    }
+    assert!(
+        agent.sink.events().is_empty(),
+        "view-only injected {:?}",
+        agent.sink.events()
+    );
+    assert!(
+        agent.stats.inputs_dropped.load(Relaxed) >= 2
+            || agent.stats.inputs_injected.load(Relaxed) == 0
+    );
+    assert_eq!(agent.stats.inputs_injected.load(Relaxed), 0);
+    let _ = agent.commands.send(UiCommand::End);
+    agent.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_injects_in_order_and_pause_drops_and_releases() {
+    let relay = TestRelay::started(&[]);
+    let (mut v, agent) = live_pair(&relay, Scope::Control, ConsentDecision::Control).await;
+    assert_eq!(v.scope, Scope::Control);
+    assert!(v.next_frame(WAIT).await.unwrap());
+    let sent = vec![
+        InputEvent::MouseMove { x: 40, y: 50 },
+        InputEvent::MouseButton {
+            button: MouseButton::Left,
+            pressed: true,
+        },
+        InputEvent::MouseButton {
+            button: MouseButton::Left,
+            pressed: false,
+        },
+        InputEvent::Key {
+            key: Key::Shift,
+            pressed: true,
+        },
+        InputEvent::Text("hi".into()),
+    ];
+    for ev in &sent {
+        v.input(ev.clone()).await.unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    while agent.sink.events().len() < sent.len() && Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(agent.sink.events(), sent);
+
+    // Pause: the held Shift is released, input is dropped, frames become the
+    // placeholder (no fake-screen pixel survives).
+    let releases = agent.sink.release_calls();
+    agent.commands.send(UiCommand::Pause).unwrap();
+    // The placeholder, as the viewer's RGBA screen would hold it.
+    let placeholder: Vec<u8> = assent_codec::placeholder_frame(W, H)
+        .chunks(4)
+        .flat_map(|p| [p[2], p[1], p[0], 255])
+        .collect();
+    let paused = v
+        .wait_screen(WAIT, |d| d.pixels() == placeholder.as_slice())
+        .await
+        .unwrap();
+    assert!(paused, "the viewer never saw the placeholder");
+    assert!(v.paused, "the viewer was told");
+    assert!(
+        agent.sink.release_calls() > releases,
+        "held keys released on pause"
+    );
+    v.input(InputEvent::Text("password".into())).await.unwrap();
+    v.next_frame(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(
+        agent.sink.events().len(),
+        sent.len(),
+        "input while paused was injected"
+    );
+
+    agent.commands.send(UiCommand::Resume).unwrap();
+    let resumed = v
+        .wait_screen(WAIT, |d| d.pixels() != placeholder.as_slice())
+        .await
+        .unwrap();
+    assert!(resumed);
+    v.input(InputEvent::MouseMove { x: 1, y: 2 }).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while agent.sink.events().len() < sent.len() + 1 && Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(
+        agent.sink.events().last(),
+        Some(&InputEvent::MouseMove { x: 1, y: 2 })
+    );
+
+    // End from the agent: the relay records agent_ended within 200 ms.
+    let clicked = Instant::now();
+    agent.commands.send(UiCommand::End).unwrap();
+    let mut took = None;
+    while clicked.elapsed() < Duration::from_secs(3) {
+        if relay
+            .records()
+            .iter()
+            .any(|r| r["event"] == "session_end" && r["reason"] == "agent_ended")
+        {
+            took = Some(clicked.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = took.expect("agent_ended recorded");
+    assert!(
+        took < Duration::from_millis(200),
+        "agent_ended after {took:?}"
+    );
+    agent.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_key_in_the_middle_is_detected_before_the_prompt() {
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
+        .await
+        .unwrap();
+    let agent = start_agent(
+        &relay,
+        &v.invite.code.clone(),
+        Some(ConsentDecision::Control),
+        Duration::from_secs(30),
+    );
+    // The channel is signed with a key other than the one the relay
+    // attested: what a relay (or anyone) substituting keys would produce.
+    let impostor = SecretKey::generate().unwrap();
+    let pairing = tokio::time::timeout(WAIT, viewer::pair(v, &impostor))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(pairing, Pairing::Refused(_)), "{pairing:?}");
+    let result = tokio::time::timeout(WAIT, agent.task)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = result.expect_err("the agent refuses");
+    assert!(format!("{err:#}").to_lowercase().contains("key"), "{err:#}");
+    assert!(agent.ui.prompt_code().is_none(), "the user was never asked");
+    assert_eq!(agent.stats.frames_sent.load(Relaxed), 0);
+    assert!(!relay.events().iter().any(|e| e == "session_start"));
+}

@@ -1,0 +1,380 @@
+//! The real agent process on a real (virtual) X display: its consent window
+//! driven with xdotool, screen capture checked pixel for pixel against a
+//! screenshot, and input checked at a real X client (xev).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assent_proto::session_msg::{InputEvent, MouseButton};
+use assent_proto::wire::Scope;
+use assent_tests::viewer::{self, LiveViewer, Pairing};
+use assent_tests::{bin, Proc, TestRelay};
+use assent_xvfb::Xvfb;
+
+use crate::common::WAIT;
+
+const W: u32 = 800;
+const H: u32 = 600;
+
+fn spawn_agent(xvfb: &Xvfb, relay: &TestRelay, config: &Path, code: &str, tty: bool) -> Proc {
+    let mut cmd = Command::new(bin("assent-agent"));
+    cmd.args([
+        "join",
+        "--relay",
+        &relay.addr,
+        "--ca",
+        relay.ca().to_str().unwrap(),
+    ]);
+    if tty {
+        cmd.arg("--tty");
+    }
+    cmd.arg(code)
+        .env("DISPLAY", xvfb.display())
+        .env("XDG_CONFIG_HOME", config)
+        .env("RUST_LOG", "warn")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(if tty { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null());
+    if tty {
+        cmd.stderr(Stdio::piped());
+    } else {
+        cmd.stderr(std::fs::File::create(config.join("agent.log")).unwrap());
+    }
+    Proc {
+        child: cmd.spawn().expect("spawn assent-agent"),
+    }
+}
+
+/// Where desktop tests leave screenshots for people to look at.
+fn artifacts() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+}
+
+fn xdotool(xvfb: &Xvfb, args: &[&str]) -> String {
+    let out = xvfb
+        .command("xdotool")
+        .args(args)
+        .output()
+        .expect("xdotool");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits for a window without blocking the runtime (the viewer's tasks
+/// must keep running meanwhile).
+async fn wait_window(xvfb: &Xvfb, title: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let id = xdotool(xvfb, &["search", "--name", title]);
+        if let Some(first) = id.lines().next().filter(|l| !l.is_empty()) {
+            return first.to_string();
+        }
+        assert!(Instant::now() < deadline, "no window titled {title:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (x, y, width, height) of a window.
+fn geometry(xvfb: &Xvfb, window: &str) -> (u32, u32, u32, u32) {
+    let shell = xdotool(xvfb, &["getwindowgeometry", "--shell", window]);
+    let get = |k: &str| -> u32 {
+        shell
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {shell}"))
+    };
+    (get("X"), get("Y"), get("WIDTH"), get("HEIGHT"))
+}
+
+/// The whole screen as packed RGB.
+fn screenshot(xvfb: &Xvfb) -> Vec<u8> {
+    let out = xvfb
+        .command("import")
+        .args(["-window", "root", "-depth", "8", "rgb:-"])
+        .output()
+        .expect("import");
+    assert_eq!(out.stdout.len(), (W * H * 3) as usize, "screenshot size");
+    out.stdout
+}
+
+/// Compares the viewer's decoded screen to a screenshot, outside `skip`.
+fn mismatches(v: &LiveViewer, shot: &[u8], skip: (u32, u32, u32, u32)) -> usize {
+    let (sx, sy, sw, sh) = skip;
+    let rgba = v.decoder.pixels();
+    let mut bad = 0;
+    for y in 0..H {
+        for x in 0..W {
+            if x >= sx && x < sx + sw && y >= sy && y < sy + sh {
+                continue;
+            }
+            let i = (y * W + x) as usize;
+            if rgba[i * 4..i * 4 + 3] != shot[i * 3..i * 3 + 3] {
+                bad += 1;
+            }
+        }
+    }
+    bad
+}
+
+/// A real X client that prints the events it receives.
+struct Xev {
+    _proc: Proc,
+    log: std::path::PathBuf,
+}
+
+impl Xev {
+    fn start(xvfb: &Xvfb, dir: &Path) -> Xev {
+        let log = dir.join("xev.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = xvfb
+            .command("xev")
+            .args([
+                "-geometry",
+                "200x150+560+420",
+                "-event",
+                "keyboard",
+                "-event",
+                "button",
+            ])
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("xev (x11-utils)");
+        Xev {
+            _proc: Proc { child },
+            log,
+        }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+async fn drive_input(v: &mut LiveViewer) {
+    v.input(InputEvent::MouseMove { x: 640, y: 480 })
+        .await
+        .unwrap();
+    v.input(InputEvent::MouseButton {
+        button: MouseButton::Left,
+        pressed: true,
+    })
+    .await
+    .unwrap();
+    v.input(InputEvent::MouseButton {
+        button: MouseButton::Left,
+        pressed: false,
+    })
+    .await
+    .unwrap();
+    v.input(InputEvent::Text("hi".into())).await.unwrap();
+    // Keep frames flowing (and acknowledged) while the events land.
+    let until = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < until {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped() {
+    let xvfb = Xvfb::start_with_size(W, H);
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let dir = assent_tests::tempdir();
+    let xev = Xev::start(&xvfb, dir.path());
+    wait_window(&xvfb, "Event Tester").await;
+    let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
+        .await
+        .unwrap();
+    let code = v.invite.code.clone();
+    let pairing = tokio::spawn(async move { viewer::pair(v, &key).await });
+    let mut agent = spawn_agent(&xvfb, &relay, dir.path(), &code, false);
+
+    // The prompt: a real window, with content, answered with the `v` key.
+    let log = dir.path().join("agent.log");
+    let window = match tokio::time::timeout(
+        Duration::from_secs(30),
+        wait_window(&xvfb, "Assent — support request"),
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(_) => panic!(
+            "no prompt window; agent log:\n{}\nrelay log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            relay.log_text()
+        ),
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (x, y, w, h) = geometry(&xvfb, &window);
+    assert!(w >= 300 && h >= 150, "window {w}x{h}");
+    let shot = screenshot(&xvfb);
+    let mut colours = std::collections::HashSet::new();
+    for yy in y..(y + h).min(H) {
+        for xx in x..(x + w).min(W) {
+            let i = ((yy * W + xx) * 3) as usize;
+            colours.insert([shot[i], shot[i + 1], shot[i + 2]]);
+        }
+    }
+    assert!(
+        colours.len() > 4,
+        "the consent window looks blank ({} colours)",
+        colours.len()
+    );
+    let png = dir.path().join("consent.png");
+    let _ = xvfb
+        .command("import")
+        .args(["-window", "root"])
+        .arg(&png)
+        .status();
+    std::fs::create_dir_all(artifacts()).unwrap();
+    let _ = std::fs::copy(&png, artifacts().join("consent.png"));
+    // No window manager: focus follows the pointer, so point at the window
+    // (and click its text, which does nothing) before typing.
+    xdotool(&xvfb, &["mousemove", "--window", &window, "40", "20"]);
+    xdotool(&xvfb, &["windowfocus", &window]);
+    xdotool(&xvfb, &["click", "1"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    xdotool(&xvfb, &["key", "v"]);
+
+    let mut v = match tokio::time::timeout(WAIT, pairing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        Pairing::Live(l) => *l,
+        Pairing::Refused(r) => panic!("refused: {r}"),
+    };
+    assert_eq!(v.scope, Scope::View);
+    // Frames decode to exactly what is on the X screen (outside the agent's
+    // own window, which redraws its elapsed-time counter).
+    let live_window = wait_window(&xvfb, "Assent — session live").await;
+    let skip = geometry(&xvfb, &live_window);
+    let mut best = usize::MAX;
+    for _ in 0..20 {
+        v.next_frame(WAIT).await.unwrap();
+        // Let any in-flight update land, then compare.
+        while v.next_frame(Duration::from_millis(150)).await.unwrap() {}
+        let shot = screenshot(&xvfb);
+        best = best.min(mismatches(&v, &shot, skip));
+        if best == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        best, 0,
+        "decoded frame differs from the screenshot in {best} pixels"
+    );
+
+    // View only: the technician's click and typing reach nobody.
+    drive_input(&mut v).await;
+    let events = xev.text();
+    assert!(
+        !events.contains("ButtonPress") && !events.contains("KeyPress"),
+        "view-only input arrived:\n{events}"
+    );
+
+    // SIGTERM ends the session cleanly: the relay records agent_ended.
+    agent.signal(libc::SIGTERM);
+    let status = agent
+        .wait_timeout(Duration::from_secs(10))
+        .expect("agent exits");
+    assert!(status.success(), "{status:?}");
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tty_consent_then_control_click_and_text_reach_an_x_client() {
+    let xvfb = Xvfb::start_with_size(W, H);
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let dir = assent_tests::tempdir();
+    let xev = Xev::start(&xvfb, dir.path());
+    wait_window(&xvfb, "Event Tester").await;
+    let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
+        .await
+        .unwrap();
+    let code = v.invite.code.clone();
+    let pairing = tokio::spawn(async move { viewer::pair(v, &key).await });
+    let mut agent = spawn_agent(&xvfb, &relay, dir.path(), &code, true);
+    // Wait for the prompt on the terminal, then answer `c`.
+    let stderr = agent.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let prompt = tokio::task::spawn_blocking(move || {
+        let mut prompt = String::new();
+        while !prompt.contains("c = allow control") {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("prompt on the terminal");
+            prompt.push_str(&line);
+            prompt.push('\n');
+        }
+        prompt
+    })
+    .await
+    .unwrap();
+    assert!(
+        prompt.contains("alice asks to see your screen and use your mouse and keyboard"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("T-2001"), "{prompt}");
+    let mut stdin = agent.child.stdin.take().unwrap();
+    stdin.write_all(b"c\n").unwrap();
+    let mut v = match tokio::time::timeout(WAIT, pairing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        Pairing::Live(l) => *l,
+        Pairing::Refused(r) => panic!("refused: {r}"),
+    };
+    assert_eq!(v.scope, Scope::Control);
+    assert!(
+        prompt.contains(&v.verification_code),
+        "the prompt shows the verification code"
+    );
+    assert!(v.next_frame(WAIT).await.unwrap());
+    drive_input(&mut v).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut events = xev.text();
+    while !(events.contains("keysym 0x69, i") && events.contains("ButtonPress"))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        events = xev.text();
+    }
+    assert!(
+        events.contains("ButtonPress"),
+        "no click at the X client:\n{events}"
+    );
+    assert!(
+        events.contains("keysym 0x68, h") && events.contains("keysym 0x69, i"),
+        "typed text missing:\n{events}"
+    );
+    // The user ends it from the terminal.
+    stdin.write_all(b"e\n").unwrap();
+    let status = agent
+        .wait_timeout(Duration::from_secs(10))
+        .expect("agent exits");
+    assert!(status.success());
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended");
+}

@@ -1,0 +1,166 @@
+//! A programmatic technician for agent tests: authenticates, gets a code,
+//! runs the end-to-end handshake, and once live decodes frames and sends
+//! input — the real protocol, without a window.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use assent_client::e2e::{ChannelReader, ChannelWriter};
+use assent_client::{Viewer, ViewerEvent};
+use assent_codec::Decoder;
+use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::session_msg::{InputEvent, SessionMsg};
+use assent_proto::wire::{ConsentDecision, Impact, InviteRequest, Scope};
+
+/// How far pairing got.
+#[derive(Debug)]
+pub enum Pairing {
+    /// The user declined or did not answer; no session.
+    Refused(String),
+    Live(Box<LiveViewer>),
+}
+
+pub struct LiveViewer {
+    pub viewer: Viewer,
+    pub tx: ChannelWriter,
+    pub rx: ChannelReader,
+    pub decoder: Decoder,
+    pub verification_code: String,
+    pub scope: Scope,
+    pub frames: u64,
+    pub frame_bytes: u64,
+    pub paused: bool,
+}
+
+impl std::fmt::Debug for LiveViewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveViewer")
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn connect(
+    relay: &str,
+    ca: &std::path::Path,
+    key: &SecretKey,
+    scope: Scope,
+) -> anyhow::Result<Viewer> {
+    let request = InviteRequest {
+        ticket: "T-2001".into(),
+        client: "Acme Ltd".into(),
+        summary: "Printer queue stuck".into(),
+        impact: Impact::Normal,
+        scope,
+    };
+    Ok(Viewer::connect(relay, ca, key, request).await?)
+}
+
+/// Waits for the agent, runs the handshake as initiator (signing with
+/// `channel_key`, normally the technician key), and waits for the user's
+/// answer.
+pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result<Pairing> {
+    let device_key: PublicKey = loop {
+        match viewer.next_event().await? {
+            ViewerEvent::AgentJoined { device_key, .. } => break device_key,
+            ViewerEvent::Ended(r) => bail!("ended before the agent joined: {r:?}"),
+            _ => continue,
+        }
+    };
+    let e2e = match assent_client::e2e::initiate(&mut viewer, channel_key, device_key).await {
+        Ok(e) => e,
+        Err(e) => return Ok(Pairing::Refused(format!("handshake: {e}"))),
+    };
+    let code = e2e.verification_code().to_string();
+    let scope = loop {
+        match viewer.next_event().await {
+            Ok(ViewerEvent::Consent(ConsentDecision::Denied | ConsentDecision::Timeout)) => {
+                continue
+            }
+            Ok(ViewerEvent::Consent(_))
+            | Ok(ViewerEvent::AgentJoined { .. })
+            | Ok(ViewerEvent::Handshake(_)) => continue,
+            Ok(ViewerEvent::Started { scope, .. }) => break scope,
+            Ok(ViewerEvent::Ended(r)) => return Ok(Pairing::Refused(format!("{r:?}"))),
+            Err(e) => return Ok(Pairing::Refused(e.to_string())),
+        }
+    };
+    let data = viewer.control.accept_data().await.context("data stream")?;
+    let (tx, rx) = e2e.into_channel(data.send, data.recv);
+    Ok(Pairing::Live(Box::new(LiveViewer {
+        viewer,
+        tx,
+        rx,
+        decoder: Decoder::new(),
+        verification_code: code,
+        scope,
+        frames: 0,
+        frame_bytes: 0,
+        paused: false,
+    })))
+}
+
+impl LiveViewer {
+    /// Reads session messages until a frame is decoded (acknowledging it),
+    /// or `limit` passes. Returns whether a frame arrived.
+    pub async fn next_frame(&mut self, limit: Duration) -> anyhow::Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(m) => m?,
+                Err(_) => return Ok(false),
+            };
+            match msg {
+                SessionMsg::Frame(bytes) => {
+                    self.frame_bytes += bytes.len() as u64;
+                    let update = self.decoder.decode(&bytes).context("decoding a frame")?;
+                    self.frames += 1;
+                    self.tx
+                        .send(&SessionMsg::FrameAck { seq: update.seq })
+                        .await?;
+                    return Ok(true);
+                }
+                SessionMsg::Control(assent_proto::session_msg::Control::Paused) => {
+                    self.paused = true
+                }
+                SessionMsg::Control(assent_proto::session_msg::Control::Resumed) => {
+                    self.paused = false
+                }
+                SessionMsg::Control(assent_proto::session_msg::Control::End) => {
+                    bail!("the agent ended the session")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Decodes frames until `pred` holds on the screen or `limit` passes.
+    pub async fn wait_screen(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&Decoder) -> bool,
+    ) -> anyhow::Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let left = deadline - tokio::time::Instant::now();
+            if self.next_frame(left).await? && pred(&self.decoder) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub async fn input(&mut self, ev: InputEvent) -> anyhow::Result<()> {
+        Ok(self.tx.send(&SessionMsg::Input(ev)).await?)
+    }
+
+    /// The RGBA pixel at (x, y) of the decoded screen.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 4]> {
+        let w = self.decoder.width();
+        let i = ((y * w + x) * 4) as usize;
+        self.decoder
+            .pixels()
+            .get(i..i + 4)
+            .map(|p| [p[0], p[1], p[2], p[3]])
+    }
+}
