@@ -250,11 +250,14 @@ impl eframe::App for AgentWindow {
                     self.send(UiCommand::End);
                 }
                 let elapsed = started.elapsed().as_secs();
-                ui.heading(if paused {
-                    "Session PAUSED: the technician sees a placeholder and cannot type"
+                // Same number of lines in both states, so the buttons stay put.
+                if paused {
+                    ui.heading("Session PAUSED");
+                    ui.label("The technician sees a placeholder and cannot type.");
                 } else {
-                    "A support session is live"
-                });
+                    ui.heading("A support session is live");
+                    ui.label("Pause at any time, e.g. to type a password privately.");
+                }
                 ui.label(format!("Technician: {}", info.technician));
                 ui.label(format!("Ticket: {}", info.ticket));
                 ui.label(format!("They can {}", info.scope.plain_words()));

@@ -253,6 +253,11 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
     // own window, which redraws its elapsed-time counter).
     let live_window = wait_window(&xvfb, "Assent — session live").await;
     let skip = geometry(&xvfb, &live_window);
+    let _ = xvfb
+        .command("import")
+        .args(["-window", "root"])
+        .arg(artifacts().join("live.png"))
+        .status();
     let mut best = usize::MAX;
     for _ in 0..20 {
         v.next_frame(WAIT).await.unwrap();
@@ -277,16 +282,49 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         "view-only input arrived:\n{events}"
     );
 
-    // SIGTERM ends the session cleanly: the relay records agent_ended.
-    agent.signal(libc::SIGTERM);
+    // The indicator's buttons, clicked for real. Their places come from the
+    // layout in agent/src/ui.rs (see target/test-artifacts/live.png).
+    let click = |x: &str, y: &str| {
+        xdotool(&xvfb, &["mousemove", "--window", &live_window, x, y]);
+        xdotool(&xvfb, &["click", "1"]);
+    };
+    click("33", "150"); // Pause
+    let deadline = Instant::now() + WAIT;
+    while !v.paused && Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    assert!(v.paused, "Pause did not reach the viewer");
+    click("33", "150"); // the same button now says Resume
+    let deadline = Instant::now() + WAIT;
+    while v.paused && Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    assert!(!v.paused, "Resume did not reach the viewer");
+
+    // End: the relay records agent_ended within 200 ms of the click.
+    let clicked = Instant::now();
+    click("85", "150");
+    let mut took = None;
+    while clicked.elapsed() < Duration::from_secs(5) {
+        if relay
+            .records()
+            .iter()
+            .any(|r| r["event"] == "session_end" && r["reason"] == "agent_ended")
+        {
+            took = Some(clicked.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = took.expect("agent_ended recorded after End");
+    assert!(
+        took < Duration::from_millis(200),
+        "agent_ended {took:?} after the click"
+    );
     let status = agent
         .wait_timeout(Duration::from_secs(10))
         .expect("agent exits");
     assert!(status.success(), "{status:?}");
-    let end = relay
-        .wait_record(WAIT, |r| r["event"] == "session_end")
-        .expect("session_end");
-    assert_eq!(end["reason"], "agent_ended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,8 +405,9 @@ async fn tty_consent_then_control_click_and_text_reach_an_x_client() {
         events.contains("keysym 0x68, h") && events.contains("keysym 0x69, i"),
         "typed text missing:\n{events}"
     );
-    // The user ends it from the terminal.
-    stdin.write_all(b"e\n").unwrap();
+    // SIGTERM ends the session cleanly: the relay records agent_ended.
+    drop(stdin);
+    agent.signal(libc::SIGTERM);
     let status = agent
         .wait_timeout(Duration::from_secs(10))
         .expect("agent exits");
