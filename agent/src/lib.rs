@@ -9,4 +9,3 @@ pub mod guarded;
 pub mod prompt;
 pub mod session;
 pub mod ui;
-pub mod x11_title;

@@ -134,7 +134,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
             let titles = cc
                 .window_handle()
                 .ok()
-                .and_then(|h| crate::x11_title::TitleSetter::new(h.as_raw()));
+                .and_then(|h| assent_wintitle::TitleSetter::new(h.as_raw()));
             if let Some(t) = &titles {
                 t.set(CONNECTING_TITLE);
             }
@@ -153,7 +153,7 @@ struct AgentWindow {
     ui: WindowUi,
     commands: UnboundedSender<UiCommand>,
     title: &'static str,
-    titles: Option<crate::x11_title::TitleSetter>,
+    titles: Option<assent_wintitle::TitleSetter>,
 }
 
 impl AgentWindow {

@@ -5,3 +5,4 @@ mod agent;
 mod common;
 mod desktop;
 mod relay;
+mod viewer;

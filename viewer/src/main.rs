@@ -60,17 +60,7 @@ enum Command {
     },
 }
 
-fn config_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("assent"));
-    }
-    let home = std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".config/assent"))
-}
-
-fn default_key() -> anyhow::Result<PathBuf> {
-    Ok(config_dir()?.join("technician.key"))
-}
+use assent_viewer::paths::default_key;
 
 fn keygen(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = match path {
@@ -111,11 +101,36 @@ fn keygen(path: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let result = match cli.command {
         Command::Keygen { key } => keygen(key),
-        Command::Connect { .. } => Err(anyhow::anyhow!(
-            "the session window is not available in this build yet; see README.md for what works"
-        )),
+        Command::Connect {
+            relay,
+            ca,
+            ticket,
+            key,
+            client,
+            summary,
+            impact,
+            scope,
+            headless,
+        } => connect(ConnectArgs {
+            relay,
+            ca,
+            ticket,
+            key,
+            client,
+            summary,
+            impact,
+            scope,
+            headless,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,4 +139,134 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+struct ConnectArgs {
+    relay: String,
+    ca: PathBuf,
+    ticket: String,
+    key: Option<PathBuf>,
+    client: String,
+    summary: String,
+    impact: String,
+    scope: String,
+    headless: bool,
+}
+
+fn connect(args: ConnectArgs) -> anyhow::Result<()> {
+    use assent_proto::text;
+    use assent_viewer::session::{self, Command as SessionCommand, ConnectConfig, ViewState};
+    use std::sync::{Arc, Mutex};
+
+    let key_path = match args.key {
+        Some(p) => p,
+        None => default_key()?,
+    };
+    let key_text = std::fs::read_to_string(&key_path).with_context(|| {
+        format!(
+            "reading the technician key {} (create one with `assent-viewer keygen`)",
+            key_path.display()
+        )
+    })?;
+    let key = SecretKey::from_file_contents(&key_text)
+        .with_context(|| format!("{} is not a technician key", key_path.display()))?;
+    let request = assent_proto::wire::InviteRequest {
+        ticket: text::single_line("--ticket", &args.ticket, text::MAX_TICKET)?,
+        client: text::optional_line("--client", &args.client, text::MAX_CLIENT)?,
+        summary: text::optional_line("--summary", &args.summary, text::MAX_SUMMARY)?,
+        impact: args.impact.parse().map_err(anyhow::Error::msg)?,
+        scope: args.scope.parse().map_err(anyhow::Error::msg)?,
+    };
+    if !args.headless && std::env::var_os("DISPLAY").is_none() {
+        bail!("no display for the session window (DISPLAY is not set); use --headless for scripts");
+    }
+    let config = ConnectConfig {
+        relay: args.relay,
+        ca: args.ca,
+        key,
+        request: request.clone(),
+        audit_path: assent_viewer::paths::audit_log()?,
+        notes_dir: assent_viewer::paths::notes_dir()?,
+    };
+    let state = Arc::new(Mutex::new(ViewState::new(&request)));
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let repaint: assent_viewer::window::RepaintSlot = Arc::new(Mutex::new(None));
+    let repaint_hook = {
+        let repaint = repaint.clone();
+        Arc::new(move || {
+            if let Some(f) = repaint.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                f();
+            }
+        }) as Arc<dyn Fn() + Send + Sync>
+    };
+    let signal_tx = commands_tx.clone();
+    let session_state = state.clone();
+    let task = runtime.spawn(async move {
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            let _ = signal_tx.send(SessionCommand::End);
+        });
+        session::run(
+            config,
+            session_state,
+            commands_rx,
+            |code, expires| {
+                println!("Invite code: {code}");
+                eprintln!(
+                    "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem {code}` \
+                     and accept the prompt; the code works once, for {} minutes.",
+                    expires / 60
+                );
+            },
+            repaint_hook,
+        )
+        .await
+    });
+    if args.headless {
+        // stdin EOF ends the session like closing the window.
+        let eof_tx = commands_tx.clone();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            let _ = eof_tx.send(SessionCommand::End);
+        });
+        let stats_state = state.clone();
+        runtime.spawn(async move {
+            let mut before = session::Stats::default();
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (now, live) = {
+                    let s = stats_state.lock().unwrap_or_else(|p| p.into_inner());
+                    (s.stats.clone(), s.phase == session::Phase::Live)
+                };
+                if live {
+                    let line =
+                        session::stats_line(&now, &before, std::time::Duration::from_secs(1));
+                    println!("{line}");
+                }
+                before = now;
+            }
+        });
+    } else {
+        assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
+            .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
+        // The window closed: end the session everywhere.
+        let _ = commands_tx.send(SessionCommand::End);
+    }
+    let finished = runtime
+        .block_on(task)
+        .context("the session task failed")??;
+    eprintln!("Session ended ({}).", finished.reason);
+    if let Some(p) = finished.note_path {
+        eprintln!("Session note: {}", p.display());
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
 }

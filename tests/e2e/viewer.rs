@@ -1,0 +1,274 @@
+//! The real viewer (`--headless`) and the real agent (`--tty`, capturing a
+//! real Xvfb screen) through the real relay: statistics, the viewer's audit
+//! log and session note, and how the session ends when the viewer goes.
+
+use std::io::{BufRead as _, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use assent_tests::{bin, Proc, TestRelay};
+use assent_xvfb::Xvfb;
+
+use crate::common::WAIT;
+
+struct Session {
+    _xvfb: Xvfb,
+    relay: TestRelay,
+    home: tempfile::TempDir,
+    viewer: Proc,
+    viewer_stdin: Option<std::process::ChildStdin>,
+    viewer_out: mpsc::Receiver<String>,
+    agent: Proc,
+    code: String,
+}
+
+fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if pred(&l) => return l,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    panic!("no {what}");
+}
+
+/// Viewer and agent processes in a live view-only session.
+fn live_session() -> Session {
+    let xvfb = Xvfb::start_with_size(640, 480);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key_path = home.path().join("tech.key");
+    let out = Command::new(bin("assent-viewer"))
+        .args(["keygen", "--key", key_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = assent_tests::run(
+        "assent-relay",
+        &[
+            "technician",
+            "add",
+            "--data-dir",
+            relay.data_dir(),
+            "--name",
+            "alice",
+            "--key",
+            &line,
+        ],
+    );
+    assert!(out.status.success());
+
+    let mut child = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--relay",
+            &relay.addr,
+            "--ca",
+            relay.ca().to_str().unwrap(),
+        ])
+        .args([
+            "--ticket",
+            "T-3003",
+            "--key",
+            key_path.to_str().unwrap(),
+            "--client",
+            "Acme Ltd",
+        ])
+        .args([
+            "--summary",
+            "VPN drops",
+            "--impact",
+            "high",
+            "--scope",
+            "view",
+            "--headless",
+        ])
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let viewer_stdin = child.stdin.take();
+    let viewer_out = lines(child.stdout.take().unwrap());
+    let viewer = Proc { child };
+    let code_line = wait_line(
+        &viewer_out,
+        |l| l.starts_with("Invite code: "),
+        "invite code line",
+    );
+    let code = code_line.trim_start_matches("Invite code: ").to_string();
+    assert!(
+        code.split('-')
+            .all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit())),
+        "{code}"
+    );
+
+    let mut agent_child = Command::new(bin("assent-agent"))
+        .args([
+            "join",
+            "--relay",
+            &relay.addr,
+            "--ca",
+            relay.ca().to_str().unwrap(),
+            "--tty",
+            &code,
+        ])
+        .env("DISPLAY", xvfb.display())
+        .env("XDG_CONFIG_HOME", home.path().join("agent-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent_err = lines(agent_child.stderr.take().unwrap());
+    wait_line(
+        &agent_err,
+        |l| l.contains("v = allow view"),
+        "consent prompt",
+    );
+    agent_child.stdin.take().unwrap().write_all(b"v\n").unwrap();
+    std::thread::spawn(move || for _ in agent_err {});
+    Session {
+        _xvfb: xvfb,
+        relay,
+        home,
+        viewer,
+        viewer_stdin,
+        viewer_out,
+        agent: Proc { child: agent_child },
+        code,
+    }
+}
+
+#[test]
+fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
+    let mut s = live_session();
+    // Statistics, one JSON object a line each second, with frames flowing.
+    let stats = wait_line(
+        &s.viewer_out,
+        |l| l.starts_with('{') && !l.contains("\"frames\":0"),
+        "stats with frames",
+    );
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    for k in ["frames", "fps", "bytes", "kbps", "decode_ms", "latency_ms"] {
+        assert!(v.get(k).is_some(), "stats lack {k}: {stats}");
+    }
+    assert!(v["frames"].as_u64().unwrap() >= 1);
+    assert!(v["bytes"].as_u64().unwrap() > 0);
+
+    // stdin EOF = closing the window: viewer_closed at the relay, the agent
+    // gone within a second.
+    let closed = Instant::now();
+    drop(s.viewer_stdin.take());
+    let end = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "viewer_closed");
+    assert!(
+        s.agent.wait_timeout(Duration::from_secs(3)).is_some(),
+        "agent still running"
+    );
+    let took = closed.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "agent ended {took:?} after the close"
+    );
+    assert!(s
+        .viewer
+        .wait_timeout(Duration::from_secs(5))
+        .map(|st| st.success())
+        .unwrap_or(false));
+
+    // The viewer's own audit log verifies and tells the story, without the code.
+    let audit = s.home.path().join("data/assent/audit.jsonl");
+    let n = assent_audit::verify(&audit).expect("viewer audit verifies");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for event in [
+        "connect",
+        "invite_created",
+        "consent",
+        "session_start",
+        "session_end",
+        "session_note",
+    ] {
+        assert!(
+            text.contains(&format!("\"event\":\"{event}\"")),
+            "no {event} in {n} records:\n{text}"
+        );
+    }
+    let digits: String = s.code.chars().filter(char::is_ascii_digit).collect();
+    assert!(
+        !text.contains(&s.code) && !text.contains(&digits),
+        "invite code in the viewer audit"
+    );
+
+    // The note: all 13 fields, filled where the software knows them.
+    let notes: Vec<_> = std::fs::read_dir(s.home.path().join("data/assent/notes"))
+        .unwrap()
+        .collect();
+    assert_eq!(notes.len(), 1);
+    let note = std::fs::read_to_string(notes[0].as_ref().unwrap().path()).unwrap();
+    for field in assent_viewer::record::NOTE_FIELDS {
+        assert!(
+            note.contains(&format!("**{field}:**")),
+            "note lacks {field}:\n{note}"
+        );
+    }
+    assert!(note.contains("**Client:** Acme Ltd"), "{note}");
+    assert!(note.contains("**Technician:** alice"), "{note}");
+    assert!(note.contains("**Consent Confirmed:** Yes (view"), "{note}");
+    assert!(note.contains("**Session Ended:** Yes"), "{note}");
+    assert!(note.contains("**Business Impact:** High"), "{note}");
+    // ...and the relay has it on record.
+    let rec = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "session_note")
+        .expect("relay session_note");
+    assert_eq!(rec["client"], "Acme Ltd");
+    assert_eq!(rec["technician"], "alice");
+}
+
+#[test]
+fn killed_viewer_is_noticed_and_the_agent_stops() {
+    let mut s = live_session();
+    wait_line(&s.viewer_out, |l| l.starts_with('{'), "stats");
+    let killed = Instant::now();
+    s.viewer.signal(libc::SIGKILL);
+    let end = s
+        .relay
+        .wait_record(Duration::from_secs(5), |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "viewer_lost");
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "noticed after {:?}",
+        killed.elapsed()
+    );
+    assert!(
+        s.agent.wait_timeout(Duration::from_secs(3)).is_some(),
+        "agent still running"
+    );
+}

@@ -1,0 +1,16 @@
+//! The Assent viewer: the technician's side of a session. `session` runs the
+//! protocol (invite, end-to-end handshake, consent, frames, input, end) for
+//! both the window and `--headless`; `record` keeps the technician's own
+//! audit log and writes the session note.
+
+pub mod paths;
+pub mod record;
+pub mod session;
+pub mod window;
+
+/// RFC 3339 UTC, as the audit log writes times.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
+}

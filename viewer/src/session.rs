@@ -1,0 +1,442 @@
+//! The technician's session, shared by the window and `--headless`: invite,
+//! end-to-end handshake, the user's answer, then frames in and input out,
+//! until someone ends it. State the window draws lives in [`ViewState`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use assent_audit::Fields;
+use assent_client::{Viewer, ViewerEvent};
+use assent_codec::{Decoder, Rect};
+use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::session_msg::{Control as SessionControl, InputEvent, SessionMsg};
+use assent_proto::wire::{ConsentDecision, EndReason, InviteRequest, RelayMsg, Scope};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::record::{self, SessionNote};
+
+pub struct ConnectConfig {
+    pub relay: String,
+    pub ca: PathBuf,
+    pub key: SecretKey,
+    pub request: InviteRequest,
+    pub audit_path: PathBuf,
+    pub notes_dir: PathBuf,
+}
+
+/// Where the session is, for the window's banner and status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Connecting,
+    /// Waiting for the user to type the code.
+    Invited {
+        code: String,
+    },
+    /// The user's device joined; waiting for their answer.
+    AwaitingConsent,
+    Live,
+    Ended(String),
+}
+
+/// The decoded remote screen and what changed since the window last looked.
+#[derive(Debug, Default)]
+pub struct Screen {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+    /// Regions changed since the window took them; `None` = everything.
+    pub dirty: Option<Vec<Rect>>,
+    pub version: u64,
+}
+
+/// Everything the window shows.
+#[derive(Debug)]
+pub struct ViewState {
+    pub phase: Phase,
+    pub device: String,
+    pub verification_code: String,
+    pub scope: Scope,
+    pub paused: bool,
+    pub screen: Screen,
+    pub cursor: Option<(u32, u32)>,
+    pub stats: Stats,
+    pub note: SessionNote,
+    pub ticket: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub decode_ms: f64,
+    pub latency_ms: Option<f64>,
+}
+
+impl ViewState {
+    pub fn new(request: &InviteRequest) -> ViewState {
+        let mut note = SessionNote::new();
+        note.set("Client", request.client.clone());
+        note.set("Issue Summary", request.summary.clone());
+        note.set("Business Impact", capitalised(request.impact.as_str()));
+        note.set(
+            "Remote Tool Used",
+            format!("Assent {}", env!("CARGO_PKG_VERSION")),
+        );
+        ViewState {
+            phase: Phase::Connecting,
+            device: String::new(),
+            verification_code: String::new(),
+            scope: request.scope,
+            paused: false,
+            screen: Screen::default(),
+            cursor: None,
+            stats: Stats::default(),
+            note,
+            ticket: request.ticket.clone(),
+        }
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// What the window or the headless loop asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Input(InputEvent),
+    /// Window closed, SIGTERM/SIGINT, or stdin EOF in headless mode.
+    End,
+}
+
+pub type SharedState = Arc<Mutex<ViewState>>;
+
+fn lock(state: &SharedState) -> std::sync::MutexGuard<'_, ViewState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+macro_rules! fields {
+    ($($k:expr => $v:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut m = Fields::new();
+        $( m.insert($k.to_string(), serde_json::json!($v)); )*
+        m
+    }};
+}
+
+/// How a session ended, for the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub session: Option<String>,
+    pub reason: String,
+    pub note_path: Option<PathBuf>,
+}
+
+/// Runs a session until it ends. `on_invite` gets the code to print.
+pub async fn run(
+    config: ConnectConfig,
+    state: SharedState,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    on_invite: impl FnOnce(&str, u32),
+    repaint: Arc<dyn Fn() + Send + Sync>,
+) -> anyhow::Result<Finished> {
+    let audit = |event: &str, f: Fields| {
+        if let Err(e) = record::audit(&config.audit_path, event, f) {
+            warn!(error = %e, "viewer audit write failed");
+        }
+    };
+    let ticket = config.request.ticket.clone();
+    let scope_requested = config.request.scope;
+    audit(
+        "connect",
+        fields! {"relay" => config.relay, "ticket" => ticket},
+    );
+    let mut viewer = Viewer::connect(
+        &config.relay,
+        &config.ca,
+        &config.key,
+        config.request.clone(),
+    )
+    .await
+    .context("connecting to the relay")?;
+    let technician = viewer.technician.clone();
+    lock(&state).note.set("Technician", technician.clone());
+    audit(
+        "invite_created",
+        fields! {"invite" => viewer.invite.id, "ticket" => ticket, "technician" => technician, "scope" => scope_requested.as_str()},
+    );
+    lock(&state).phase = Phase::Invited {
+        code: viewer.invite.code.clone(),
+    };
+    on_invite(&viewer.invite.code, viewer.invite.expires_in_secs);
+    repaint();
+
+    // Wait for the user's device, unless the technician gives up first.
+    let (session, device, device_key) = loop {
+        tokio::select! {
+            ev = viewer.next_event() => match ev? {
+                ViewerEvent::AgentJoined { session, device, device_key } => break (session, device, device_key),
+                ViewerEvent::Ended(r) => return Ok(finished(None, r.as_str(), None)),
+                _ => continue,
+            },
+            cmd = commands.recv() => if matches!(cmd, Some(Command::End) | None) {
+                audit("invite_withdrawn", fields! {"invite" => viewer.invite.id, "ticket" => ticket});
+                viewer.control.end().await;
+                return Ok(finished(None, "viewer_closed", None));
+            },
+        }
+    };
+    {
+        let mut s = lock(&state);
+        s.device = device.clone();
+        s.phase = Phase::AwaitingConsent;
+        s.note.set("Device", device.clone());
+        s.note.set("Affected User", format!("user of {device}"));
+    }
+    repaint();
+    let e2e = assent_client::e2e::initiate(&mut viewer, &config.key, device_key)
+        .await
+        .context("secure handshake with the user's device")?;
+    let code = e2e.verification_code().to_string();
+    lock(&state).verification_code = code.clone();
+    repaint();
+    info!(%session, %device, "device joined; waiting for the user's answer");
+
+    let scope = loop {
+        match viewer.next_event().await {
+            Ok(ViewerEvent::Consent(d)) => {
+                audit(
+                    "consent",
+                    fields! {"session" => session, "decision" => d.as_str(), "device" => device},
+                );
+                let when = crate::now();
+                lock(&state).note.set(
+                    "Consent Confirmed",
+                    match d {
+                        ConsentDecision::View | ConsentDecision::Control => {
+                            format!("Yes ({}, {when})", d.as_str())
+                        }
+                        _ => format!("No ({}, {when})", d.as_str()),
+                    },
+                );
+                if matches!(d, ConsentDecision::Denied | ConsentDecision::Timeout) {
+                    continue;
+                }
+            }
+            Ok(ViewerEvent::Started { scope, .. }) => break scope,
+            Ok(ViewerEvent::Ended(r)) => {
+                return Ok(end_without_session(&state, &session, r.as_str(), &audit))
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                let reason = match e.refusal() {
+                    Some(assent_proto::wire::ErrorKind::ConsentDenied) => {
+                        "consent_denied".to_string()
+                    }
+                    Some(assent_proto::wire::ErrorKind::ConsentTimeout) => {
+                        "consent_timeout".to_string()
+                    }
+                    _ => e.to_string(),
+                };
+                return Ok(end_without_session(&state, &session, &reason, &audit));
+            }
+        }
+    };
+    let data = viewer
+        .control
+        .accept_data()
+        .await
+        .context("opening the session stream")?;
+    let (mut tx, mut rx) = e2e.into_channel(data.send, data.recv);
+    audit(
+        "session_start",
+        fields! {"session" => session, "device" => device, "device_key" => device_key_fp(device_key), "scope" => scope.as_str(), "verification_code" => code},
+    );
+    {
+        let mut s = lock(&state);
+        s.scope = scope;
+        s.phase = Phase::Live;
+    }
+    repaint();
+
+    let mut decoder = Decoder::new();
+    let mut last_input: Option<Instant> = None;
+    let reason: String;
+    let mut viewer_ended = false;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(SessionMsg::Frame(bytes)) => {
+                    let started = Instant::now();
+                    match decoder.decode(&bytes) {
+                        Ok(update) => {
+                            let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+                            let latency = last_input.take().map(|t| t.elapsed().as_secs_f64() * 1000.0);
+                            {
+                                let mut s = lock(&state);
+                                let resized = s.screen.width != update.width || s.screen.height != update.height;
+                                s.screen.width = update.width;
+                                s.screen.height = update.height;
+                                s.screen.pixels.clear();
+                                s.screen.pixels.extend_from_slice(decoder.pixels());
+                                // Accumulate until the window uploads; `None`
+                                // (full upload) absorbs any partial update.
+                                if update.keyframe || resized {
+                                    s.screen.dirty = None;
+                                } else if let Some(d) = &mut s.screen.dirty {
+                                    d.extend(update.dirty.iter().copied());
+                                }
+                                s.screen.version += 1;
+                                s.stats.frames += 1;
+                                s.stats.bytes += bytes.len() as u64;
+                                s.stats.decode_ms = decode_ms;
+                                if latency.is_some() {
+                                    s.stats.latency_ms = latency;
+                                }
+                            }
+                            repaint();
+                            let _ = tx.send(&SessionMsg::FrameAck { seq: update.seq }).await;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "frame did not decode; asking for a keyframe");
+                            let _ = tx.send(&SessionMsg::Control(SessionControl::KeyframeRequest)).await;
+                        }
+                    }
+                }
+                Ok(SessionMsg::Cursor { x, y }) => lock(&state).cursor = Some((x, y)),
+                Ok(SessionMsg::Control(SessionControl::Paused)) => {
+                    lock(&state).paused = true;
+                    audit("session_paused", fields! {"session" => session});
+                    repaint();
+                }
+                Ok(SessionMsg::Control(SessionControl::Resumed)) => {
+                    lock(&state).paused = false;
+                    audit("session_resumed", fields! {"session" => session});
+                    repaint();
+                }
+                Ok(SessionMsg::Control(SessionControl::Scope(s))) => {
+                    let changed = {
+                        let mut st = lock(&state);
+                        let changed = st.scope != s;
+                        st.scope = s;
+                        changed
+                    };
+                    if changed {
+                        audit("scope_changed", fields! {"session" => session, "scope" => s.as_str()});
+                    }
+                }
+                Ok(SessionMsg::Control(SessionControl::End)) => {
+                    reason = "agent_ended".into();
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    info!(error = %e, "session channel closed");
+                    reason = "agent_lost".into();
+                    break;
+                }
+            },
+            msg = viewer.control.recv() => {
+                reason = match msg {
+                    Ok(RelayMsg::SessionEnded { reason }) => reason.as_str().to_string(),
+                    Ok(_) => continue,
+                    Err(e) => format!("relay connection lost: {e}"),
+                };
+                break;
+            }
+            cmd = commands.recv() => match cmd {
+                Some(Command::Input(ev)) => {
+                    // View-only sessions send nothing (the agent would drop it anyway).
+                    let (scope, paused) = { let s = lock(&state); (s.scope, s.paused) };
+                    if scope == Scope::Control && !paused {
+                        last_input = Some(Instant::now());
+                        let _ = tx.send(&SessionMsg::Input(ev)).await;
+                    }
+                }
+                Some(Command::End) | None => {
+                    viewer_ended = true;
+                    reason = EndReason::ViewerClosed.as_str().into();
+                    break;
+                }
+            },
+        }
+    }
+
+    // Close out: note (auto fields), audit, relay.
+    let note = {
+        let mut s = lock(&state);
+        s.note
+            .set("Session Ended", format!("Yes ({})", crate::now()));
+        s.phase = Phase::Ended(reason.clone());
+        s.note.clone()
+    };
+    repaint();
+    audit(
+        "session_end",
+        fields! {"session" => session, "reason" => reason},
+    );
+    let note_path = note.write(&config.notes_dir, &session, &ticket).ok();
+    if viewer_ended {
+        let _ = tx.send(&SessionMsg::Control(SessionControl::End)).await;
+        let _ = viewer
+            .control
+            .send(&assent_proto::wire::ClientMsg::SessionNote {
+                fields: note.to_wire(),
+            })
+            .await;
+        audit(
+            "session_note",
+            fields! {"session" => session, "path" => note_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()},
+        );
+    } else {
+        warn!("the session ended from the other side; the note is saved locally only");
+    }
+    viewer.control.end().await;
+    Ok(finished(Some(session), &reason, note_path))
+}
+
+fn device_key_fp(k: PublicKey) -> String {
+    k.fingerprint()
+}
+
+fn finished(session: Option<String>, reason: &str, note_path: Option<PathBuf>) -> Finished {
+    Finished {
+        session,
+        reason: reason.to_string(),
+        note_path,
+    }
+}
+
+fn end_without_session(
+    state: &SharedState,
+    session: &str,
+    reason: &str,
+    audit: &impl Fn(&str, Fields),
+) -> Finished {
+    audit(
+        "session_refused",
+        fields! {"session" => session, "reason" => reason},
+    );
+    lock(state).phase = Phase::Ended(reason.to_string());
+    finished(Some(session.to_string()), reason, None)
+}
+
+/// Stats line for `--headless`, computed over the last interval.
+pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json::Value {
+    let secs = interval.as_secs_f64().max(1e-6);
+    serde_json::json!({
+        "frames": now.frames,
+        "fps": ((now.frames - before.frames) as f64 / secs * 10.0).round() / 10.0,
+        "bytes": now.bytes,
+        "kbps": (((now.bytes - before.bytes) as f64 * 8.0 / 1000.0 / secs) * 10.0).round() / 10.0,
+        "decode_ms": (now.decode_ms * 100.0).round() / 100.0,
+        "latency_ms": now.latency_ms.map(|l| (l * 100.0).round() / 100.0),
+    })
+}

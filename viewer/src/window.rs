@@ -1,0 +1,395 @@
+//! The session window: the remote screen (a texture updated from changed
+//! tiles only), a status bar, banners for pause and end, and the session
+//! note in a side panel. Mouse and keyboard are forwarded only when the
+//! session is in `control` scope.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assent_proto::session_msg::{InputEvent, Key, MouseButton};
+use assent_proto::wire::Scope;
+use eframe::egui;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::session::{Command, Phase, SharedState, Stats};
+
+/// The note fields the technician types (the rest are filled in).
+const TYPED_FIELDS: [&str; 6] = [
+    "Issue Summary",
+    "Business Impact",
+    "Actions Taken",
+    "Changes Made",
+    "Result",
+    "Next Action",
+];
+
+pub type RepaintSlot = Arc<Mutex<Option<Box<dyn Fn() + Send + Sync>>>>;
+
+/// `Assent — <device> — <ticket>`, the title INTERFACE.md promises.
+pub fn title(device: &str, ticket: &str) -> String {
+    let device = if device.is_empty() {
+        "waiting for the user"
+    } else {
+        device
+    };
+    format!("Assent — {device} — {ticket}")
+}
+
+pub fn run(
+    state: SharedState,
+    commands: UnboundedSender<Command>,
+    repaint: RepaintSlot,
+) -> Result<(), String> {
+    let initial = {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        title(&s.device, &s.ticket)
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title(initial.clone())
+            .with_inner_size([1200.0, 800.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "assent-viewer",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            *repaint.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Box::new(move || ctx.request_repaint()));
+            use raw_window_handle::HasWindowHandle as _;
+            let titles = cc
+                .window_handle()
+                .ok()
+                .and_then(|h| assent_wintitle::TitleSetter::new(h.as_raw()));
+            if let Some(t) = &titles {
+                t.set(&initial);
+            }
+            Ok(Box::new(ViewerWindow {
+                state,
+                commands,
+                texture: None,
+                texture_version: 0,
+                title: initial,
+                titles,
+                one_to_one: false,
+                last_pointer: None,
+                stats_before: (Instant::now(), Stats::default()),
+                rates: (0.0, 0.0),
+            }))
+        }),
+    )
+    .map_err(|e| e.to_string())
+}
+
+struct ViewerWindow {
+    state: SharedState,
+    commands: UnboundedSender<Command>,
+    texture: Option<egui::TextureHandle>,
+    texture_version: u64,
+    title: String,
+    titles: Option<assent_wintitle::TitleSetter>,
+    one_to_one: bool,
+    last_pointer: Option<(u32, u32)>,
+    stats_before: (Instant, Stats),
+    /// fps, kbit/s over the last second.
+    rates: (f64, f64),
+}
+
+impl ViewerWindow {
+    fn send(&self, ev: InputEvent) {
+        let _ = self.commands.send(Command::Input(ev));
+    }
+
+    /// Uploads what changed since the last frame: whole texture on a
+    /// keyframe or resize, otherwise only the dirty rectangles.
+    fn sync_texture(&mut self, ctx: &egui::Context) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.screen.version == self.texture_version || s.screen.width == 0 {
+            return;
+        }
+        let (w, h) = (s.screen.width as usize, s.screen.height as usize);
+        let full =
+            self.texture.as_ref().is_none_or(|t| t.size() != [w, h]) || s.screen.dirty.is_none();
+        if full {
+            let image = egui::ColorImage::from_rgba_unmultiplied([w, h], &s.screen.pixels);
+            match &mut self.texture {
+                Some(t) if t.size() == [w, h] => t.set(image, egui::TextureOptions::LINEAR),
+                _ => {
+                    self.texture =
+                        Some(ctx.load_texture("remote-screen", image, egui::TextureOptions::LINEAR))
+                }
+            }
+        } else if let (Some(t), Some(dirty)) = (&mut self.texture, &s.screen.dirty) {
+            for r in dirty {
+                let (x, y, rw, rh) = (
+                    r.x as usize,
+                    r.y as usize,
+                    r.width as usize,
+                    r.height as usize,
+                );
+                if x + rw > w || y + rh > h {
+                    continue;
+                }
+                let mut patch = Vec::with_capacity(rw * rh * 4);
+                for row in y..y + rh {
+                    let start = (row * w + x) * 4;
+                    patch.extend_from_slice(&s.screen.pixels[start..start + rw * 4]);
+                }
+                let image = egui::ColorImage::from_rgba_unmultiplied([rw, rh], &patch);
+                t.set_partial([x, y], image, egui::TextureOptions::LINEAR);
+            }
+        }
+        s.screen.dirty = Some(Vec::new());
+        self.texture_version = s.screen.version;
+    }
+
+    fn forward_input(
+        &mut self,
+        ui: &egui::Ui,
+        response: &egui::Response,
+        rect: egui::Rect,
+        size: (u32, u32),
+    ) {
+        let to_remote = |p: egui::Pos2| -> Option<(u32, u32)> {
+            if !rect.contains(p) || rect.width() <= 0.0 || rect.height() <= 0.0 {
+                return None;
+            }
+            let x =
+                ((p.x - rect.min.x) / rect.width() * size.0 as f32).clamp(0.0, size.0 as f32 - 1.0);
+            let y = ((p.y - rect.min.y) / rect.height() * size.1 as f32)
+                .clamp(0.0, size.1 as f32 - 1.0);
+            Some((x as u32, y as u32))
+        };
+        if response.hovered() {
+            response.request_focus();
+        }
+        let events = ui.input(|i| i.events.clone());
+        for ev in events {
+            match ev {
+                egui::Event::PointerMoved(p) => {
+                    if let Some((x, y)) = to_remote(p) {
+                        if self.last_pointer != Some((x, y)) {
+                            self.last_pointer = Some((x, y));
+                            self.send(InputEvent::MouseMove { x, y });
+                        }
+                    }
+                }
+                // Presses only over the screen; releases always, so nothing
+                // stays held when the pointer leaves mid-drag.
+                egui::Event::PointerButton {
+                    pos,
+                    button,
+                    pressed,
+                    ..
+                } if to_remote(pos).is_some() || !pressed => {
+                    let button = match button {
+                        egui::PointerButton::Primary => MouseButton::Left,
+                        egui::PointerButton::Secondary => MouseButton::Right,
+                        egui::PointerButton::Middle => MouseButton::Middle,
+                        _ => continue,
+                    };
+                    self.send(InputEvent::MouseButton { button, pressed });
+                }
+                egui::Event::MouseWheel { delta, .. } if response.hovered() => {
+                    let (dx, dy) = (-delta.x.signum() as i32, -delta.y.signum() as i32);
+                    if dx != 0 || dy != 0 {
+                        self.send(InputEvent::Wheel { dx, dy });
+                    }
+                }
+                egui::Event::Text(t) if response.has_focus() => self.send(InputEvent::Text(t)),
+                egui::Event::Key {
+                    key,
+                    pressed,
+                    modifiers,
+                    ..
+                } if response.has_focus() => {
+                    if let Some(k) = map_key(key) {
+                        self.send(InputEvent::Key { key: k, pressed });
+                    } else if pressed && (modifiers.ctrl || modifiers.alt) {
+                        // Shortcuts (Ctrl+C...) produce no Text event: send
+                        // the chord as keys.
+                        let name = key.symbol_or_name();
+                        if let (Some(c), 1) = (name.chars().next(), name.chars().count()) {
+                            let c = c.to_ascii_lowercase();
+                            let modifier = if modifiers.ctrl {
+                                Key::Control
+                            } else {
+                                Key::Alt
+                            };
+                            for (k, down) in [
+                                (modifier, true),
+                                (Key::Char(c), true),
+                                (Key::Char(c), false),
+                                (modifier, false),
+                            ] {
+                                self.send(InputEvent::Key {
+                                    key: k,
+                                    pressed: down,
+                                });
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn map_key(key: egui::Key) -> Option<Key> {
+    use egui::Key as E;
+    Some(match key {
+        E::Enter => Key::Return,
+        E::Tab => Key::Tab,
+        E::Backspace => Key::Backspace,
+        E::Escape => Key::Escape,
+        E::Delete => Key::Delete,
+        E::Insert => Key::Insert,
+        E::Home => Key::Home,
+        E::End => Key::End,
+        E::PageUp => Key::PageUp,
+        E::PageDown => Key::PageDown,
+        E::ArrowLeft => Key::Left,
+        E::ArrowRight => Key::Right,
+        E::ArrowUp => Key::Up,
+        E::ArrowDown => Key::Down,
+        E::F1 => Key::F(1),
+        E::F2 => Key::F(2),
+        E::F3 => Key::F(3),
+        E::F4 => Key::F(4),
+        E::F5 => Key::F(5),
+        E::F6 => Key::F(6),
+        E::F7 => Key::F(7),
+        E::F8 => Key::F(8),
+        E::F9 => Key::F(9),
+        E::F10 => Key::F(10),
+        E::F11 => Key::F(11),
+        E::F12 => Key::F(12),
+        _ => return None,
+    })
+}
+
+impl eframe::App for ViewerWindow {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if ctx.input(|i| i.viewport().close_requested()) {
+            let _ = self.commands.send(Command::End);
+        }
+        self.sync_texture(&ctx);
+        let (phase, device, ticket, scope, code, paused, stats, size) = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                s.phase.clone(),
+                s.device.clone(),
+                s.ticket.clone(),
+                s.scope,
+                s.verification_code.clone(),
+                s.paused,
+                s.stats.clone(),
+                (s.screen.width, s.screen.height),
+            )
+        };
+        let want = title(&device, &ticket);
+        if want != self.title {
+            match &self.titles {
+                Some(t) => t.set(&want),
+                None => ctx.send_viewport_cmd(egui::ViewportCommand::Title(want.clone())),
+            }
+            self.title = want;
+        }
+        let elapsed = self.stats_before.0.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let prev = &self.stats_before.1;
+            let secs = elapsed.as_secs_f64();
+            self.rates = (
+                (stats.frames - prev.frames) as f64 / secs,
+                (stats.bytes - prev.bytes) as f64 * 8.0 / 1000.0 / secs,
+            );
+            self.stats_before = (Instant::now(), stats.clone());
+        }
+
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(format!(
+                    "Device: {}",
+                    if device.is_empty() { "—" } else { &device }
+                ));
+                ui.separator();
+                ui.label(format!("Ticket: {ticket}"));
+                ui.separator();
+                ui.label(match scope {
+                    Scope::View => "VIEW ONLY (input is not sent)",
+                    Scope::Control => "Control",
+                });
+                ui.separator();
+                ui.label(format!(
+                    "Verification code: {}",
+                    if code.is_empty() { "—" } else { &code }
+                ));
+                ui.separator();
+                ui.label(format!(
+                    "{:.0} fps · {} · {:.0} kbit/s",
+                    self.rates.0,
+                    stats
+                        .latency_ms
+                        .map(|l| format!("{l:.0} ms latency"))
+                        .unwrap_or_else(|| "latency —".into()),
+                    self.rates.1
+                ));
+                ui.separator();
+                ui.checkbox(&mut self.one_to_one, "1:1");
+            });
+        });
+        egui::Panel::right("note").default_size(280.0).show(ui, |ui| {
+            ui.heading("Session note");
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            for field in TYPED_FIELDS {
+                ui.label(field);
+                let mut value = s.note.get(field).to_string();
+                if ui.add(egui::TextEdit::multiline(&mut value).desired_rows(2)).changed() {
+                    s.note.set(field, value);
+                }
+            }
+            ui.small("Client, user, device, tool, consent, end time and technician are filled in for you.");
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            match &phase {
+                Phase::Connecting => {
+                    ui.heading("Connecting to the relay…");
+                }
+                Phase::Invited { code } => {
+                    ui.heading(format!("Invite code: {code}"));
+                    ui.label("Read it to the user; they run `assent-agent join` with it and accept the prompt.");
+                }
+                Phase::AwaitingConsent => {
+                    ui.heading(format!("{device} joined: waiting for the user's answer"));
+                    ui.label(format!("Verification code: {code} (the user sees the same code)"));
+                }
+                Phase::Ended(reason) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, format!("Session ended ({reason}). Finish the note, then close the window."));
+                }
+                Phase::Live => {}
+            }
+            if paused {
+                ui.colored_label(egui::Color32::YELLOW, "The user paused the session: you see a placeholder and input is not sent.");
+            }
+            if let Some(texture) = &self.texture {
+                let avail = ui.available_size();
+                let (tw, th) = (size.0 as f32, size.1 as f32);
+                let scale = if self.one_to_one { 1.0 } else { (avail.x / tw).min(avail.y / th).min(1.0) };
+                let image = egui::Image::new(texture).fit_to_exact_size(egui::vec2(tw * scale, th * scale));
+                let response = ui.add(image.sense(egui::Sense::click_and_drag()));
+                let rect = response.rect;
+                if let Some((cx, cy)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).cursor {
+                    let p = rect.min + egui::vec2(cx as f32 * scale, cy as f32 * scale);
+                    ui.painter().circle_stroke(p, 4.0, egui::Stroke::new(1.5, egui::Color32::RED));
+                }
+                if phase == Phase::Live && scope == Scope::Control && !paused {
+                    self.forward_input(ui, &response, rect, size);
+                }
+            }
+        });
+        ctx.request_repaint_after(Duration::from_millis(250));
+    }
+}
