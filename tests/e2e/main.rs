@@ -6,3 +6,4 @@ mod common;
 mod desktop;
 mod relay;
 mod viewer;
+mod window;

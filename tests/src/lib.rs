@@ -258,3 +258,40 @@ impl TestRelay {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// Small X11 helpers for desktop tests (x11rb, no extra packages).
+pub mod x11 {
+    use x11rb::connection::Connection as _;
+    use x11rb::protocol::xproto::{
+        ChangeWindowAttributesAux, ClientMessageEvent, ConnectionExt as _, EventMask,
+    };
+    use x11rb::wrapper::ConnectionExt as _;
+
+    /// Paints the root window of `display` a solid colour (0xRRGGBB).
+    pub fn paint_root(display: &str, rgb: u32) {
+        let (conn, screen) = x11rb::connect(Some(display)).expect("connect to X");
+        let root = conn.setup().roots[screen].root;
+        conn.change_window_attributes(
+            root,
+            &ChangeWindowAttributesAux::new().background_pixel(rgb),
+        )
+        .expect("set background");
+        conn.clear_area(false, root, 0, 0, 0, 0).expect("clear");
+        conn.flush().expect("flush");
+        conn.sync().expect("sync");
+    }
+
+    /// Asks a window to close the way a window manager's close button does
+    /// (WM_DELETE_WINDOW), not by killing its connection.
+    pub fn close_window(display: &str, window: u32) {
+        let (conn, _) = x11rb::connect(Some(display)).expect("connect to X");
+        let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
+        let protocols = atom(b"WM_PROTOCOLS");
+        let delete = atom(b"WM_DELETE_WINDOW");
+        let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+        conn.send_event(false, window, EventMask::NO_EVENT, event)
+            .expect("send");
+        conn.flush().expect("flush");
+        conn.sync().expect("sync");
+    }
+}

@@ -1,0 +1,274 @@
+//! The whole product on two virtual displays: the agent capturing display A,
+//! the viewer's window on display B, the relay between them.
+
+use std::io::{BufRead as _, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use assent_tests::{bin, Proc, TestRelay};
+use assent_xvfb::Xvfb;
+
+use crate::common::WAIT;
+
+const BLUE: [u8; 3] = [0x33, 0x66, 0xcc];
+
+fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if pred(&l) => return l,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    panic!("no {what}");
+}
+
+fn xdotool(x: &Xvfb, args: &[&str]) -> String {
+    let out = x.command("xdotool").args(args).output().expect("xdotool");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn window_id(x: &Xvfb, title: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(id) = xdotool(x, &["search", "--name", title])
+            .lines()
+            .next()
+            .filter(|l| !l.is_empty())
+        {
+            return id.to_string();
+        }
+        assert!(Instant::now() < deadline, "no window {title:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Screenshot of a display as (width, height, RGB).
+fn shot(x: &Xvfb) -> (u32, u32, Vec<u8>) {
+    let geo = String::from_utf8_lossy(&x.command("xdpyinfo").output().unwrap().stdout).to_string();
+    let dims = geo.lines().find(|l| l.contains("dimensions:")).unwrap();
+    let wh = dims.split_whitespace().nth(1).unwrap();
+    let (w, h) = wh.split_once('x').unwrap();
+    let (w, h): (u32, u32) = (w.parse().unwrap(), h.parse().unwrap());
+    let out = x
+        .command("import")
+        .args(["-window", "root", "-depth", "8", "rgb:-"])
+        .output()
+        .unwrap();
+    (w, h, out.stdout)
+}
+
+/// Bounding box of pixels of `colour`.
+fn bbox(w: u32, h: u32, rgb: &[u8], colour: [u8; 3]) -> Option<(u32, u32, u32, u32)> {
+    let mut b: Option<(u32, u32, u32, u32)> = None;
+    for y in 0..h {
+        for x in 0..w {
+            let i = ((y * w + x) * 3) as usize;
+            if rgb[i..i + 3] == colour {
+                b = Some(match b {
+                    None => (x, y, x, y),
+                    Some((x0, y0, x1, y1)) => (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+                });
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn viewer_window_shows_the_agent_screen_types_into_it_and_closing_ends_everywhere() {
+    let display_a = Xvfb::start_with_size(640, 480);
+    let display_b = Xvfb::start_with_size(1280, 900);
+    assent_tests::x11::paint_root(display_a.display(), 0x3366cc);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    let out = Command::new(bin("assent-viewer"))
+        .args(["keygen", "--key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(assent_tests::run(
+        "assent-relay",
+        &[
+            "technician",
+            "add",
+            "--data-dir",
+            relay.data_dir(),
+            "--name",
+            "alice",
+            "--key",
+            &line
+        ]
+    )
+    .status
+    .success());
+
+    // xev on display A, centred, so the pointer the viewer moves lands on it.
+    let xev_log = home.path().join("xev.log");
+    let xev = display_a
+        .command("xev")
+        .args([
+            "-geometry",
+            "240x180+200+150",
+            "-event",
+            "keyboard",
+            "-event",
+            "button",
+        ])
+        .stdout(std::fs::File::create(&xev_log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _xev = Proc { child: xev };
+
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--relay",
+            &relay.addr,
+            "--ca",
+            relay.ca().to_str().unwrap(),
+        ])
+        .args([
+            "--ticket",
+            "T-4004",
+            "--key",
+            key.to_str().unwrap(),
+            "--client",
+            "Acme Ltd",
+            "--scope",
+            "control",
+        ])
+        .env("DISPLAY", display_b.display())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let viewer_out = lines(viewer.stdout.take().unwrap());
+    let _viewer = Proc { child: viewer };
+    let code = wait_line(
+        &viewer_out,
+        |l| l.starts_with("Invite code: "),
+        "invite code",
+    )
+    .trim_start_matches("Invite code: ")
+    .to_string();
+
+    let mut agent = Command::new(bin("assent-agent"))
+        .args([
+            "join",
+            "--relay",
+            &relay.addr,
+            "--ca",
+            relay.ca().to_str().unwrap(),
+        ])
+        .args(["--tty", "--device-name", "pc-test", &code])
+        .env("DISPLAY", display_a.display())
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent_err = lines(agent.stderr.take().unwrap());
+    wait_line(
+        &agent_err,
+        |l| l.contains("c = allow control"),
+        "consent prompt",
+    );
+    agent.stdin.take().unwrap().write_all(b"c\n").unwrap();
+    std::thread::spawn(move || for _ in agent_err {});
+    let mut agent = Proc { child: agent };
+
+    // The viewer window, titled as promised, shows display A's blue.
+    let window = window_id(&display_b, "Assent — pc-test — T-4004");
+    let deadline = Instant::now() + WAIT;
+    let (w, h, rgb, image) = loop {
+        let (w, h, rgb) = shot(&display_b);
+        if let Some(b) = bbox(w, h, &rgb, BLUE) {
+            if (b.2 - b.0) > 200 && (b.3 - b.1) > 150 {
+                break (w, h, rgb, b);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent's screen never showed in the viewer window"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let artifacts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let _ = display_b
+        .command("import")
+        .args(["-window", "root"])
+        .arg(artifacts.join("viewer.png"))
+        .status();
+    let blue = rgb.chunks(3).filter(|p| *p == BLUE).count();
+    assert!(
+        blue > 50_000,
+        "only {blue} blue pixels in a {w}x{h} screenshot"
+    );
+
+    // Type into the viewer window: the pointer over the centre of the remote
+    // image lands on xev on display A.
+    let (cx, cy) = ((image.0 + image.2) / 2, (image.1 + image.3) / 2);
+    xdotool(&display_b, &["mousemove", &cx.to_string(), &cy.to_string()]);
+    xdotool(&display_b, &["windowfocus", &window]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdotool(&display_b, &["click", "1"]);
+    xdotool(&display_b, &["type", "--delay", "50", "hi"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = String::new();
+    while Instant::now() < deadline {
+        events = std::fs::read_to_string(&xev_log).unwrap_or_default();
+        if events.contains("keysym 0x69, i") && events.contains("ButtonPress") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        events.contains("ButtonPress"),
+        "the click did not reach display A:\n{events}"
+    );
+    assert!(
+        events.contains("keysym 0x68, h") && events.contains("keysym 0x69, i"),
+        "typed text missing:\n{events}"
+    );
+
+    // Closing the window (WM_DELETE_WINDOW) ends the session everywhere.
+    let closed = Instant::now();
+    assent_tests::x11::close_window(display_b.display(), window.parse().unwrap());
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "viewer_closed");
+    assert!(
+        agent.wait_timeout(Duration::from_secs(3)).is_some(),
+        "agent still running"
+    );
+    assert!(
+        closed.elapsed() < Duration::from_millis(1500),
+        "agent ended {:?} after the close",
+        closed.elapsed()
+    );
+}
