@@ -339,6 +339,9 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
 /// Shortens and neutralises a value for a terminal table: values were
 /// validated on the way in, but the audit file may have been edited.
 fn clip(value: &str, width: usize) -> String {
+    if value.trim().is_empty() {
+        return String::new();
+    }
     let clean = assent_proto::text::sanitize(value, width.max(2));
     if clean.chars().count() >= width && value.chars().count() > width {
         let mut s: String = clean.chars().take(width - 1).collect();

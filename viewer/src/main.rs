@@ -202,6 +202,8 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     };
     let signal_tx = commands_tx.clone();
     let session_state = state.clone();
+    let signal_state = state.clone();
+    let signal_repaint = repaint_hook.clone();
     let task = runtime.spawn(async move {
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -210,6 +212,8 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             };
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             let _ = signal_tx.send(SessionCommand::End);
+            signal_state.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
+            signal_repaint();
         });
         session::run(
             config,

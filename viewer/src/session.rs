@@ -65,6 +65,9 @@ pub struct ViewState {
     pub stats: Stats,
     pub note: SessionNote,
     pub ticket: String,
+    /// Set on SIGTERM/SIGINT: the window closes itself (the session ends
+    /// as when the technician closes it).
+    pub quit: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,6 +99,7 @@ impl ViewState {
             stats: Stats::default(),
             note,
             ticket: request.ticket.clone(),
+            quit: false,
         }
     }
 }

@@ -276,6 +276,9 @@ impl eframe::App for ViewerWindow {
         if ctx.input(|i| i.viewport().close_requested()) {
             let _ = self.commands.send(Command::End);
         }
+        if self.state.lock().unwrap_or_else(|p| p.into_inner()).quit {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         self.sync_texture(&ctx);
         let (phase, device, ticket, scope, code, paused, stats, size) = {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
