@@ -2,12 +2,12 @@
 //! real Xvfb screen) through the real relay: statistics, the viewer's audit
 //! log and session note, and how the session ends when the viewer goes.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assent_tests::{bin, Proc, TestRelay};
+use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
 use assent_xvfb::Xvfb;
 
 use crate::common::WAIT;
@@ -21,33 +21,6 @@ struct Session {
     viewer_out: mpsc::Receiver<String>,
     agent: Proc,
     code: String,
-}
-
-fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(l) if pred(&l) => return l,
-            Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
-    panic!("no {what}");
 }
 
 /// Viewer and agent processes in a live view-only session.

@@ -1,42 +1,16 @@
 //! The whole product on two virtual displays: the agent capturing display A,
 //! the viewer's window on display B, the relay between them.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assent_tests::{bin, Proc, TestRelay};
+use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
 use assent_xvfb::Xvfb;
 
 use crate::common::WAIT;
 
 const BLUE: [u8; 3] = [0x33, 0x66, 0xcc];
-
-fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(l) if pred(&l) => return l,
-            Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
-    panic!("no {what}");
-}
 
 fn xdotool(x: &Xvfb, args: &[&str]) -> String {
     let out = x.command("xdotool").args(args).output().expect("xdotool");

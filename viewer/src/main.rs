@@ -37,27 +37,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  assent-viewer connect --relay relay.example.com:4433 --ca ca.pem --ticket T-1042 --client 'Acme Ltd' --summary 'Outlook crashes' --impact high --scope control"
     )]
-    Connect {
-        #[arg(long)]
-        relay: String,
-        #[arg(long)]
-        ca: PathBuf,
-        #[arg(long)]
-        ticket: String,
-        #[arg(long)]
-        key: Option<PathBuf>,
-        #[arg(long, default_value = "")]
-        client: String,
-        #[arg(long, default_value = "")]
-        summary: String,
-        #[arg(long, default_value = "normal", value_parser = ["low", "normal", "high", "critical"])]
-        impact: String,
-        #[arg(long, default_value = "view", value_parser = ["view", "control"])]
-        scope: String,
-        /// No window: JSON statistics on stdout each second.
-        #[arg(long)]
-        headless: bool,
-    },
+    Connect(ConnectArgs),
 }
 
 use assent_viewer::paths::default_key;
@@ -110,27 +90,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Keygen { key } => keygen(key),
-        Command::Connect {
-            relay,
-            ca,
-            ticket,
-            key,
-            client,
-            summary,
-            impact,
-            scope,
-            headless,
-        } => connect(ConnectArgs {
-            relay,
-            ca,
-            ticket,
-            key,
-            client,
-            summary,
-            impact,
-            scope,
-            headless,
-        }),
+        Command::Connect(args) => connect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,15 +101,33 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(clap::Args)]
 struct ConnectArgs {
+    /// The relay, as HOST:PORT.
+    #[arg(long)]
     relay: String,
+    /// The relay's CA certificate (ca.pem from the admin).
+    #[arg(long)]
     ca: PathBuf,
+    /// The support ticket this session is for.
+    #[arg(long)]
     ticket: String,
+    /// Technician key [default: $XDG_CONFIG_HOME/assent/technician.key].
+    #[arg(long)]
     key: Option<PathBuf>,
+    /// The client (organisation), shown to the user and in the note.
+    #[arg(long, default_value = "")]
     client: String,
+    /// What the ticket is about, shown to the user and in the note.
+    #[arg(long, default_value = "")]
     summary: String,
+    #[arg(long, default_value = "normal", value_parser = ["low", "normal", "high", "critical"])]
     impact: String,
+    /// What to ask the user for: seeing the screen, or also using mouse and keyboard.
+    #[arg(long, default_value = "view", value_parser = ["view", "control"])]
     scope: String,
+    /// No window: JSON statistics on stdout each second; ends on SIGTERM or stdin EOF.
+    #[arg(long)]
     headless: bool,
 }
 
