@@ -28,6 +28,9 @@ use crate::server::{spawn_reader, AgentArrival, Counters, Shared};
 const CHUNK: usize = 64 * 1024;
 /// How often a live session looks at its byte counters (idle detection).
 const ACTIVITY_POLL: Duration = Duration::from_secs(1);
+/// How long a technician has to send the note after a session they did not
+/// end themselves.
+const NOTE_GRACE: Duration = Duration::from_secs(30 * 60);
 /// Session note fields accepted at most.
 const MAX_NOTE_FIELDS: usize = 32;
 
@@ -71,6 +74,11 @@ impl Side {
         if let Err(e) = assent_net::send_msg(&mut self.send, msg).await {
             info!(peer = %self.addr, error = %e, "could not send to peer");
         }
+    }
+
+    fn close(mut self) {
+        let _ = self.send.finish();
+        self.conn.close(close::NORMAL, b"session over");
     }
 
     /// Final message, then close once the peer had a moment to read it.
@@ -412,7 +420,38 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
             a.side.finish(last.clone()).await;
         }
     };
-    tokio::join!(viewer.finish(last.clone()), agent_bye);
+    // A session the technician did not end themselves (the user clicked
+    // End, a limit, an admin) leaves them writing the note: keep their
+    // connection open for it, for a while.
+    let viewer_may_write_note = matches!(
+        machine.phase(),
+        Phase::Ended { reason, .. } if !matches!(
+            reason,
+            EndReason::ViewerClosed | EndReason::ViewerLost | EndReason::RelayShutdown
+        )
+    );
+    if viewer_may_write_note {
+        viewer.tell(&last).await;
+        let note_wait = async {
+            let deadline = tokio::time::Instant::now() + NOTE_GRACE;
+            loop {
+                tokio::select! {
+                    msg = viewer.messages.recv() => match msg {
+                        Some(Ok(ClientMsg::SessionNote { fields })) => {
+                            record_note(&shared, &session, &machine, fields).await;
+                        }
+                        Some(Ok(_)) | Some(Err(_)) | None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
+        tokio::join!(note_wait, agent_bye);
+        viewer.close();
+    } else {
+        tokio::join!(viewer.finish(last.clone()), agent_bye);
+    }
 }
 
 /// Passes one end-to-end handshake message to the other side, only while

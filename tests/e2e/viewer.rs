@@ -20,6 +20,7 @@ struct Session {
     viewer_stdin: Option<std::process::ChildStdin>,
     viewer_out: mpsc::Receiver<String>,
     agent: Proc,
+    agent_stdin: std::process::ChildStdin,
     code: String,
 }
 
@@ -121,7 +122,8 @@ fn live_session() -> Session {
         |l| l.contains("v = allow view"),
         "consent prompt",
     );
-    agent_child.stdin.take().unwrap().write_all(b"v\n").unwrap();
+    let mut agent_stdin = agent_child.stdin.take().unwrap();
+    agent_stdin.write_all(b"v\n").unwrap();
     std::thread::spawn(move || for _ in agent_err {});
     Session {
         _xvfb: xvfb,
@@ -131,6 +133,7 @@ fn live_session() -> Session {
         viewer_stdin,
         viewer_out,
         agent: Proc { child: agent_child },
+        agent_stdin,
         code,
     }
 }
@@ -244,4 +247,33 @@ fn killed_viewer_is_noticed_and_the_agent_stops() {
         s.agent.wait_timeout(Duration::from_secs(3)).is_some(),
         "agent still running"
     );
+}
+
+#[test]
+fn when_the_user_ends_the_session_the_note_still_reaches_the_relay() {
+    let mut s = live_session();
+    wait_line(&s.viewer_out, |l| l.starts_with('{'), "stats");
+    s.agent_stdin.write_all(b"e\n").unwrap();
+    let end = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended");
+    assert!(s.agent.wait_timeout(Duration::from_secs(5)).is_some());
+    // The headless viewer sends its note after the end; the relay took it.
+    let note = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "session_note")
+        .expect("session_note after agent_ended");
+    assert_eq!(note["session"], end["session"]);
+    assert!(note["session_ended"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("Yes"));
+    assert!(s
+        .viewer
+        .wait_timeout(Duration::from_secs(5))
+        .map(|st| st.success())
+        .unwrap_or(false));
+    assert!(assent_audit::verify(&s.relay.audit_path()).is_ok());
 }

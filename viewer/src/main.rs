@@ -206,6 +206,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
                 );
             },
             repaint_hook,
+            !args.headless,
         )
         .await
     });

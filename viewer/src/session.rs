@@ -150,6 +150,7 @@ pub async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     on_invite: impl FnOnce(&str, u32),
     repaint: Arc<dyn Fn() + Send + Sync>,
+    wait_for_close: bool,
 ) -> anyhow::Result<Finished> {
     let audit = |event: &str, f: Fields| {
         if let Err(e) = record::audit(&config.audit_path, event, f) {
@@ -386,22 +387,33 @@ pub async fn run(
         "session_end",
         fields! {"session" => session, "reason" => reason},
     );
-    let note_path = note.write(&config.notes_dir, &session, &ticket).ok();
-    if viewer_ended {
+    let note = if viewer_ended {
         let _ = tx.send(&SessionMsg::Control(SessionControl::End)).await;
-        let _ = viewer
-            .control
-            .send(&assent_proto::wire::ClientMsg::SessionNote {
-                fields: note.to_wire(),
-            })
-            .await;
-        audit(
-            "session_note",
-            fields! {"session" => session, "path" => note_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()},
-        );
+        note
+    } else if wait_for_close {
+        // Ended by the user, a limit or an admin: the technician finishes
+        // the note in the window; the relay keeps the connection for it.
+        info!("session ended ({reason}); waiting for the window to close");
+        while let Some(cmd) = commands.recv().await {
+            if cmd == Command::End {
+                break;
+            }
+        }
+        lock(&state).note.clone()
     } else {
-        warn!("the session ended from the other side; the note is saved locally only");
-    }
+        note
+    };
+    let note_path = note.write(&config.notes_dir, &session, &ticket).ok();
+    let _ = viewer
+        .control
+        .send(&assent_proto::wire::ClientMsg::SessionNote {
+            fields: note.to_wire(),
+        })
+        .await;
+    audit(
+        "session_note",
+        fields! {"session" => session, "path" => note_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()},
+    );
     viewer.control.end().await;
     Ok(finished(Some(session), &reason, note_path))
 }
