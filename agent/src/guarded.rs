@@ -31,7 +31,15 @@ enum InputCmd {
 }
 
 /// What the capture thread produced for one request.
-pub type CaptureResult = Result<Option<EncodedFrame>, String>;
+#[derive(Debug)]
+pub struct Captured {
+    /// The encoded update, or `None` when nothing changed.
+    pub frame: Option<EncodedFrame>,
+    /// Pointer position; never reported while paused.
+    pub cursor: Option<(u32, u32)>,
+}
+
+pub type CaptureResult = Result<Captured, String>;
 
 /// Consent-gated access to screen and input.
 pub struct Guarded {
@@ -171,11 +179,18 @@ fn capture_loop(
                         },
                         keyframe,
                     )
+                    .map(|frame| Captured {
+                        frame,
+                        cursor: None,
+                    })
                     .map_err(|e| e.to_string()),
-                None => Ok(None),
+                None => Ok(Captured {
+                    frame: None,
+                    cursor: None,
+                }),
             }
         } else {
-            match source.capture() {
+            let encoded = match source.capture() {
                 Ok(frame) => encoder
                     .encode(
                         FrameRef {
@@ -188,7 +203,11 @@ fn capture_loop(
                     )
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("screen capture failed: {e}")),
-            }
+            };
+            encoded.map(|frame| Captured {
+                frame,
+                cursor: source.cursor(),
+            })
         };
         if frames.blocking_send(result).is_err() {
             break;

@@ -134,6 +134,7 @@ pub async fn run(
     let mut capturing = guarded.request_frame(true);
     let mut want_keyframe = false;
     let mut poll_at: Option<tokio::time::Instant> = None;
+    let mut last_cursor: Option<(u32, u32)> = None;
     let end_message;
     loop {
         // Ask for the next frame when the last one is out, the window of
@@ -150,7 +151,15 @@ pub async fn run(
         tokio::select! {
             frame = frames.recv(), if capturing => {
                 capturing = false;
-                match frame {
+                if let Some(Ok(captured)) = &frame {
+                    if captured.cursor.is_some() && captured.cursor != last_cursor {
+                        last_cursor = captured.cursor;
+                        if let Some((x, y)) = last_cursor {
+                            let _ = tx.send(&SessionMsg::Cursor { x, y }).await;
+                        }
+                    }
+                }
+                match frame.map(|r| r.map(|c| c.frame)) {
                     Some(Ok(Some(encoded))) => {
                         seq_sent = encoded.seq;
                         if let Err(e) = tx.send(&SessionMsg::Frame(encoded.bytes)).await {

@@ -274,6 +274,14 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         "decoded frame differs from the screenshot in {best} pixels"
     );
 
+    // The pointer is not in captured images; its position travels apart.
+    xdotool(&xvfb, &["mousemove", "700", "500"]);
+    let deadline = Instant::now() + WAIT;
+    while v.cursor != Some((700, 500)) && Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(v.cursor, Some((700, 500)), "pointer position not reported");
+
     // View only: the technician's click and typing reach nobody.
     drive_input(&mut v).await;
     let events = xev.text();

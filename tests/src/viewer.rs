@@ -30,6 +30,8 @@ pub struct LiveViewer {
     pub frames: u64,
     pub frame_bytes: u64,
     pub paused: bool,
+    /// The last pointer position the agent reported.
+    pub cursor: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for LiveViewer {
@@ -97,6 +99,7 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         frames: 0,
         frame_bytes: 0,
         paused: false,
+        cursor: None,
     })))
 }
 
@@ -120,6 +123,7 @@ impl LiveViewer {
                         .await?;
                     return Ok(true);
                 }
+                SessionMsg::Cursor { x, y } => self.cursor = Some((x, y)),
                 SessionMsg::Control(assent_proto::session_msg::Control::Paused) => {
                     self.paused = true
                 }

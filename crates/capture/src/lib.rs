@@ -58,6 +58,12 @@ pub trait ScreenSource {
 
     /// Captures the screen as it is now (not as it was at some earlier call).
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError>;
+
+    /// Where the mouse pointer is, in frame pixels, if the source knows
+    /// (captured images carry no cursor, so the viewer draws it).
+    fn cursor(&mut self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// Why the screen cannot be captured.

@@ -22,6 +22,11 @@ pub struct X11Source {
     capturer: Capturer,
     width: u32,
     height: u32,
+    /// Monitor origin on the root window, to turn pointer positions into
+    /// frame coordinates.
+    origin: (i32, i32),
+    /// A plain X connection for pointer queries (scrap exposes none).
+    pointer: Option<(x11rb::rust_connection::RustConnection, u32)>,
 }
 
 impl X11Source {
@@ -56,10 +61,20 @@ impl X11Source {
             return Err(CaptureError::NoScreen(display.to_owned()));
         }
         let capturer = Capturer::new(chosen).map_err(CaptureError::Setup)?;
+        // Without it the viewer just shows no cursor; capture still works.
+        let pointer = x11rb::connect(Some(display))
+            .ok()
+            .and_then(|(conn, screen)| {
+                use x11rb::connection::Connection as _;
+                let root = conn.setup().roots.get(screen)?.root;
+                Some((conn, root))
+            });
         Ok(X11Source {
             capturer,
             width: rect.w.into(),
             height: rect.h.into(),
+            origin: (rect.x.into(), rect.y.into()),
+            pointer,
         })
     }
 }
@@ -67,6 +82,16 @@ impl X11Source {
 impl ScreenSource for X11Source {
     fn size(&self) -> (u32, u32) {
         (self.width, self.height)
+    }
+
+    fn cursor(&mut self) -> Option<(u32, u32)> {
+        use x11rb::protocol::xproto::ConnectionExt as _;
+        let (conn, root) = self.pointer.as_ref()?;
+        let reply = conn.query_pointer(*root).ok()?.reply().ok()?;
+        let x = i32::from(reply.root_x) - self.origin.0;
+        let y = i32::from(reply.root_y) - self.origin.1;
+        let inside = (0..self.width as i32).contains(&x) && (0..self.height as i32).contains(&y);
+        inside.then_some((x as u32, y as u32))
     }
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {

@@ -111,6 +111,14 @@ fn capture_shows_the_current_screen() {
     painter.paint(0x3366cc, 0xff8800);
 
     let mut source = X11Source::open(xvfb.display()).expect("open X11Source");
+    // The pointer position comes separately (captured images have no cursor).
+    let status = xvfb
+        .command("xdotool")
+        .args(["mousemove", "123", "45"])
+        .status()
+        .expect("xdotool");
+    assert!(status.success());
+    assert_eq!(source.cursor(), Some((123, 45)));
     assert_eq!(source.size(), (640, 480));
     let frame = source.capture().unwrap();
     assert_eq!((frame.width, frame.height), (640, 480));
