@@ -169,7 +169,7 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
     );
     let took = closed.elapsed();
     assert!(
-        took < Duration::from_millis(1500),
+        took < Duration::from_secs(1),
         "agent ended {took:?} after the close"
     );
     assert!(s
