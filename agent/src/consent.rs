@@ -7,6 +7,8 @@
 //! [`Grant::from_decision`] makes, so no code path reaches the screen or
 //! the input device without the user's yes.
 
+use std::time::{Duration, Instant};
+
 use assent_proto::wire::{ConsentDecision, Scope};
 
 /// Proof that the user allowed the session, and with which scope.
@@ -26,6 +28,76 @@ impl Grant {
 
     pub fn scope(&self) -> Scope {
         self.scope
+    }
+
+    /// Less is always allowed: the technician gave up control.
+    pub fn narrowed_to_view(self) -> Grant {
+        Grant { scope: Scope::View }
+    }
+}
+
+/// How long a refused request for more scope keeps further ones from
+/// reaching the user: a technician (or a patched viewer) must not be able to
+/// nag until the user clicks yes.
+pub const SCOPE_REASK_AFTER: Duration = Duration::from_secs(60);
+
+/// What to do with a technician's request for another scope mid-session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeRequestAction {
+    /// Tell the viewer the scope in force; nothing changes.
+    Reply,
+    /// Less than in force: apply at once, no question needed.
+    Narrow(Grant),
+    /// More than in force: ask the user again in the prompt.
+    Ask,
+}
+
+/// Mid-session scope requests: only the user's new answer widens the scope,
+/// one question at a time, and not again soon after a no.
+#[derive(Debug, Default)]
+pub struct ScopeRequests {
+    asking: bool,
+    refused_at: Option<Instant>,
+}
+
+impl ScopeRequests {
+    pub fn on_request(&mut self, in_force: Grant, requested: Scope, now: Instant) -> ScopeRequestAction {
+        match (in_force.scope, requested) {
+            (Scope::Control, Scope::View) => ScopeRequestAction::Narrow(in_force.narrowed_to_view()),
+            (a, b) if a == b => ScopeRequestAction::Reply,
+            _ if self.asking => ScopeRequestAction::Reply,
+            _ if self
+                .refused_at
+                .is_some_and(|t| now.saturating_duration_since(t) < SCOPE_REASK_AFTER) =>
+            {
+                ScopeRequestAction::Reply
+            }
+            _ => {
+                self.asking = true;
+                ScopeRequestAction::Ask
+            }
+        }
+    }
+
+    pub fn asking(&self) -> bool {
+        self.asking
+    }
+
+    /// The user's answer to the question; the new grant when they allowed
+    /// more, `None` when the scope in force stays.
+    pub fn on_answer(&mut self, decision: ConsentDecision, now: Instant) -> Option<Grant> {
+        if !std::mem::take(&mut self.asking) {
+            return None;
+        }
+        match decision {
+            ConsentDecision::Control => Some(Grant {
+                scope: Scope::Control,
+            }),
+            ConsentDecision::View | ConsentDecision::Denied | ConsentDecision::Timeout => {
+                self.refused_at = Some(now);
+                None
+            }
+        }
     }
 }
 
@@ -61,6 +133,10 @@ impl Gate {
 
     pub fn scope(&self) -> Scope {
         self.grant.scope
+    }
+
+    pub fn grant(&self) -> Grant {
+        self.grant
     }
 
     pub fn paused(&self) -> bool {
@@ -169,6 +245,49 @@ mod tests {
         assert!(!g.pause());
         assert_eq!(g.frame_policy(), FramePolicy::Nothing);
         assert_eq!(g.dropped_inputs(), 2, "one while paused, one after the end");
+    }
+
+    #[test]
+    fn more_scope_only_after_the_users_yes_one_question_at_a_time() {
+        let t0 = Instant::now();
+        let view = Grant::from_decision(ConsentDecision::View, Scope::Control).unwrap();
+        let mut r = ScopeRequests::default();
+        assert_eq!(r.on_request(view, Scope::View, t0), ScopeRequestAction::Reply);
+        assert_eq!(r.on_request(view, Scope::Control, t0), ScopeRequestAction::Ask);
+        // A second request while the user is being asked asks nothing more.
+        assert_eq!(r.on_request(view, Scope::Control, t0), ScopeRequestAction::Reply);
+        assert!(r.asking());
+        let granted = r.on_answer(ConsentDecision::Control, t0).unwrap();
+        assert_eq!(granted.scope(), Scope::Control);
+        assert!(!r.asking());
+        // An answer nobody asked for grants nothing.
+        assert_eq!(r.on_answer(ConsentDecision::Control, t0), None);
+    }
+
+    #[test]
+    fn a_no_keeps_the_scope_and_silences_requests_for_a_while() {
+        let t0 = Instant::now();
+        let view = Grant::from_decision(ConsentDecision::View, Scope::View).unwrap();
+        for no in [ConsentDecision::View, ConsentDecision::Denied, ConsentDecision::Timeout] {
+            let mut r = ScopeRequests::default();
+            assert_eq!(r.on_request(view, Scope::Control, t0), ScopeRequestAction::Ask);
+            assert_eq!(r.on_answer(no, t0), None);
+            let soon = t0 + SCOPE_REASK_AFTER - Duration::from_secs(1);
+            assert_eq!(r.on_request(view, Scope::Control, soon), ScopeRequestAction::Reply);
+            let later = t0 + SCOPE_REASK_AFTER;
+            assert_eq!(r.on_request(view, Scope::Control, later), ScopeRequestAction::Ask);
+        }
+    }
+
+    #[test]
+    fn less_scope_needs_no_question() {
+        let control = Grant::from_decision(ConsentDecision::Control, Scope::Control).unwrap();
+        let mut r = ScopeRequests::default();
+        match r.on_request(control, Scope::View, Instant::now()) {
+            ScopeRequestAction::Narrow(g) => assert_eq!(g.scope(), Scope::View),
+            other => panic!("{other:?}"),
+        }
+        assert!(!r.asking());
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub struct PromptText {
     pub summary: String,
     pub scope: Scope,
     pub verification_code: String,
+    /// Set when a live session asks for more: the scope in force, which a
+    /// no (or no answer) keeps.
+    pub in_force: Option<Scope>,
 }
 
 impl PromptText {
@@ -29,23 +32,60 @@ impl PromptText {
             summary: sanitize(&offer.summary, 500),
             scope: offer.scope,
             verification_code: sanitize(verification_code, 16),
+            in_force: None,
+        }
+    }
+
+    /// The question again, mid-session, for `requested` while `in_force` holds.
+    pub fn scope_change(
+        offer: &SessionOffer,
+        verification_code: &str,
+        in_force: Scope,
+        requested: Scope,
+    ) -> PromptText {
+        PromptText {
+            scope: requested,
+            in_force: Some(in_force),
+            ..PromptText::new(offer, verification_code)
         }
     }
 
     pub fn question(&self) -> String {
-        format!("{} asks to {}.", self.technician, self.scope.plain_words())
+        match self.in_force {
+            None => format!("{} asks to {}.", self.technician, self.scope.plain_words()),
+            Some(_) => format!(
+                "{} now also asks to {}.",
+                self.technician,
+                self.scope.plain_words()
+            ),
+        }
+    }
+
+    /// What happens without an answer.
+    pub fn timeout_hint(&self) -> &'static str {
+        match self.in_force {
+            None => "denied",
+            Some(_) => "kept as it is",
+        }
     }
 
     /// The prompt as lines (the terminal prints them; the window lays them out).
     pub fn lines(&self) -> Vec<String> {
-        let mut lines = vec![
-            self.question(),
+        let mut lines = vec![self.question()];
+        if let Some(in_force) = self.in_force {
+            lines.push(format!(
+                "The session stays live. If you say no, they can still only {}.",
+                in_force.plain_words()
+            ));
+        }
+        lines.extend([
+
             format!(
                 "Technician: {} (key {})",
                 self.technician, self.technician_key
             ),
             format!("Ticket: {}", self.ticket),
-        ];
+        ]);
         if !self.client.is_empty() && self.client != "unnamed" {
             lines.push(format!("Client: {}", self.client));
         }
@@ -61,9 +101,10 @@ impl PromptText {
 
     /// The keys on offer: control only when it was requested.
     pub fn keys_hint(&self) -> &'static str {
-        match self.scope {
-            Scope::Control => "v = allow view only    c = allow control    d or Escape = deny",
-            Scope::View => "v = allow view    d or Escape = deny",
+        match (self.in_force, self.scope) {
+            (Some(_), _) => "c = allow control    v, d or Escape = keep view only",
+            (None, Scope::Control) => "v = allow view only    c = allow control    d or Escape = deny",
+            (None, Scope::View) => "v = allow view    d or Escape = deny",
         }
     }
 }
@@ -112,6 +153,18 @@ mod tests {
         let view = PromptText::new(&offer(Scope::View), "123456");
         assert!(view.lines()[0].ends_with("see your screen."));
         assert!(!view.keys_hint().contains("control"));
+    }
+
+    #[test]
+    fn a_mid_session_request_says_what_a_no_keeps() {
+        let p = PromptText::scope_change(&offer(Scope::View), "123456", Scope::View, Scope::Control);
+        let all = p.lines().join("\n");
+        assert!(p.question().contains("now also asks to see your screen and use your mouse"));
+        assert!(all.contains("The session stays live. If you say no, they can still only see your screen."));
+        assert!(all.contains("123456"));
+        assert!(p.keys_hint().contains("keep view only"));
+        assert_eq!(p.timeout_hint(), "kept as it is");
+        assert_eq!(PromptText::new(&offer(Scope::View), "1").timeout_hint(), "denied");
     }
 
     #[test]

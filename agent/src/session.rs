@@ -13,7 +13,7 @@ use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::consent::Grant;
+use crate::consent::{Grant, ScopeRequestAction, ScopeRequests};
 use crate::guarded::{Guarded, InputFactory, ScreenFactory};
 use crate::prompt::PromptText;
 use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
@@ -113,16 +113,20 @@ pub async fn run(
         return Ok(Outcome::Declined(decision));
     };
     let mut live = pending.answer(decision).await.map_err(explain)?;
+    let mut scope_reporter = live.scope_reporter();
     let (mut tx, mut rx) = e2e.into_channel(live.data.send, live.data.recv);
 
     let (mut guarded, mut frames) =
         Guarded::start(grant, screen, input).context("starting screen capture and input")?;
-    ui.show(UiEvent::Live(LiveInfo {
-        technician: offer.technician.clone(),
-        ticket: offer.ticket.clone(),
-        scope: guarded.gate().scope(),
-        verification_code: code.clone(),
-    }));
+    let live_info = |scope| {
+        UiEvent::Live(LiveInfo {
+            technician: offer.technician.clone(),
+            ticket: offer.ticket.clone(),
+            scope,
+            verification_code: code.clone(),
+        })
+    };
+    ui.show(live_info(guarded.gate().scope()));
     let _ = tx
         .send(&SessionMsg::Control(SessionControl::Scope(
             guarded.gate().scope(),
@@ -135,6 +139,9 @@ pub async fn run(
     let mut want_keyframe = false;
     let mut poll_at: Option<tokio::time::Instant> = None;
     let mut last_cursor: Option<(u32, u32)> = None;
+    let mut scope_requests = ScopeRequests::default();
+    // Set while the user is asked for more scope mid-session.
+    let mut scope_prompt_until: Option<Instant> = None;
     let end_message;
     loop {
         // Ask for the next frame when the last one is out, the window of
@@ -148,7 +155,16 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let scope_prompt_timeout = async {
+            match scope_prompt_until {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        // What the user's answer (or silence) to a scope question changes.
+        let mut scope_answer: Option<ConsentDecision> = None;
         tokio::select! {
+            _ = scope_prompt_timeout => scope_answer = Some(ConsentDecision::Timeout),
             frame = frames.recv(), if capturing => {
                 capturing = false;
                 if let Some(Ok(captured)) = &frame {
@@ -191,11 +207,27 @@ pub async fn run(
                 }
                 Ok(SessionMsg::FrameAck { seq }) => seq_acked = seq_acked.max(seq.min(seq_sent)),
                 Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => want_keyframe = true,
-                Ok(SessionMsg::Control(SessionControl::ScopeRequest(scope))) => {
-                    // A new scope needs the user's yes in the prompt again;
-                    // until that exists, the answer is the scope in force.
-                    info!(requested = scope.as_str(), "scope change requested; refused without a new prompt");
-                    let _ = tx.send(&SessionMsg::Control(SessionControl::Scope(guarded.gate().scope()))).await;
+                Ok(SessionMsg::Control(SessionControl::ScopeRequest(requested))) => {
+                    let in_force = guarded.gate().grant();
+                    match scope_requests.on_request(in_force, requested, Instant::now()) {
+                        ScopeRequestAction::Reply => {
+                            info!(requested = requested.as_str(), "scope request answered with the scope in force");
+                            let _ = tx.send(&SessionMsg::Control(SessionControl::Scope(in_force.scope()))).await;
+                        }
+                        ScopeRequestAction::Narrow(grant) => {
+                            change_scope(&mut guarded, &mut scope_reporter, &mut live.control, &mut tx, grant).await;
+                            ui.show(live_info(grant.scope()));
+                        }
+                        ScopeRequestAction::Ask => {
+                            info!(requested = requested.as_str(), "asking the user about a scope change");
+                            let until = Instant::now() + config.consent_timeout;
+                            scope_prompt_until = Some(until);
+                            ui.show(UiEvent::Prompt {
+                                text: PromptText::scope_change(&offer, &code, in_force.scope(), requested),
+                                deadline: until,
+                            });
+                        }
+                    }
                 }
                 Ok(SessionMsg::Control(SessionControl::End)) => {
                     end_message = "The technician ended the session.".into();
@@ -237,8 +269,23 @@ pub async fn run(
                     let _ = tx.send(&SessionMsg::Control(SessionControl::End)).await;
                     break;
                 }
-                Some(UiCommand::Decide(_)) => {}
+                Some(UiCommand::Decide(d)) => scope_answer = Some(d),
             },
+        }
+        if let Some(decision) = scope_answer {
+            if scope_requests.asking() {
+                scope_prompt_until = None;
+                info!(decision = decision.as_str(), "user answered the scope request");
+                match scope_requests.on_answer(decision, Instant::now()) {
+                    Some(grant) => change_scope(&mut guarded, &mut scope_reporter, &mut live.control, &mut tx, grant).await,
+                    None => {
+                        let _ = tx
+                            .send(&SessionMsg::Control(SessionControl::Scope(guarded.gate().scope())))
+                            .await;
+                    }
+                }
+                ui.show(live_info(guarded.gate().scope()));
+            }
         }
     }
     stats
@@ -251,6 +298,26 @@ pub async fn run(
     ui.show(UiEvent::Ended(end_message.clone()));
     live.control.end().await;
     Ok(Outcome::Ended(end_message))
+}
+
+/// Puts a new scope in force: the relay records it (with the user's signed
+/// receipt) first, then the gate changes, then the viewer is told.
+async fn change_scope(
+    guarded: &mut Guarded,
+    reporter: &mut assent_client::ScopeReporter,
+    control: &mut assent_client::Control,
+    tx: &mut assent_client::e2e::ChannelWriter,
+    grant: Grant,
+) {
+    let scope = grant.scope();
+    if let Err(e) = reporter.report(control, scope).await {
+        warn!(error = %e, "could not report the scope change to the relay");
+    }
+    guarded.regrant(grant);
+    info!(scope = scope.as_str(), "scope changed");
+    let _ = tx
+        .send(&SessionMsg::Control(SessionControl::Scope(scope)))
+        .await;
 }
 
 /// Turns relay refusals into what the user should do.

@@ -55,6 +55,9 @@ enum Phase {
         text: PromptText,
         deadline: Instant,
         answered: bool,
+        /// When the prompt asks for more scope mid-session: since when the
+        /// session has been live (the indicator's clock carries on).
+        live_since: Option<Instant>,
     },
     Live {
         info: LiveInfo,
@@ -91,14 +94,24 @@ impl UiSink for WindowUi {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         s.phase = match (event, &s.phase) {
             (UiEvent::Connecting, _) => Phase::Connecting,
-            (UiEvent::Prompt { text, deadline }, _) => Phase::Prompt {
+            (UiEvent::Prompt { text, deadline }, phase) => Phase::Prompt {
                 text,
                 deadline,
                 answered: false,
+                live_since: match phase {
+                    Phase::Live { started, .. } => Some(*started),
+                    _ => None,
+                },
             },
-            (UiEvent::Live(info), _) => Phase::Live {
+            (UiEvent::Live(info), phase) => Phase::Live {
                 info,
-                started: Instant::now(),
+                started: match phase {
+                    Phase::Prompt {
+                        live_since: Some(t),
+                        ..
+                    } => *t,
+                    _ => Instant::now(),
+                },
                 paused: false,
             },
             (UiEvent::Paused(p), Phase::Live { info, started, .. }) => Phase::Live {
@@ -192,9 +205,13 @@ impl eframe::App for AgentWindow {
                 text,
                 deadline,
                 answered,
+                live_since,
             } => {
                 self.set_title(&ctx, PROMPT_TITLE);
-                if close_requested && !answered {
+                if close_requested && live_since.is_some() {
+                    // The session is live: closing the window ends it.
+                    self.send(UiCommand::End);
+                } else if close_requested && !answered {
                     self.answer(ConsentDecision::Denied);
                 }
                 ui.heading(text.question());
@@ -205,11 +222,21 @@ impl eframe::App for AgentWindow {
                 let left = deadline.saturating_duration_since(Instant::now()).as_secs();
                 ui.separator();
                 ui.label(format!(
-                    "{}   (denied automatically in {left} s)",
-                    text.keys_hint()
+                    "{}   ({} automatically in {left} s)",
+                    text.keys_hint(),
+                    text.timeout_hint()
                 ));
                 if !answered {
                     ui.horizontal(|ui| {
+                        if text.in_force.is_some() {
+                            if ui.button("Allow control (c)").clicked() {
+                                self.answer(ConsentDecision::Control);
+                            }
+                            if ui.button("Keep view only (v / d / Esc)").clicked() {
+                                self.answer(ConsentDecision::Denied);
+                            }
+                            return;
+                        }
                         if ui.button("Allow view only (v)").clicked() {
                             self.answer(ConsentDecision::View);
                         }
@@ -312,7 +339,11 @@ impl UiSink for TtyUi {
                     eprintln!("{line}");
                 }
                 let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                eprintln!("{}   (denied automatically in {left} s)", text.keys_hint());
+                eprintln!(
+                    "{}   ({} automatically in {left} s)",
+                    text.keys_hint(),
+                    text.timeout_hint()
+                );
                 eprintln!("Type your answer and press Enter:");
             }
             UiEvent::Live(info) => {
@@ -369,7 +400,10 @@ pub fn spawn_tty_reader(
                     "p" => Some(UiCommand::Pause),
                     "r" => Some(UiCommand::Resume),
                     "e" => Some(UiCommand::End),
-                    _ => None,
+                    // An answer to a mid-session request for more scope;
+                    // the session ignores it when nothing was asked.
+                    other => crate::prompt::decision_for_key(other, Scope::Control)
+                        .map(UiCommand::Decide),
                 },
             };
             if let Some(cmd) = cmd {

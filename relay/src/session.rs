@@ -14,7 +14,7 @@ use assent_proto::invite::Invite;
 use assent_proto::session::{AbortReason, Action, Event, Phase, SessionMachine};
 use assent_proto::text;
 use assent_proto::wire::{
-    ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, SessionOffer,
+    ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Scope, SessionOffer,
     DATA_PREAMBLE, MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -134,6 +134,7 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
     // machine says which decision to record (a late answer is recorded as a
     // timeout, and then this receipt does not apply).
     let mut pending_receipt: Option<(ConsentDecision, String)> = None;
+    let mut scope_changes = 0u32;
     let mut handshakes_from_viewer = 0usize;
     let mut handshakes_from_agent = 0usize;
     let mut shutdown = shared.shutdown.clone();
@@ -209,6 +210,14 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
                         continue;
                     }
                     Some(Ok(ClientMsg::End)) => Event::AgentEnded,
+                    Some(Ok(ClientMsg::ScopeChange { scope, change, receipt })) => {
+                        let change = ScopeChange { scope, change, receipt };
+                        if record_scope_change(&shared, &session, &machine, a, &offer_bytes, &mut scope_changes, change).await.is_err() {
+                            machine.handle(Event::RelayShutdown, Instant::now());
+                            break;
+                        }
+                        continue;
+                    }
                     Some(Ok(_)) => {
                         warn!(session = %session, "agent sent an unexpected message; ignored");
                         continue;
@@ -498,6 +507,55 @@ fn abort_message(reason: AbortReason) -> RelayMsg {
         kind,
         message: message.to_string(),
     }
+}
+
+struct ScopeChange {
+    scope: Scope,
+    change: u32,
+    receipt: Vec<u8>,
+}
+
+/// Records a scope change the agent's user agreed to. Only a live session's
+/// agent, with a receipt signed by its device key for the next change
+/// number, is believed; anything else is logged and dropped. An `Err` means
+/// the audit log failed (no record, no session).
+async fn record_scope_change(
+    shared: &Shared,
+    session: &str,
+    machine: &SessionMachine,
+    agent: &Agent,
+    offer_bytes: &[u8],
+    last_change: &mut u32,
+    change: ScopeChange,
+) -> Result<(), ()> {
+    if !matches!(machine.phase(), Phase::Live { .. }) {
+        warn!(session = %session, "scope change outside a live session; ignored");
+        return Ok(());
+    }
+    let payload = identity::scope_change_payload(offer_bytes, change.change, change.scope);
+    if change.change != last_change.wrapping_add(1)
+        || agent.device_key.verify(&payload, &change.receipt).is_err()
+    {
+        warn!(session = %session, "scope change without a valid receipt; ignored");
+        return Ok(());
+    }
+    *last_change = change.change;
+    shared
+        .audit
+        .record(
+            "scope_changed",
+            fields! {
+                "session" => session, "scope" => change.scope.as_str(),
+                "change" => change.change, "receipt" => hex::encode(&change.receipt),
+                "device_key" => agent.device_key.fingerprint(),
+            },
+        )
+        .await
+        .map_err(|_| ())?;
+    if let Some(e) = shared.lock().sessions.get_mut(session) {
+        e.scope = change.scope;
+    }
+    Ok(())
 }
 
 async fn record_note(

@@ -26,7 +26,7 @@ const H: u32 = 200;
 
 /// A RecordingSink the test can read after the agent's input thread took it.
 #[derive(Clone, Default)]
-struct SharedSink(Arc<Mutex<RecordingSink>>);
+pub(crate) struct SharedSink(Arc<Mutex<RecordingSink>>);
 
 impl InputSink for SharedSink {
     fn apply(&mut self, event: &InputEvent) -> Result<(), InputError> {
@@ -38,7 +38,7 @@ impl InputSink for SharedSink {
 }
 
 impl SharedSink {
-    fn events(&self) -> Vec<InputEvent> {
+    pub(crate) fn events(&self) -> Vec<InputEvent> {
         self.0.lock().unwrap().events()
     }
     fn release_calls(&self) -> usize {
@@ -48,23 +48,42 @@ impl SharedSink {
 
 /// Answers the prompt as scripted (or never, for a timeout) and keeps what
 /// it was shown.
-struct ScriptedUi {
+pub(crate) struct ScriptedUi {
     answer: Option<ConsentDecision>,
+    /// The answer to a mid-session request for more scope (none: let it
+    /// time out).
+    pub(crate) scope_answer: Mutex<Option<ConsentDecision>>,
     commands: mpsc::UnboundedSender<UiCommand>,
     shown: Mutex<Vec<UiEvent>>,
 }
 
 impl UiSink for ScriptedUi {
     fn show(&self, event: UiEvent) {
-        if let (UiEvent::Prompt { .. }, Some(d)) = (&event, self.answer) {
-            let _ = self.commands.send(UiCommand::Decide(d));
+        if let UiEvent::Prompt { text, .. } = &event {
+            let answer = match text.in_force {
+                None => self.answer,
+                Some(_) => *self.scope_answer.lock().unwrap(),
+            };
+            if let Some(d) = answer {
+                let _ = self.commands.send(UiCommand::Decide(d));
+            }
         }
         self.shown.lock().unwrap().push(event);
     }
 }
 
 impl ScriptedUi {
-    fn prompt_code(&self) -> Option<String> {
+    /// How many times the user was asked (the first prompt included).
+    pub(crate) fn prompts(&self) -> usize {
+        self.shown
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, UiEvent::Prompt { .. }))
+            .count()
+    }
+
+    pub(crate) fn prompt_code(&self) -> Option<String> {
         self.shown.lock().unwrap().iter().find_map(|e| match e {
             UiEvent::Prompt { text, .. } => Some(text.verification_code.clone()),
             _ => None,
@@ -72,15 +91,15 @@ impl ScriptedUi {
     }
 }
 
-struct Agent {
-    task: tokio::task::JoinHandle<anyhow::Result<Outcome>>,
-    commands: mpsc::UnboundedSender<UiCommand>,
-    ui: Arc<ScriptedUi>,
-    sink: SharedSink,
-    stats: Arc<Stats>,
+pub(crate) struct Agent {
+    pub(crate) task: tokio::task::JoinHandle<anyhow::Result<Outcome>>,
+    pub(crate) commands: mpsc::UnboundedSender<UiCommand>,
+    pub(crate) ui: Arc<ScriptedUi>,
+    pub(crate) sink: SharedSink,
+    pub(crate) stats: Arc<Stats>,
 }
 
-fn start_agent(
+pub(crate) fn start_agent(
     relay: &TestRelay,
     code: &str,
     answer: Option<ConsentDecision>,
@@ -89,6 +108,7 @@ fn start_agent(
     let (tx, rx) = mpsc::unbounded_channel();
     let ui = Arc::new(ScriptedUi {
         answer,
+        scope_answer: Mutex::new(None),
         commands: tx.clone(),
         shown: Mutex::new(Vec::new()),
     });
@@ -120,7 +140,7 @@ fn start_agent(
     }
 }
 
-async fn live_pair(
+pub(crate) async fn live_pair(
     relay: &TestRelay,
     scope: Scope,
     answer: ConsentDecision,

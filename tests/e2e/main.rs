@@ -5,5 +5,6 @@ mod agent;
 mod common;
 mod desktop;
 mod relay;
+mod security;
 mod viewer;
 mod window;

@@ -32,6 +32,8 @@ pub struct LiveViewer {
     pub paused: bool,
     /// The last pointer position the agent reported.
     pub cursor: Option<(u32, u32)>,
+    /// How many times the agent said which scope is in force.
+    pub scope_replies: u32,
 }
 
 impl std::fmt::Debug for LiveViewer {
@@ -100,6 +102,7 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         frame_bytes: 0,
         paused: false,
         cursor: None,
+        scope_replies: 0,
     })))
 }
 
@@ -133,6 +136,10 @@ impl LiveViewer {
                 SessionMsg::Control(assent_proto::session_msg::Control::End) => {
                     bail!("the agent ended the session")
                 }
+                SessionMsg::Control(assent_proto::session_msg::Control::Scope(s)) => {
+                    self.scope = s;
+                    self.scope_replies += 1;
+                }
                 _ => {}
             }
         }
@@ -152,6 +159,26 @@ impl LiveViewer {
             }
         }
         Ok(false)
+    }
+
+    /// Asks the agent for another scope.
+    pub async fn request_scope(&mut self, scope: Scope) -> anyhow::Result<()> {
+        let msg = SessionMsg::Control(assent_proto::session_msg::Control::ScopeRequest(scope));
+        Ok(self.tx.send(&msg).await?)
+    }
+
+    /// Reads (and acknowledges) frames until the agent has said which scope
+    /// is in force `replies` times in all, or `limit` passes.
+    pub async fn wait_scope_replies(&mut self, replies: u32, limit: Duration) -> anyhow::Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.scope_replies < replies {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.next_frame(left).await?;
+        }
+        Ok(true)
     }
 
     pub async fn input(&mut self, ev: InputEvent) -> anyhow::Result<()> {

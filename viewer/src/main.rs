@@ -127,6 +127,7 @@ struct ConnectArgs {
     #[arg(long, default_value = "view", value_parser = ["view", "control"])]
     scope: String,
     /// No window: JSON statistics on stdout each second; ends on SIGTERM or stdin EOF.
+    /// A line `control` or `view` on stdin asks the user for that scope mid-session.
     #[arg(long)]
     headless: bool,
 }
@@ -211,11 +212,16 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         .await
     });
     if args.headless {
-        // stdin EOF ends the session like closing the window.
+        // stdin EOF ends the session like closing the window; a line
+        // `control` or `view` asks the user for that scope.
         let eof_tx = commands_tx.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            for line in std::io::BufRead::lines(std::io::stdin().lock()) {
+                let Ok(line) = line else { break };
+                if let Ok(scope) = line.trim().parse() {
+                    let _ = eof_tx.send(SessionCommand::RequestScope(scope));
+                }
+            }
             let _ = eof_tx.send(SessionCommand::End);
         });
         let stats_state = state.clone();

@@ -116,6 +116,9 @@ fn capitalised(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Input(InputEvent),
+    /// Ask the user for another scope; the agent asks them in its prompt
+    /// (more) or applies it at once (less).
+    RequestScope(Scope),
     /// Window closed, SIGTERM/SIGINT, or stdin EOF in headless mode.
     End,
 }
@@ -364,6 +367,10 @@ pub async fn run(
                         last_input = Some(Instant::now());
                         let _ = tx.send(&SessionMsg::Input(ev)).await;
                     }
+                }
+                Some(Command::RequestScope(s)) => {
+                    info!(scope = s.as_str(), "asking the user for another scope");
+                    let _ = tx.send(&SessionMsg::Control(SessionControl::ScopeRequest(s))).await;
                 }
                 Some(Command::End) | None => {
                     viewer_ended = true;

@@ -325,6 +325,15 @@ impl eframe::App for ViewerWindow {
                     Scope::View => "VIEW ONLY (input is not sent)",
                     Scope::Control => "Control",
                 });
+                // The user answers in their own prompt; the scope shown
+                // changes only when their agent says so.
+                let (label, wanted) = match scope {
+                    Scope::View => ("Ask for control", Scope::Control),
+                    Scope::Control => ("Give up control", Scope::View),
+                };
+                if ui.small_button(label).clicked() {
+                    let _ = self.commands.send(Command::RequestScope(wanted));
+                }
                 ui.separator();
                 ui.label(format!(
                     "Verification code: {}",

@@ -336,7 +336,17 @@ impl AgentPending {
         self.control
             .send(&ClientMsg::Consent { decision, receipt })
             .await?;
-        match self.control.recv().await? {
+        // The relay's answer comes after any handshake messages the viewer
+        // sent in excess (a patched viewer may); skipping them, rather than
+        // failing, keeps the connection open until the relay has the
+        // decision, so a refusal is always on the record.
+        let reply = loop {
+            match self.control.recv().await? {
+                RelayMsg::Handshake(_) => continue,
+                other => break other,
+            }
+        };
+        match reply {
             RelayMsg::SessionStarted { session, scope } => {
                 let data = self.control.accept_data().await?;
                 Ok(AgentLive {
@@ -345,6 +355,8 @@ impl AgentPending {
                     session,
                     scope,
                     offer: self.offer,
+                    offer_bytes: self.offer_bytes,
+                    device_key: self.device_key,
                 })
             }
             RelayMsg::SessionEnded { reason } => Err(ClientError::Ended(reason)),
@@ -360,6 +372,48 @@ pub struct AgentLive {
     pub session: String,
     pub scope: Scope,
     pub offer: SessionOffer,
+    offer_bytes: Vec<u8>,
+    device_key: SecretKey,
+}
+
+impl AgentLive {
+    /// What reports scope changes of this session to the relay (kept apart
+    /// so the data stream can be moved into the end-to-end channel).
+    pub fn scope_reporter(&self) -> ScopeReporter {
+        ScopeReporter {
+            offer_bytes: self.offer_bytes.clone(),
+            device_key: self.device_key.clone(),
+            changes: 0,
+        }
+    }
+}
+
+/// Signs and sends the user's scope changes of one live session.
+pub struct ScopeReporter {
+    offer_bytes: Vec<u8>,
+    device_key: SecretKey,
+    changes: u32,
+}
+
+impl ScopeReporter {
+    /// Tells the relay, with a signed receipt, that the user changed the
+    /// scope in force (the relay records it as `scope_changed`).
+    pub async fn report(&mut self, control: &mut Control, scope: Scope) -> Result<(), ClientError> {
+        self.changes = self.changes.saturating_add(1);
+        let change = self.changes;
+        let receipt = self.device_key.sign(&identity::scope_change_payload(
+            &self.offer_bytes,
+            change,
+            scope,
+        ));
+        control
+            .send(&ClientMsg::ScopeChange {
+                scope,
+                change,
+                receipt,
+            })
+            .await
+    }
 }
 
 impl std::fmt::Debug for Control {

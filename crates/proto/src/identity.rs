@@ -10,7 +10,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::wire::{ConsentDecision, Role};
+use crate::wire::{ConsentDecision, Role, Scope};
 
 /// Length of the TLS exporter value that binds an authentication signature to
 /// one QUIC connection.
@@ -21,6 +21,7 @@ pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-assent/1 client auth";
 const AUTH_DOMAIN: &[u8] = b"assent/1 auth\0";
 const OFFER_DOMAIN: &[u8] = b"assent/1 session offer\0";
 const CONSENT_DOMAIN: &[u8] = b"assent/1 consent receipt\0";
+const SCOPE_CHANGE_DOMAIN: &[u8] = b"assent/1 scope change receipt\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
@@ -184,6 +185,18 @@ pub fn consent_payload(offer_bytes: &[u8], decision: ConsentDecision) -> Vec<u8>
     out
 }
 
+/// What the agent signs when its user changed the scope of a live session:
+/// bound to the offer of that session, the change's number and the scope
+/// now in force.
+pub fn scope_change_payload(offer_bytes: &[u8], change: u32, scope: Scope) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SCOPE_CHANGE_DOMAIN.len() + 32 + 5);
+    out.extend_from_slice(SCOPE_CHANGE_DOMAIN);
+    out.extend_from_slice(&Sha256::digest(offer_bytes));
+    out.extend_from_slice(&change.to_be_bytes());
+    out.push(scope as u8);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +258,22 @@ mod tests {
         assert!(pk
             .verify(&consent_payload(b"offer-2", ConsentDecision::View), &sig)
             .is_err());
+        assert!(pk
+            .verify(&consent_payload(b"offer-1", ConsentDecision::Control), &sig)
+            .is_err());
+    }
+
+    #[test]
+    fn scope_change_receipt_covers_offer_number_and_scope() {
+        let key = SecretKey::from_seed(&[9; 32]);
+        let sig = key.sign(&scope_change_payload(b"offer-1", 1, Scope::Control));
+        let pk = key.public();
+        let ok = |offer: &[u8], n, scope| pk.verify(&scope_change_payload(offer, n, scope), &sig).is_ok();
+        assert!(ok(b"offer-1", 1, Scope::Control));
+        assert!(!ok(b"offer-2", 1, Scope::Control));
+        assert!(!ok(b"offer-1", 2, Scope::Control));
+        assert!(!ok(b"offer-1", 1, Scope::View));
+        // Not interchangeable with a consent receipt.
         assert!(pk
             .verify(&consent_payload(b"offer-1", ConsentDecision::Control), &sig)
             .is_err());

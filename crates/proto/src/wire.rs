@@ -235,6 +235,15 @@ pub enum ClientMsg {
     SessionNote { fields: Vec<(String, String)> },
     /// Either side: ends the session deliberately (window closed, End clicked).
     End,
+    /// Agent, while live: the user answered a scope-change request again and
+    /// this scope is now in force; signed (see
+    /// [`crate::identity::scope_change_payload`]). `change` counts the
+    /// changes of this session from 1, so no two receipts are alike.
+    ScopeChange {
+        scope: Scope,
+        change: u32,
+        receipt: Vec<u8>,
+    },
 }
 
 /// Relay → client.
