@@ -61,9 +61,16 @@ pub struct ScopeRequests {
 }
 
 impl ScopeRequests {
-    pub fn on_request(&mut self, in_force: Grant, requested: Scope, now: Instant) -> ScopeRequestAction {
+    pub fn on_request(
+        &mut self,
+        in_force: Grant,
+        requested: Scope,
+        now: Instant,
+    ) -> ScopeRequestAction {
         match (in_force.scope, requested) {
-            (Scope::Control, Scope::View) => ScopeRequestAction::Narrow(in_force.narrowed_to_view()),
+            (Scope::Control, Scope::View) => {
+                ScopeRequestAction::Narrow(in_force.narrowed_to_view())
+            }
             (a, b) if a == b => ScopeRequestAction::Reply,
             _ if self.asking => ScopeRequestAction::Reply,
             _ if self
@@ -252,10 +259,19 @@ mod tests {
         let t0 = Instant::now();
         let view = Grant::from_decision(ConsentDecision::View, Scope::Control).unwrap();
         let mut r = ScopeRequests::default();
-        assert_eq!(r.on_request(view, Scope::View, t0), ScopeRequestAction::Reply);
-        assert_eq!(r.on_request(view, Scope::Control, t0), ScopeRequestAction::Ask);
+        assert_eq!(
+            r.on_request(view, Scope::View, t0),
+            ScopeRequestAction::Reply
+        );
+        assert_eq!(
+            r.on_request(view, Scope::Control, t0),
+            ScopeRequestAction::Ask
+        );
         // A second request while the user is being asked asks nothing more.
-        assert_eq!(r.on_request(view, Scope::Control, t0), ScopeRequestAction::Reply);
+        assert_eq!(
+            r.on_request(view, Scope::Control, t0),
+            ScopeRequestAction::Reply
+        );
         assert!(r.asking());
         let granted = r.on_answer(ConsentDecision::Control, t0).unwrap();
         assert_eq!(granted.scope(), Scope::Control);
@@ -268,14 +284,27 @@ mod tests {
     fn a_no_keeps_the_scope_and_silences_requests_for_a_while() {
         let t0 = Instant::now();
         let view = Grant::from_decision(ConsentDecision::View, Scope::View).unwrap();
-        for no in [ConsentDecision::View, ConsentDecision::Denied, ConsentDecision::Timeout] {
+        for no in [
+            ConsentDecision::View,
+            ConsentDecision::Denied,
+            ConsentDecision::Timeout,
+        ] {
             let mut r = ScopeRequests::default();
-            assert_eq!(r.on_request(view, Scope::Control, t0), ScopeRequestAction::Ask);
+            assert_eq!(
+                r.on_request(view, Scope::Control, t0),
+                ScopeRequestAction::Ask
+            );
             assert_eq!(r.on_answer(no, t0), None);
             let soon = t0 + SCOPE_REASK_AFTER - Duration::from_secs(1);
-            assert_eq!(r.on_request(view, Scope::Control, soon), ScopeRequestAction::Reply);
+            assert_eq!(
+                r.on_request(view, Scope::Control, soon),
+                ScopeRequestAction::Reply
+            );
             let later = t0 + SCOPE_REASK_AFTER;
-            assert_eq!(r.on_request(view, Scope::Control, later), ScopeRequestAction::Ask);
+            assert_eq!(
+                r.on_request(view, Scope::Control, later),
+                ScopeRequestAction::Ask
+            );
         }
     }
 

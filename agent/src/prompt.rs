@@ -79,7 +79,6 @@ impl PromptText {
             ));
         }
         lines.extend([
-
             format!(
                 "Technician: {} (key {})",
                 self.technician, self.technician_key
@@ -103,7 +102,9 @@ impl PromptText {
     pub fn keys_hint(&self) -> &'static str {
         match (self.in_force, self.scope) {
             (Some(_), _) => "c = allow control    v, d or Escape = keep view only",
-            (None, Scope::Control) => "v = allow view only    c = allow control    d or Escape = deny",
+            (None, Scope::Control) => {
+                "v = allow view only    c = allow control    d or Escape = deny"
+            }
             (None, Scope::View) => "v = allow view    d or Escape = deny",
         }
     }
@@ -157,14 +158,22 @@ mod tests {
 
     #[test]
     fn a_mid_session_request_says_what_a_no_keeps() {
-        let p = PromptText::scope_change(&offer(Scope::View), "123456", Scope::View, Scope::Control);
+        let p =
+            PromptText::scope_change(&offer(Scope::View), "123456", Scope::View, Scope::Control);
         let all = p.lines().join("\n");
-        assert!(p.question().contains("now also asks to see your screen and use your mouse"));
-        assert!(all.contains("The session stays live. If you say no, they can still only see your screen."));
+        assert!(p
+            .question()
+            .contains("now also asks to see your screen and use your mouse"));
+        assert!(all.contains(
+            "The session stays live. If you say no, they can still only see your screen."
+        ));
         assert!(all.contains("123456"));
         assert!(p.keys_hint().contains("keep view only"));
         assert_eq!(p.timeout_hint(), "kept as it is");
-        assert_eq!(PromptText::new(&offer(Scope::View), "1").timeout_hint(), "denied");
+        assert_eq!(
+            PromptText::new(&offer(Scope::View), "1").timeout_hint(),
+            "denied"
+        );
     }
 
     #[test]

@@ -275,12 +275,26 @@ pub async fn run(
         if let Some(decision) = scope_answer {
             if scope_requests.asking() {
                 scope_prompt_until = None;
-                info!(decision = decision.as_str(), "user answered the scope request");
+                info!(
+                    decision = decision.as_str(),
+                    "user answered the scope request"
+                );
                 match scope_requests.on_answer(decision, Instant::now()) {
-                    Some(grant) => change_scope(&mut guarded, &mut scope_reporter, &mut live.control, &mut tx, grant).await,
+                    Some(grant) => {
+                        change_scope(
+                            &mut guarded,
+                            &mut scope_reporter,
+                            &mut live.control,
+                            &mut tx,
+                            grant,
+                        )
+                        .await
+                    }
                     None => {
                         let _ = tx
-                            .send(&SessionMsg::Control(SessionControl::Scope(guarded.gate().scope())))
+                            .send(&SessionMsg::Control(SessionControl::Scope(
+                                guarded.gate().scope(),
+                            )))
                             .await;
                     }
                 }

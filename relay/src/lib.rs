@@ -41,16 +41,96 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub fn open_audit(dir: &DataDir) -> anyhow::Result<AuditLog> {
     match AuditLog::open(&dir.audit()) {
         Ok(log) => Ok(log),
-        Err(AuditError::Locked(_)) => anyhow::bail!(
+        Err(e) => explain_audit_error(dir, e),
+    }
+}
+
+/// Opens the audit log to serve: a last record cut short by a crash is set
+/// aside and recorded (`audit_repaired`), and sessions the crash left
+/// without an end get one, so every `session_start` has its `session_end`.
+pub fn open_audit_after_crash(dir: &DataDir) -> anyhow::Result<AuditLog> {
+    let mut log = match AuditLog::open_repairing(&dir.audit()) {
+        Ok((log, torn)) => {
+            if let Some(t) = torn {
+                tracing::warn!(
+                    seq = t.seq,
+                    bytes = t.bytes,
+                    saved_to = %t.saved_to.display(),
+                    "the audit log ended in a record cut short (crash while writing); \
+                     set it aside and recorded audit_repaired"
+                );
+            }
+            log
+        }
+        Err(e) => return explain_audit_error(dir, e),
+    };
+    let orphans = sessions_without_end(&dir.audit())?;
+    let recovered = orphans.len();
+    let entries = orphans
+        .into_iter()
+        .map(|(session, started)| {
+            (
+                "session_end".to_string(),
+                fields! {
+                    "session" => session, "reason" => "relay_shutdown",
+                    "recovered_after_crash" => true, "started" => started,
+                    "duration_ms" => serde_json::Value::Null,
+                    "bytes_to_viewer" => serde_json::Value::Null,
+                    "bytes_to_agent" => serde_json::Value::Null,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    if !entries.is_empty() {
+        log.append_batch(entries)
+            .context("recording the ends of sessions the relay lost in a crash")?;
+        tracing::warn!(
+            sessions = recovered,
+            "recorded session_end (relay_shutdown, recovered_after_crash) for sessions a crash left open"
+        );
+    }
+    Ok(log)
+}
+
+/// `session_start` records with no `session_end` after them, with their start
+/// times. Streams the log: memory grows with the sessions open at once, not
+/// with the log.
+fn sessions_without_end(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut open: std::collections::BTreeMap<String, String> = Default::default();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let session = record["session"].as_str().unwrap_or_default().to_string();
+        match record["event"].as_str() {
+            Some("session_start") => {
+                let time = record["time"].as_str().unwrap_or_default().to_string();
+                open.insert(session, time);
+            }
+            Some("session_end") => {
+                open.remove(&session);
+            }
+            _ => {}
+        }
+    }
+    Ok(open.into_iter().collect())
+}
+
+fn explain_audit_error(dir: &DataDir, e: AuditError) -> anyhow::Result<AuditLog> {
+    match e {
+        AuditError::Locked(_) => anyhow::bail!(
             "the audit log {} is in use: another relay is serving this data directory",
             dir.audit().display()
         ),
-        Err(AuditError::Corrupt(e)) => anyhow::bail!(
+        AuditError::Corrupt(e) => anyhow::bail!(
             "the audit log {} does not verify ({e}); refusing to append after damage. \
              Move it aside (keep it as evidence) and start again",
             dir.audit().display()
         ),
-        Err(e) => Err(e).with_context(|| format!("opening {}", dir.audit().display())),
+        e => Err(e).with_context(|| format!("opening {}", dir.audit().display())),
     }
 }
 
@@ -66,7 +146,7 @@ pub async fn serve(
     let listen = listen_override.unwrap_or(config.listen);
     let signing = store::load_signing_key(&dir)?;
     let technicians = Technicians::load(&dir)?;
-    let log = open_audit(&dir)?;
+    let log = open_audit_after_crash(&dir)?;
     let (audit, writer) = AuditHandle::spawn(log).context("starting the audit writer")?;
     let endpoint = assent_net::server_endpoint(listen, &dir.cert(), &dir.key())
         .context("starting the QUIC endpoint")?;

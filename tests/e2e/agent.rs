@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::common::WAIT;
 
-const W: u32 = 320;
-const H: u32 = 200;
+pub(crate) const W: u32 = 320;
+pub(crate) const H: u32 = 200;
 
 /// A RecordingSink the test can read after the agent's input thread took it.
 #[derive(Clone, Default)]

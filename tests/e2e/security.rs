@@ -43,9 +43,18 @@ async fn s01_no_consent_no_frames_no_input_despite_early_pushes() {
         let mut v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
             .await
             .unwrap();
-        let agent = start_agent(&relay, &v.invite.code.clone(), answer, Duration::from_secs(2));
+        let agent = start_agent(
+            &relay,
+            &v.invite.code.clone(),
+            answer,
+            Duration::from_secs(2),
+        );
         let device_key = loop {
-            match tokio::time::timeout(WAIT, v.next_event()).await.unwrap().unwrap() {
+            match tokio::time::timeout(WAIT, v.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+            {
                 ViewerEvent::AgentJoined { device_key, .. } => break device_key,
                 _ => continue,
             }
@@ -103,7 +112,9 @@ async fn s01_no_consent_no_frames_no_input_despite_early_pushes() {
         assert_eq!(agent.stats.inputs_injected.load(Relaxed), 0);
         assert!(agent.sink.events().is_empty(), "input was injected");
         relay
-            .wait_record(WAIT, |r| r["event"] == "consent" && r["decision"] == decision)
+            .wait_record(WAIT, |r| {
+                r["event"] == "consent" && r["decision"] == decision
+            })
             .unwrap_or_else(|| panic!("consent {decision} not recorded: {:?}", relay.events()));
     }
     assert!(
@@ -205,4 +216,344 @@ async fn s03_scope_change_needs_the_users_yes_again() {
     assert_eq!(agent.sink.events(), sent, "nothing after giving back");
     agent.commands.send(UiCommand::End).unwrap();
     agent.task.await.unwrap().unwrap();
+}
+
+/// Scenario 5: after the user clicks End no frame leaves the agent once
+/// 200 ms have passed, and the relay records `agent_ended`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s05_end_stops_frames_within_200ms() {
+    let relay = TestRelay::started(&[]);
+    let (mut v, agent) = live_pair(&relay, Scope::Control, ConsentDecision::Control).await;
+    // Frames are flowing.
+    for _ in 0..5 {
+        assert!(v.next_frame(WAIT).await.unwrap());
+    }
+    let clicked = Instant::now();
+    agent.commands.send(UiCommand::End).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent_by_200ms = agent.stats.frames_sent.load(Relaxed);
+    // Keep acknowledging whatever still arrives, so flow control cannot be
+    // what stops the frames.
+    let mut after = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < until {
+        match v.next_frame(Duration::from_millis(100)).await {
+            Ok(true) => after += 1,
+            Ok(false) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        agent.stats.frames_sent.load(Relaxed),
+        sent_by_200ms,
+        "frames left the agent more than 200 ms after End"
+    );
+    assert!(after <= 4, "{after} frames arrived after End");
+    let rec = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(rec["reason"], "agent_ended");
+    assert!(clicked.elapsed() < WAIT);
+    let outcome = agent.task.await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Ended(_)), "{outcome:?}");
+}
+
+/// Scenario 13: while paused only the placeholder is sent and input is
+/// dropped; no pixel captured during the pause reaches the viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s13_pause_sends_only_the_placeholder_and_drops_input() {
+    use crate::agent::{H, W};
+    let relay = TestRelay::started(&[]);
+    let (mut v, agent) = live_pair(&relay, Scope::Control, ConsentDecision::Control).await;
+    assert!(v.next_frame(WAIT).await.unwrap());
+    let placeholder: Vec<u8> = assent_codec::placeholder_frame(W, H)
+        .chunks(4)
+        .flat_map(|p| [p[2], p[1], p[0], 255])
+        .collect();
+    agent.commands.send(UiCommand::Pause).unwrap();
+    assert!(
+        v.wait_screen(WAIT, |d| d.pixels() == placeholder.as_slice())
+            .await
+            .unwrap(),
+        "the placeholder never came"
+    );
+    assert!(v.paused);
+    // From here until Resume every decoded screen is the placeholder, while
+    // the fake screen behind it keeps changing, and input goes nowhere.
+    let frames_before = v.frames;
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut typed = 0;
+    while tokio::time::Instant::now() < until {
+        v.input(InputEvent::Text("hunter2".into())).await.unwrap();
+        typed += 1;
+        if v.next_frame(Duration::from_millis(50)).await.unwrap() {
+            assert_eq!(
+                v.decoder.pixels(),
+                placeholder.as_slice(),
+                "a screen pixel reached the viewer while paused"
+            );
+        }
+    }
+    assert!(v.frames >= frames_before, "frames kept coming");
+    assert!(
+        agent.sink.events().is_empty(),
+        "input was injected while paused"
+    );
+    let deadline = Instant::now() + WAIT;
+    while agent.stats.inputs_dropped.load(Relaxed) < typed && Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(50)).await.unwrap();
+    }
+    assert_eq!(agent.stats.inputs_dropped.load(Relaxed), typed);
+    agent.commands.send(UiCommand::Resume).unwrap();
+    assert!(v
+        .wait_screen(WAIT, |d| d.pixels() != placeholder.as_slice())
+        .await
+        .unwrap());
+    agent.commands.send(UiCommand::End).unwrap();
+    agent.task.await.unwrap().unwrap();
+}
+
+fn audit_verify(relay: &TestRelay) -> (bool, String) {
+    let out = assent_tests::run(
+        "assent-relay",
+        &["audit", "verify", "--data-dir", relay.data_dir()],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every `session_start` in the relay's audit has a `session_end`.
+fn every_start_has_an_end(relay: &TestRelay) -> (usize, Vec<String>) {
+    let records = relay.records();
+    let ends: std::collections::HashSet<_> = records
+        .iter()
+        .filter(|r| r["event"] == "session_end")
+        .map(|r| r["session"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let starts: Vec<String> = records
+        .iter()
+        .filter(|r| r["event"] == "session_start")
+        .map(|r| r["session"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let missing = starts
+        .iter()
+        .filter(|s| !ends.contains(*s))
+        .cloned()
+        .collect();
+    (starts.len(), missing)
+}
+
+fn sigkill(relay: &mut TestRelay) {
+    let mut p = relay.proc.take().expect("relay running");
+    p.signal(libc::SIGKILL);
+    assert!(p.wait_timeout(WAIT).is_some(), "relay did not die");
+}
+
+/// Scenario 6: a relay killed with SIGKILL and started again: both sides end
+/// (no silent resume), the old code is gone, a new session needs a new code
+/// and a new yes, and the audit before the crash verifies, with the crashed
+/// session given its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s06_relay_crash_ends_both_sides_and_restart_needs_new_code_and_consent() {
+    let mut relay = TestRelay::started(&[]);
+    let (mut v, agent) = live_pair(&relay, Scope::Control, ConsentDecision::Control).await;
+    assert!(v.next_frame(WAIT).await.unwrap());
+    let old_code = v.viewer.invite.code.clone();
+    let session = relay
+        .wait_record(WAIT, |r| r["event"] == "session_start")
+        .expect("session_start")["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sigkill(&mut relay);
+    let killed = Instant::now();
+
+    // Both sides notice and end; neither waits for the relay to come back.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), agent.task)
+        .await
+        .expect("the agent ended")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Ended(m) if m.contains("lost")),
+        "{outcome:?}"
+    );
+    let viewer_ended = loop {
+        match v.next_frame(Duration::from_secs(5)).await {
+            Err(_) => break true,
+            Ok(true) => continue,
+            Ok(false) => break false,
+        }
+    };
+    assert!(viewer_ended, "the viewer kept waiting on a dead relay");
+    assert!(killed.elapsed() < Duration::from_secs(5));
+    assert!(agent.sink.events().is_empty());
+
+    // The audit as the crash left it verifies and ends in a whole record.
+    let (ok, text) = audit_verify(&relay);
+    assert!(ok, "{text}");
+    assert!(std::fs::read(relay.audit_path()).unwrap().ends_with(b"\n"));
+
+    relay.start();
+    // The crashed session got its end on restart.
+    let end = relay
+        .wait_record(WAIT, |r| {
+            r["event"] == "session_end" && r["session"] == session
+        })
+        .expect("the crashed session was closed in the audit");
+    assert_eq!(end["reason"], "relay_shutdown");
+    assert_eq!(end["recovered_after_crash"], true);
+    let (ok, text) = audit_verify(&relay);
+    assert!(ok, "{text}");
+
+    // A new session: new code, and the user is asked again.
+    let (mut v2, agent2) = live_pair(&relay, Scope::Control, ConsentDecision::Control).await;
+    assert_ne!(v2.viewer.invite.code, old_code);
+    assert_eq!(agent2.ui.prompts(), 1, "a new yes for the new session");
+    assert!(v2.next_frame(WAIT).await.unwrap());
+    agent2.commands.send(UiCommand::End).unwrap();
+    agent2.task.await.unwrap().unwrap();
+    relay
+        .wait_record(WAIT, |r| {
+            r["event"] == "session_end" && r["reason"] == "agent_ended"
+        })
+        .expect("the new session ended");
+    let (starts, missing) = every_start_has_an_end(&relay);
+    assert_eq!(starts, 2);
+    assert!(missing.is_empty(), "sessions without an end: {missing:?}");
+
+    // The old code means nothing to the new relay (tried last: a wrong code
+    // slows down further joins from this address, by design).
+    let refused = crate::common::join(&relay, &old_code).await;
+    assert!(refused.is_err(), "an old code was accepted after a restart");
+}
+
+/// Scenario 10: the relay killed with SIGKILL in the middle of many session
+/// starts and ends: every start a client was told of is on disk, the chain
+/// verifies, and a record cut short by a crash is reported by `audit verify`
+/// and, on restart, set aside and recorded rather than silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_audit_survives_kill_9_under_load() {
+    let mut relay = TestRelay::started(&[
+        ("connections_per_minute_per_address", "100000"),
+        ("max_sessions", "1000"),
+        ("max_pending_invites_per_technician", "1000"),
+    ]);
+    let key = relay.enrol("loader");
+    // Sessions the viewer was told had started (so their session_start was
+    // fsynced before that).
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (relay_addr, ca, key) = (relay.addr.clone(), relay.ca(), key.clone());
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Relaxed) {
+                let Ok(mut v) = assent_client::Viewer::connect(
+                    &relay_addr,
+                    &ca,
+                    &key,
+                    crate::common::request("T-load", Scope::View),
+                )
+                .await
+                else {
+                    return;
+                };
+                let Ok(pending) = assent_client::AgentPending::join(
+                    &relay_addr,
+                    &ca,
+                    assent_proto::identity::SecretKey::generate().unwrap(),
+                    "pc-load",
+                    &v.invite.code.clone(),
+                )
+                .await
+                else {
+                    return;
+                };
+                let answer = tokio::spawn(pending.answer(ConsentDecision::View));
+                loop {
+                    match v.next_event().await {
+                        Ok(ViewerEvent::Started { session, .. }) => {
+                            acknowledged.lock().unwrap().push(session);
+                            break;
+                        }
+                        Ok(ViewerEvent::Ended(_)) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                let Ok(Ok(live)) = answer.await else { return };
+                v.control.end().await;
+                live.control.end().await;
+            }
+        }));
+    }
+    // Let the load run, then kill the relay in the middle of it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 40 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigkill(&mut relay);
+    stop.store(true, Relaxed);
+    for w in workers {
+        let _ = tokio::time::timeout(WAIT, w).await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 40,
+        "load too light: {}",
+        acknowledged.len()
+    );
+    println!(
+        "sessions acknowledged before the kill: {}",
+        acknowledged.len()
+    );
+
+    // Everything acknowledged is on disk, and the chain holds.
+    let (ok, text) = audit_verify(&relay);
+    assert!(ok, "{text}");
+    let on_disk: std::collections::HashSet<String> = relay
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "session_start")
+        .map(|r| r["session"].as_str().unwrap().to_string())
+        .collect();
+    for s in &acknowledged {
+        assert!(
+            on_disk.contains(s),
+            "session {s} was acknowledged but not recorded"
+        );
+    }
+
+    // A crash in the middle of a write leaves a line cut short: verify
+    // reports it by seq, and the relay sets it aside on restart.
+    let records = relay.records().len();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(relay.audit_path())
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"{\"event\":\"session_start\",\"seq\":").unwrap();
+    drop(file);
+    let (ok, text) = audit_verify(&relay);
+    assert!(!ok, "a torn record went unnoticed");
+    assert!(
+        text.contains(&format!("seq {}", records + 1)) && text.contains("truncated"),
+        "{text}"
+    );
+    relay.start();
+    let repaired = relay
+        .wait_record(WAIT, |r| r["event"] == "audit_repaired")
+        .expect("the repair is on the record");
+    assert_eq!(repaired["torn_seq"], records as u64 + 1);
+    assert!(std::path::Path::new(repaired["saved_to"].as_str().unwrap()).exists());
+    assert!(relay.log_text().contains("cut short"));
+    let (ok, text) = audit_verify(&relay);
+    assert!(ok, "{text}");
+    let (starts, missing) = every_start_has_an_end(&relay);
+    assert!(starts >= acknowledged.len());
+    assert!(missing.is_empty(), "sessions without an end: {missing:?}");
 }

@@ -169,7 +169,11 @@ impl LiveViewer {
 
     /// Reads (and acknowledges) frames until the agent has said which scope
     /// is in force `replies` times in all, or `limit` passes.
-    pub async fn wait_scope_replies(&mut self, replies: u32, limit: Duration) -> anyhow::Result<bool> {
+    pub async fn wait_scope_replies(
+        &mut self,
+        replies: u32,
+        limit: Duration,
+    ) -> anyhow::Result<bool> {
         let deadline = tokio::time::Instant::now() + limit;
         while self.scope_replies < replies {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

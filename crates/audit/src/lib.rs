@@ -34,7 +34,7 @@ mod verify;
 mod tests;
 
 pub use canonical::canonical_json;
-pub use log::{AuditError, AuditLog};
+pub use log::{AuditError, AuditLog, TornTail};
 pub use record::{Fields, Record, RESERVED_FIELDS};
 pub use verify::{read_records, verify, verify_reader, VerifyError, VerifyErrorKind};
 

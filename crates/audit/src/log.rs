@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::record::{Fields, Record, RESERVED_FIELDS};
-use crate::verify::{walk, VerifyError, WalkError};
+use crate::verify::{walk, Tip, VerifyError, WalkError};
 use crate::MAX_LINE_LEN;
 
 /// Deepest array/object nesting accepted inside a field value. serde_json
@@ -70,6 +70,20 @@ impl AuditLog {
     /// without trailing newline, or invalid JSON), returns
     /// [`AuditError::Corrupt`] rather than appending after damage.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        Self::open_inner(path, false).map(|(log, _)| log)
+    }
+
+    /// Like [`AuditLog::open`], but a log whose chain is intact up to a last
+    /// line cut short (a crash in the middle of a write) is repaired instead
+    /// of refused: the partial line is moved to a file beside the log, and an
+    /// `audit_repaired` record naming that file, its size and its SHA-256 is
+    /// appended, so the loss is on the record rather than silently dropped.
+    /// Any other damage is still refused.
+    pub fn open_repairing(path: &Path) -> Result<(AuditLog, Option<TornTail>), AuditError> {
+        Self::open_inner(path, true)
+    }
+
+    fn open_inner(path: &Path, repair: bool) -> Result<(AuditLog, Option<TornTail>), AuditError> {
         let io_err = |source| AuditError::Io {
             path: path.to_path_buf(),
             source,
@@ -94,19 +108,41 @@ impl AuditLog {
         // durable before any append reports success.
         sync_dir(dir).map_err(io_err)?;
         // Verified only after locking, so no one can append in between.
-        let tip = match walk(BufReader::new(&file)) {
-            Ok(tip) => tip,
+        let (tip, torn) = match walk(BufReader::new(&file)) {
+            Ok(tip) => (tip, None),
+            Err(WalkError::TornTail(tip)) if repair => {
+                let torn = set_aside_torn_tail(&file, path, dir, &tip).map_err(io_err)?;
+                (tip, Some(torn))
+            }
+            Err(WalkError::TornTail(tip)) => {
+                return Err(AuditError::Corrupt(VerifyError {
+                    seq: tip.count + 1,
+                    kind: crate::VerifyErrorKind::TruncatedLastLine,
+                }))
+            }
             Err(WalkError::Invalid(e)) => return Err(AuditError::Corrupt(e)),
             Err(WalkError::Io { source, .. }) => return Err(io_err(source)),
         };
-        Ok(AuditLog {
+        let mut log = AuditLog {
             file,
             path: path.to_path_buf(),
             next_seq: tip.count + 1,
             last_hash: tip.last_hash,
             len: tip.len,
             poisoned: false,
-        })
+        };
+        if let Some(t) = &torn {
+            let mut fields = Fields::new();
+            fields.insert("torn_seq".into(), Value::from(t.seq));
+            fields.insert("torn_bytes".into(), Value::from(t.bytes));
+            fields.insert("torn_sha256".into(), Value::from(t.sha256.clone()));
+            fields.insert(
+                "saved_to".into(),
+                Value::from(t.saved_to.display().to_string()),
+            );
+            log.append("audit_repaired", fields)?;
+        }
+        Ok((log, torn))
     }
 
     /// Appends one record; returns after it is written and `sync_data`ed.
@@ -255,6 +291,56 @@ fn format_time(t: OffsetDateTime) -> String {
 
 /// Creates `dir` and any missing ancestors, syncing each new directory's
 /// parent so the new entries survive a crash along with the log.
+/// A partial last line found and set aside by [`AuditLog::open_repairing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The `seq` the partial record would have had.
+    pub seq: u64,
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the partial line.
+    pub sha256: String,
+    /// Where its bytes were kept.
+    pub saved_to: PathBuf,
+}
+
+/// Copies everything after the verified `tip` to a new file beside the log
+/// (durably), then cuts the log back to the tip.
+fn set_aside_torn_tail(file: &File, path: &Path, dir: &Path, tip: &Tip) -> io::Result<TornTail> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(tip.len))?;
+    // The walk stopped at a line shorter than MAX_LINE_LEN, so this is bounded.
+    let mut bytes = Vec::new();
+    reader
+        .take(crate::MAX_LINE_LEN as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    let seq = tip.count + 1;
+    let stamp = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let name = format!(
+        "{}.torn-seq{seq}-{stamp}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let saved_to = dir.join(name);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&saved_to)?;
+    out.write_all(&bytes)?;
+    out.sync_all()?;
+    sync_dir(dir)?;
+    file.set_len(tip.len)?;
+    file.sync_data()?;
+    Ok(TornTail {
+        seq,
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        saved_to,
+    })
+}
+
 fn create_dirs_durably(dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);

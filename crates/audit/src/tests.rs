@@ -775,3 +775,57 @@ fn floats_survive_the_round_trip() {
     assert_eq!(verify(&path), Ok(1));
     assert_eq!(read_records(&path).unwrap(), vec![rec]);
 }
+
+#[test]
+fn a_torn_last_line_is_set_aside_and_recorded_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(&dir, 3);
+    let good = fs::read(&path).unwrap();
+    let torn = b"{\"event\":\"session_start\",\"seq\":4,\"ti".to_vec();
+    fs::write(&path, [good.clone(), torn.clone()].concat()).unwrap();
+    // Plain open still refuses; repairing open sets the tail aside.
+    assert!(matches!(
+        AuditLog::open(&path),
+        Err(AuditError::Corrupt(VerifyError {
+            seq: 4,
+            kind: VerifyErrorKind::TruncatedLastLine
+        }))
+    ));
+    let (log, repaired) = AuditLog::open_repairing(&path).unwrap();
+    drop(log);
+    let repaired = repaired.expect("the torn tail is reported");
+    assert_eq!(repaired.seq, 4);
+    assert_eq!(repaired.bytes, torn.len() as u64);
+    assert_eq!(repaired.sha256, hex::encode(Sha256::digest(&torn)));
+    assert_eq!(fs::read(&repaired.saved_to).unwrap(), torn);
+    // The chain goes on with a record of the repair in place of the torn one.
+    assert_eq!(verify(&path), Ok(4));
+    let records = read_records(&path).unwrap();
+    let last = records.last().unwrap();
+    assert_eq!(last.event, "audit_repaired");
+    assert_eq!(last.fields["torn_bytes"], json!(torn.len()));
+    assert_eq!(
+        last.fields["saved_to"],
+        json!(repaired.saved_to.display().to_string())
+    );
+    assert!(fs::read(&path).unwrap().starts_with(&good));
+    // Nothing more to repair.
+    let (_log, again) = AuditLog::open_repairing(&path).unwrap();
+    assert_eq!(again, None);
+}
+
+#[test]
+fn repairing_open_still_refuses_damage_before_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(&dir, 3);
+    let text = fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("alice", "mallory", 1);
+    fs::write(&path, format!("{edited}{{\"partial")).unwrap();
+    assert!(matches!(
+        AuditLog::open_repairing(&path),
+        Err(AuditError::Corrupt(VerifyError {
+            seq: 1,
+            kind: VerifyErrorKind::HashMismatch
+        }))
+    ));
+}

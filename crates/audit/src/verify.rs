@@ -53,6 +53,10 @@ pub fn verify_reader(r: impl BufRead) -> Result<u64, VerifyError> {
     match walk(r) {
         Ok(tip) => Ok(tip.count),
         Err(WalkError::Invalid(e)) => Err(e),
+        Err(WalkError::TornTail(tip)) => Err(VerifyError {
+            seq: tip.count + 1,
+            kind: VerifyErrorKind::TruncatedLastLine,
+        }),
         Err(WalkError::Io { seq, source }) => Err(VerifyError {
             seq,
             kind: VerifyErrorKind::Io(source.to_string()),
@@ -103,7 +107,13 @@ pub(crate) struct Tip {
 
 pub(crate) enum WalkError {
     Invalid(VerifyError),
-    Io { seq: u64, source: io::Error },
+    /// The chain is intact up to `tip`, after which the file ends in a line
+    /// without its newline: what a crash in the middle of a write leaves.
+    TornTail(Tip),
+    Io {
+        seq: u64,
+        source: io::Error,
+    },
 }
 
 /// Verifies the whole chain in `r` and reports where it ends.
@@ -123,7 +133,11 @@ pub(crate) fn walk(mut r: impl BufRead) -> Result<Tip, WalkError> {
             }
             Ok(LineRead::Eof) => break,
             Ok(LineRead::Truncated) => {
-                return Err(fail(expected, VerifyErrorKind::TruncatedLastLine))
+                return Err(WalkError::TornTail(Tip {
+                    count: expected - 1,
+                    last_hash,
+                    len,
+                }))
             }
             Ok(LineRead::TooLong) => return Err(fail(expected, VerifyErrorKind::LineTooLong)),
             Ok(LineRead::Line) => {}

@@ -268,7 +268,10 @@ mod tests {
         let key = SecretKey::from_seed(&[9; 32]);
         let sig = key.sign(&scope_change_payload(b"offer-1", 1, Scope::Control));
         let pk = key.public();
-        let ok = |offer: &[u8], n, scope| pk.verify(&scope_change_payload(offer, n, scope), &sig).is_ok();
+        let ok = |offer: &[u8], n, scope| {
+            pk.verify(&scope_change_payload(offer, n, scope), &sig)
+                .is_ok()
+        };
         assert!(ok(b"offer-1", 1, Scope::Control));
         assert!(!ok(b"offer-2", 1, Scope::Control));
         assert!(!ok(b"offer-1", 2, Scope::Control));
