@@ -360,6 +360,13 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             match assent_audit::verify(&dir.audit()) {
                 Ok(n) => {
                     println!("ok: {n} records");
+                    if n > 0 && !assent_audit::head_path(&dir.audit()).exists() {
+                        eprintln!(
+                            "warning: {} is missing, so records cut from the end of the log \
+                             could not be checked for",
+                            assent_audit::head_path(&dir.audit()).display()
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {

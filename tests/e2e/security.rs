@@ -557,3 +557,64 @@ async fn s10_audit_survives_kill_9_under_load() {
     assert!(starts >= acknowledged.len());
     assert!(missing.is_empty(), "sessions without an end: {missing:?}");
 }
+
+/// Scenario 11: changing, deleting (in the middle or at the end), inserting
+/// or reordering any audit record is caught by `audit verify`, which names
+/// the first bad `seq`.
+#[test]
+fn s11_audit_tampering_of_every_kind_is_named_by_seq() {
+    let relay = TestRelay::init(&[]);
+    for name in ["a", "b", "c", "d", "e"] {
+        relay.enrol(name);
+    }
+    let path = relay.audit_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<String> = original.lines().map(String::from).collect();
+    assert_eq!(lines.len(), 5);
+    let (ok, text) = audit_verify(&relay);
+    assert!(ok && text.contains("ok: 5 records"), "{text}");
+    let forged = lines[1].replace("\"b\"", "\"mallory\"");
+    // What verify must say: the changed record's seq; for a record missing,
+    // added or moved, the seq expected at the first place the order breaks.
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "changed",
+            [&lines[..1], &[forged], &lines[2..]].concat(),
+            "seq 2: hash mismatch",
+        ),
+        (
+            "deleted in the middle",
+            [&lines[..2], &lines[3..]].concat(),
+            "expected 3, found 4",
+        ),
+        (
+            "deleted at the end",
+            lines[..4].to_vec(),
+            "seq 5: records missing at the end",
+        ),
+        (
+            "two deleted at the end",
+            lines[..3].to_vec(),
+            "seq 4: records missing at the end",
+        ),
+        (
+            "inserted",
+            [&lines[..2], &lines[1..2], &lines[2..]].concat(),
+            "expected 3, found 2",
+        ),
+        (
+            "reordered",
+            [&lines[..1], &lines[2..3], &lines[1..2], &lines[3..]].concat(),
+            "expected 2, found 3",
+        ),
+    ];
+    for (what, edited, needle) in cases {
+        std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+        let (ok, text) = audit_verify(&relay);
+        assert!(!ok, "{what}: not detected");
+        assert!(text.contains(needle), "{what}: {text}");
+    }
+    std::fs::write(&path, &original).unwrap();
+    let (ok, text) = audit_verify(&relay);
+    assert!(ok, "{text}");
+}

@@ -19,14 +19,17 @@
 //! after `append` returns never acts on an unrecorded event.
 //!
 //! A hash chain detects changed, removed, inserted and reordered records, but
-//! not records cut off from the end at a line boundary: anyone who can write
-//! the file can truncate it to an earlier, still valid chain. Detecting that
-//! needs an anchor kept elsewhere (e.g. the last `seq` and `hash` shipped to
-//! another machine), which [`AuditLog::next_seq`] and [`AuditLog::last_hash`]
-//! provide.
+//! not records cut off from the end at a line boundary. For those the writer
+//! keeps a head anchor beside the log (`audit.jsonl.head`: the last `seq` and
+//! `hash`, replaced after every commit), which [`verify`] and
+//! [`AuditLog::open`] compare with the log: a head that leads the log means
+//! records were removed. The anchor may lag the log after a crash, which is
+//! harmless. Neither stops someone who can rewrite both files from scratch;
+//! for that, ship the last `seq` and `hash` ([`AuditLog::next_seq`],
+//! [`AuditLog::last_hash`]) to another machine.
 
 mod canonical;
-mod log;
+pub(crate) mod log;
 mod record;
 mod verify;
 
@@ -34,7 +37,7 @@ mod verify;
 mod tests;
 
 pub use canonical::canonical_json;
-pub use log::{AuditError, AuditLog, TornTail};
+pub use log::{head_path, AuditError, AuditLog, TornTail};
 pub use record::{Fields, Record, RESERVED_FIELDS};
 pub use verify::{read_records, verify, verify_reader, VerifyError, VerifyErrorKind};
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::record::{Fields, Record, RESERVED_FIELDS};
-use crate::verify::{walk, Tip, VerifyError, WalkError};
+use crate::verify::{check_head, read_head, walk_to, Tip, VerifyError, WalkError};
 use crate::MAX_LINE_LEN;
 
 /// Deepest array/object nesting accepted inside a field value. serde_json
@@ -108,7 +108,10 @@ impl AuditLog {
         // durable before any append reports success.
         sync_dir(dir).map_err(io_err)?;
         // Verified only after locking, so no one can append in between.
-        let (tip, torn) = match walk(BufReader::new(&file)) {
+        // A head anchor that leads the log means records were cut from its
+        // end; appending would hide that, so it is refused like any damage.
+        let head = read_head(&head_path(path));
+        let (tip, torn) = match walk_to(BufReader::new(&file), head.as_ref().map(|h| h.0)) {
             Ok(tip) => (tip, None),
             Err(WalkError::TornTail(tip)) if repair => {
                 let torn = set_aside_torn_tail(&file, path, dir, &tip).map_err(io_err)?;
@@ -123,6 +126,7 @@ impl AuditLog {
             Err(WalkError::Invalid(e)) => return Err(AuditError::Corrupt(e)),
             Err(WalkError::Io { source, .. }) => return Err(io_err(source)),
         };
+        check_head(&tip, head.as_ref()).map_err(AuditError::Corrupt)?;
         let mut log = AuditLog {
             file,
             path: path.to_path_buf(),
@@ -209,6 +213,9 @@ impl AuditLog {
         self.next_seq = seq;
         self.last_hash = prev;
         self.len += out.len() as u64;
+        // Best effort: a head that lags the log (a crash, a failed write)
+        // is harmless; only one that leads it means records were removed.
+        let _ = write_head(&self.path, self.next_seq - 1, &self.last_hash);
         Ok(records)
     }
 
@@ -289,8 +296,24 @@ fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
-/// Creates `dir` and any missing ancestors, syncing each new directory's
-/// parent so the new entries survive a crash along with the log.
+/// Where the head anchor of the log at `path` lives: `audit.jsonl.head`.
+pub fn head_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".head");
+    path.with_file_name(name)
+}
+
+/// Records the last `seq` and `hash` beside the log (write and rename, so a
+/// reader sees the old or the new head, never half of one). This detects
+/// records cut from the end of the log, which the chain alone cannot; like
+/// the chain, it does not stop someone who rewrites both files.
+fn write_head(path: &Path, seq: u64, hash: &str) -> io::Result<()> {
+    let head = head_path(path);
+    let tmp = head.with_extension("head.tmp");
+    fs::write(&tmp, format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}\n"))?;
+    fs::rename(&tmp, &head)
+}
+
 /// A partial last line found and set aside by [`AuditLog::open_repairing`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
@@ -341,6 +364,8 @@ fn set_aside_torn_tail(file: &File, path: &Path, dir: &Path, tip: &Tip) -> io::R
     })
 }
 
+/// Creates `dir` and any missing ancestors, syncing each new directory's
+/// parent so the new entries survive a crash along with the log.
 fn create_dirs_durably(dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);

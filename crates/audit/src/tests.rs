@@ -829,3 +829,51 @@ fn repairing_open_still_refuses_damage_before_the_last_line() {
         }))
     ));
 }
+
+#[test]
+fn records_cut_from_the_end_are_caught_by_the_head_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(&dir, 5);
+    assert_eq!(verify(&path), Ok(5));
+    let l = lines(&path);
+    // Cut the last two records at a line boundary: the chain alone is fine.
+    fs::write(&path, l[..3].concat()).unwrap();
+    assert_eq!(check(&l[..3]), Ok(3));
+    assert_eq!(
+        verify(&path),
+        err(4, VerifyErrorKind::MissingTail { head_seq: 5 })
+    );
+    // And the writer refuses to append over the gap.
+    assert!(matches!(
+        AuditLog::open(&path),
+        Err(AuditError::Corrupt(VerifyError {
+            seq: 4,
+            kind: VerifyErrorKind::MissingTail { head_seq: 5 }
+        }))
+    ));
+    // Replacing the tail with other valid records does not fool it either.
+    fs::write(&path, l[..4].concat()).unwrap();
+    let head = fs::read_to_string(crate::log::head_path(&path)).unwrap();
+    fs::remove_file(crate::log::head_path(&path)).unwrap();
+    {
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append("forged", Fields::new()).unwrap();
+    }
+    fs::write(crate::log::head_path(&path), head).unwrap();
+    assert_eq!(verify(&path), err(5, VerifyErrorKind::HeadMismatch));
+}
+
+#[test]
+fn a_head_that_lags_the_log_is_fine() {
+    // What a crash between the log's fsync and the head's rename leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(&dir, 2);
+    let head = fs::read_to_string(crate::log::head_path(&path)).unwrap();
+    {
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append("later", Fields::new()).unwrap();
+    }
+    fs::write(crate::log::head_path(&path), head).unwrap();
+    assert_eq!(verify(&path), Ok(3));
+    assert!(AuditLog::open(&path).is_ok());
+}

@@ -33,18 +33,80 @@ pub enum VerifyErrorKind {
     TruncatedLastLine,
     #[error("line longer than {MAX_LINE_LEN} bytes")]
     LineTooLong,
+    /// The head anchor beside the log names a later record than the log
+    /// holds: records were cut from the end.
+    #[error("records missing at the end (the head anchor names seq {head_seq})")]
+    MissingTail { head_seq: u64 },
+    /// The record the head anchor names is not the one it recorded.
+    #[error("record differs from the one the head anchor recorded")]
+    HeadMismatch,
     /// The file could not be opened or read; the chain up to here was fine.
     #[error("read error: {0}")]
     Io(String),
 }
 
-/// Verifies the log at `path`; returns the number of records.
+/// Verifies the log at `path`; returns the number of records. When the head
+/// anchor the writer keeps beside it exists, also checks that no record was
+/// cut from the end.
 pub fn verify(path: &Path) -> Result<u64, VerifyError> {
     let file = File::open(path).map_err(|e| VerifyError {
         seq: 1,
         kind: VerifyErrorKind::Io(e.to_string()),
     })?;
-    verify_reader(BufReader::new(file))
+    let head = read_head(&crate::log::head_path(path));
+    let tip = match walk_to(BufReader::new(file), head.as_ref().map(|h| h.0)) {
+        Ok(tip) => tip,
+        Err(WalkError::Invalid(e)) => return Err(e),
+        Err(WalkError::TornTail(tip)) => {
+            return Err(VerifyError {
+                seq: tip.count + 1,
+                kind: VerifyErrorKind::TruncatedLastLine,
+            })
+        }
+        Err(WalkError::Io { seq, source }) => {
+            return Err(VerifyError {
+                seq,
+                kind: VerifyErrorKind::Io(source.to_string()),
+            })
+        }
+    };
+    check_head(&tip, head.as_ref())?;
+    Ok(tip.count)
+}
+
+/// Compares a walked chain with the head anchor, if there is one.
+pub(crate) fn check_head(tip: &Tip, head: Option<&(u64, String)>) -> Result<(), VerifyError> {
+    let Some((head_seq, head_hash)) = head else {
+        return Ok(());
+    };
+    if *head_seq > tip.count {
+        return Err(VerifyError {
+            seq: tip.count + 1,
+            kind: VerifyErrorKind::MissingTail {
+                head_seq: *head_seq,
+            },
+        });
+    }
+    if tip.hash_at_anchor.as_deref() != Some(head_hash.as_str()) {
+        return Err(VerifyError {
+            seq: *head_seq,
+            kind: VerifyErrorKind::HeadMismatch,
+        });
+    }
+    Ok(())
+}
+
+/// The head anchor's `seq` and `hash`, if the file exists and reads.
+pub(crate) fn read_head(path: &Path) -> Option<(u64, String)> {
+    let mut text = String::new();
+    // A head is one short line; never read more of whatever is there.
+    File::open(path)
+        .ok()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    Some((v["seq"].as_u64()?, v["hash"].as_str()?.to_string()))
 }
 
 /// Verifies a log read from `r`; returns the number of records. An empty
@@ -100,6 +162,8 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, AuditError> {
 /// Where a verified chain ends; what [`crate::AuditLog`] continues from.
 pub(crate) struct Tip {
     pub count: u64,
+    /// The hash of the record asked for in [`walk_to`], if reached.
+    pub hash_at_anchor: Option<String>,
     pub last_hash: String,
     /// Bytes of verified content, i.e. the file length.
     pub len: u64,
@@ -117,7 +181,13 @@ pub(crate) enum WalkError {
 }
 
 /// Verifies the whole chain in `r` and reports where it ends.
-pub(crate) fn walk(mut r: impl BufRead) -> Result<Tip, WalkError> {
+pub(crate) fn walk(r: impl BufRead) -> Result<Tip, WalkError> {
+    walk_to(r, None)
+}
+
+/// [`walk`], also keeping the hash of record `anchor`.
+pub(crate) fn walk_to(mut r: impl BufRead, anchor: Option<u64>) -> Result<Tip, WalkError> {
+    let mut hash_at_anchor = None;
     let mut expected: u64 = 1;
     let mut last_hash = ZERO_HASH.to_string();
     let mut len: u64 = 0;
@@ -135,6 +205,7 @@ pub(crate) fn walk(mut r: impl BufRead) -> Result<Tip, WalkError> {
             Ok(LineRead::Truncated) => {
                 return Err(WalkError::TornTail(Tip {
                     count: expected - 1,
+                    hash_at_anchor,
                     last_hash,
                     len,
                 }))
@@ -163,6 +234,9 @@ pub(crate) fn walk(mut r: impl BufRead) -> Result<Tip, WalkError> {
         if record.prev != last_hash {
             return Err(fail(record.seq, VerifyErrorKind::PrevMismatch));
         }
+        if anchor == Some(record.seq) {
+            hash_at_anchor = Some(record.hash.clone());
+        }
         last_hash = record.hash;
         // `buf` lost its newline in read_line.
         len += buf.len() as u64 + 1;
@@ -171,6 +245,7 @@ pub(crate) fn walk(mut r: impl BufRead) -> Result<Tip, WalkError> {
     }
     Ok(Tip {
         count: expected - 1,
+        hash_at_anchor,
         last_hash,
         len,
     })
