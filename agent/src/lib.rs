@@ -5,6 +5,7 @@
 
 pub mod consent;
 pub mod device;
+pub mod flow;
 pub mod guarded;
 pub mod prompt;
 pub mod session;

@@ -18,10 +18,6 @@ use crate::guarded::{Guarded, InputFactory, ScreenFactory};
 use crate::prompt::PromptText;
 use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
 
-/// Frames sent but not yet acknowledged by the viewer. Enough to keep a
-/// 100 ms link busy at ~30 fps; small enough that the screen shown is
-/// never more than a few frames old.
-const MAX_IN_FLIGHT: u64 = 4;
 /// When nothing changed, look again after this long (caps polling at ~60 Hz).
 const IDLE_POLL: Duration = Duration::from_millis(16);
 /// The handshake runs before the prompt; a viewer that does not finish it
@@ -133,8 +129,7 @@ pub async fn run(
         )))
         .await;
 
-    let mut seq_sent = 0u64;
-    let mut seq_acked = 0u64;
+    let mut flow = crate::flow::FlowWindow::default();
     let mut capturing = guarded.request_frame(true);
     let mut want_keyframe = false;
     let mut poll_at: Option<tokio::time::Instant> = None;
@@ -146,7 +141,7 @@ pub async fn run(
     loop {
         // Ask for the next frame when the last one is out, the window of
         // unacknowledged frames has room, and any idle wait has passed.
-        if !capturing && seq_sent.saturating_sub(seq_acked) < MAX_IN_FLIGHT && poll_at.is_none() {
+        if !capturing && flow.may_send() && poll_at.is_none() {
             capturing = guarded.request_frame(std::mem::take(&mut want_keyframe));
         }
         let idle = async {
@@ -177,7 +172,7 @@ pub async fn run(
                 }
                 match frame.map(|r| r.map(|c| c.frame)) {
                     Some(Ok(Some(encoded))) => {
-                        seq_sent = encoded.seq;
+                        flow.on_sent(encoded.seq, Instant::now());
                         if let Err(e) = tx.send(&SessionMsg::Frame(encoded.bytes)).await {
                             end_message = format!("The connection to the technician failed: {e}");
                             break;
@@ -205,7 +200,7 @@ pub async fn run(
                         stats.inputs_dropped.fetch_add(1, Relaxed);
                     }
                 }
-                Ok(SessionMsg::FrameAck { seq }) => seq_acked = seq_acked.max(seq.min(seq_sent)),
+                Ok(SessionMsg::FrameAck { seq }) => flow.on_ack(seq, Instant::now()),
                 Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => want_keyframe = true,
                 Ok(SessionMsg::Control(SessionControl::ScopeRequest(requested))) => {
                     let in_force = guarded.gate().grant();

@@ -105,6 +105,19 @@ pub(crate) fn start_agent(
     answer: Option<ConsentDecision>,
     timeout: Duration,
 ) -> Agent {
+    start_agent_via(&relay.addr, relay, code, answer, timeout, (W, H))
+}
+
+/// [`start_agent`] reaching the relay at `addr` (e.g. through a proxy), with
+/// a fake screen of `size`.
+pub(crate) fn start_agent_via(
+    addr: &str,
+    relay: &TestRelay,
+    code: &str,
+    answer: Option<ConsentDecision>,
+    timeout: Duration,
+    size: (u32, u32),
+) -> Agent {
     let (tx, rx) = mpsc::unbounded_channel();
     let ui = Arc::new(ScriptedUi {
         answer,
@@ -115,7 +128,7 @@ pub(crate) fn start_agent(
     let sink = SharedSink::default();
     let stats = Arc::new(Stats::default());
     let config = JoinConfig {
-        relay: relay.addr.clone(),
+        relay: addr.to_string(),
         ca: relay.ca(),
         code: code.to_string(),
         device: "pc-fake".into(),
@@ -125,7 +138,7 @@ pub(crate) fn start_agent(
     let sink_for_agent = sink.clone();
     let task = tokio::spawn(session::run(
         config,
-        Box::new(|| Ok(Box::new(FakeSource::new(W, H)) as Box<dyn ScreenSource>)),
+        Box::new(move || Ok(Box::new(FakeSource::new(size.0, size.1)) as Box<dyn ScreenSource>)),
         Box::new(move || Ok(Box::new(sink_for_agent) as Box<dyn InputSink>)),
         ui.clone(),
         rx,

@@ -618,3 +618,61 @@ fn s11_audit_tampering_of_every_kind_is_named_by_seq() {
     let (ok, text) = audit_verify(&relay);
     assert!(ok, "{text}");
 }
+
+/// Scenario 14: over a link that loses 2% of datagrams and delays each by
+/// 100 ms in each direction (a loopback UDP proxy: this kernel has no
+/// netem), the session stays up and the viewer keeps at least 15 fps of
+/// office-like content (a small region changing every frame).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s14_lossy_link_keeps_the_session_up_at_15_fps() {
+    use assent_tests::lossy::LossyProxy;
+    let relay = TestRelay::started(&[]);
+    let upstream: std::net::SocketAddr = relay.addr.parse().unwrap();
+    let proxy = LossyProxy::start(upstream, 2.0, Duration::from_millis(100)).await;
+    let via = proxy.addr.to_string();
+    let key = relay.enrol("lossy");
+    let v = viewer::connect(&via, &relay.ca(), &key, Scope::View)
+        .await
+        .unwrap();
+    let agent = crate::agent::start_agent_via(
+        &via,
+        &relay,
+        &v.invite.code.clone(),
+        Some(ConsentDecision::View),
+        Duration::from_secs(30),
+        (1280, 720),
+    );
+    let mut v = match tokio::time::timeout(Duration::from_secs(30), viewer::pair(v, &key))
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        viewer::Pairing::Live(l) => *l,
+        viewer::Pairing::Refused(r) => panic!("refused: {r}"),
+    };
+    assert!(v.next_frame(WAIT).await.unwrap());
+    let frames_before = v.frames;
+    let started = Instant::now();
+    let run = Duration::from_secs(10);
+    while started.elapsed() < run {
+        assert!(
+            v.next_frame(Duration::from_secs(3)).await.unwrap(),
+            "frames stopped on the lossy link"
+        );
+    }
+    let fps = (v.frames - frames_before) as f64 / started.elapsed().as_secs_f64();
+    let dropped = proxy.counts.dropped.load(Relaxed);
+    let forwarded = proxy.counts.forwarded.load(Relaxed);
+    println!(
+        "lossy link: {fps:.1} fps over {run:?}; proxy dropped {dropped} of {} datagrams",
+        dropped + forwarded
+    );
+    assert!(dropped > 0, "the proxy dropped nothing");
+    assert!(fps >= 15.0, "{fps:.1} fps on the lossy link");
+    assert!(
+        !relay.events().iter().any(|e| e == "session_end"),
+        "session dropped"
+    );
+    agent.commands.send(UiCommand::End).unwrap();
+    agent.task.await.unwrap().unwrap();
+}

@@ -325,3 +325,134 @@ pub mod x11 {
         conn.sync().expect("sync");
     }
 }
+
+/// A UDP proxy on loopback that drops and delays datagrams, standing in for
+/// `tc netem`, which this machine's kernel lacks (no `sch_netem`).
+pub mod lossy {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::net::UdpSocket;
+
+    /// Counters of what the proxy did, both directions together.
+    #[derive(Debug, Default)]
+    pub struct Counts {
+        pub forwarded: AtomicU64,
+        pub dropped: AtomicU64,
+    }
+
+    pub struct LossyProxy {
+        pub addr: SocketAddr,
+        pub counts: Arc<Counts>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for LossyProxy {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// Deterministic coin for the drops (reproducible runs; not crypto).
+    struct Coin(u64);
+
+    impl Coin {
+        fn drop(&mut self, percent: f64) -> bool {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 100.0 < percent
+        }
+    }
+
+    impl LossyProxy {
+        /// Forwards to `upstream`, dropping `loss_percent` of the datagrams
+        /// and delaying the rest by `delay`, in each direction.
+        pub async fn start(upstream: SocketAddr, loss_percent: f64, delay: Duration) -> LossyProxy {
+            let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
+            let addr = front.local_addr().expect("proxy address");
+            let counts = Arc::new(Counts::default());
+            let task = tokio::spawn(run(front, upstream, loss_percent, delay, counts.clone()));
+            LossyProxy { addr, counts, task }
+        }
+    }
+
+    async fn run(
+        front: Arc<UdpSocket>,
+        upstream: SocketAddr,
+        loss: f64,
+        delay: Duration,
+        counts: Arc<Counts>,
+    ) {
+        let mut coin = Coin(0x9e37_79b9_7f4a_7c15);
+        let mut backs: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                return;
+            };
+            let back = match backs.get(&client) {
+                Some(b) => b.clone(),
+                None => {
+                    let Ok(b) = UdpSocket::bind("127.0.0.1:0").await else {
+                        continue;
+                    };
+                    let b = Arc::new(b);
+                    backs.insert(client, b.clone());
+                    tokio::spawn(back_to_client(
+                        b.clone(),
+                        front.clone(),
+                        client,
+                        loss,
+                        delay,
+                        counts.clone(),
+                    ));
+                    b
+                }
+            };
+            if coin.drop(loss) {
+                counts.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            counts.forwarded.fetch_add(1, Relaxed);
+            let datagram = buf[..n].to_vec();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = back.send_to(&datagram, upstream).await;
+            });
+        }
+    }
+
+    async fn back_to_client(
+        back: Arc<UdpSocket>,
+        front: Arc<UdpSocket>,
+        client: SocketAddr,
+        loss: f64,
+        delay: Duration,
+        counts: Arc<Counts>,
+    ) {
+        let mut coin = Coin(0x2545_f491_4f6c_dd1d ^ u64::from(client.port()));
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, _)) = back.recv_from(&mut buf).await else {
+                return;
+            };
+            if coin.drop(loss) {
+                counts.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            counts.forwarded.fetch_add(1, Relaxed);
+            let datagram = buf[..n].to_vec();
+            let front = front.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = front.send_to(&datagram, client).await;
+            });
+        }
+    }
+}
