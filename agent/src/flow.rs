@@ -16,7 +16,7 @@ pub const MIN_WINDOW: u64 = 4;
 /// Never more: beyond this a slow link only queues staleness.
 pub const MAX_WINDOW: u64 = 16;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct FlowWindow {
     sent_at: VecDeque<(u64, Instant)>,
     last_sent: u64,
@@ -25,16 +25,6 @@ pub struct FlowWindow {
     srtt: Option<Duration>,
 }
 
-impl Default for FlowWindow {
-    fn default() -> Self {
-        FlowWindow {
-            sent_at: VecDeque::new(),
-            last_sent: 0,
-            last_acked: 0,
-            srtt: None,
-        }
-    }
-}
 
 impl FlowWindow {
     pub fn on_sent(&mut self, seq: u64, now: Instant) {
