@@ -25,7 +25,6 @@ pub struct FlowWindow {
     srtt: Option<Duration>,
 }
 
-
 impl FlowWindow {
     pub fn on_sent(&mut self, seq: u64, now: Instant) {
         self.last_sent = seq;

@@ -61,10 +61,18 @@ fn main() -> ExitCode {
         device_name,
         code,
     } = Cli::parse().command;
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    // The input libraries log what they type (enigo prints the text at
+    // debug): whatever RUST_LOG says, they stay at warn, so no password
+    // typed by the technician ever reaches a log.
+    for quiet in ["enigo=warn", "x11rb=warn", "x11rb_protocol=warn"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -402,7 +402,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                                 serde_json::Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             };
-                            format!("{k}={}", clip(&v, 80))
+                            format!("{}={}", clip(k, 32), clip(&v, 80))
                         })
                         .collect();
                     println!(

@@ -12,20 +12,26 @@ use assent_xvfb::Xvfb;
 
 use crate::common::WAIT;
 
-struct Session {
-    _xvfb: Xvfb,
-    relay: TestRelay,
-    home: tempfile::TempDir,
-    viewer: Proc,
-    viewer_stdin: Option<std::process::ChildStdin>,
-    viewer_out: mpsc::Receiver<String>,
-    agent: Proc,
-    agent_stdin: std::process::ChildStdin,
-    code: String,
+pub(crate) struct Session {
+    pub(crate) _xvfb: Xvfb,
+    pub(crate) relay: TestRelay,
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) viewer: Proc,
+    pub(crate) viewer_stdin: Option<std::process::ChildStdin>,
+    pub(crate) viewer_out: mpsc::Receiver<String>,
+    pub(crate) agent: Proc,
+    pub(crate) agent_stdin: std::process::ChildStdin,
+    pub(crate) code: String,
 }
 
 /// Viewer and agent processes in a live view-only session.
 fn live_session() -> Session {
+    live_session_logging("info")
+}
+
+/// [`live_session`] with both processes logging at `log` (RUST_LOG), the
+/// viewer's stderr in `home/viewer.log` and the agent's in `home/agent.log`.
+pub(crate) fn live_session_logging(log: &str) -> Session {
     let xvfb = Xvfb::start_with_size(640, 480);
     let relay = TestRelay::started(&[]);
     let home = assent_tests::tempdir();
@@ -78,7 +84,7 @@ fn live_session() -> Session {
         ])
         .env("XDG_DATA_HOME", home.path().join("data"))
         .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
@@ -111,12 +117,23 @@ fn live_session() -> Session {
         ])
         .env("DISPLAY", xvfb.display())
         .env("XDG_CONFIG_HOME", home.path().join("agent-config"))
+        .env("RUST_LOG", log)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let agent_err = lines(agent_child.stderr.take().unwrap());
+    // Every line the agent writes is kept in agent.log (secret-grep tests
+    // read it) and passed on for the waits below.
+    let agent_raw = lines(agent_child.stderr.take().unwrap());
+    let (agent_tx, agent_err) = mpsc::channel();
+    let mut agent_log = std::fs::File::create(home.path().join("agent.log")).unwrap();
+    std::thread::spawn(move || {
+        for line in agent_raw {
+            let _ = writeln!(agent_log, "{line}");
+            let _ = agent_tx.send(line);
+        }
+    });
     wait_line(
         &agent_err,
         |l| l.contains("v = allow view"),

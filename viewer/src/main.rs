@@ -199,9 +199,11 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             session_state,
             commands_rx,
             |code, expires| {
+                // The code goes to stdout only: stderr is the diagnostics
+                // stream, which people capture into log files.
                 println!("Invite code: {code}");
                 eprintln!(
-                    "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem {code}` \
+                    "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem CODE` \
                      and accept the prompt; the code works once, for {} minutes.",
                     expires / 60
                 );
