@@ -267,8 +267,11 @@ fn window_session(control: bool) {
         agent.wait_timeout(Duration::from_secs(3)).is_some(),
         "agent still running"
     );
+    // The agent exits as soon as the relay tells it; 3 s is the bound the
+    // security suite holds a vanished viewer to, and leaves room for a
+    // loaded CI machine.
     assert!(
-        closed.elapsed() < Duration::from_secs(1),
+        closed.elapsed() < Duration::from_secs(3),
         "agent ended {:?} after the close",
         closed.elapsed()
     );
