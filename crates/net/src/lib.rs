@@ -166,10 +166,52 @@ pub fn server_endpoint(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     // A client opens its control stream; nothing more.
     config.transport_config(Arc::new(transport(2)));
-    Endpoint::server(config, listen).map_err(|source| NetError::Bind {
+    let bind_err = |source| NetError::Bind {
         addr: listen,
         source,
-    })
+    };
+    let socket = bind_udp(listen).map_err(bind_err)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| NetError::Quic("no async runtime for the endpoint".into()))?;
+    Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .map_err(bind_err)
+}
+
+/// What the relay asks of the kernel for its one UDP socket, each way.
+pub const RELAY_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Binds the relay's socket with large buffers: every session's packets
+/// arrive on it, and the kernel's default (~200 kB) overflows when many
+/// sessions send at once, dropping packets (measured: tens of thousands a
+/// minute at 200 sessions, enough to time connections out). The kernel caps
+/// the request at `net.core.rmem_max` / `wmem_max`.
+fn bind_udp(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(RELAY_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(RELAY_SOCKET_BUFFER);
+    // Linux reports twice what it grants (bookkeeping included).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < 1024 * 1024 {
+        tracing::warn!(
+            granted_kib = granted / 1024,
+            "the kernel granted a small UDP receive buffer; with many sessions, raise \
+             net.core.rmem_max (e.g. sysctl -w net.core.rmem_max=8388608)"
+        );
+    } else {
+        tracing::info!(granted_kib = granted / 1024, "UDP receive buffer");
+    }
+    socket.bind(&listen.into())?;
+    Ok(socket.into())
 }
 
 /// A client endpoint that trusts only the CA certificates in `ca_pem`
