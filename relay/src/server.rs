@@ -387,8 +387,18 @@ async fn viewer_flow(
     }
     let request = match assent_net::recv_msg::<ClientMsg>(&mut peer.recv).await {
         Ok(ClientMsg::CreateInvite(r)) => r,
-        Ok(_) => {
-            let r = Refusal::new(ErrorKind::Protocol, "expected CreateInvite");
+        Ok(other) => {
+            // A technician presenting an invite code is trying to take
+            // over someone's invite (codes are only for the user's agent):
+            // on the record, like any other attempt on a code.
+            let r = match other {
+                ClientMsg::AgentJoin { .. } => Refusal::auth(
+                    ErrorKind::Protocol,
+                    "code_on_technician_connection",
+                    "invite codes are redeemed by the user's agent, not by a technician",
+                ),
+                _ => Refusal::new(ErrorKind::Protocol, "expected CreateInvite"),
+            };
             return refuse(
                 &shared,
                 &peer.conn,

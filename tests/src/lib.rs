@@ -374,10 +374,29 @@ pub mod lossy {
         /// Forwards to `upstream`, dropping `loss_percent` of the datagrams
         /// and delaying the rest by `delay`, in each direction.
         pub async fn start(upstream: SocketAddr, loss_percent: f64, delay: Duration) -> LossyProxy {
+            Self::start_from(upstream, loss_percent, delay, "127.0.0.1").await
+        }
+
+        /// Like [`LossyProxy::start`], sending upstream from `source_ip`
+        /// (another loopback address, e.g. 127.0.0.2), so the relay sees the
+        /// proxied clients as a different address from the others.
+        pub async fn start_from(
+            upstream: SocketAddr,
+            loss_percent: f64,
+            delay: Duration,
+            source_ip: &'static str,
+        ) -> LossyProxy {
             let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
             let addr = front.local_addr().expect("proxy address");
             let counts = Arc::new(Counts::default());
-            let task = tokio::spawn(run(front, upstream, loss_percent, delay, counts.clone()));
+            let task = tokio::spawn(run(
+                front,
+                upstream,
+                loss_percent,
+                delay,
+                counts.clone(),
+                source_ip,
+            ));
             LossyProxy { addr, counts, task }
         }
     }
@@ -388,6 +407,7 @@ pub mod lossy {
         loss: f64,
         delay: Duration,
         counts: Arc<Counts>,
+        source_ip: &'static str,
     ) {
         let mut coin = Coin(0x9e37_79b9_7f4a_7c15);
         let mut backs: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
@@ -399,7 +419,7 @@ pub mod lossy {
             let back = match backs.get(&client) {
                 Some(b) => b.clone(),
                 None => {
-                    let Ok(b) = UdpSocket::bind("127.0.0.1:0").await else {
+                    let Ok(b) = UdpSocket::bind((source_ip, 0)).await else {
                         continue;
                     };
                     let b = Arc::new(b);
@@ -420,6 +440,10 @@ pub mod lossy {
                 continue;
             }
             counts.forwarded.fetch_add(1, Relaxed);
+            if delay.is_zero() {
+                let _ = back.send_to(&buf[..n], upstream).await;
+                continue;
+            }
             let datagram = buf[..n].to_vec();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
