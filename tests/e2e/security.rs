@@ -1298,7 +1298,8 @@ async fn s08_brute_force_is_slowed_and_honest_users_still_get_in() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let key = relay.enrol("honest");
     let honest = Instant::now();
-    let (_v, _data, _live) = crate::common::pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let (_v, _data, _live) =
+        crate::common::pair(&relay, &key, Scope::View, ConsentDecision::View).await;
     let honest_took = honest.elapsed();
 
     let (checked, throttled, refused, took) = attacker.await.unwrap();
@@ -1320,14 +1321,20 @@ async fn s08_brute_force_is_slowed_and_honest_users_still_get_in() {
          {p_one_code:.1e} for one code, {p_any_code:.1e} for any pending code; \
          the honest pair took {honest_took:.2?}"
     );
-    assert!(checked >= 1, "the attack never got a code checked: {refused} refused");
+    assert!(
+        checked >= 1,
+        "the attack never got a code checked: {refused} refused"
+    );
     assert!(
         checked <= allowed,
         "{checked} codes checked in {took:?}; the schedule allows {allowed}"
     );
     assert!(throttled > 0, "the attacker was never throttled");
     assert!(p_any_code <= 1e-6, "{p_any_code:e}");
-    assert!(relay.records().iter().any(|r| r["event"] == "auth_failed" && r["reason"] == "throttled"));
+    assert!(relay
+        .records()
+        .iter()
+        .any(|r| r["event"] == "auth_failed" && r["reason"] == "throttled"));
 }
 
 /// Scenario 7: a code already used, a code past its lifetime, and another
@@ -1342,15 +1349,20 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
     ]);
     let auth_failed = |reason: &str| {
         relay
-            .wait_record(WAIT, |r| r["event"] == "auth_failed" && r["reason"] == reason)
+            .wait_record(WAIT, |r| {
+                r["event"] == "auth_failed" && r["reason"] == reason
+            })
             .is_some()
     };
     let alice = relay.enrol("alice");
     let bob = relay.enrol("bob");
 
     // Used: the code paired once; a second join is refused.
-    let (v, _d, _live) = crate::common::pair(&relay, &alice, Scope::View, ConsentDecision::View).await;
-    let err = crate::common::join(&relay, &v.invite.code).await.unwrap_err();
+    let (v, _d, _live) =
+        crate::common::pair(&relay, &alice, Scope::View, ConsentDecision::View).await;
+    let err = crate::common::join(&relay, &v.invite.code)
+        .await
+        .unwrap_err();
     assert_eq!(err.refusal(), Some(ErrorKind::UsedCode), "{err}");
     assert!(auth_failed("used_code"));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1382,12 +1394,17 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
         .unwrap();
     let reply = tokio::time::timeout(WAIT, control.recv()).await.unwrap();
     assert!(
-        !matches!(reply, Ok(assent_proto::wire::RelayMsg::ConsentRequest { .. })),
+        !matches!(
+            reply,
+            Ok(assent_proto::wire::RelayMsg::ConsentRequest { .. })
+        ),
         "{reply:?}"
     );
     assert!(auth_failed("code_on_technician_connection"));
     // The code is still alice's: the user who gets it is asked on her behalf.
-    let pending = crate::common::join(&relay, &alices.invite.code).await.unwrap();
+    let pending = crate::common::join(&relay, &alices.invite.code)
+        .await
+        .unwrap();
     assert_eq!(pending.offer.technician, "alice");
     drop(pending);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1395,7 +1412,54 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
     // Expired.
     let late = crate::common::viewer(&relay, &alice, Scope::View).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let err = crate::common::join(&relay, &late.invite.code).await.unwrap_err();
+    let err = crate::common::join(&relay, &late.invite.code)
+        .await
+        .unwrap_err();
     assert_eq!(err.refusal(), Some(ErrorKind::ExpiredCode), "{err}");
     assert!(auth_failed("expired_code"));
+}
+
+/// Scenario 4: the technician's viewer process killed with SIGKILL: within
+/// 3 s the agent has stopped capturing and injecting (its session is over
+/// and its capture and input threads joined), and the relay recorded
+/// `viewer_lost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s04_viewer_sigkill_stops_the_agent_within_3s() {
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let mut hv = crate::viewer::spawn_headless_viewer(&relay, home.path(), "control", "info");
+    let agent = start_agent(
+        &relay,
+        &hv.code,
+        Some(ConsentDecision::Control),
+        Duration::from_secs(30),
+    );
+    // Frames are flowing to the real viewer process.
+    let deadline = Instant::now() + WAIT;
+    while agent.stats.frames_sent.load(Relaxed) < 10 {
+        assert!(Instant::now() < deadline, "no frames");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hv.viewer.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(3), agent.task)
+        .await
+        .unwrap_or_else(|_| panic!("the agent was still running 3 s after the viewer died"))
+        .unwrap()
+        .unwrap();
+    let stopped = killed.elapsed();
+    let frames = agent.stats.frames_sent.load(Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        agent.stats.frames_sent.load(Relaxed),
+        frames,
+        "captured after the end"
+    );
+    assert!(matches!(outcome, Outcome::Ended(_)), "{outcome:?}");
+    println!("agent stopped {stopped:?} after the viewer was killed");
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "viewer_lost");
+    assert!(hv.viewer.wait_timeout(WAIT).is_some());
 }

@@ -35,75 +35,12 @@ pub(crate) fn live_session_logging(log: &str) -> Session {
     let xvfb = Xvfb::start_with_size(640, 480);
     let relay = TestRelay::started(&[]);
     let home = assent_tests::tempdir();
-    let key_path = home.path().join("tech.key");
-    let out = Command::new(bin("assent-viewer"))
-        .args(["keygen", "--key", key_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let out = assent_tests::run(
-        "assent-relay",
-        &[
-            "technician",
-            "add",
-            "--data-dir",
-            relay.data_dir(),
-            "--name",
-            "alice",
-            "--key",
-            &line,
-        ],
-    );
-    assert!(out.status.success());
-
-    let mut child = Command::new(bin("assent-viewer"))
-        .args([
-            "connect",
-            "--relay",
-            &relay.addr,
-            "--ca",
-            relay.ca().to_str().unwrap(),
-        ])
-        .args([
-            "--ticket",
-            "T-3003",
-            "--key",
-            key_path.to_str().unwrap(),
-            "--client",
-            "Acme Ltd",
-        ])
-        .args([
-            "--summary",
-            "VPN drops",
-            "--impact",
-            "high",
-            "--scope",
-            "view",
-            "--headless",
-        ])
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("RUST_LOG", log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let viewer_stdin = child.stdin.take();
-    let viewer_out = lines(child.stdout.take().unwrap());
-    let viewer = Proc { child };
-    let code_line = wait_line(
-        &viewer_out,
-        |l| l.starts_with("Invite code: "),
-        "invite code line",
-    );
-    let code = code_line.trim_start_matches("Invite code: ").to_string();
-    assert!(
-        code.split('-')
-            .all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit())),
-        "{code}"
-    );
+    let HeadlessViewer {
+        viewer,
+        stdin: viewer_stdin,
+        out: viewer_out,
+        code,
+    } = spawn_headless_viewer(&relay, home.path(), "view", log);
 
     let mut agent_child = Command::new(bin("assent-agent"))
         .args([
@@ -151,6 +88,81 @@ pub(crate) fn live_session_logging(log: &str) -> Session {
         viewer_out,
         agent: Proc { child: agent_child },
         agent_stdin,
+        code,
+    }
+}
+
+/// A headless viewer process of a freshly enrolled technician (key in
+/// `home/tech.key`, logs in `home/viewer.log`), once it has printed its code.
+pub(crate) struct HeadlessViewer {
+    pub(crate) viewer: Proc,
+    pub(crate) stdin: Option<std::process::ChildStdin>,
+    pub(crate) out: mpsc::Receiver<String>,
+    pub(crate) code: String,
+}
+
+pub(crate) fn spawn_headless_viewer(
+    relay: &TestRelay,
+    home: &std::path::Path,
+    scope: &str,
+    log: &str,
+) -> HeadlessViewer {
+    let key_path = home.join("tech.key");
+    let out = Command::new(bin("assent-viewer"))
+        .args(["keygen", "--key", key_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = assent_tests::run(
+        "assent-relay",
+        &[
+            "technician",
+            "add",
+            "--data-dir",
+            relay.data_dir(),
+            "--name",
+            "alice",
+            "--key",
+            &line,
+        ],
+    );
+    assert!(out.status.success());
+    let mut child = Command::new(bin("assent-viewer"))
+        .args(["connect", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .args(["--ticket", "T-3003", "--key", key_path.to_str().unwrap()])
+        .args([
+            "--client",
+            "Acme Ltd",
+            "--summary",
+            "VPN drops",
+            "--impact",
+            "high",
+        ])
+        .args(["--scope", scope, "--headless"])
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("RUST_LOG", log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.join("viewer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let out = lines(child.stdout.take().unwrap());
+    let viewer = Proc { child };
+    let code_line = wait_line(&out, |l| l.starts_with("Invite code: "), "invite code line");
+    let code = code_line.trim_start_matches("Invite code: ").to_string();
+    assert!(
+        code.split('-')
+            .all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit())),
+        "{code}"
+    );
+    HeadlessViewer {
+        viewer,
+        stdin,
+        out,
         code,
     }
 }
