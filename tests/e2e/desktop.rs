@@ -184,7 +184,7 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
     let key = relay.enrol("alice");
     let dir = assent_tests::tempdir();
     let xev = Xev::start(&xvfb, dir.path());
-    wait_window(&xvfb, "Event Tester").await;
+    let xev_window = wait_window(&xvfb, "Event Tester").await;
     let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
         .await
         .unwrap();
@@ -308,6 +308,46 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         v.next_frame(Duration::from_millis(100)).await.unwrap();
     }
     assert!(!v.paused, "Resume did not reach the viewer");
+
+    // The technician asks for control: the same window asks the user again
+    // (its title says so), and the user's `c` grants it.
+    let replies = v.scope_replies;
+    v.request_scope(Scope::Control).await.unwrap();
+    let asked = tokio::time::timeout(WAIT, wait_window(&xvfb, "Assent — support request"))
+        .await
+        .expect("the user was not asked again");
+    assert_eq!(asked, live_window, "the indicator window itself asks");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = xvfb
+        .command("import")
+        .args(["-window", "root"])
+        .arg(artifacts().join("scope-request.png"))
+        .status();
+    xdotool(&xvfb, &["mousemove", "--window", &asked, "40", "20"]);
+    xdotool(&xvfb, &["windowfocus", &asked]);
+    xdotool(&xvfb, &["key", "c"]);
+    assert!(v.wait_scope_replies(replies + 1, WAIT).await.unwrap());
+    assert_eq!(v.scope, Scope::Control, "control after the user's yes");
+    wait_window(&xvfb, "Assent — session live").await;
+    // Now the technician's click and typing reach the X client (the focus
+    // goes back to it: without a window manager it stays where it was set).
+    xdotool(&xvfb, &["windowfocus", &xev_window]);
+    drive_input(&mut v).await;
+    let deadline = Instant::now() + WAIT;
+    while !(xev.text().contains("ButtonPress") && xev.text().contains("KeyPress"))
+        && Instant::now() < deadline
+    {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    let events = xev.text();
+    assert!(
+        events.contains("ButtonPress") && events.contains("KeyPress"),
+        "input after the scope change did not arrive:\n{events}"
+    );
+    let change = relay
+        .wait_record(WAIT, |r| r["event"] == "scope_changed")
+        .expect("scope change audited");
+    assert_eq!(change["scope"], "control");
 
     // End: the relay records agent_ended within 200 ms of the click.
     let clicked = Instant::now();
