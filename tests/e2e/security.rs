@@ -690,7 +690,7 @@ fn has_control(text: &str) -> bool {
 /// is neutralised by `audit show`, and `sessions` prints only clean text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s16_hostile_metadata_is_refused_or_neutralised() {
-    use assent_proto::wire::{ErrorKind, InviteRequest, Role};
+    use assent_proto::wire::{ErrorKind, InviteRequest};
     let relay = TestRelay::started(&[]);
     let key = relay.enrol("alice");
     let request = |ticket: &str| crate::common::request(ticket, Scope::View);
@@ -711,18 +711,7 @@ async fn s16_hostile_metadata_is_refused_or_neutralised() {
     }
     // Invalid UTF-8 cannot even be expressed through the typed client:
     // write the frame by hand, with the ticket's bytes replaced.
-    let mut control = assent_client::Control::open(&relay.addr, &relay.ca(), Role::Viewer)
-        .await
-        .unwrap();
-    let signature = control.sign_challenge(Role::Viewer, &key).unwrap();
-    control
-        .send(&ClientMsg::ViewerAuth {
-            public_key: key.public().0,
-            signature,
-        })
-        .await
-        .unwrap();
-    control.recv().await.unwrap();
+    let mut control = signed_in_technician(&relay, &key).await;
     let mut body = assent_proto::wire::encode(&ClientMsg::CreateInvite(InviteRequest {
         ticket: "TICKET".into(),
         ..request("x")
@@ -1342,7 +1331,7 @@ async fn s08_brute_force_is_slowed_and_honest_users_still_get_in() {
 /// refused and audited; the other technician's code still belongs to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s07_code_replay_used_expired_and_another_technicians() {
-    use assent_proto::wire::{ErrorKind, Role};
+    use assent_proto::wire::ErrorKind;
     let relay = TestRelay::started(&[
         ("invite_ttl_secs", "2"),
         ("code_failure_base_delay_ms", "10"),
@@ -1370,18 +1359,7 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
     // Another technician's code, presented by bob on his own (viewer)
     // connection, as if to take over alice's invite.
     let alices = crate::common::viewer(&relay, &alice, Scope::Control).await;
-    let mut control = assent_client::Control::open(&relay.addr, &relay.ca(), Role::Viewer)
-        .await
-        .unwrap();
-    let signature = control.sign_challenge(Role::Viewer, &bob).unwrap();
-    control
-        .send(&ClientMsg::ViewerAuth {
-            public_key: bob.public().0,
-            signature,
-        })
-        .await
-        .unwrap();
-    control.recv().await.unwrap();
+    let mut control = signed_in_technician(&relay, &bob).await;
     let agent_key = assent_proto::identity::SecretKey::generate().unwrap();
     control
         .send(&ClientMsg::AgentJoin {
@@ -1619,4 +1597,26 @@ fn relay_audited_auth_failed(relay: &TestRelay, reason: &str) -> bool {
             r["event"] == "auth_failed" && r["reason"] == reason
         })
         .is_some()
+}
+
+/// A technician's raw control connection, authenticated: for sending what
+/// the typed client never would.
+async fn signed_in_technician(
+    relay: &TestRelay,
+    key: &assent_proto::identity::SecretKey,
+) -> assent_client::Control {
+    use assent_proto::wire::Role;
+    let mut control = assent_client::Control::open(&relay.addr, &relay.ca(), Role::Viewer)
+        .await
+        .unwrap();
+    let signature = control.sign_challenge(Role::Viewer, key).unwrap();
+    control
+        .send(&ClientMsg::ViewerAuth {
+            public_key: key.public().0,
+            signature,
+        })
+        .await
+        .unwrap();
+    control.recv().await.unwrap();
+    control
 }
