@@ -184,7 +184,8 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
     assert!(v["bytes"].as_u64().unwrap() > 0);
 
     // stdin EOF = closing the window: viewer_closed at the relay, the agent
-    // gone within a second.
+    // gone soon after (3 s: the bound for a vanished viewer, with room for a
+    // loaded CI machine).
     let closed = Instant::now();
     drop(s.viewer_stdin.take());
     let end = s
@@ -198,7 +199,7 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
     );
     let took = closed.elapsed();
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(3),
         "agent ended {took:?} after the close"
     );
     assert!(s
@@ -254,6 +255,40 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
         .expect("relay session_note");
     assert_eq!(rec["client"], "Acme Ltd");
     assert_eq!(rec["technician"], "alice");
+}
+
+#[test]
+fn headless_viewer_asks_for_control_and_the_user_answers_at_the_terminal() {
+    let mut s = live_session();
+    wait_line(&s.viewer_out, |l| l.starts_with('{'), "stats");
+    let stdin = s.viewer_stdin.as_mut().unwrap();
+    stdin.write_all(b"control\n").unwrap();
+    stdin.flush().unwrap();
+    let agent_log = s.home.path().join("agent.log");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&agent_log)
+        .unwrap_or_default()
+        .contains("keep view only")
+    {
+        assert!(Instant::now() < deadline, "the user was not asked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.agent_stdin.write_all(b"c\n").unwrap();
+    let change = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "scope_changed")
+        .expect("scope change recorded by the relay");
+    assert_eq!(change["scope"], "control");
+    // The viewer learned it too and wrote it in its own audit.
+    let viewer_audit = s.home.path().join("data/assent/audit.jsonl");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&viewer_audit)
+        .unwrap_or_default()
+        .contains("scope_changed")
+    {
+        assert!(Instant::now() < deadline, "not in the viewer's audit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
