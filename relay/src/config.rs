@@ -146,6 +146,9 @@ impl RelayConfig {
     /// The file `init` writes: every key present and commented.
     pub fn template(listen: SocketAddr, public_name: &str) -> String {
         let l = Limits::default();
+        // Quoted by the TOML writer: a name with `"` or `\` pasted between
+        // quotes would make a file that does not load (found by fuzzing).
+        let public_name = toml::Value::String(public_name.to_string()).to_string();
         format!(
             r#"# Assent relay configuration. Read once when `assent-relay serve` starts.
 
@@ -154,7 +157,7 @@ listen = "{listen}"
 
 # Name agents and viewers use to reach this relay; the TLS certificate is
 # valid for it (and for the listen IP). Changing it needs a new certificate.
-public_name = "{public_name}"
+public_name = {public_name}
 
 [limits]
 # Sessions (awaiting consent or live) the relay carries at once; further
@@ -225,6 +228,16 @@ mod tests {
         assert_eq!(c.public_name, "relay.example");
         assert_eq!(c.limits.max_sessions, Limits::default().max_sessions);
         assert_eq!(c.limits.invite_ttl_secs, 600);
+    }
+
+    #[test]
+    fn template_quotes_any_public_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        for name in [r#"relay "one""#, r"back\slash", "it's", "Müller"] {
+            std::fs::write(&path, RelayConfig::template(default_listen(), name)).unwrap();
+            assert_eq!(RelayConfig::load(&path).unwrap().public_name, name);
+        }
     }
 
     #[test]

@@ -136,8 +136,7 @@ impl SessionMsg {
                 max: MAX_SESSION_MSG,
             });
         }
-        let msg: SessionMsg =
-            postcard::from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))?;
+        let msg: SessionMsg = crate::wire::decode_whole(bytes)?;
         msg.validate()?;
         Ok(msg)
     }
@@ -188,6 +187,15 @@ mod tests {
             pressed: true,
         });
         assert!(SessionMsg::decode(&f99.encode().unwrap()).is_err());
+    }
+
+    /// Found by fuzzing (`assent-fuzz`): bytes after a complete message
+    /// were ignored instead of refused.
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = SessionMsg::FrameAck { seq: 1 }.encode().unwrap();
+        bytes.push(0);
+        assert!(SessionMsg::decode(&bytes).is_err());
     }
 
     proptest! {

@@ -337,7 +337,23 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, FrameError> 
             max: MAX_CONTROL_FRAME,
         });
     }
-    postcard::from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))
+    decode_whole(bytes)
+}
+
+/// Decodes one value that must fill `bytes` exactly. postcard alone stops
+/// at the end of the value and ignores whatever follows; a message with
+/// bytes after it is malformed, so nothing can ride along unseen behind a
+/// valid message (or a signed offer) and each message has one length.
+pub(crate) fn decode_whole<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, FrameError> {
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Decode(format!(
+            "{} unexpected bytes after the message",
+            rest.len()
+        )));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -391,6 +407,35 @@ mod tests {
         let mut bytes = vec![2u8]; // ViewerAuth variant index... any variant with a Vec
         bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x04]);
         assert!(decode::<ClientMsg>(&bytes).is_err());
+    }
+
+    /// Found by fuzzing (`assent-fuzz`): postcard ignores bytes after a
+    /// complete value, so a message followed by anything was accepted.
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut end = encode(&ClientMsg::End).unwrap();
+        end.push(0);
+        assert!(matches!(
+            decode::<ClientMsg>(&end),
+            Err(FrameError::Decode(why)) if why.contains("after the message")
+        ));
+        let offer = SessionOffer {
+            session: "s".into(),
+            technician: "alice".into(),
+            technician_key: [1; 32],
+            ticket: "T-1".into(),
+            client: "Acme".into(),
+            summary: "printer".into(),
+            impact: Impact::Low,
+            scope: Scope::View,
+            device: "pc".into(),
+            device_key: [2; 32],
+            consent_timeout_secs: 90,
+        };
+        let mut bytes = offer.to_bytes();
+        assert_eq!(SessionOffer::from_bytes(&bytes).unwrap(), offer);
+        bytes.extend_from_slice(b"extra");
+        assert!(SessionOffer::from_bytes(&bytes).is_err());
     }
 
     proptest! {
