@@ -189,6 +189,14 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
             encode(&ClientMsg::SessionNote { fields: note }),
         ),
         ("end", encode(&ClientMsg::End)),
+        (
+            "scope-change",
+            encode(&ClientMsg::ScopeChange {
+                scope: Scope::Control,
+                change: 1,
+                receipt: vec![9; 64],
+            }),
+        ),
     ];
     // Hostile: a signature claiming 1 GiB with nothing behind it; a note
     // claiming 2^32 fields; a string length past the end; trailing bytes.
