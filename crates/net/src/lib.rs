@@ -32,6 +32,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Per-stream receive window. It bounds how much one slow session can make
 /// the relay buffer, so many sessions cannot exhaust its memory.
 pub const STREAM_WINDOW: u32 = 512 * 1024;
+/// Receive buffer asked for on the relay's UDP socket (the kernel caps it
+/// at net.core.rmem_max).
+pub const SERVER_RECV_BUFFER: usize = 8 * 1024 * 1024;
 
 /// Application close codes (QUIC CONNECTION_CLOSE), so a peer can tell a
 /// deliberate close from a crash.
@@ -166,10 +169,28 @@ pub fn server_endpoint(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     // A client opens its control stream; nothing more.
     config.transport_config(Arc::new(transport(2)));
-    Endpoint::server(config, listen).map_err(|source| NetError::Bind {
+    let bind_error = |source| NetError::Bind {
         addr: listen,
         source,
-    })
+    };
+    let socket = std::net::UdpSocket::bind(listen).map_err(bind_error)?;
+    // Every connection arrives on this one socket: with the default
+    // receive buffer (~200 KiB) bursts from many sessions overflow it, the
+    // kernel drops datagrams, and connections time out (at 1000 sessions
+    // on loopback most were lost). The kernel caps the size at
+    // net.core.rmem_max; a smaller buffer still works, so failure is fine.
+    if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+        let _ = state.set_recv_buffer_size((&socket).into(), SERVER_RECV_BUFFER);
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| bind_error(std::io::Error::other("no async runtime found")))?;
+    Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .map_err(bind_error)
 }
 
 /// A client endpoint that trusts only the CA certificates in `ca_pem`
