@@ -51,6 +51,13 @@ pub const TOOLS: [(&str, &str); 3] = [("Xvfb", "xvfb"), ("xterm", "xterm"), ("xd
 /// How long each office activity lasts before the next one.
 pub const PHASE: Duration = Duration::from_secs(4);
 
+/// The office activities, in the order the driver does them.
+pub const OFFICE_PHASES: [&str; 3] = ["typing", "window drag", "scrolling"];
+
+fn office_phase_index(since_start: Duration) -> usize {
+    (since_start.as_secs_f64() / PHASE.as_secs_f64()) as usize % 3
+}
+
 /// Window titles of the office desktop.
 const TYPE_TITLE: &str = "bench-type";
 const PAGE_TITLE: &str = "bench-page";
@@ -64,6 +71,8 @@ pub const FLIP_COLOURS: [u32; 2] = [0xd03020, 0x2040d0];
 /// then the X server, each by PID.
 pub struct Desktop {
     driver: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// When the office driver started: its phases are counted from here.
+    driver_started: Option<Instant>,
     clients: Vec<Proc>,
     tmp: tempfile::TempDir,
     // Last: the server outlives its clients.
@@ -80,6 +89,7 @@ impl Desktop {
         let tmp = tempfile::tempdir().context("temporary directory")?;
         let mut desktop = Desktop {
             driver: None,
+            driver_started: None,
             clients: Vec::new(),
             tmp,
             xvfb,
@@ -170,6 +180,7 @@ impl Desktop {
     pub fn start_driver(&mut self, workload: Workload, video_hz: u32) -> anyhow::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let display = self.display().to_string();
+        let started = Instant::now();
         let thread = match workload {
             Workload::Static => return Ok(()),
             Workload::Office => {
@@ -180,7 +191,7 @@ impl Desktop {
                 ];
                 let stop = stop.clone();
                 std::thread::spawn(move || {
-                    if let Err(e) = office_driver(&display, &windows, &stop) {
+                    if let Err(e) = office_driver(&display, &windows, started, &stop) {
                         tracing::warn!(error = %e, "office driver stopped");
                     }
                 })
@@ -196,7 +207,14 @@ impl Desktop {
             }
         };
         self.driver = Some((stop, thread));
+        self.driver_started = (workload == Workload::Office).then_some(started);
         Ok(())
+    }
+
+    /// The office activity at `t`, or `None` when no office driver runs.
+    pub fn office_phase(&self, t: Instant) -> Option<&'static str> {
+        let since = t.checked_duration_since(self.driver_started?)?;
+        Some(OFFICE_PHASES[office_phase_index(since)])
     }
 
     pub fn stop_driver(&mut self) {
@@ -261,15 +279,19 @@ fn paint_root(display: &str, rgb: u32) -> anyhow::Result<()> {
 /// does one thing at a time: typing into the terminal (10 characters a
 /// second, Return every 60), dragging a window (20 moves a second along a
 /// loop, resized every half second), and scrolling a page with the wheel
-/// (5 clicks a second, 40 down then 40 up). One xdotool process per step.
-fn office_driver(display: &str, windows: &[String; 3], stop: &AtomicBool) -> anyhow::Result<()> {
+/// (5 clicks a second, 40 up then 40 down). One xdotool process per step.
+fn office_driver(
+    display: &str,
+    windows: &[String; 3],
+    started: Instant,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     const TEXT: &str = "the quick brown fox jumps over the lazy dog 0123456789 ";
     let [typed, page, mover] = windows;
-    let started = Instant::now();
     let (mut typed_n, mut moves, mut clicks) = (0usize, 0usize, 0usize);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let phase = (started.elapsed().as_secs_f64() / PHASE.as_secs_f64()) as usize % 3;
+        let phase = office_phase_index(started.elapsed());
         let (args, step): (Vec<String>, Duration) = match phase {
             0 => {
                 let key = if typed_n % 60 == 59 {
@@ -317,7 +339,8 @@ fn office_driver(display: &str, windows: &[String; 3], stop: &AtomicBool) -> any
                 (a, Duration::from_millis(50))
             }
             _ => {
-                let wheel = if (clicks / 40) % 2 == 0 { "5" } else { "4" };
+                // Up first: the page starts at its end.
+                let wheel = if (clicks / 40) % 2 == 0 { "4" } else { "5" };
                 clicks += 1;
                 (
                     ["mousemove", "--window", page, "300", "400", "click", wheel]

@@ -41,6 +41,9 @@ struct Cli {
     /// running `cargo build` for them first.
     #[arg(long)]
     no_build: bool,
+    /// Relay session counts instead of 1,100,1000 (smoke: 1,10).
+    #[arg(long, value_delimiter = ',')]
+    relay_sessions: Option<Vec<usize>>,
     /// Where to write the results [default: <workspace>/target/bench/results.json].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -133,7 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let loadavg_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let fds = procs::raise_fd_limit()?;
     tracing::info!(open_files = fds, "file limit");
-    let sizes = Sizes::new(cli.smoke);
+    let mut sizes = Sizes::new(cli.smoke);
+    if let Some(n) = &cli.relay_sessions {
+        sizes.relay_sessions = n.clone();
+    }
     let secs = Duration::from_secs_f64;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let wants = |g: Group| cli.group == Group::All || cli.group == g;

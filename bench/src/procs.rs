@@ -150,6 +150,24 @@ pub fn build_product_bins() -> anyhow::Result<()> {
     for b in PRODUCT_BINS {
         cmd.args(["-p", b]);
     }
+    // `cargo run` gives this process the bench package's CARGO_MANIFEST_DIR
+    // and CARGO_PKG_* variables; some build scripts (ring's) track them, so
+    // passing them on would rebuild half the workspace, twice.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
     tracing::info!(?cmd, "building the product binaries");
     let status = cmd
         .status()

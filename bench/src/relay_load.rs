@@ -23,6 +23,10 @@ const GROUP: &str = "relay";
 /// A screen session's budget: 180 kB/s ≈ 1.4 Mbit/s.
 pub const PACED_RATE: u64 = 180_000;
 const MB: f64 = 1e6;
+/// Sessions being paired at once while the load is set up.
+const SETUP_CONCURRENCY: usize = 16;
+/// Failed pairings retried before the run counts as failed.
+const MAX_SETUP_RETRIES: usize = 50;
 
 pub struct Plan {
     pub sessions: Vec<usize>,
@@ -84,6 +88,15 @@ async fn open_session(
 }
 
 struct LoadResult {
+    /// Sessions whose stream ended during the run.
+    lost: u64,
+    /// Per session: whether its stream ended during the run.
+    ended: Vec<bool>,
+    /// UDP datagrams the kernel dropped for a full receive buffer during
+    /// the measured window (system-wide counter).
+    udp_drops: Option<u64>,
+    setup_secs: f64,
+    setup_retries: usize,
     /// Aggregate forwarded bytes per second, one sample per interval.
     aggregate: Vec<f64>,
     /// Each session's bytes per second over the whole window.
@@ -169,7 +182,58 @@ impl LoadResult {
         ];
         if n > 1 {
             out.push(fair);
+            // The same among sessions that stayed up, to tell starvation
+            // apart from sessions lost outright (counted below).
+            let alive: Vec<f64> = self
+                .per_session
+                .iter()
+                .zip(&self.ended)
+                .filter(|(_, ended)| !**ended)
+                .map(|(b, _)| *b)
+                .collect();
+            let m = quantile(&alive, 0.5);
+            let s = alive.iter().copied().reduce(f64::min);
+            out.push(Figure::single(
+                GROUP,
+                format!("{label}: fairness among sessions not lost"),
+                "ratio",
+                Better::Higher,
+                match (s, m) {
+                    (Some(s), Some(m)) if m > 0.0 => Some(s / m),
+                    _ => None,
+                },
+            ));
         }
+        if !paced && n > 1 {
+            out.push(Figure::single(
+                GROUP,
+                format!("{label}: pairing all sessions (setup)"),
+                "s",
+                Better::Lower,
+                Some(self.setup_secs),
+            ));
+            out.push(Figure::single(
+                GROUP,
+                format!("{label}: pairings retried after a timeout"),
+                "count",
+                Better::Lower,
+                Some(self.setup_retries as f64),
+            ));
+        }
+        out.push(Figure::single(
+            GROUP,
+            format!("{label}: sessions lost during the run"),
+            "count",
+            Better::Lower,
+            Some(self.lost as f64),
+        ));
+        out.push(Figure::single(
+            GROUP,
+            format!("{label}: UDP receive-buffer drops (system)"),
+            "datagrams",
+            Better::Lower,
+            self.udp_drops.map(|d| d as f64),
+        ));
         out.push(Figure::single(
             GROUP,
             format!("{label}: benchmark clients' CPU (context)"),
@@ -202,8 +266,9 @@ async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResul
     let mut sessions = Vec::with_capacity(n);
     let mut pending = JoinSet::new();
     let mut next = 0usize;
+    let mut retries = 0usize;
     while sessions.len() < n {
-        while next < n && pending.len() < 32 {
+        while next < n && pending.len() < SETUP_CONCURRENCY {
             pending.spawn(open_session(
                 addr.clone(),
                 ca.clone(),
@@ -211,23 +276,48 @@ async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResul
             ));
             next += 1;
         }
-        match pending.join_next().await {
-            Some(r) => sessions.push(r.context("session setup task")??),
+        let result = match pending.join_next().await {
+            Some(r) => r
+                .context("session setup task")
+                .and_then(std::convert::identity),
             None => break,
+        };
+        match result {
+            Ok(s) => sessions.push(s),
+            Err(e) if retries < MAX_SETUP_RETRIES => {
+                // A handshake can time out on a saturated machine; a real
+                // client tries again, and the count is reported.
+                tracing::warn!(error = format!("{e:#}"), "session setup failed; retrying");
+                retries += 1;
+                next -= 1;
+            }
+            Err(e) => {
+                let log = std::fs::read_to_string(&relay.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                return Err(e.context(format!(
+                    "after {} of {n} sessions and {retries} retries; relay log tail:\n{}",
+                    sessions.len(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )));
+            }
         }
     }
     tracing::info!(
         sessions = n,
+        retries,
         secs = setup_started.elapsed().as_secs_f64(),
         "sessions live"
     );
 
+    let setup_secs = setup_started.elapsed().as_secs_f64();
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let lost = Arc::new(AtomicU64::new(0));
+    let ended: Vec<Arc<AtomicBool>> = (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
     let mut pumps = JoinSet::new();
     let chunk = Bytes::from(vec![0x5a_u8; 64 * 1024]);
     let mut keep = Vec::with_capacity(n);
-    for (session, counter) in sessions.into_iter().zip(&counters) {
+    for ((session, counter), ended) in sessions.into_iter().zip(&counters).zip(&ended) {
         let Session {
             _viewer,
             viewer_data,
@@ -260,9 +350,18 @@ async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResul
             }
         });
         let counter = counter.clone();
+        let lost = lost.clone();
+        let ended = ended.clone();
+        let stop_rx = stop.clone();
         pumps.spawn(async move {
             while let Ok(Some(c)) = recv.read_chunk(usize::MAX, true).await {
                 counter.fetch_add(c.bytes.len() as u64, Ordering::Relaxed);
+            }
+            // The stream ended before the run did: the session was lost
+            // (e.g. its connection timed out).
+            if !stop_rx.load(Ordering::Relaxed) {
+                lost.fetch_add(1, Ordering::Relaxed);
+                ended.store(true, Ordering::Relaxed);
             }
         });
     }
@@ -270,6 +369,7 @@ async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResul
     let total = |c: &[Arc<AtomicU64>]| -> u64 { c.iter().map(|a| a.load(Ordering::Relaxed)).sum() };
     tokio::time::sleep(plan.warmup).await;
     let start_counts: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let udp_0 = udp_receive_drops();
     let relay_0 = relay.proc.usage()?;
     let clients_0 = Usage::this_process()?;
     let t0 = Instant::now();
@@ -296,11 +396,22 @@ async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResul
         .map(|(c, s)| (c.load(Ordering::Relaxed) - s) as f64 / secs)
         .collect();
     let bytes = total(&counters) - start_counts.iter().sum::<u64>();
+    let udp_drops = match (udp_0, udp_receive_drops()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let lost = lost.load(Ordering::Relaxed);
+    let ended: Vec<bool> = ended.iter().map(|e| e.load(Ordering::Relaxed)).collect();
     stop.store(true, Ordering::Relaxed);
     pumps.abort_all();
     while pumps.join_next().await.is_some() {}
     drop(keep);
     Ok(LoadResult {
+        lost,
+        ended,
+        udp_drops,
+        setup_secs,
+        setup_retries: retries,
         aggregate,
         per_session,
         relay_cpu: relay_1.cpu_secs - relay_0.cpu_secs,
@@ -309,4 +420,14 @@ async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResul
         bytes,
         secs,
     })
+}
+
+/// The kernel's count of UDP datagrams dropped because a socket's receive
+/// buffer was full (`RcvbufErrors` in /proc/net/snmp), all sockets.
+fn udp_receive_drops() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }

@@ -111,6 +111,8 @@ async fn bandwidth_one(
     let (agent_cpu_0, viewer_cpu_0) = (usage_prev.0.cpu_secs, usage_prev.1.cpu_secs);
     let mut prev: Option<StatsLine> = None;
     let (mut mbps, mut per_frame, mut fps) = (Vec::new(), Vec::new(), Vec::new());
+    // Office seconds by activity, each second under the phase at its middle.
+    let mut by_phase: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let (mut agent_cpu, mut viewer_cpu) = (Vec::new(), Vec::new());
     while started.elapsed() < duration {
         let line = procs::wait_line(&mut out, Duration::from_secs(5), "viewer stats", |l| {
@@ -126,7 +128,12 @@ async fn bandwidth_one(
         let dt = (now.2 - usage_prev.2).as_secs_f64().max(1e-3);
         if let Some(p) = prev {
             let (df, db) = (s.frames - p.frames, s.bytes - p.bytes);
-            mbps.push(db as f64 * 8.0 / 1e6 / dt);
+            let m = db as f64 * 8.0 / 1e6 / dt;
+            mbps.push(m);
+            let middle = usage_prev.2 + (now.2 - usage_prev.2) / 2;
+            if let Some(phase) = desktop.office_phase(middle) {
+                by_phase.entry(phase).or_default().push(m);
+            }
             fps.push(df as f64 / dt);
             if df > 0 {
                 per_frame.push(db as f64 / df as f64);
@@ -145,6 +152,12 @@ async fn bandwidth_one(
     }
     desktop.stop_driver();
 
+    tracing::info!(
+        workload = name,
+        ?mbps,
+        ?fps,
+        "per-second Mbit/s and frames/s"
+    );
     const G: &str = "bandwidth";
     let mut mbps_fig = Figure::from_samples(
         G,
@@ -182,6 +195,17 @@ async fn bandwidth_one(
             &fps,
         ),
     ];
+    for phase in crate::desktop::OFFICE_PHASES {
+        if let Some(v) = by_phase.get(phase) {
+            figures.push(Figure::from_samples(
+                G,
+                format!("{name}: Mbit/s while {phase}"),
+                "Mbit/s",
+                Better::Lower,
+                v,
+            ));
+        }
+    }
     if with_processes && workload == Workload::Office {
         const P: &str = "processes";
         let to_mb = |b: u64| Some(b as f64 / MB);
@@ -377,11 +401,11 @@ pub async fn latency(presses: usize) -> anyhow::Result<Vec<Figure>> {
     };
     Ok(vec![
         f(
-            "input → photon (key to decoded pixels), p50",
+            "input → photon, key to decoded pixels (target on p50)",
             Target::median(30.0),
         ),
         f(
-            "input → photon (key to decoded pixels), p95",
+            "input → photon, key to decoded pixels (target on p95)",
             Target::p95(60.0),
         ),
     ])
