@@ -101,7 +101,7 @@ async fn bandwidth_one(
     .await?;
     desktop.start_driver(workload, 30)?;
     // Warm-up: the keyframe and the driver's first steps.
-    let warm = Duration::from_secs(2).min(duration);
+    let warm = Duration::from_secs(2).min(duration / 3);
     tokio::time::sleep(warm).await;
     while out.try_recv().is_ok() {}
 
