@@ -1,0 +1,144 @@
+//! Group 1: the frame pipeline on one core, no network. The product's
+//! X11 capture, the codec's encoder (which diffs tiles against the previous
+//! frame and compresses the changed ones in the same call) and decoder, in
+//! one thread pinned to CPU 0, as fast as they go while a workload runs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use assent_capture::{ScreenSource as _, X11Source};
+use assent_codec::{Decoder, Encoder, FrameRef};
+
+use crate::desktop::{Desktop, Workload};
+use crate::report::{Better, Figure, Target};
+
+const GROUP: &str = "pipeline";
+
+/// Per-iteration stage times in ms; decode is `None` when nothing changed.
+struct Iteration {
+    capture: f64,
+    encode: f64,
+    decode: Option<f64>,
+    bytes: usize,
+}
+
+pub fn run(duration: Duration) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for workload in Workload::ALL {
+        let mut desktop = Desktop::start(workload)?;
+        // Faster than the pipeline, so each video iteration sees a change.
+        desktop.start_driver(workload, 60)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let display = desktop.display().to_string();
+        let iterations = std::thread::spawn(move || measure(&display, duration))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+        desktop.stop_driver();
+        figures.extend(figures_for(workload, &iterations));
+    }
+    Ok(figures)
+}
+
+fn measure(display: &str, duration: Duration) -> anyhow::Result<Vec<Iteration>> {
+    // Where CPU 0 is not ours to use (a restricted cpuset), measure unpinned
+    // rather than not at all; the log says so.
+    if let Err(e) = crate::procs::pin_to_cpu(0) {
+        tracing::warn!(error = %e, "cannot pin the pipeline thread; measuring unpinned");
+    }
+    let mut source = X11Source::open(display).context("opening the X11 capture")?;
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    let mut out = Vec::new();
+    let mut first = true;
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        let frame = source.capture().context("capturing")?;
+        let t1 = Instant::now();
+        let encoded = encoder
+            .encode(
+                FrameRef::new(frame.data, frame.width, frame.height, frame.stride)?,
+                false,
+            )
+            .context("encoding")?;
+        let t2 = Instant::now();
+        let (decode, bytes) = match &encoded {
+            Some(e) => {
+                decoder.decode(&e.bytes).context("decoding")?;
+                (Some(ms(t2.elapsed())), e.bytes.len())
+            }
+            None => (None, 0),
+        };
+        // The first frame is a keyframe: a session's start, not its steady state.
+        if !std::mem::take(&mut first) {
+            out.push(Iteration {
+                capture: ms(t1 - t0),
+                encode: ms(t2 - t1),
+                decode,
+                bytes,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn figures_for(workload: Workload, its: &[Iteration]) -> Vec<Figure> {
+    let name = workload.name();
+    // Frames that changed are the ones a session sends; on a static screen
+    // there are none, and the pipeline's cost is capture plus the diff.
+    let changed: Vec<&Iteration> = its.iter().filter(|i| i.decode.is_some()).collect();
+    let sel: Vec<&Iteration> = if changed.is_empty() {
+        its.iter().collect()
+    } else {
+        changed
+    };
+    let total: Vec<f64> = sel
+        .iter()
+        .map(|i| i.capture + i.encode + i.decode.unwrap_or(0.0))
+        .collect();
+    let fps: Vec<f64> = total.iter().map(|t| 1000.0 / t.max(1e-6)).collect();
+    let mut fps_fig = Figure::from_samples(
+        GROUP,
+        format!("{name}: fps, capture+diff+encode+decode"),
+        "fps",
+        Better::Higher,
+        &fps,
+    );
+    match workload {
+        Workload::Office => fps_fig = fps_fig.target(Target::median(60.0)),
+        Workload::Video => fps_fig = fps_fig.target(Target::median(20.0)),
+        Workload::Static => {}
+    }
+    let stage = |label: &str, v: Vec<f64>| {
+        Figure::from_samples(GROUP, format!("{name}: {label}"), "ms", Better::Lower, &v)
+    };
+    let mut out = vec![
+        fps_fig,
+        stage("capture ms", sel.iter().map(|i| i.capture).collect()),
+        stage("diff+encode ms", sel.iter().map(|i| i.encode).collect()),
+    ];
+    let decodes: Vec<f64> = sel.iter().filter_map(|i| i.decode).collect();
+    if !decodes.is_empty() {
+        out.push(stage("decode ms", decodes));
+        out.push(Figure::from_samples(
+            GROUP,
+            format!("{name}: bytes per changed frame"),
+            "bytes",
+            Better::Lower,
+            &sel.iter().map(|i| i.bytes as f64).collect::<Vec<_>>(),
+        ));
+    }
+    let share = sel.len() as f64 / its.len().max(1) as f64;
+    tracing::info!(
+        workload = name,
+        iterations = its.len(),
+        measured = sel.len(),
+        share_changed = share,
+        "pipeline"
+    );
+    out
+}

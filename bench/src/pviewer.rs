@@ -1,0 +1,166 @@
+//! A programmatic technician (the real protocol through `assent-client`,
+//! no window), timing what it decodes, and the real agent process it
+//! talks to through the relay.
+
+use std::path::Path;
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use assent_client::e2e::{ChannelReader, ChannelWriter};
+use assent_client::{Viewer, ViewerEvent};
+use assent_codec::Decoder;
+use assent_proto::identity::SecretKey;
+use assent_proto::session_msg::{Control, InputEvent, SessionMsg};
+use assent_proto::wire::{Impact, InviteRequest, Scope};
+
+use crate::procs::{self, Proc};
+use crate::relay::BenchRelay;
+
+pub fn request(scope: Scope) -> InviteRequest {
+    InviteRequest {
+        ticket: "T-BENCH".into(),
+        client: "Benchmark".into(),
+        summary: "Benchmark run".into(),
+        impact: Impact::Normal,
+        scope,
+    }
+}
+
+/// Waits for the agent, runs the end-to-end handshake and waits for the
+/// session to start.
+pub async fn pair(mut viewer: Viewer, key: SecretKey) -> anyhow::Result<LiveViewer> {
+    let device_key = loop {
+        match viewer.next_event().await? {
+            ViewerEvent::AgentJoined { device_key, .. } => break device_key,
+            ViewerEvent::Ended(r) => bail!("ended before the agent joined: {r:?}"),
+            _ => continue,
+        }
+    };
+    let e2e = assent_client::e2e::initiate(&mut viewer, &key, device_key)
+        .await
+        .context("end-to-end handshake")?;
+    loop {
+        match viewer.next_event().await? {
+            ViewerEvent::Started { .. } => break,
+            ViewerEvent::Ended(r) => bail!("session refused: {r:?}"),
+            _ => continue,
+        }
+    }
+    let data = viewer.control.accept_data().await.context("data stream")?;
+    let (tx, rx) = e2e.into_channel(data.send, data.recv);
+    Ok(LiveViewer {
+        _viewer: viewer,
+        tx,
+        rx,
+        decoder: Decoder::new(),
+    })
+}
+
+pub struct LiveViewer {
+    _viewer: Viewer,
+    tx: ChannelWriter,
+    rx: ChannelReader,
+    pub decoder: Decoder,
+}
+
+impl LiveViewer {
+    /// Reads until one frame is decoded and acknowledged (true), or
+    /// `limit` passes (false).
+    pub async fn next_frame(&mut self, limit: Duration) -> anyhow::Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(m) => m.context("session channel")?,
+                Err(_) => return Ok(false),
+            };
+            match msg {
+                SessionMsg::Frame(bytes) => {
+                    let update = self.decoder.decode(&bytes).context("decoding a frame")?;
+                    self.tx
+                        .send(&SessionMsg::FrameAck { seq: update.seq })
+                        .await?;
+                    return Ok(true);
+                }
+                SessionMsg::Control(Control::End) => bail!("the agent ended the session"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Keeps decoding (and acknowledging) frames for `d`.
+    pub async fn drain(&mut self, d: Duration) -> anyhow::Result<()> {
+        let end = tokio::time::Instant::now() + d;
+        while let Some(left) = end.checked_duration_since(tokio::time::Instant::now()) {
+            self.next_frame(left).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn input(&mut self, ev: InputEvent) -> anyhow::Result<()> {
+        Ok(self.tx.send(&SessionMsg::Input(ev)).await?)
+    }
+
+    /// The RGB of the decoded screen at (x, y).
+    pub fn rgb(&self, x: u32, y: u32) -> Option<u32> {
+        let i = ((y * self.decoder.width() + x) * 4) as usize;
+        let p = self.decoder.pixels().get(i..i + 3)?;
+        Some(u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]))
+    }
+}
+
+/// The real agent, answering on the terminal (`--tty`).
+pub struct Agent {
+    pub proc: Proc,
+    stdin: ChildStdin,
+    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Agent {
+    pub fn spawn(
+        relay: &BenchRelay,
+        display: &str,
+        config: &Path,
+        code: &str,
+    ) -> anyhow::Result<Agent> {
+        let mut cmd = Command::new(procs::product_bin("assent-agent")?);
+        cmd.args(["join", "--relay", &relay.addr, "--ca"])
+            .arg(relay.ca())
+            .args(["--tty", "--device-name", "bench-pc", code])
+            .env("DISPLAY", display)
+            .env("XDG_CONFIG_HOME", config)
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut proc = Proc::spawn("assent-agent", &mut cmd)?;
+        let stdin = proc.child().stdin.take().context("agent stdin")?;
+        let stderr = procs::lines(proc.child().stderr.take().context("agent stderr")?);
+        Ok(Agent {
+            proc,
+            stdin,
+            stderr,
+        })
+    }
+
+    /// Waits until the prompt asks for an answer.
+    pub async fn wait_prompt(&mut self) -> anyhow::Result<()> {
+        procs::wait_line(
+            &mut self.stderr,
+            Duration::from_secs(30),
+            "the agent's consent prompt",
+            |l| l.contains("Type your answer"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Types the user's answer (`v` view, `c` control) and Enter.
+    pub fn answer(&mut self, key: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{key}").context("answering the agent's prompt")?;
+        self.stdin.flush()?;
+        Ok(())
+    }
+}

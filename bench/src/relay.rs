@@ -1,0 +1,151 @@
+//! The real `assent-relay` in a temporary data directory, on a loopback
+//! port it picks itself, with limits raised for load.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use assent_proto::identity::SecretKey;
+
+use crate::procs::{self, Proc};
+
+pub struct BenchRelay {
+    pub dir: PathBuf,
+    pub addr: String,
+    pub proc: Proc,
+    pub technician: SecretKey,
+    /// The technician key as a file, for `assent-viewer --key`.
+    pub key_file: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Limits for benchmarking: room for every session and invite the load
+/// test opens, and no per-address connection throttling (every client
+/// here comes from 127.0.0.1).
+const LIMITS: [(&str, &str); 3] = [
+    ("max_sessions", "5000"),
+    ("max_pending_invites_per_technician", "5000"),
+    ("connections_per_minute_per_address", "1000000"),
+];
+
+fn run(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(procs::product_bin("assent-relay")?)
+        .args(args)
+        .output()
+        .with_context(|| format!("running assent-relay {}", args[0]))?;
+    if !out.status.success() {
+        bail!(
+            "assent-relay {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl BenchRelay {
+    /// Creates, configures and starts a relay under `tmp`.
+    pub async fn start(tmp: &std::path::Path) -> anyhow::Result<BenchRelay> {
+        let dir = tmp.join("relay");
+        let dir_s = dir.to_str().context("temporary path is not UTF-8")?;
+        run(&[
+            "init",
+            "--data-dir",
+            dir_s,
+            "--listen",
+            "127.0.0.1:0",
+            "--public-name",
+            "localhost",
+        ])?;
+        set_limits(&dir.join("relay.toml"), &LIMITS)?;
+        let technician = SecretKey::generate().context("generating a technician key")?;
+        let line = format!("{} bench@localhost", technician.public().to_line());
+        run(&[
+            "technician",
+            "add",
+            "--data-dir",
+            dir_s,
+            "--name",
+            "bench",
+            "--key",
+            &line,
+        ])?;
+        let key_file = tmp.join("technician.key");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)
+            .context("writing the technician key file")?;
+        f.write_all(technician.to_file_contents().as_bytes())?;
+
+        let log = tmp.join("relay.log");
+        let mut cmd = Command::new(procs::product_bin("assent-relay")?);
+        cmd.args(["serve", "--data-dir", dir_s])
+            // The relay's own default filter (info): what an admin runs.
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).context("relay log file")?);
+        let mut proc = Proc::spawn("assent-relay", &mut cmd)?;
+        let stdout = proc.child().stdout.take().context("relay stdout")?;
+        let mut lines = procs::lines(stdout);
+        let first = procs::wait_line(&mut lines, Duration::from_secs(20), "relay start", |_| true)
+            .await
+            .with_context(|| {
+                format!(
+                    "relay log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })?;
+        let addr = first
+            .strip_prefix("listening on ")
+            .with_context(|| format!("relay did not start: {first:?}"))?
+            .to_string();
+        // Keep draining stdout.
+        tokio::spawn(async move { while lines.recv().await.is_some() {} });
+        Ok(BenchRelay {
+            dir,
+            addr,
+            proc,
+            technician,
+            key_file,
+            log,
+        })
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    /// Bytes the relay forwarded to the viewer in each live session.
+    pub fn bytes_to_viewer(&self) -> anyhow::Result<u64> {
+        let dir = self.dir.to_str().context("path")?;
+        let json = run(&["sessions", "--data-dir", dir, "--json"])?;
+        let sessions: serde_json::Value =
+            serde_json::from_str(&json).context("parsing `assent-relay sessions --json`")?;
+        Ok(sessions
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["bytes_to_viewer"].as_u64()).sum())
+            .unwrap_or(0))
+    }
+}
+
+/// Replaces `key = value` lines in relay.toml (the keys must exist, so a
+/// renamed limit fails here instead of silently not applying).
+fn set_limits(path: &std::path::Path, limits: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(path).context("reading relay.toml")?;
+    for (key, value) in limits {
+        let prefix = format!("{key} = ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .with_context(|| format!("no key {key} in relay.toml"))?
+            .to_string();
+        text = text.replace(&line, &format!("{key} = {value}"));
+    }
+    std::fs::write(path, text).context("writing relay.toml")
+}
