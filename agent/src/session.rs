@@ -305,7 +305,10 @@ pub async fn run(
         .await
         .ok();
     ui.show(UiEvent::Ended(end_message.clone()));
-    live.control.end().await;
+    // The End the relay records was sent above if the user ended; if the
+    // technician did, their viewer tells the relay, and saying End here
+    // too could reach the relay first and be recorded as the user's.
+    live.control.close_when_ended(Duration::from_secs(2)).await;
     Ok(Outcome::Ended(end_message))
 }
 

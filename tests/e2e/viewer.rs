@@ -328,7 +328,13 @@ fn when_the_user_ends_the_session_the_note_still_reaches_the_relay() {
     let note = s
         .relay
         .wait_record(WAIT, |r| r["event"] == "session_note")
-        .expect("session_note after agent_ended");
+        .unwrap_or_else(|| {
+            panic!(
+                "no session_note after agent_ended; viewer log:\n{}\nrelay log:\n{}",
+                std::fs::read_to_string(s.home.path().join("viewer.log")).unwrap_or_default(),
+                s.relay.log_text()
+            )
+        });
     assert_eq!(note["session"], end["session"]);
     assert!(note["session_ended"]
         .as_str()

@@ -395,7 +395,9 @@ pub async fn run(
         fields! {"session" => session, "reason" => reason},
     );
     let note = if viewer_ended {
-        let _ = tx.send(&SessionMsg::Control(SessionControl::End)).await;
+        // The agent hears of the end from the relay, which records it as
+        // the technician's once the note and End below arrive. Telling the
+        // agent first (end to end) let it reach the relay before us.
         note
     } else if wait_for_close {
         // Ended by the user, a limit or an admin: the technician finishes

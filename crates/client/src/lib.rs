@@ -107,10 +107,18 @@ impl Control {
     /// Ends deliberately: tells the relay, then closes the connection.
     pub async fn end(mut self) {
         let _ = assent_net::send_msg(&mut self.send, &ClientMsg::End).await;
+        self.close_when_ended(std::time::Duration::from_secs(1))
+            .await;
+    }
+
+    /// Closes after the relay says the session ended (or `wait` passes),
+    /// without claiming the end: for a side whose session was ended by the
+    /// other side, so the relay records who really ended it.
+    pub async fn close_when_ended(mut self, wait: std::time::Duration) {
         let _ = self.send.finish();
         // Give the relay a moment to read `End` before the close frame, so
         // it records a deliberate end rather than a lost peer.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = tokio::time::timeout(wait, async {
             loop {
                 match recv_relay(&mut self.recv).await {
                     Ok(RelayMsg::SessionEnded { .. }) | Err(_) => break,
