@@ -116,9 +116,14 @@ impl Control {
     /// other side, so the relay records who really ended it.
     pub async fn close_when_ended(mut self, wait: std::time::Duration) {
         let _ = self.send.finish();
-        // Give the relay a moment to read `End` before the close frame, so
-        // it records a deliberate end rather than a lost peer.
-        let _ = tokio::time::timeout(wait, async {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Closing the connection discards whatever of ours is still unsent
+        // (an `End`, a session note): first let the relay acknowledge all
+        // of it. A `SessionEnded` that arrived earlier is no such sign.
+        let _ = tokio::time::timeout_at(deadline, self.send.stopped()).await;
+        // Then give the relay a moment to act on it before the close frame,
+        // so it records a deliberate end rather than a lost peer.
+        let _ = tokio::time::timeout_at(deadline, async {
             loop {
                 match recv_relay(&mut self.recv).await {
                     Ok(RelayMsg::SessionEnded { .. }) | Err(_) => break,
