@@ -38,32 +38,35 @@ pub fn now_rfc3339() -> String {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Opens the audit log, explaining the common failures.
+/// A last record cut short by a crash is set aside and recorded, as `serve`
+/// does, so an admin command after a crash is not refused for it.
 pub fn open_audit(dir: &DataDir) -> anyhow::Result<AuditLog> {
-    match AuditLog::open(&dir.audit()) {
-        Ok(log) => Ok(log),
+    match AuditLog::open_repairing(&dir.audit()) {
+        Ok((log, torn)) => {
+            if let Some(t) = torn {
+                warn_torn(&t);
+            }
+            Ok(log)
+        }
         Err(e) => explain_audit_error(dir, e),
     }
+}
+
+fn warn_torn(t: &assent_audit::TornTail) {
+    tracing::warn!(
+        seq = t.seq,
+        bytes = t.bytes,
+        saved_to = %t.saved_to.display(),
+        "the audit log ended in a record cut short (crash while writing); \
+         set it aside and recorded audit_repaired"
+    );
 }
 
 /// Opens the audit log to serve: a last record cut short by a crash is set
 /// aside and recorded (`audit_repaired`), and sessions the crash left
 /// without an end get one, so every `session_start` has its `session_end`.
 pub fn open_audit_after_crash(dir: &DataDir) -> anyhow::Result<AuditLog> {
-    let mut log = match AuditLog::open_repairing(&dir.audit()) {
-        Ok((log, torn)) => {
-            if let Some(t) = torn {
-                tracing::warn!(
-                    seq = t.seq,
-                    bytes = t.bytes,
-                    saved_to = %t.saved_to.display(),
-                    "the audit log ended in a record cut short (crash while writing); \
-                     set it aside and recorded audit_repaired"
-                );
-            }
-            log
-        }
-        Err(e) => return explain_audit_error(dir, e),
-    };
+    let mut log = open_audit(dir)?;
     let orphans = sessions_without_end(&dir.audit())?;
     let recovered = orphans.len();
     let entries = orphans
