@@ -108,26 +108,7 @@ pub(crate) fn spawn_headless_viewer(
     log: &str,
 ) -> HeadlessViewer {
     let key_path = home.join("tech.key");
-    let out = Command::new(bin("assent-viewer"))
-        .args(["keygen", "--key", key_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let out = assent_tests::run(
-        "assent-relay",
-        &[
-            "technician",
-            "add",
-            "--data-dir",
-            relay.data_dir(),
-            "--name",
-            "alice",
-            "--key",
-            &line,
-        ],
-    );
-    assert!(out.status.success());
+    relay.enrol_keyfile("alice", &key_path);
     let mut child = Command::new(bin("assent-viewer"))
         .args(["connect", "--relay", &relay.addr, "--ca"])
         .arg(relay.ca())

@@ -84,26 +84,7 @@ fn window_session(control: bool) {
     let relay = TestRelay::started(&[]);
     let home = assent_tests::tempdir();
     let key = home.path().join("tech.key");
-    let out = Command::new(bin("assent-viewer"))
-        .args(["keygen", "--key", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(assent_tests::run(
-        "assent-relay",
-        &[
-            "technician",
-            "add",
-            "--data-dir",
-            relay.data_dir(),
-            "--name",
-            "alice",
-            "--key",
-            &line
-        ]
-    )
-    .status
-    .success());
+    relay.enrol_keyfile("alice", &key);
 
     // xev on display A, centred, so the pointer the viewer moves lands on it.
     let xev_log = home.path().join("xev.log");

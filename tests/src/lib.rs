@@ -209,6 +209,41 @@ impl TestRelay {
         key
     }
 
+    /// Creates a technician key file at `key_path` with `assent-viewer
+    /// keygen` and enrols it as `name` through the relay's CLI, the way an
+    /// admin does.
+    pub fn enrol_keyfile(&self, name: &str, key_path: &Path) {
+        let out = Command::new(bin("assent-viewer"))
+            .args(["keygen", "--key"])
+            .arg(key_path)
+            .output()
+            .expect("run keygen");
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = run(
+            "assent-relay",
+            &[
+                "technician",
+                "add",
+                "--data-dir",
+                self.data_dir(),
+                "--name",
+                name,
+                "--key",
+                &line,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "enrol: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Audit records as JSON values.
     pub fn records(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.audit_path())
