@@ -188,24 +188,7 @@ impl TestRelay {
     pub fn enrol(&self, name: &str) -> SecretKey {
         let key = SecretKey::generate().unwrap();
         let line = format!("{} {name}@test", key.public().to_line());
-        let out = run(
-            "assent-relay",
-            &[
-                "technician",
-                "add",
-                "--data-dir",
-                self.data_dir(),
-                "--name",
-                name,
-                "--key",
-                &line,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "enrol: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.add_technician(name, &line);
         key
     }
 
@@ -224,6 +207,11 @@ impl TestRelay {
             String::from_utf8_lossy(&out.stderr)
         );
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        self.add_technician(name, &line);
+    }
+
+    /// `assent-relay technician add` with a public key line.
+    fn add_technician(&self, name: &str, key_line: &str) {
         let out = run(
             "assent-relay",
             &[
@@ -234,7 +222,7 @@ impl TestRelay {
                 "--name",
                 name,
                 "--key",
-                &line,
+                key_line,
             ],
         );
         assert!(
