@@ -157,6 +157,9 @@ async fn s02_view_only_hostile_input_is_never_injected() {
 async fn s03_scope_change_needs_the_users_yes_again() {
     let relay = TestRelay::started(&[]);
     let (mut v, agent) = live_pair(&relay, Scope::View, ConsentDecision::View).await;
+    // The agent's first message says which scope is in force; count the
+    // replies to our requests after it.
+    assert!(v.wait_scope_replies(1, WAIT).await.unwrap());
     assert_eq!(v.scope, Scope::View);
     let replies = v.scope_replies;
 
@@ -183,6 +186,7 @@ async fn s03_scope_change_needs_the_users_yes_again() {
     // recorded the change with the device's signed receipt.
     let (mut v, agent) = live_pair(&relay, Scope::View, ConsentDecision::View).await;
     *agent.ui.scope_answer.lock().unwrap() = Some(ConsentDecision::Control);
+    assert!(v.wait_scope_replies(1, WAIT).await.unwrap());
     let replies = v.scope_replies;
     v.request_scope(Scope::Control).await.unwrap();
     assert!(v.wait_scope_replies(replies + 1, WAIT).await.unwrap());
