@@ -170,6 +170,9 @@ fn join(
             eprintln!("Session declined ({}). Nothing was shared.", d.as_str())
         }
         session::Outcome::Ended(msg) => eprintln!("{msg}"),
+        // The tty UI printed it already; the window showed it.
+        session::Outcome::RequestClosed(msg) if !tty => eprintln!("{msg}"),
+        session::Outcome::RequestClosed(_) => {}
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())

@@ -3,7 +3,7 @@
 
 use assent_proto::identity::PublicKey;
 use assent_proto::text::sanitize;
-use assent_proto::wire::{ConsentDecision, Scope, SessionOffer};
+use assent_proto::wire::{ConsentDecision, ErrorKind, Scope, SessionOffer};
 
 /// What the user is asked, in plain words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +119,40 @@ pub fn decision_for_key(key: &str, requested: Scope) -> Option<ConsentDecision> 
         "d" | "\u{1b}" | "escape" => Some(ConsentDecision::Denied),
         _ => None,
     }
+}
+
+/// What the user reads when a request ends before their answer counted:
+/// who or what ended it, in their words, and that nothing was shared.
+/// `None` is a connection lost without a word from the relay.
+pub fn request_closed(kind: Option<ErrorKind>, offer: &SessionOffer) -> String {
+    let technician = sanitize(&offer.technician, 64);
+    let ticket = sanitize(&offer.ticket, 64);
+    let what = match kind {
+        Some(ErrorKind::Withdrawn) => format!("{technician} withdrew the request (ticket {ticket})."),
+        Some(ErrorKind::Cancelled) => {
+            format!("An administrator cancelled this request (ticket {ticket}).")
+        }
+        Some(ErrorKind::TechnicianRevoked) => format!(
+            "{technician} is no longer allowed to connect, so the request (ticket {ticket}) was cancelled."
+        ),
+        Some(ErrorKind::Shutdown) => format!(
+            "The support service is restarting, so the request (ticket {ticket}) was cancelled."
+        ),
+        Some(ErrorKind::PeerGone) => format!(
+            "{technician}'s connection was lost, so the request (ticket {ticket}) was cancelled."
+        ),
+        Some(ErrorKind::ConsentTimeout) => {
+            format!("The request (ticket {ticket}) timed out before your answer arrived.")
+        }
+        Some(ErrorKind::Busy) => format!(
+            "The support service could not record your answer, so the session (ticket {ticket}) did not start."
+        ),
+        Some(_) => format!("The request (ticket {ticket}) was cancelled by the support service."),
+        None => format!(
+            "The connection to the support service was lost, so the request (ticket {ticket}) was cancelled."
+        ),
+    };
+    format!("{what} Nothing was shared.")
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use assent_client::{AgentPending, ClientError};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
-use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg};
+use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg, Scope, SessionOffer};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -23,6 +23,9 @@ const IDLE_POLL: Duration = Duration::from_millis(16);
 /// The handshake runs before the prompt; a viewer that does not finish it
 /// in this time is not going to.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a wider scope waits for the relay's record before the old
+/// scope is kept.
+const SCOPE_RECORD_WAIT: Duration = Duration::from_secs(5);
 
 pub struct JoinConfig {
     pub relay: String,
@@ -40,6 +43,9 @@ pub enum Outcome {
     Declined(ConsentDecision),
     /// The session ran and is over.
     Ended(String),
+    /// The request ended before the user's answer counted (withdrawn by
+    /// the technician, cancelled by an admin, the relay restarting…).
+    RequestClosed(String),
 }
 
 /// Counters a test (or the indicator) can read.
@@ -73,12 +79,20 @@ pub async fn run(
     let technician_key = PublicKey(offer.technician_key);
     info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
 
-    let e2e = tokio::time::timeout(
+    let e2e = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         assent_client::e2e::respond(&mut pending, technician_key),
     )
     .await
-    .context("the technician's viewer did not complete the secure handshake in time")??;
+    {
+        Err(_) => {
+            anyhow::bail!("the technician's viewer did not complete the secure handshake in time")
+        }
+        // The request ended (withdrawn, cancelled) before the user was asked.
+        Ok(Err(e)) if e.refusal().is_some() => return Ok(close_request(&*ui, e.refusal(), &offer)),
+        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the secure handshake failed")),
+        Ok(Ok(e2e)) => e2e,
+    };
     let code = e2e.verification_code().to_string();
 
     // Ask the user. The local timeout denies; so does closing the window.
@@ -87,15 +101,9 @@ pub async fn run(
         text: PromptText::new(&offer, &code),
         deadline,
     });
-    let decision = loop {
-        tokio::select! {
-            cmd = commands.recv() => match cmd {
-                Some(UiCommand::Decide(d)) => break d,
-                Some(UiCommand::End) | None => break ConsentDecision::Denied,
-                Some(_) => continue,
-            },
-            _ = tokio::time::sleep_until(deadline.into()) => break ConsentDecision::Timeout,
-        }
+    let decision = match ask_user(&mut pending, &mut commands, deadline).await {
+        Asked::Answer(d) => d,
+        Asked::Closed(kind) => return Ok(close_request(&*ui, kind, &offer)),
     };
     info!(decision = decision.as_str(), "user answered");
     let Some(grant) = Grant::from_decision(decision, offer.scope) else {
@@ -108,7 +116,14 @@ pub async fn run(
         ui.show(UiEvent::Ended(msg.into()));
         return Ok(Outcome::Declined(decision));
     };
-    let mut live = pending.answer(decision).await.map_err(explain)?;
+    // A yes starts nothing until the relay has it on record: a refusal
+    // here (its audit failed, or the request ended meanwhile) leaves the
+    // screen and input untouched.
+    let mut live = match pending.answer(decision).await {
+        Ok(live) => live,
+        Err(e) if e.refusal().is_some() => return Ok(close_request(&*ui, e.refusal(), &offer)),
+        Err(e) => return Err(explain(e)),
+    };
     let mut scope_reporter = live.scope_reporter();
     let (mut tx, mut rx) = e2e.into_channel(live.data.send, live.data.recv);
 
@@ -210,7 +225,8 @@ pub async fn run(
                             let _ = tx.send(&SessionMsg::Control(SessionControl::Scope(in_force.scope()))).await;
                         }
                         ScopeRequestAction::Narrow(grant) => {
-                            change_scope(&mut guarded, &mut scope_reporter, &mut live.control, &mut tx, grant).await;
+                            // Less never waits for the relay, so it cannot end here.
+                            let _ = change_scope(&mut guarded, &mut scope_reporter, &mut live.control, &mut tx, grant).await;
                             ui.show(live_info(grant.scope()));
                         }
                         ScopeRequestAction::Ask => {
@@ -276,14 +292,18 @@ pub async fn run(
                 );
                 match scope_requests.on_answer(decision, Instant::now()) {
                     Some(grant) => {
-                        change_scope(
+                        let changed = change_scope(
                             &mut guarded,
                             &mut scope_reporter,
                             &mut live.control,
                             &mut tx,
                             grant,
                         )
-                        .await
+                        .await;
+                        if let Err(message) = changed {
+                            end_message = message;
+                            break;
+                        }
                     }
                     None => {
                         let _ = tx
@@ -312,24 +332,91 @@ pub async fn run(
     Ok(Outcome::Ended(end_message))
 }
 
-/// Puts a new scope in force: the relay records it (with the user's signed
-/// receipt) first, then the gate changes, then the viewer is told.
+/// Puts a new scope in force. Less applies at once (and is reported); more
+/// applies only once the relay acknowledges its `scope_changed` record, so
+/// a failed or missing record keeps the old scope. The viewer is told the
+/// scope in force either way. `Err` carries the reason if the relay ended
+/// the session meanwhile.
 async fn change_scope(
     guarded: &mut Guarded,
     reporter: &mut assent_client::ScopeReporter,
     control: &mut assent_client::Control,
     tx: &mut assent_client::e2e::ChannelWriter,
     grant: Grant,
-) {
+) -> Result<(), String> {
     let scope = grant.scope();
-    if let Err(e) = reporter.report(control, scope).await {
-        warn!(error = %e, "could not report the scope change to the relay");
+    let widening = scope == Scope::Control && guarded.gate().scope() == Scope::View;
+    if widening {
+        match reporter
+            .report_recorded(control, scope, SCOPE_RECORD_WAIT)
+            .await
+        {
+            Ok(true) => guarded.regrant(grant),
+            Ok(false) => warn!("the relay did not record the scope change; the old scope stays"),
+            Err(ClientError::Ended(reason)) => {
+                return Err(format!("The session ended ({}).", reason.as_str()))
+            }
+            Err(e) => warn!(error = %e, "could not report the scope change; the old scope stays"),
+        }
+    } else {
+        guarded.regrant(grant);
+        if let Err(e) = reporter.report(control, scope).await {
+            warn!(error = %e, "could not report the scope change to the relay");
+        }
     }
-    guarded.regrant(grant);
-    info!(scope = scope.as_str(), "scope changed");
+    let in_force = guarded.gate().scope();
+    info!(scope = in_force.as_str(), "scope in force");
     let _ = tx
-        .send(&SessionMsg::Control(SessionControl::Scope(scope)))
+        .send(&SessionMsg::Control(SessionControl::Scope(in_force)))
         .await;
+    Ok(())
+}
+
+/// How the prompt phase ended.
+enum Asked {
+    Answer(ConsentDecision),
+    /// The relay closed the request first (its refusal kind; `None` when
+    /// the connection was lost without one).
+    Closed(Option<ErrorKind>),
+}
+
+/// Waits for the user's answer, the local deadline, or the relay closing
+/// the request (withdrawn, cancelled, shutting down, technician lost).
+async fn ask_user(
+    pending: &mut AgentPending,
+    commands: &mut mpsc::UnboundedReceiver<UiCommand>,
+    deadline: Instant,
+) -> Asked {
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(UiCommand::Decide(d)) => return Asked::Answer(d),
+                Some(UiCommand::End) | None => return Asked::Answer(ConsentDecision::Denied),
+                Some(_) => continue,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => return Asked::Answer(ConsentDecision::Timeout),
+            // Cancel-safe: a relay message half-read when the user answers
+            // stays buffered for `answer`.
+            msg = pending.control.recv() => match msg {
+                Ok(RelayMsg::Handshake(_)) => continue,
+                Ok(other) => {
+                    warn!(?other, "unexpected relay message while the user is asked; ignored");
+                    continue;
+                }
+                Err(ClientError::Ended(_)) => return Asked::Closed(None),
+                Err(e) => return Asked::Closed(e.refusal()),
+            },
+        }
+    }
+}
+
+/// The request ended before the user's answer counted: the prompt turns
+/// into what happened, and nothing starts.
+fn close_request(ui: &dyn UiSink, kind: Option<ErrorKind>, offer: &SessionOffer) -> Outcome {
+    let message = crate::prompt::request_closed(kind, offer);
+    info!(?kind, "the request was closed before the session started");
+    ui.show(UiEvent::RequestClosed(message.clone()));
+    Outcome::RequestClosed(message)
 }
 
 /// Turns relay refusals into what the user should do.

@@ -15,15 +15,24 @@ pub const PROMPT_TITLE: &str = "Assent — support request";
 pub const LIVE_TITLE: &str = "Assent — session live";
 /// Before the request is known (joining, secure handshake).
 pub const CONNECTING_TITLE: &str = "Assent — connecting";
+/// The request ended before the user's answer counted; the window says why.
+pub const CLOSED_TITLE: &str = "Assent — request closed";
+/// How long the "request closed" message stays if the user does not close it.
+const CLOSED_MESSAGE_FOR: Duration = Duration::from_secs(6);
 
 /// The session tells the user.
 #[derive(Debug, Clone)]
 pub enum UiEvent {
     Connecting,
-    Prompt { text: PromptText, deadline: Instant },
+    Prompt {
+        text: PromptText,
+        deadline: Instant,
+    },
     Live(LiveInfo),
     Paused(bool),
     Ended(String),
+    /// The request was withdrawn or cancelled before the answer counted.
+    RequestClosed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +74,11 @@ enum Phase {
         paused: bool,
     },
     Ended(String),
+    /// Shown until the user closes it or `until` passes; keys answer nothing.
+    RequestClosed {
+        message: String,
+        until: Instant,
+    },
 }
 
 struct Shared {
@@ -121,6 +135,10 @@ impl UiSink for WindowUi {
             },
             (UiEvent::Paused(_), other) => other.clone(),
             (UiEvent::Ended(msg), _) => Phase::Ended(msg),
+            (UiEvent::RequestClosed(message), _) => Phase::RequestClosed {
+                message,
+                until: Instant::now() + CLOSED_MESSAGE_FOR,
+            },
         };
         if let Some(ctx) = &s.ctx {
             ctx.request_repaint();
@@ -308,6 +326,17 @@ impl eframe::App for AgentWindow {
                 ui.heading(msg);
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             }
+            Phase::RequestClosed { message, until } => {
+                self.set_title(&ctx, CLOSED_TITLE);
+                ui.heading("This support request was closed");
+                ui.separator();
+                ui.label(message);
+                ui.label("You do not need to do anything.");
+                if ui.button("Close").clicked() || Instant::now() >= until {
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+                ctx.request_repaint_after(Duration::from_millis(250));
+            }
         });
     }
 }
@@ -363,6 +392,11 @@ impl UiSink for TtyUi {
             }
             UiEvent::Paused(false) => eprintln!("Session resumed."),
             UiEvent::Ended(msg) => eprintln!("{msg}"),
+            UiEvent::RequestClosed(msg) => {
+                eprintln!();
+                eprintln!("== {CLOSED_TITLE} ==");
+                eprintln!("{msg}");
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 
 use crate::fields;
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::store::{StoreError, Technician, Technicians};
 
 /// Longest request line accepted.
@@ -36,9 +36,16 @@ pub struct SessionInfo {
     pub ticket: String,
     pub device: String,
     pub scope: String,
+    /// RFC 3339 start time; empty while the request is pending.
     pub started: String,
     pub bytes_to_viewer: u64,
     pub bytes_to_agent: u64,
+    /// `live`, `waiting for the user to join` or `asking the user`.
+    #[serde(default)]
+    pub state: String,
+    /// Seconds since the request (invite) was created.
+    #[serde(default)]
+    pub age_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -126,26 +133,32 @@ fn now() -> String {
     crate::now_rfc3339()
 }
 
+/// Live sessions and pending requests, oldest first: an admin sees a
+/// request waiting on a user's screen and can kill it like a session.
 pub fn list_sessions(shared: &Shared) -> Vec<SessionInfo> {
+    let now = std::time::Instant::now();
     let st = shared.lock();
-    let mut list: Vec<SessionInfo> = st
+    let mut list: Vec<(std::time::Instant, SessionInfo)> = st
         .sessions
         .iter()
-        .filter_map(|(id, e)| {
-            Some(SessionInfo {
+        .map(|(id, e)| {
+            let info = SessionInfo {
                 id: id.clone(),
                 technician: e.technician.clone(),
                 ticket: e.ticket.clone(),
                 device: e.device.clone().unwrap_or_default(),
                 scope: e.scope.as_str().to_string(),
-                started: e.started.clone()?,
+                started: e.started.clone().unwrap_or_default(),
                 bytes_to_viewer: e.counters.to_viewer.load(Ordering::Relaxed),
                 bytes_to_agent: e.counters.to_agent.load(Ordering::Relaxed),
-            })
+                state: e.phase.as_str().to_string(),
+                age_secs: now.saturating_duration_since(e.created).as_secs(),
+            };
+            (e.created, info)
         })
         .collect();
-    list.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
-    list
+    list.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+    list.into_iter().map(|(_, info)| info).collect()
 }
 
 async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
@@ -166,7 +179,7 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
                     info!(session = %session, "admin kill");
                     AdminResponse::ok(format!("session {session} ended"))
                 }
-                _ => AdminResponse::err(format!("no live session {session}")),
+                _ => AdminResponse::err(format!("no live session or pending request {session}")),
             }
         }
         AdminRequest::TechnicianAdd { name, key } => {

@@ -68,6 +68,9 @@ impl AuditHandle {
 
     /// Appends a record and waits until it is fsynced. Returns its `seq`.
     pub async fn record(&self, event: &str, fields: Fields) -> Result<u64, AuditFailed> {
+        if injected_failure(event) {
+            return Err(AuditFailed(format!("injected failure for {event}")));
+        }
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Request {
@@ -80,6 +83,21 @@ impl AuditHandle {
             .map_err(|_| AuditFailed("writer stopped".into()))?
             .map_err(AuditFailed)
     }
+}
+
+/// Fault injection for the end-to-end tests, compiled into debug builds
+/// only: `ASSENT_TEST_FAIL_AUDIT=consent,scope_changed` makes those records
+/// fail as a full disk would. A release relay never reads the variable.
+#[cfg(debug_assertions)]
+fn injected_failure(event: &str) -> bool {
+    std::env::var("ASSENT_TEST_FAIL_AUDIT")
+        .map(|v| v.split(',').any(|e| e.trim() == event))
+        .unwrap_or(false)
+}
+
+#[cfg(not(debug_assertions))]
+fn injected_failure(_event: &str) -> bool {
+    false
 }
 
 /// Builds audit fields from `key => value` pairs.

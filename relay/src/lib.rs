@@ -8,6 +8,7 @@ pub mod audit_writer;
 pub mod config;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod store;
 pub mod tracker;
 
@@ -24,7 +25,7 @@ use tracing::info;
 
 use crate::audit_writer::AuditHandle;
 use crate::config::{RelayConfig, MAX_INVITES_TOTAL};
-use crate::server::{Shared, State};
+use crate::state::{Shared, State};
 use crate::store::{DataDir, Technicians};
 
 /// RFC 3339 UTC with milliseconds, as the audit log writes times.

@@ -54,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         command: TechnicianCommand,
     },
-    /// List live sessions.
+    /// List live sessions and pending requests (waiting for the user to join, or asking the user).
     #[command(after_help = "Example:\n  assent-relay sessions --data-dir /var/lib/assent --json")]
     Sessions {
         #[arg(long)]
@@ -63,7 +63,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// End a live session at once (audited as admin_killed).
+    /// End a live session or a pending request at once (audited as admin_killed).
     #[command(
         after_help = "Example:\n  assent-relay kill --data-dir /var/lib/assent 3f2a9c0e1b7d4a66"
     )]
@@ -313,24 +313,39 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if sessions.is_empty() {
-        println!("no live sessions");
+        println!("no live sessions or pending requests");
         return Ok(());
     }
     println!(
-        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12}",
-        "SESSION", "TECHNICIAN", "TICKET", "DEVICE", "SCOPE", "STARTED", "TO VIEWER", "TO AGENT"
+        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>7} {:<28}",
+        "SESSION",
+        "TECHNICIAN",
+        "TICKET",
+        "DEVICE",
+        "SCOPE",
+        "STARTED",
+        "TO VIEWER",
+        "TO AGENT",
+        "AGE",
+        "STATE"
     );
     for s in sessions {
         println!(
-            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12}",
+            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>6}s {:<28}",
             s.id,
             clip(&s.technician, 16),
             clip(&s.ticket, 16),
             clip(&s.device, 20),
             s.scope,
-            s.started,
+            if s.started.is_empty() {
+                "-"
+            } else {
+                &s.started
+            },
             s.bytes_to_viewer,
-            s.bytes_to_agent
+            s.bytes_to_agent,
+            s.age_secs,
+            s.state
         );
     }
     Ok(())

@@ -1,86 +1,24 @@
-//! `assent-relay serve`: the QUIC accept loop, authentication of both roles,
-//! and the shared state sessions register in.
+//! `assent-relay serve`: the QUIC accept loop and authentication of both
+//! roles; every refusal goes through [`refuse`] with a typed [`Refusal`].
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assent_net::{close, Connection, Endpoint, NetError, RecvStream, SendStream};
-use assent_proto::identity::{self, PublicKey, SecretKey};
-use assent_proto::invite::{InviteBook, RedeemError};
-use assent_proto::limits::{CodeGuard, ConnectionRate, Throttle};
-use assent_proto::session::Event;
+use assent_net::{close, Connection, Endpoint, NetError, SendStream};
+use assent_proto::identity::{self, PublicKey};
+use assent_proto::invite::{Invite, InviteCode, RedeemError};
+use assent_proto::limits::Throttle;
+use assent_proto::session::{AbortReason, Event};
 use assent_proto::text;
-use assent_proto::wire::{ClientMsg, ErrorKind, InviteRequest, RelayMsg, Role, Scope};
-use tokio::sync::{mpsc, oneshot, watch};
+use assent_proto::wire::{ClientMsg, ErrorKind, InviteRequest, RelayMsg, Role};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, info_span, warn, Instrument as _};
 
-use crate::audit_writer::AuditHandle;
-use crate::config::RelayConfig;
 use crate::fields;
-use crate::session::{run_session, Peer, SessionSetup};
-use crate::store::{DataDir, KeyStatus, Technicians};
-
-/// Byte counters of a live session, shared with its forwarders.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub to_viewer: AtomicU64,
-    pub to_agent: AtomicU64,
-}
-
-/// What the admin socket and the accept loop know of a session.
-pub struct SessionEntry {
-    pub technician: String,
-    pub ticket: String,
-    pub scope: Scope,
-    pub device: Option<String>,
-    /// RFC 3339 start time, once live.
-    pub started: Option<String>,
-    pub counters: Arc<Counters>,
-    pub control: mpsc::Sender<Event>,
-    /// Counts against `max_sessions` from the agent's join on.
-    pub holds_slot: bool,
-}
-
-/// An authenticated agent handed from its connection task to the session.
-pub struct AgentArrival {
-    pub peer: Peer,
-    pub device: String,
-    pub device_key: PublicKey,
-}
-
-/// Mutable relay state. Held only for short, non-async sections.
-pub struct State {
-    pub invites: InviteBook,
-    pub code_guard: CodeGuard<IpAddr>,
-    pub conn_rate: ConnectionRate<IpAddr>,
-    /// Invite id → the session waiting for its agent.
-    pub waiting: HashMap<String, (String, oneshot::Sender<AgentArrival>)>,
-    /// Session id → entry, from invite creation to the session's end.
-    pub sessions: HashMap<String, SessionEntry>,
-}
-
-pub struct Shared {
-    pub dir: DataDir,
-    pub config: RelayConfig,
-    pub signing: SecretKey,
-    pub audit: AuditHandle,
-    pub technicians: RwLock<Technicians>,
-    pub state: Mutex<State>,
-    pub shutdown: watch::Receiver<bool>,
-    pub tasks: crate::tracker::Tracker,
-}
-
-impl Shared {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock would already have ended the relay
-        // (panic = abort is not set, but no code path panics under it);
-        // recover the guard rather than cascade.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::session::{run_session, SessionSetup};
+use crate::state::{AgentArrival, EntryPhase, Peer, SessionEntry, Shared};
+use crate::store::KeyStatus;
 
 /// Refusal sent to a client before closing its connection.
 pub struct Refusal {
@@ -250,17 +188,14 @@ async fn handle_connection(shared: Arc<Shared>, conn: Connection) {
             },
         ) => {
             let payload = identity::auth_payload(Role::Agent, &nonce, &exporter);
-            agent_flow(
-                shared,
-                peer_state,
+            let join = AgentJoin {
                 code,
                 device,
-                PublicKey(device_key),
-                &payload,
-                &signature,
-            )
-            .instrument(info_span!("agent"))
-            .await
+                device_key: PublicKey(device_key),
+            };
+            agent_flow(shared, peer_state, join, &payload, &signature)
+                .instrument(info_span!("agent"))
+                .await
         }
         (role, _) => {
             let refusal = Refusal::new(ErrorKind::Protocol, "unexpected message for this role");
@@ -306,6 +241,37 @@ pub async fn refuse(
     conn.close(close::REFUSED, b"refused");
 }
 
+/// Why an authenticated client's flow stopped before its session.
+enum Stop {
+    /// Tell the client why, audit it if it is an auth failure, and close.
+    Refuse(Refusal),
+    /// The client is gone already; nothing to say.
+    Silent,
+}
+
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Stop {
+        Stop::Refuse(r)
+    }
+}
+
+async fn refuse_peer(shared: &Shared, peer: Peer, role: Role, stop: Stop) {
+    if let Stop::Refuse(r) = stop {
+        refuse(shared, &peer.conn, peer.send, Some(role), peer.addr, r).await;
+    }
+}
+
+/// A technician's invite, created, audited and handed out: what the
+/// session task needs besides the viewer's connection.
+struct OpenedInvite {
+    session: String,
+    technician: String,
+    invite: Invite,
+    request: InviteRequest,
+    arrival: oneshot::Receiver<AgentArrival>,
+    control: mpsc::Receiver<Event>,
+}
+
 async fn viewer_flow(
     shared: Arc<Shared>,
     mut peer: Peer,
@@ -313,6 +279,103 @@ async fn viewer_flow(
     payload: &[u8],
     signature: &[u8],
 ) {
+    let opened = match open_invite(&shared, &mut peer, key, payload, signature).await {
+        Ok(o) => o,
+        Err(stop) => return refuse_peer(&shared, peer, Role::Viewer, stop).await,
+    };
+    let token = shared.tasks.token();
+    let setup = SessionSetup {
+        session: opened.session,
+        technician: opened.technician,
+        technician_key: key,
+        invite: opened.invite,
+        request: opened.request,
+        viewer: peer,
+        arrival: opened.arrival,
+        control: opened.control,
+    };
+    run_session(shared.clone(), setup)
+        .instrument(tracing::Span::current())
+        .await;
+    drop(token);
+}
+
+/// Authenticates the technician, takes their request, and hands them a
+/// one-time code, on record (`invite_created`) before it can be used.
+async fn open_invite(
+    shared: &Shared,
+    peer: &mut Peer,
+    key: PublicKey,
+    payload: &[u8],
+    signature: &[u8],
+) -> Result<OpenedInvite, Stop> {
+    let technician = authenticate_technician(shared, key, payload, signature)?;
+    info!(technician = %technician, "technician authenticated");
+    let hello = RelayMsg::Authenticated {
+        technician: technician.clone(),
+    };
+    assent_net::send_msg(&mut peer.send, &hello)
+        .await
+        .map_err(|_| Stop::Silent)?;
+    let request = read_invite_request(peer).await?;
+    let session = assent_proto::random_id(8)
+        .map_err(|_| Refusal::new(ErrorKind::Busy, "internal error: no randomness"))?;
+    let (invite, code, arrival, control) =
+        register_invite(shared, &technician, key, &request, &session)?;
+    let fields = fields! {
+        "technician" => technician,
+        "technician_key" => key.fingerprint(),
+        "ticket" => request.ticket,
+        "client" => request.client,
+        "scope" => request.scope.as_str(),
+        "invite" => invite.id,
+        "session" => session,
+        "expires_in_secs" => shared.config.limits.invite_ttl_secs,
+    };
+    if shared.audit.record("invite_created", fields).await.is_err() {
+        // An invite that is not on record must not be usable.
+        forget_invite(shared, &invite.id, &session);
+        let r = Refusal::new(ErrorKind::Busy, "the relay cannot write its audit log");
+        return Err(r.into());
+    }
+    info!(invite = %invite.id, session = %session, "invite created");
+    let created = RelayMsg::InviteCreated {
+        invite: invite.id.clone(),
+        code: code.grouped(),
+        expires_in_secs: u32::try_from(shared.config.limits.invite_ttl_secs).unwrap_or(u32::MAX),
+    };
+    drop(code);
+    if assent_net::send_msg(&mut peer.send, &created)
+        .await
+        .is_err()
+    {
+        // On record as created, so on record as closed: nobody has the code.
+        forget_invite(shared, &invite.id, &session);
+        let fields = fields! {
+            "session" => session, "invite" => invite.id,
+            "reason" => AbortReason::ViewerLeft.as_str(),
+        };
+        let _ = shared.audit.record("invite_closed", fields).await;
+        return Err(Stop::Silent);
+    }
+    Ok(OpenedInvite {
+        session,
+        technician,
+        invite,
+        request,
+        arrival,
+        control,
+    })
+}
+
+/// The enrolled technician's name, if the key is enrolled, not revoked,
+/// and signed this connection's challenge.
+fn authenticate_technician(
+    shared: &Shared,
+    key: PublicKey,
+    payload: &[u8],
+    signature: &[u8],
+) -> Result<String, Refusal> {
     let status = shared
         .technicians
         .read()
@@ -321,23 +384,14 @@ async fn viewer_flow(
     let technician = match status {
         KeyStatus::Enrolled(name) => name,
         KeyStatus::Revoked(_) => {
-            let r = Refusal::auth(
+            return Err(Refusal::auth(
                 ErrorKind::TechnicianRevoked,
                 "technician_revoked",
                 "this technician key has been revoked; ask the relay admin",
-            );
-            return refuse(
-                &shared,
-                &peer.conn,
-                peer.send,
-                Some(Role::Viewer),
-                peer.addr,
-                r,
-            )
-            .await;
+            ))
         }
         KeyStatus::Unknown => {
-            let r = Refusal::auth(
+            return Err(Refusal::auth(
                 ErrorKind::UnknownTechnician,
                 "unknown_key",
                 format!(
@@ -345,204 +399,85 @@ async fn viewer_flow(
                      `assent-viewer keygen` printed",
                     key.fingerprint()
                 ),
-            );
-            return refuse(
-                &shared,
-                &peer.conn,
-                peer.send,
-                Some(Role::Viewer),
-                peer.addr,
-                r,
-            )
-            .await;
+            ))
         }
     };
     if key.verify(payload, signature).is_err() {
-        let r = Refusal::auth(
+        return Err(Refusal::auth(
             ErrorKind::BadSignature,
             "bad_signature",
             "the key signature does not match this connection",
-        );
-        return refuse(
-            &shared,
-            &peer.conn,
-            peer.send,
-            Some(Role::Viewer),
-            peer.addr,
-            r,
-        )
-        .await;
+        ));
     }
-    info!(technician = %technician, "technician authenticated");
-    if assent_net::send_msg(
-        &mut peer.send,
-        &RelayMsg::Authenticated {
-            technician: technician.clone(),
-        },
-    )
-    .await
-    .is_err()
-    {
-        return;
-    }
-    let request = match assent_net::recv_msg::<ClientMsg>(&mut peer.recv).await {
-        Ok(ClientMsg::CreateInvite(r)) => r,
-        Ok(other) => {
-            // A technician presenting an invite code is trying to take
-            // over someone's invite (codes are only for the user's agent):
-            // on the record, like any other attempt on a code.
-            let r = match other {
-                ClientMsg::AgentJoin { .. } => Refusal::auth(
-                    ErrorKind::Protocol,
-                    "code_on_technician_connection",
-                    "invite codes are redeemed by the user's agent, not by a technician",
-                ),
-                _ => Refusal::new(ErrorKind::Protocol, "expected CreateInvite"),
-            };
-            return refuse(
-                &shared,
-                &peer.conn,
-                peer.send,
-                Some(Role::Viewer),
-                peer.addr,
-                r,
-            )
-            .await;
-        }
-        Err(e) => {
-            info!(error = %e, "viewer left before asking for an invite");
-            return;
-        }
-    };
-    let request = match validate_request(request) {
-        Ok(r) => r,
-        Err(message) => {
-            let r = Refusal::new(ErrorKind::BadInput, message);
-            return refuse(
-                &shared,
-                &peer.conn,
-                peer.send,
-                Some(Role::Viewer),
-                peer.addr,
-                r,
-            )
-            .await;
-        }
-    };
-    let session_id = match assent_proto::random_id(8) {
-        Ok(id) => id,
-        Err(_) => return peer.conn.close(close::REFUSED, b"internal error"),
-    };
-    let (arrival_tx, arrival_rx) = oneshot::channel();
-    let (control_tx, control_rx) = mpsc::channel(8);
-    let created = {
-        let mut st = shared.lock();
-        match st
-            .invites
-            .create(&technician, key, request.clone(), Instant::now())
-        {
-            Ok((invite, code)) => {
-                st.waiting
-                    .insert(invite.id.clone(), (session_id.clone(), arrival_tx));
-                st.sessions.insert(
-                    session_id.clone(),
-                    SessionEntry {
-                        technician: technician.clone(),
-                        ticket: request.ticket.clone(),
-                        scope: request.scope,
-                        device: None,
-                        started: None,
-                        counters: Arc::default(),
-                        control: control_tx,
-                        holds_slot: false,
-                    },
-                );
-                Ok((invite, code))
-            }
-            Err(e) => Err(e),
-        }
-    };
-    let (invite, code) = match created {
-        Ok(x) => x,
-        Err(e) => {
-            let r = Refusal::new(ErrorKind::LimitReached, e.to_string());
-            return refuse(
-                &shared,
-                &peer.conn,
-                peer.send,
-                Some(Role::Viewer),
-                peer.addr,
-                r,
-            )
-            .await;
-        }
-    };
-    let audited = shared
-        .audit
-        .record(
-            "invite_created",
-            fields! {
-                "technician" => technician,
-                "technician_key" => key.fingerprint(),
-                "ticket" => request.ticket,
-                "client" => request.client,
-                "scope" => request.scope.as_str(),
-                "invite" => invite.id,
-                "session" => session_id,
-                "expires_in_secs" => shared.config.limits.invite_ttl_secs,
-            },
-        )
-        .await;
-    if audited.is_err() {
-        // An invite that is not on record must not be usable.
-        withdraw(&shared, &invite.id, &session_id);
-        let r = Refusal::new(ErrorKind::Busy, "the relay cannot write its audit log");
-        return refuse(
-            &shared,
-            &peer.conn,
-            peer.send,
-            Some(Role::Viewer),
-            peer.addr,
-            r,
-        )
-        .await;
-    }
-    info!(invite = %invite.id, session = %session_id, "invite created");
-    let sent = assent_net::send_msg(
-        &mut peer.send,
-        &RelayMsg::InviteCreated {
-            invite: invite.id.clone(),
-            code: code.grouped(),
-            expires_in_secs: u32::try_from(shared.config.limits.invite_ttl_secs)
-                .unwrap_or(u32::MAX),
-        },
-    )
-    .await;
-    drop(code);
-    if sent.is_err() {
-        withdraw(&shared, &invite.id, &session_id);
-        return;
-    }
-    let token = shared.tasks.token();
-    run_session(
-        shared.clone(),
-        SessionSetup {
-            session: session_id,
-            technician,
-            technician_key: key,
-            invite,
-            request,
-            viewer: peer,
-            arrival: arrival_rx,
-            control: control_rx,
-        },
-    )
-    .instrument(tracing::Span::current())
-    .await;
-    drop(token);
+    Ok(technician)
 }
 
-fn withdraw(shared: &Shared, invite: &str, session: &str) {
+async fn read_invite_request(peer: &mut Peer) -> Result<InviteRequest, Stop> {
+    match assent_net::recv_msg::<ClientMsg>(&mut peer.recv).await {
+        Ok(ClientMsg::CreateInvite(r)) => {
+            validate_request(r).map_err(|m| Refusal::new(ErrorKind::BadInput, m).into())
+        }
+        // A technician presenting an invite code is trying to take over
+        // someone's invite (codes are only for the user's agent): on the
+        // record, like any other attempt on a code.
+        Ok(ClientMsg::AgentJoin { .. }) => Err(Refusal::auth(
+            ErrorKind::Protocol,
+            "code_on_technician_connection",
+            "invite codes are redeemed by the user's agent, not by a technician",
+        )
+        .into()),
+        Ok(_) => Err(Refusal::new(ErrorKind::Protocol, "expected CreateInvite").into()),
+        Err(e) => {
+            info!(error = %e, "viewer left before asking for an invite");
+            Err(Stop::Silent)
+        }
+    }
+}
+
+type Registered = (
+    Invite,
+    InviteCode,
+    oneshot::Receiver<AgentArrival>,
+    mpsc::Receiver<Event>,
+);
+
+/// Creates the invite and the session's entry under one lock.
+fn register_invite(
+    shared: &Shared,
+    technician: &str,
+    key: PublicKey,
+    request: &InviteRequest,
+    session: &str,
+) -> Result<Registered, Refusal> {
+    let (arrival_tx, arrival_rx) = oneshot::channel();
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let now = Instant::now();
+    let mut st = shared.lock();
+    let (invite, code) = st
+        .invites
+        .create(technician, key, request.clone(), now)
+        .map_err(|e| Refusal::new(ErrorKind::LimitReached, e.to_string()))?;
+    st.waiting
+        .insert(invite.id.clone(), (session.to_string(), arrival_tx));
+    st.sessions.insert(
+        session.to_string(),
+        SessionEntry {
+            technician: technician.to_string(),
+            ticket: request.ticket.clone(),
+            scope: request.scope,
+            device: None,
+            started: None,
+            created: now,
+            phase: EntryPhase::WaitingForAgent,
+            counters: Arc::default(),
+            control: control_tx,
+            holds_slot: false,
+        },
+    );
+    Ok((invite, code, arrival_rx, control_rx))
+}
+
+fn forget_invite(shared: &Shared, invite: &str, session: &str) {
     let mut st = shared.lock();
     st.invites.cancel(invite);
     st.waiting.remove(invite);
@@ -560,142 +495,38 @@ fn validate_request(r: InviteRequest) -> Result<InviteRequest, String> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn agent_flow(
     shared: Arc<Shared>,
     peer: Peer,
-    code: String,
-    device: String,
-    device_key: PublicKey,
+    join: AgentJoin,
     payload: &[u8],
     signature: &[u8],
 ) {
-    let refuse_agent = |peer: Peer, r: Refusal| {
-        let shared = shared.clone();
-        async move {
-            refuse(
-                &shared,
-                &peer.conn,
-                peer.send,
-                Some(Role::Agent),
-                peer.addr,
-                r,
-            )
-            .await
-        }
-    };
+    let AgentJoin {
+        code,
+        device,
+        device_key,
+    } = join;
     if device_key.verify(payload, signature).is_err() {
         let r = Refusal::auth(
             ErrorKind::BadSignature,
             "bad_signature",
             "the device key signature does not match this connection",
         );
-        return refuse_agent(peer, r).await;
+        return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
     }
     let device = match text::single_line("device name", &device, text::MAX_NAME) {
         Ok(d) => d,
         Err(e) => {
-            return refuse_agent(peer, Refusal::new(ErrorKind::BadInput, e.to_string())).await
+            let r = Refusal::new(ErrorKind::BadInput, e.to_string());
+            return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
         }
     };
-    let ip = peer.addr.ip();
-    // Check and redeem under one lock so two guesses cannot race the guard.
-    let outcome = {
-        let mut st = shared.lock();
-        let now = Instant::now();
-        match st.code_guard.check(&ip, now) {
-            Err(t) => Err(t),
-            Ok(()) => {
-                let r = st.invites.redeem(&code, now);
-                match &r {
-                    Ok(_) => st.code_guard.succeeded(&ip),
-                    Err(_) => st.code_guard.failed(&ip, now),
-                }
-                Ok(r)
-            }
-        }
-    };
-    drop(code);
-    let invite = match outcome {
-        Err(Throttle::Address(wait)) => {
-            let r = Refusal::auth(
-                ErrorKind::Throttled,
-                "throttled",
-                format!(
-                    "too many wrong codes from this address; wait {} s and check the code with your technician",
-                    wait.as_secs().max(1)
-                ),
-            );
-            return refuse_agent(peer, r).await;
-        }
-        Err(Throttle::Global(wait)) => {
-            let r = Refusal::auth(
-                ErrorKind::Throttled,
-                "throttled_global",
-                format!(
-                    "the relay is not accepting codes right now; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            );
-            return refuse_agent(peer, r).await;
-        }
-        Ok(Err(e)) => {
-            let (kind, reason, message) = match e {
-                RedeemError::Malformed => (
-                    ErrorKind::BadCode,
-                    "bad_code",
-                    "that is not an invite code: it has 15 digits".to_string(),
-                ),
-                RedeemError::Unknown => (
-                    ErrorKind::BadCode,
-                    "bad_code",
-                    "wrong invite code: check it with your technician".to_string(),
-                ),
-                RedeemError::Expired => (
-                    ErrorKind::ExpiredCode,
-                    "expired_code",
-                    "this invite code has expired: ask your technician for a new one".to_string(),
-                ),
-                RedeemError::Used => (
-                    ErrorKind::UsedCode,
-                    "used_code",
-                    "this invite code was already used: ask your technician for a new one"
-                        .to_string(),
-                ),
-            };
-            return refuse_agent(peer, Refusal::auth(kind, reason, message)).await;
-        }
-        Ok(Ok(invite)) => invite,
-    };
-    let handoff = {
-        let mut st = shared.lock();
-        let busy = st.sessions.values().filter(|s| s.holds_slot).count()
-            >= shared.config.limits.max_sessions;
-        match st.waiting.remove(&invite.id) {
-            None => Err(Refusal::new(
-                ErrorKind::PeerGone,
-                "the technician is no longer waiting for this code",
-            )),
-            Some(_) if busy => {
-                // Put nothing back: the code is spent either way, and the
-                // technician learns of it when their session aborts.
-                Err(Refusal::new(
-                    ErrorKind::Busy,
-                    "the relay is at its session limit; try again in a few minutes",
-                ))
-            }
-            Some((session, tx)) => {
-                if let Some(entry) = st.sessions.get_mut(&session) {
-                    entry.holds_slot = true;
-                    entry.device = Some(device.clone());
-                }
-                Ok(tx)
-            }
-        }
-    };
-    let tx = match handoff {
-        Ok(tx) => tx,
-        Err(r) => return refuse_agent(peer, r).await,
+    let handoff = redeem_code(&shared, peer.addr.ip(), code)
+        .and_then(|invite| hand_to_session(&shared, &invite, &device).map(|tx| (invite, tx)));
+    let (invite, tx) = match handoff {
+        Ok(x) => x,
+        Err(r) => return refuse_peer(&shared, peer, Role::Agent, r.into()).await,
     };
     info!(invite = %invite.id, device = %device, "agent joined");
     let arrival = AgentArrival {
@@ -705,21 +536,114 @@ async fn agent_flow(
     };
     if let Err(arrival) = tx.send(arrival) {
         let r = Refusal::new(ErrorKind::PeerGone, "the technician has left");
-        refuse_agent(arrival.peer, r).await;
+        refuse_peer(&shared, arrival.peer, Role::Agent, r.into()).await;
     }
 }
 
-/// The control stream of one side, as the session task owns it.
-pub fn spawn_reader(mut recv: RecvStream) -> mpsc::Receiver<Result<ClientMsg, NetError>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        loop {
-            let msg = assent_net::recv_msg::<ClientMsg>(&mut recv).await;
-            let failed = msg.is_err();
-            if tx.send(msg).await.is_err() || failed {
-                break;
+/// What an agent presented when it joined.
+struct AgentJoin {
+    code: String,
+    device: String,
+    device_key: PublicKey,
+}
+
+/// Checks the throttles and redeems the code under one lock, so two
+/// guesses cannot race the guard. The code is dropped here.
+fn redeem_code(shared: &Shared, ip: IpAddr, code: String) -> Result<Invite, Refusal> {
+    let outcome = {
+        let mut st = shared.lock();
+        let now = Instant::now();
+        st.code_guard.check(&ip, now).map(|()| {
+            let r = st.invites.redeem(&code, now);
+            match &r {
+                Ok(_) => st.code_guard.succeeded(&ip),
+                Err(_) => st.code_guard.failed(&ip, now),
             }
+            r
+        })
+    };
+    drop(code);
+    match outcome {
+        Err(Throttle::Address(wait)) => Err(Refusal::auth(
+            ErrorKind::Throttled,
+            "throttled",
+            format!(
+                "too many wrong codes from this address; wait {} s and check the code with your technician",
+                wait.as_secs().max(1)
+            ),
+        )),
+        Err(Throttle::Global(wait)) => Err(Refusal::auth(
+            ErrorKind::Throttled,
+            "throttled_global",
+            format!(
+                "the relay is not accepting codes right now; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        )),
+        Ok(Err(e)) => Err(redeem_refusal(e)),
+        Ok(Ok(invite)) => Ok(invite),
+    }
+}
+
+fn redeem_refusal(e: RedeemError) -> Refusal {
+    let (kind, reason, message) = match e {
+        RedeemError::Malformed => (
+            ErrorKind::BadCode,
+            "bad_code",
+            "that is not an invite code: it has 15 digits",
+        ),
+        RedeemError::Unknown => (
+            ErrorKind::BadCode,
+            "bad_code",
+            "wrong invite code: check it with your technician",
+        ),
+        RedeemError::Expired => (
+            ErrorKind::ExpiredCode,
+            "expired_code",
+            "this invite code has expired: ask your technician for a new one",
+        ),
+        RedeemError::Used => (
+            ErrorKind::UsedCode,
+            "used_code",
+            "this invite code was already used: ask your technician for a new one",
+        ),
+        RedeemError::Withdrawn => (
+            ErrorKind::Withdrawn,
+            "withdrawn_code",
+            "this request was withdrawn by the technician: nothing was shared; \
+             ask them for a new code if you still need help",
+        ),
+    };
+    Refusal::auth(kind, reason, message)
+}
+
+/// Gives the redeemed invite's session its agent slot; the sender hands
+/// the agent's connection to the session task.
+fn hand_to_session(
+    shared: &Shared,
+    invite: &Invite,
+    device: &str,
+) -> Result<oneshot::Sender<AgentArrival>, Refusal> {
+    let mut st = shared.lock();
+    let busy =
+        st.sessions.values().filter(|s| s.holds_slot).count() >= shared.config.limits.max_sessions;
+    match st.waiting.remove(&invite.id) {
+        None => Err(Refusal::new(
+            ErrorKind::PeerGone,
+            "the technician is no longer waiting for this code",
+        )),
+        // Put nothing back: the code is spent either way, and the
+        // technician learns of it when their session aborts.
+        Some(_) if busy => Err(Refusal::new(
+            ErrorKind::Busy,
+            "the relay is at its session limit; try again in a few minutes",
+        )),
+        Some((session, tx)) => {
+            if let Some(entry) = st.sessions.get_mut(&session) {
+                entry.holds_slot = true;
+                entry.device = Some(device.to_string());
+            }
+            Ok(tx)
         }
-    });
-    rx
+    }
 }

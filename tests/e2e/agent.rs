@@ -73,6 +73,19 @@ impl UiSink for ScriptedUi {
 }
 
 impl ScriptedUi {
+    /// A UI that gives `answer` to the first prompt (none: let it time out).
+    pub(crate) fn answering(
+        answer: Option<ConsentDecision>,
+        commands: mpsc::UnboundedSender<UiCommand>,
+    ) -> ScriptedUi {
+        ScriptedUi {
+            answer,
+            scope_answer: Mutex::new(None),
+            commands,
+            shown: Mutex::new(Vec::new()),
+        }
+    }
+
     /// How many times the user was asked (the first prompt included).
     pub(crate) fn prompts(&self) -> usize {
         self.shown
@@ -119,12 +132,7 @@ pub(crate) fn start_agent_via(
     size: (u32, u32),
 ) -> Agent {
     let (tx, rx) = mpsc::unbounded_channel();
-    let ui = Arc::new(ScriptedUi {
-        answer,
-        scope_answer: Mutex::new(None),
-        commands: tx.clone(),
-        shown: Mutex::new(Vec::new()),
-    });
+    let ui = Arc::new(ScriptedUi::answering(answer, tx.clone()));
     let sink = SharedSink::default();
     let stats = Arc::new(Stats::default());
     let config = JoinConfig {

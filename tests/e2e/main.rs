@@ -2,8 +2,10 @@
 //! programmatic agents and viewers (`assent-client`, no screen or window).
 
 mod agent;
+mod audit_first;
 mod common;
 mod desktop;
+mod pending;
 mod relay;
 mod security;
 mod viewer;

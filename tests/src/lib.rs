@@ -83,6 +83,9 @@ pub struct TestRelay {
     pub addr: String,
     pub log: PathBuf,
     pub proc: Option<Proc>,
+    /// Extra environment for `serve` (e.g. the debug-build fault injection
+    /// `ASSENT_TEST_FAIL_AUDIT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestRelay {
@@ -114,6 +117,7 @@ impl TestRelay {
             dir,
             addr: String::new(),
             proc: None,
+            env: Vec::new(),
         };
         relay.set_limits(limits);
         relay
@@ -144,6 +148,7 @@ impl TestRelay {
         let mut child = Command::new(bin("assent-relay"))
             .args(["serve", "--data-dir", self.dir.to_str().unwrap()])
             .env("RUST_LOG", "debug,quinn=info,quinn_proto=info,rustls=info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -275,6 +280,21 @@ impl TestRelay {
         let mut p = self.proc.take()?;
         p.signal(libc::SIGTERM);
         p.wait_timeout(Duration::from_secs(10))
+    }
+}
+
+/// Polls `condition` every 20 ms until it returns `Some` or `limit` passes;
+/// the one place tests wait on a condition instead of sleeping.
+pub fn eventually<T>(limit: Duration, mut condition: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = condition() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -254,7 +254,11 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let finished = runtime
         .block_on(task)
         .context("the session task failed")??;
-    eprintln!("Session ended ({}).", finished.reason);
+    if finished.reason == session::WITHDRAWN {
+        eprintln!("Request withdrawn: the user's prompt was taken away; nothing was shared.");
+    } else {
+        eprintln!("Session ended ({}).", finished.reason);
+    }
     if let Some(p) = finished.note_path {
         eprintln!("Session note: {}", p.display());
     }

@@ -12,7 +12,7 @@ use assent_client::{Viewer, ViewerEvent};
 use assent_codec::{Decoder, Rect};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::session_msg::{Control as SessionControl, InputEvent, SessionMsg};
-use assent_proto::wire::{ConsentDecision, EndReason, InviteRequest, RelayMsg, Scope};
+use assent_proto::wire::{ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Scope};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -186,20 +186,35 @@ pub async fn run(
     on_invite(&viewer.invite.code, viewer.invite.expires_in_secs);
     repaint();
 
-    // Wait for the user's device, unless the technician gives up first.
-    let (session, device, device_key) = loop {
-        tokio::select! {
-            ev = viewer.next_event() => match ev? {
-                ViewerEvent::AgentJoined { session, device, device_key } => break (session, device, device_key),
+    // Until the session starts, closing the window, SIGTERM/SIGINT or stdin
+    // EOF withdraws the request: the relay takes the user's prompt away.
+    let invite_id = viewer.invite.id.clone();
+    let withdrawn = |session: Option<&str>| {
+        audit(
+            "invite_withdrawn",
+            fields! {"invite" => invite_id, "ticket" => ticket, "session" => session.unwrap_or_default()},
+        );
+        lock(&state).phase = Phase::Ended(WITHDRAWN.into());
+        repaint();
+        finished(session.map(str::to_string), WITHDRAWN, None)
+    };
+    let joined = loop {
+        match unless_withdrawn(&mut commands, viewer.next_event()).await {
+            None => break None,
+            Some(ev) => match ev? {
+                ViewerEvent::AgentJoined {
+                    session,
+                    device,
+                    device_key,
+                } => break Some((session, device, device_key)),
                 ViewerEvent::Ended(r) => return Ok(finished(None, r.as_str(), None)),
                 _ => continue,
             },
-            cmd = commands.recv() => if matches!(cmd, Some(Command::End) | None) {
-                audit("invite_withdrawn", fields! {"invite" => viewer.invite.id, "ticket" => ticket});
-                viewer.control.end().await;
-                return Ok(finished(None, "viewer_closed", None));
-            },
         }
+    };
+    let Some((session, device, device_key)) = joined else {
+        viewer.control.end().await;
+        return Ok(withdrawn(None));
     };
     {
         let mut s = lock(&state);
@@ -209,53 +224,29 @@ pub async fn run(
         s.note.set("Affected User", format!("user of {device}"));
     }
     repaint();
-    let e2e = assent_client::e2e::initiate(&mut viewer, &config.key, device_key)
-        .await
-        .context("secure handshake with the user's device")?;
+    let handshake = assent_client::e2e::initiate(&mut viewer, &config.key, device_key);
+    let Some(e2e) = unless_withdrawn(&mut commands, handshake).await else {
+        viewer.control.end().await;
+        return Ok(withdrawn(Some(&session)));
+    };
+    let e2e = e2e.context("secure handshake with the user's device")?;
     let code = e2e.verification_code().to_string();
     lock(&state).verification_code = code.clone();
     repaint();
     info!(%session, %device, "device joined; waiting for the user's answer");
 
-    let scope = loop {
-        match viewer.next_event().await {
-            Ok(ViewerEvent::Consent(d)) => {
-                audit(
-                    "consent",
-                    fields! {"session" => session, "decision" => d.as_str(), "device" => device},
-                );
-                let when = crate::now();
-                lock(&state).note.set(
-                    "Consent Confirmed",
-                    match d {
-                        ConsentDecision::View | ConsentDecision::Control => {
-                            format!("Yes ({}, {when})", d.as_str())
-                        }
-                        _ => format!("No ({}, {when})", d.as_str()),
-                    },
-                );
-                if matches!(d, ConsentDecision::Denied | ConsentDecision::Timeout) {
-                    continue;
-                }
-            }
-            Ok(ViewerEvent::Started { scope, .. }) => break scope,
-            Ok(ViewerEvent::Ended(r)) => {
-                return Ok(end_without_session(&state, &session, r.as_str(), &audit))
-            }
-            Ok(_) => continue,
-            Err(e) => {
-                let reason = match e.refusal() {
-                    Some(assent_proto::wire::ErrorKind::ConsentDenied) => {
-                        "consent_denied".to_string()
-                    }
-                    Some(assent_proto::wire::ErrorKind::ConsentTimeout) => {
-                        "consent_timeout".to_string()
-                    }
-                    _ => e.to_string(),
-                };
-                return Ok(end_without_session(&state, &session, &reason, &audit));
-            }
+    let answered = unless_withdrawn(
+        &mut commands,
+        await_answer(&mut viewer, &state, &session, &device, &audit),
+    )
+    .await;
+    let scope = match answered {
+        None => {
+            viewer.control.end().await;
+            return Ok(withdrawn(Some(&session)));
         }
+        Some(Ok(scope)) => scope,
+        Some(Err(finished)) => return Ok(finished),
     };
     let data = viewer
         .control
@@ -425,6 +416,69 @@ pub async fn run(
     );
     viewer.control.end().await;
     Ok(finished(Some(session), &reason, note_path))
+}
+
+/// The reason a request taken back before the session started ends with.
+pub const WITHDRAWN: &str = "withdrawn";
+
+/// Runs `fut` unless the technician gives up first (window closed,
+/// SIGTERM/SIGINT, stdin EOF): then `None`. Other commands before the
+/// session is live have nothing to act on and are dropped.
+async fn unless_withdrawn<T>(
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            v = &mut fut => return Some(v),
+            cmd = commands.recv() => if matches!(cmd, Some(Command::End) | None) {
+                return None;
+            },
+        }
+    }
+}
+
+/// Waits for the user's answer: the granted scope once the session
+/// started, or how it ended without one.
+async fn await_answer(
+    viewer: &mut Viewer,
+    state: &SharedState,
+    session: &str,
+    device: &str,
+    audit: &impl Fn(&str, Fields),
+) -> Result<Scope, Finished> {
+    loop {
+        match viewer.next_event().await {
+            Ok(ViewerEvent::Consent(d)) => {
+                audit(
+                    "consent",
+                    fields! {"session" => session, "decision" => d.as_str(), "device" => device},
+                );
+                let when = crate::now();
+                let confirmed = match d {
+                    ConsentDecision::View | ConsentDecision::Control => {
+                        format!("Yes ({}, {when})", d.as_str())
+                    }
+                    _ => format!("No ({}, {when})", d.as_str()),
+                };
+                lock(state).note.set("Consent Confirmed", confirmed);
+            }
+            Ok(ViewerEvent::Started { scope, .. }) => return Ok(scope),
+            Ok(ViewerEvent::Ended(r)) => {
+                return Err(end_without_session(state, session, r.as_str(), audit))
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                let reason = match e.refusal() {
+                    Some(ErrorKind::ConsentDenied) => "consent_denied".to_string(),
+                    Some(ErrorKind::ConsentTimeout) => "consent_timeout".to_string(),
+                    _ => e.to_string(),
+                };
+                return Err(end_without_session(state, session, &reason, audit));
+            }
+        }
+    }
 }
 
 fn device_key_fp(k: PublicKey) -> String {

@@ -7,7 +7,7 @@ pub mod e2e;
 
 use std::path::Path;
 
-use assent_net::{close, Connection, Endpoint, NetError, RecvStream, SendStream};
+use assent_net::{close, Connection, Endpoint, FrameReader, NetError, RecvStream, SendStream};
 use assent_proto::identity::{self, PublicKey, SecretKey};
 use assent_proto::wire::{
     ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Role, Scope,
@@ -44,7 +44,7 @@ pub struct Control {
     pub endpoint: Endpoint,
     pub conn: Connection,
     pub send: SendStream,
-    pub recv: RecvStream,
+    recv: FrameReader,
     /// The relay's offer-signing key, from its challenge.
     pub relay_key: PublicKey,
     nonce: [u8; 32],
@@ -54,7 +54,8 @@ impl Control {
     /// Connects, says hello in `role`, and reads the relay's challenge.
     pub async fn open(relay: &str, ca: &Path, role: Role) -> Result<Control, ClientError> {
         let (endpoint, conn) = assent_net::connect(relay, ca).await?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+        let (mut send, recv) = conn.open_bi().await.map_err(NetError::from)?;
+        let mut recv = FrameReader::new(recv);
         assent_net::send_msg(
             &mut send,
             &ClientMsg::Hello {
@@ -87,6 +88,7 @@ impl Control {
     }
 
     /// The next relay message; relay errors become [`ClientError::Refused`].
+    /// Cancel-safe: it can sit in a `select!` beside the user's prompt.
     pub async fn recv(&mut self) -> Result<RelayMsg, ClientError> {
         recv_relay(&mut self.recv).await
     }
@@ -143,8 +145,8 @@ pub struct DataStream {
     pub recv: RecvStream,
 }
 
-async fn recv_relay(recv: &mut RecvStream) -> Result<RelayMsg, ClientError> {
-    match assent_net::recv_msg::<RelayMsg>(recv).await? {
+async fn recv_relay(recv: &mut FrameReader) -> Result<RelayMsg, ClientError> {
+    match recv.recv::<RelayMsg>().await? {
         RelayMsg::Error { kind, message } => Err(ClientError::Refused { kind, message }),
         msg => Ok(msg),
     }
@@ -166,6 +168,7 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::SessionStarted { .. } => "SessionStarted",
         RelayMsg::SessionEnded { .. } => "SessionEnded",
         RelayMsg::Error { .. } => "Error",
+        RelayMsg::ScopeRecorded { .. } => "ScopeRecorded",
     }
 }
 
@@ -409,6 +412,35 @@ pub struct ScopeReporter {
 }
 
 impl ScopeReporter {
+    /// Reports a change and waits for the relay's `ScopeRecorded`: `true`
+    /// only when the `scope_changed` record is on disk. A refusal or no
+    /// answer within `wait` is `false` (the caller keeps the old scope). A
+    /// `SessionEnded` seen meanwhile comes back as [`ClientError::Ended`].
+    pub async fn report_recorded(
+        &mut self,
+        control: &mut Control,
+        scope: Scope,
+        wait: std::time::Duration,
+    ) -> Result<bool, ClientError> {
+        self.report(control, scope).await?;
+        let change = self.changes;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, control.recv()).await {
+                Err(_) => return Ok(false),
+                Ok(Ok(RelayMsg::ScopeRecorded {
+                    change: c,
+                    recorded,
+                })) if c == change => return Ok(recorded),
+                Ok(Ok(RelayMsg::SessionEnded { reason })) => {
+                    return Err(ClientError::Ended(reason))
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
     /// Tells the relay, with a signed receipt, that the user changed the
     /// scope in force (the relay records it as `scope_changed`).
     pub async fn report(&mut self, control: &mut Control, scope: Scope) -> Result<(), ClientError> {

@@ -309,6 +309,41 @@ pub async fn recv_msg<T: DeserializeOwned>(recv: &mut RecvStream) -> Result<T, N
     Ok(assent_proto::wire::decode(&body)?)
 }
 
+/// Reads control frames through the fuzzed [`framing::FrameDecoder`].
+/// Unlike [`recv_msg`], `recv` is cancel-safe: a `select!` that drops it
+/// mid-frame loses nothing, because bytes already read stay in the decoder
+/// (quinn's `read_chunk` itself is cancel-safe). The buffer never holds more
+/// than one maximal frame plus one chunk.
+pub struct FrameReader {
+    recv: RecvStream,
+    decoder: framing::FrameDecoder,
+}
+
+impl FrameReader {
+    pub fn new(recv: RecvStream) -> FrameReader {
+        FrameReader {
+            recv,
+            decoder: framing::FrameDecoder::new(MAX_CONTROL_FRAME),
+        }
+    }
+
+    /// The next whole message.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, NetError> {
+        loop {
+            if let Some(body) = self.decoder.next_frame()? {
+                return Ok(assent_proto::wire::decode(&body)?);
+            }
+            match self.recv.read_chunk(MAX_CONTROL_FRAME, true).await {
+                Ok(Some(chunk)) => self.decoder.push(&chunk.bytes)?,
+                Ok(None) if self.decoder.buffered() == 0 => return Err(NetError::Closed),
+                Ok(None) => return Err(NetError::Frame(FrameError::Truncated)),
+                Err(quinn::ReadError::ConnectionLost(e)) => return Err(NetError::Connection(e)),
+                Err(e) => return Err(NetError::Read(e.to_string())),
+            }
+        }
+    }
+}
+
 async fn read_exact(
     recv: &mut RecvStream,
     buf: &mut [u8],

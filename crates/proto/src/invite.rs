@@ -81,6 +81,8 @@ enum InviteState {
     Pending,
     Used,
     Cancelled,
+    /// Taken back by its technician before the user answered.
+    Withdrawn,
 }
 
 /// An invite the relay holds while it waits for the agent.
@@ -116,6 +118,8 @@ pub enum RedeemError {
     Expired,
     #[error("code already used")]
     Used,
+    #[error("request withdrawn by the technician")]
+    Withdrawn,
 }
 
 /// All invites of a relay.
@@ -185,6 +189,7 @@ impl InviteBook {
         match inv.state {
             InviteState::Used => Err(RedeemError::Used),
             InviteState::Cancelled => Err(RedeemError::Expired),
+            InviteState::Withdrawn => Err(RedeemError::Withdrawn),
             InviteState::Pending if now >= inv.expires => Err(RedeemError::Expired),
             InviteState::Pending => {
                 inv.state = InviteState::Used;
@@ -198,6 +203,16 @@ impl InviteBook {
         for inv in self.invites.iter_mut().filter(|i| i.id == id) {
             if inv.state == InviteState::Pending {
                 inv.state = InviteState::Cancelled;
+            }
+        }
+    }
+
+    /// The technician took the request back: the code stops working, and
+    /// a user who types it later is told why.
+    pub fn withdraw(&mut self, id: &str) {
+        for inv in self.invites.iter_mut().filter(|i| i.id == id) {
+            if inv.state == InviteState::Pending {
+                inv.state = InviteState::Withdrawn;
             }
         }
     }
@@ -353,6 +368,28 @@ mod tests {
         assert_eq!(
             b.redeem(&code2.grouped(), now).unwrap_err(),
             RedeemError::Expired
+        );
+    }
+
+    #[test]
+    fn withdrawn_invite_says_so_and_does_not_count() {
+        let mut b = book();
+        let now = Instant::now();
+        let (inv, code) = b.create("alice", key(), request("T-1"), now).unwrap();
+        assert_eq!(b.pending_for("alice", now), 1);
+        b.withdraw(&inv.id);
+        assert_eq!(b.pending_for("alice", now), 0);
+        assert_eq!(
+            b.redeem(&code.grouped(), now).unwrap_err(),
+            RedeemError::Withdrawn
+        );
+        // A used invite stays used: withdrawing after the join changes nothing.
+        let (inv2, code2) = b.create("alice", key(), request("T-2"), now).unwrap();
+        b.redeem(&code2.grouped(), now).unwrap();
+        b.withdraw(&inv2.id);
+        assert_eq!(
+            b.redeem(&code2.grouped(), now).unwrap_err(),
+            RedeemError::Used
         );
     }
 

@@ -3,9 +3,12 @@
 //! One machine per invite: it waits for the agent, then for the user's
 //! consent, then lives until one of the INTERFACE.md end reasons. The relay's
 //! async shell feeds it [`Event`]s with the current time and carries out the
-//! returned [`Action`]s in order (audit first, then the effect). The shell
-//! forwards session bytes only while [`SessionMachine::may_forward`] holds,
-//! and it becomes true only after an `Action::Start` the shell has audited.
+//! returned [`Action`]s in order (audit first, then the effect). A yes does
+//! not make the session live: it yields `RecordConsent` and `RecordStart`,
+//! and only the shell's `Recorded` event (both records on disk) enters
+//! `Live` and yields `Start`; `RecordFailed` ends it before anything flows.
+//! The shell forwards session bytes only while
+//! [`SessionMachine::may_forward`] holds, which is only in `Live`.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,10 @@ pub enum AbortReason {
     AdminKilled,
     TechnicianRevoked,
     RelayShutdown,
+    /// The technician closed the request on purpose before the user answered.
+    Withdrawn,
+    /// The relay could not write the `consent` or `session_start` record.
+    AuditFailed,
 }
 
 impl AbortReason {
@@ -56,6 +63,8 @@ impl AbortReason {
             AbortReason::AdminKilled => "admin_killed",
             AbortReason::TechnicianRevoked => "technician_revoked",
             AbortReason::RelayShutdown => "relay_shutdown",
+            AbortReason::Withdrawn => "withdrawn",
+            AbortReason::AuditFailed => "audit_failed",
         }
     }
 }
@@ -68,6 +77,11 @@ pub enum Phase {
     },
     AwaitingConsent {
         deadline: Instant,
+    },
+    /// The user said yes; the `consent` and `session_start` records are
+    /// being written. Nothing flows yet.
+    Recording {
+        scope: Scope,
     },
     Live {
         scope: Scope,
@@ -103,6 +117,10 @@ pub enum Event {
     AdminKill,
     TechnicianRevoked,
     RelayShutdown,
+    /// The shell wrote every record the last actions asked for.
+    Recorded,
+    /// The shell could not write a record the last actions asked for.
+    RecordFailed,
     /// Time passed; deadlines are checked.
     Tick,
 }
@@ -112,9 +130,13 @@ pub enum Event {
 pub enum Action {
     /// Send the signed offer to the agent and tell the viewer who joined.
     AskConsent,
-    /// Write the `consent` audit record.
+    /// Write the `consent` audit record. If it fails, skip the remaining
+    /// actions and feed `RecordFailed`.
     RecordConsent(ConsentDecision),
-    /// Write `session_start` (fsynced), then tell both sides and start forwarding.
+    /// Write `session_start` (fsynced). Success of every record so far is
+    /// fed back as `Recorded`, a failure as `RecordFailed`.
+    RecordStart(Scope),
+    /// Both records are on disk: tell both sides and start forwarding.
     Start(Scope),
     /// Stop forwarding, write `session_end`, tell both sides.
     End(EndReason),
@@ -161,6 +183,7 @@ impl SessionMachine {
         match self.phase {
             Phase::AwaitingAgent { invite_expires } => Some(invite_expires),
             Phase::AwaitingConsent { deadline } => Some(deadline),
+            Phase::Recording { .. } => None,
             Phase::Live {
                 started,
                 last_activity,
@@ -197,12 +220,8 @@ impl SessionMachine {
                 }
                 match decision.granted_scope(self.requested) {
                     Some(scope) => {
-                        self.phase = Live {
-                            scope,
-                            started: now,
-                            last_activity: now,
-                        };
-                        vec![Action::RecordConsent(decision), Action::Start(scope)]
+                        self.phase = Recording { scope };
+                        vec![Action::RecordConsent(decision), Action::RecordStart(scope)]
                     }
                     None => {
                         let reason = if decision == ConsentDecision::Timeout {
@@ -216,6 +235,18 @@ impl SessionMachine {
                     }
                 }
             }
+
+            (Recording { scope }, Event::Recorded) => {
+                self.phase = Live {
+                    scope,
+                    started: now,
+                    last_activity: now,
+                };
+                vec![Action::Start(scope)]
+            }
+
+            // No record, no session: not a start, not an end.
+            (Recording { .. }, Event::RecordFailed) => self.abort(AbortReason::AuditFailed),
 
             (Live { scope, started, .. }, Event::Activity) => {
                 self.phase = Live {
@@ -231,10 +262,12 @@ impl SessionMachine {
                 None => vec![Action::Ignored],
             },
 
-            (AwaitingAgent { .. } | AwaitingConsent { .. }, ev) => match abort_reason(ev) {
-                Some(reason) => self.abort(reason),
-                None => vec![Action::Ignored],
-            },
+            (AwaitingAgent { .. } | AwaitingConsent { .. } | Recording { .. }, ev) => {
+                match abort_reason(ev) {
+                    Some(reason) => self.abort(reason),
+                    None => vec![Action::Ignored],
+                }
+            }
         }
     }
 
@@ -288,18 +321,31 @@ fn end_reason(ev: Event) -> Option<EndReason> {
         Event::AdminKill => EndReason::AdminKilled,
         Event::TechnicianRevoked => EndReason::TechnicianRevoked,
         Event::RelayShutdown => EndReason::RelayShutdown,
-        Event::AgentJoined | Event::Consent(_) | Event::Activity | Event::Tick => return None,
+        Event::AgentJoined
+        | Event::Consent(_)
+        | Event::Activity
+        | Event::Recorded
+        | Event::RecordFailed
+        | Event::Tick => return None,
     })
 }
 
 fn abort_reason(ev: Event) -> Option<AbortReason> {
     Some(match ev {
-        Event::ViewerClosed | Event::ViewerLost => AbortReason::ViewerLeft,
+        // Closing before the user answered is the technician taking the
+        // request back; a lost connection is not a decision.
+        Event::ViewerClosed => AbortReason::Withdrawn,
+        Event::ViewerLost => AbortReason::ViewerLeft,
         Event::AgentEnded | Event::AgentLost => AbortReason::AgentLeft,
         Event::AdminKill => AbortReason::AdminKilled,
         Event::TechnicianRevoked => AbortReason::TechnicianRevoked,
         Event::RelayShutdown => AbortReason::RelayShutdown,
-        Event::AgentJoined | Event::Consent(_) | Event::Activity | Event::Tick => return None,
+        Event::RecordFailed => AbortReason::AuditFailed,
+        Event::AgentJoined
+        | Event::Consent(_)
+        | Event::Activity
+        | Event::Recorded
+        | Event::Tick => return None,
     })
 }
 
@@ -328,7 +374,15 @@ mod tests {
         let granted = decision.granted_scope(scope).unwrap();
         assert_eq!(
             m.handle(Event::Consent(decision), t0 + S),
-            vec![Action::RecordConsent(decision), Action::Start(granted)]
+            vec![
+                Action::RecordConsent(decision),
+                Action::RecordStart(granted)
+            ]
+        );
+        assert!(!m.may_forward(), "live before the records are on disk");
+        assert_eq!(
+            m.handle(Event::Recorded, t0 + S),
+            vec![Action::Start(granted)]
         );
         assert!(m.may_forward());
         m
@@ -474,7 +528,7 @@ mod tests {
     fn every_abort_reason_before_live() {
         let t0 = Instant::now();
         for (ev, reason) in [
-            (Event::ViewerClosed, AbortReason::ViewerLeft),
+            (Event::ViewerClosed, AbortReason::Withdrawn),
             (Event::ViewerLost, AbortReason::ViewerLeft),
             (Event::AgentEnded, AbortReason::AgentLeft),
             (Event::AgentLost, AbortReason::AgentLeft),
@@ -540,5 +594,88 @@ mod tests {
             m.handle(Event::AgentJoined, t0 + 2 * S),
             vec![Action::Ignored]
         );
+    }
+
+    fn recording(scope: Scope, t0: Instant) -> SessionMachine {
+        let mut m = joined(scope, t0);
+        m.handle(Event::Consent(ConsentDecision::View), t0 + S);
+        assert!(matches!(m.phase(), Phase::Recording { .. }));
+        m
+    }
+
+    #[test]
+    fn a_yes_goes_live_only_once_recorded() {
+        let t0 = Instant::now();
+        let mut m = recording(Scope::View, t0);
+        assert!(!m.may_forward());
+        // Traffic, ticks and a second answer while the records are written
+        // neither start nor forward anything.
+        for ev in [
+            Event::Activity,
+            Event::Tick,
+            Event::Consent(ConsentDecision::Control),
+        ] {
+            let actions = m.handle(ev, t0 + 2 * S);
+            assert!(
+                !actions.iter().any(|a| matches!(a, Action::Start(_))),
+                "{ev:?} started a session before its records: {actions:?}"
+            );
+            assert!(!m.may_forward());
+        }
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(
+            m.handle(Event::Recorded, t0 + 3 * S),
+            vec![Action::Start(Scope::View)]
+        );
+        assert!(m.may_forward());
+    }
+
+    #[test]
+    fn a_failed_record_never_starts_and_ends_once() {
+        let t0 = Instant::now();
+        let mut m = recording(Scope::Control, t0);
+        assert_eq!(
+            m.handle(Event::RecordFailed, t0 + 2 * S),
+            vec![Action::Abort(AbortReason::AuditFailed)]
+        );
+        assert!(!m.may_forward());
+        assert!(m.is_over());
+        // A late `Recorded` or any end event changes nothing: one end only.
+        for ev in [Event::Recorded, Event::ViewerClosed, Event::RelayShutdown] {
+            assert_eq!(m.handle(ev, t0 + 3 * S), vec![]);
+        }
+        assert_eq!(
+            m.phase(),
+            Phase::Aborted {
+                reason: AbortReason::AuditFailed
+            }
+        );
+    }
+
+    #[test]
+    fn record_events_outside_recording_start_nothing() {
+        let t0 = Instant::now();
+        let mut m = joined(Scope::View, t0);
+        assert_eq!(m.handle(Event::Recorded, t0), vec![Action::Ignored]);
+        assert!(!m.may_forward());
+        let mut m = live(Scope::View, ConsentDecision::View, t0);
+        assert_eq!(m.handle(Event::Recorded, t0 + 2 * S), vec![Action::Ignored]);
+        assert_eq!(
+            m.handle(Event::RecordFailed, t0 + 2 * S),
+            vec![Action::Ignored]
+        );
+        assert!(m.may_forward());
+    }
+
+    #[test]
+    fn ending_while_recording_is_an_abort() {
+        let t0 = Instant::now();
+        let mut m = recording(Scope::View, t0);
+        assert_eq!(
+            m.handle(Event::ViewerLost, t0 + 2 * S),
+            vec![Action::Abort(AbortReason::ViewerLeft)]
+        );
+        assert_eq!(m.handle(Event::Recorded, t0 + 2 * S), vec![]);
+        assert!(!m.may_forward());
     }
 }

@@ -284,6 +284,10 @@ pub enum RelayMsg {
     SessionEnded { reason: EndReason },
     /// A refusal the client should show; the connection closes after it.
     Error { kind: ErrorKind, message: String },
+    /// To the agent: whether the relay recorded scope change number `change`
+    /// (`scope_changed` on disk). A wider scope takes effect only after
+    /// `recorded: true`.
+    ScopeRecorded { change: u32, recorded: bool },
 }
 
 /// Largest end-to-end handshake message the relay passes on.
@@ -313,6 +317,8 @@ pub enum ErrorKind {
     PeerGone,
     Cancelled,
     Shutdown,
+    /// The technician withdrew the request before the user answered.
+    Withdrawn,
 }
 
 /// Encodes a message body (without the length prefix).

@@ -1,46 +1,40 @@
 //! One session's task: drives the pure [`SessionMachine`] with events from
 //! both control streams, admin commands and the clock, and carries out its
-//! actions (audit first, then the effect). Each session runs in its own task
-//! with its own forwarders, so a slow session stalls nobody else.
+//! actions (audit first, then the effect). The loop only waits and
+//! dispatches; each source has its handler, each action its step in
+//! [`SessionTask::apply`]. Each session runs in its own task with its own
+//! forwarders, so a slow session stalls nobody else.
 
-use std::net::SocketAddr;
+mod records;
+mod side;
+
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assent_net::{close, Connection, ConnectionError, NetError, RecvStream, SendStream};
+use assent_net::NetError;
 use assent_proto::identity::{self, PublicKey};
 use assent_proto::invite::Invite;
 use assent_proto::session::{AbortReason, Action, Event, Phase, SessionMachine};
-use assent_proto::text;
 use assent_proto::wire::{
-    ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Scope, SessionOffer,
-    DATA_PREAMBLE, MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
+    ClientMsg, ConsentDecision, EndReason, InviteRequest, RelayMsg, Scope, SessionOffer,
+    MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::fields;
-use crate::server::{spawn_reader, AgentArrival, Counters, Shared};
+use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
+use records::{abort_message, record_note, record_scope_change, ScopeChange, ScopeOutcome};
+use side::{lost_or_closed, open_data, pump, Agent, Side};
 
-/// Largest chunk a forwarder moves at once.
-const CHUNK: usize = 64 * 1024;
 /// How often a live session looks at its byte counters (idle detection).
 const ACTIVITY_POLL: Duration = Duration::from_secs(1);
 /// How long a technician has to send the note after a session they did not
 /// end themselves.
 const NOTE_GRACE: Duration = Duration::from_secs(30 * 60);
-/// Session note fields accepted at most.
-const MAX_NOTE_FIELDS: usize = 32;
-
-/// One authenticated connection: its control stream and address.
-pub struct Peer {
-    pub conn: Connection,
-    pub send: SendStream,
-    pub recv: RecvStream,
-    pub addr: SocketAddr,
-}
 
 pub struct SessionSetup {
     pub session: String,
@@ -53,393 +47,503 @@ pub struct SessionSetup {
     pub control: mpsc::Receiver<Event>,
 }
 
-struct Side {
-    conn: Connection,
-    send: SendStream,
-    addr: SocketAddr,
-    messages: mpsc::Receiver<Result<ClientMsg, NetError>>,
-}
-
-impl Side {
-    fn new(peer: Peer) -> Side {
-        Side {
-            conn: peer.conn,
-            send: peer.send,
-            addr: peer.addr,
-            messages: spawn_reader(peer.recv),
-        }
-    }
-
-    async fn tell(&mut self, msg: &RelayMsg) {
-        if let Err(e) = assent_net::send_msg(&mut self.send, msg).await {
-            info!(peer = %self.addr, error = %e, "could not send to peer");
-        }
-    }
-
-    fn close(mut self) {
-        let _ = self.send.finish();
-        self.conn.close(close::NORMAL, b"session over");
-    }
-
-    /// Final message, then close once the peer had a moment to read it.
-    async fn finish(mut self, last: RelayMsg) {
-        self.tell(&last).await;
-        let _ = self.send.finish();
-        let _ = tokio::time::timeout(Duration::from_millis(1000), self.conn.closed()).await;
-        self.conn.close(close::NORMAL, b"session over");
-    }
-}
-
-struct Agent {
-    side: Side,
-    device: String,
-    device_key: PublicKey,
-}
-
-/// Whether a failed control stream was a deliberate close or a lost peer.
-fn lost_or_closed(e: &NetError) -> bool {
-    matches!(
-        e,
-        NetError::Closed | NetError::Connection(ConnectionError::ApplicationClosed(_))
-    )
-}
-
 pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
-    let SessionSetup {
-        session,
-        technician,
-        technician_key,
-        invite,
-        request,
-        viewer,
-        mut arrival,
-        mut control,
-    } = setup;
-    let limits = shared.config.limits.session();
-    let mut machine = SessionMachine::new(request.scope, invite.expires, limits);
-    let mut viewer = Side::new(viewer);
-    let mut agent: Option<Agent> = None;
-    let mut arrival_open = true;
-    let mut offer_bytes = Vec::new();
-    let mut forwarders: Vec<JoinHandle<()>> = Vec::new();
-    let counters = shared
-        .lock()
-        .sessions
-        .get(&session)
-        .map(|e| e.counters.clone())
-        .unwrap_or_default();
-    let mut last_seen_bytes = 0u64;
-    let mut started_wall = None;
-    // The agent's signed receipt for the decision it sent, kept until the
-    // machine says which decision to record (a late answer is recorded as a
-    // timeout, and then this receipt does not apply).
-    let mut pending_receipt: Option<(ConsentDecision, String)> = None;
-    let mut scope_changes = 0u32;
-    let mut handshakes_from_viewer = 0usize;
-    let mut handshakes_from_agent = 0usize;
-    let mut shutdown = shared.shutdown.clone();
-    if *shutdown.borrow() {
-        machine.handle(Event::RelayShutdown, Instant::now());
+    let mut task = SessionTask::new(shared, setup);
+    task.run().await;
+    task.farewell().await;
+}
+
+/// What woke the loop.
+enum Wake {
+    Arrival(Result<AgentArrival, oneshot::error::RecvError>),
+    Viewer(Option<Result<ClientMsg, NetError>>),
+    Agent(Option<Result<ClientMsg, NetError>>),
+    Control(Option<Event>),
+    Shutdown,
+    Timer,
+}
+
+struct SessionTask {
+    shared: Arc<Shared>,
+    id: String,
+    technician: String,
+    technician_key: PublicKey,
+    invite: Invite,
+    request: InviteRequest,
+    machine: SessionMachine,
+    viewer: Side,
+    agent: Option<Agent>,
+    arrival: Option<oneshot::Receiver<AgentArrival>>,
+    control: mpsc::Receiver<Event>,
+    shutdown: watch::Receiver<bool>,
+    offer_bytes: Vec<u8>,
+    forwarders: Vec<JoinHandle<()>>,
+    counters: Arc<Counters>,
+    last_seen_bytes: u64,
+    /// The agent's signed receipt for the decision it sent, kept until the
+    /// machine says which decision to record (a late answer is recorded as a
+    /// timeout, and then this receipt does not apply).
+    pending_receipt: Option<(ConsentDecision, String)>,
+    scope_changes: u32,
+    handshakes_from_viewer: usize,
+    handshakes_from_agent: usize,
+}
+
+impl SessionTask {
+    fn new(shared: Arc<Shared>, setup: SessionSetup) -> SessionTask {
+        let limits = shared.config.limits.session();
+        let counters = shared
+            .lock()
+            .sessions
+            .get(&setup.session)
+            .map(|e| e.counters.clone())
+            .unwrap_or_default();
+        let shutdown = shared.shutdown.clone();
+        SessionTask {
+            machine: SessionMachine::new(setup.request.scope, setup.invite.expires, limits),
+            shared,
+            id: setup.session,
+            technician: setup.technician,
+            technician_key: setup.technician_key,
+            invite: setup.invite,
+            request: setup.request,
+            viewer: Side::new(setup.viewer),
+            agent: None,
+            arrival: Some(setup.arrival),
+            control: setup.control,
+            shutdown,
+            offer_bytes: Vec::new(),
+            forwarders: Vec::new(),
+            counters,
+            last_seen_bytes: 0,
+            pending_receipt: None,
+            scope_changes: 0,
+            handshakes_from_viewer: 0,
+            handshakes_from_agent: 0,
+        }
     }
 
-    while !machine.is_over() {
-        let deadline = machine
+    async fn run(&mut self) {
+        if *self.shutdown.borrow() {
+            self.dispatch(Event::RelayShutdown).await;
+        }
+        while !self.machine.is_over() {
+            let event = match self.next_wake().await {
+                Wake::Arrival(a) => self.on_arrival(a),
+                Wake::Viewer(msg) => self.on_viewer_msg(msg).await,
+                Wake::Agent(msg) => self.on_agent_msg(msg).await,
+                Wake::Control(ev) => ev,
+                Wake::Shutdown => Some(Event::RelayShutdown),
+                Wake::Timer => Some(self.on_tick()),
+            };
+            if let Some(event) = event {
+                self.dispatch(event).await;
+            }
+        }
+    }
+
+    async fn next_wake(&mut self) -> Wake {
+        let deadline = self
+            .machine
             .next_deadline()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + ACTIVITY_POLL);
-        let wake = if machine.may_forward() {
+        let wake = if self.machine.may_forward() {
             deadline.min(tokio::time::Instant::now() + ACTIVITY_POLL)
         } else {
             deadline
         };
-        let event = tokio::select! {
-            a = &mut arrival, if arrival_open => {
-                arrival_open = false;
-                match a {
-                    Ok(a) => {
-                        agent = Some(Agent { side: Side::new(a.peer), device: a.device, device_key: a.device_key });
-                        Event::AgentJoined
-                    }
-                    // The invite was withdrawn; the deadline or a control
-                    // event ends the session.
-                    Err(_) => continue,
-                }
-            }
-            msg = viewer.messages.recv() => match msg {
-                Some(Ok(ClientMsg::End)) => Event::ViewerClosed,
-                Some(Ok(ClientMsg::Handshake(bytes))) => {
-                    if let Some(a) = agent.as_mut() {
-                        pass_handshake(&session, &machine, &mut handshakes_from_viewer, bytes, &mut a.side).await;
-                    }
-                    continue;
-                }
-                Some(Ok(ClientMsg::SessionNote { fields })) => {
-                    record_note(&shared, &session, &machine, fields).await;
-                    continue;
-                }
-                Some(Ok(_)) => {
-                    warn!(session = %session, "viewer sent an unexpected message; ignored");
-                    continue;
-                }
-                Some(Err(e)) if lost_or_closed(&e) => Event::ViewerClosed,
-                Some(Err(e)) => {
-                    info!(session = %session, error = %e, "viewer connection lost");
-                    Event::ViewerLost
-                }
-                None => Event::ViewerLost,
-            },
-            msg = async { match agent.as_mut() { Some(a) => a.side.messages.recv().await, None => std::future::pending().await } } => {
-                let Some(a) = agent.as_ref() else { continue };
-                match msg {
-                    Some(Ok(ClientMsg::Consent { decision, receipt })) => {
-                        let payload = identity::consent_payload(&offer_bytes, decision);
-                        if a.device_key.verify(&payload, &receipt).is_err() {
-                            warn!(session = %session, "consent receipt does not verify; treating the agent as lost");
-                            let _ = shared.audit.record("auth_failed", fields! {
-                                "role" => "agent", "peer" => a.side.addr.to_string(),
-                                "reason" => "bad_consent_receipt", "session" => session,
-                            }).await;
-                            Event::AgentLost
-                        } else {
-                            pending_receipt = Some((decision, hex::encode(&receipt)));
-                            Event::Consent(decision)
-                        }
-                    }
-                    Some(Ok(ClientMsg::Handshake(bytes))) => {
-                        pass_handshake(&session, &machine, &mut handshakes_from_agent, bytes, &mut viewer).await;
-                        continue;
-                    }
-                    Some(Ok(ClientMsg::End)) => Event::AgentEnded,
-                    Some(Ok(ClientMsg::ScopeChange { scope, change, receipt })) => {
-                        let change = ScopeChange { scope, change, receipt };
-                        if record_scope_change(&shared, &session, &machine, a, &offer_bytes, &mut scope_changes, change).await.is_err() {
-                            machine.handle(Event::RelayShutdown, Instant::now());
-                            break;
-                        }
-                        continue;
-                    }
-                    Some(Ok(_)) => {
-                        warn!(session = %session, "agent sent an unexpected message; ignored");
-                        continue;
-                    }
-                    Some(Err(e)) if lost_or_closed(&e) => Event::AgentEnded,
-                    Some(Err(e)) => {
-                        info!(session = %session, error = %e, "agent connection lost");
-                        Event::AgentLost
-                    }
-                    None => Event::AgentLost,
-                }
-            }
-            ev = control.recv() => match ev {
-                Some(ev) => ev,
-                None => continue,
-            },
-            _ = shutdown.changed() => Event::RelayShutdown,
-            _ = tokio::time::sleep_until(wake) => {
-                let total = counters.to_viewer.load(Ordering::Relaxed) + counters.to_agent.load(Ordering::Relaxed);
-                if total != last_seen_bytes {
-                    last_seen_bytes = total;
-                    machine.handle(Event::Activity, Instant::now());
-                }
-                Event::Tick
+        let arrival = async {
+            match self.arrival.as_mut() {
+                Some(a) => a.await,
+                None => std::future::pending().await,
             }
         };
-        let actions = machine.handle(event, Instant::now());
-        for action in actions {
-            match action {
-                Action::Ignored => {
-                    warn!(session = %session, ?event, "event ignored in this phase");
+        let agent = async {
+            match self.agent.as_mut() {
+                Some(a) => a.side.messages.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            a = arrival => Wake::Arrival(a),
+            msg = self.viewer.messages.recv() => Wake::Viewer(msg),
+            msg = agent => Wake::Agent(msg),
+            ev = self.control.recv() => Wake::Control(ev),
+            _ = self.shutdown.changed() => Wake::Shutdown,
+            _ = tokio::time::sleep_until(wake) => Wake::Timer,
+        }
+    }
+
+    fn on_arrival(&mut self, a: Result<AgentArrival, oneshot::error::RecvError>) -> Option<Event> {
+        self.arrival = None;
+        // Err: the invite was withdrawn; the deadline or a control event
+        // ends the session.
+        let a = a.ok()?;
+        self.agent = Some(Agent {
+            side: Side::new(a.peer),
+            device: a.device,
+            device_key: a.device_key,
+        });
+        Some(Event::AgentJoined)
+    }
+
+    async fn on_viewer_msg(&mut self, msg: Option<Result<ClientMsg, NetError>>) -> Option<Event> {
+        match msg {
+            Some(Ok(ClientMsg::End)) => Some(Event::ViewerClosed),
+            Some(Ok(ClientMsg::Handshake(bytes))) => {
+                if let Some(a) = self.agent.as_mut() {
+                    let n = &mut self.handshakes_from_viewer;
+                    if handshake_allowed(&self.id, &self.machine, n, &bytes) {
+                        a.side.tell(&RelayMsg::Handshake(bytes)).await;
+                    }
                 }
-                Action::AskConsent => {
-                    let Some(a) = agent.as_mut() else { continue };
-                    let offer = SessionOffer {
-                        session: session.clone(),
-                        technician: technician.clone(),
-                        technician_key: technician_key.0,
-                        ticket: request.ticket.clone(),
-                        client: request.client.clone(),
-                        summary: request.summary.clone(),
-                        impact: request.impact,
-                        scope: request.scope,
-                        device: a.device.clone(),
-                        device_key: a.device_key.0,
-                        consent_timeout_secs: u32::try_from(limits.consent_timeout.as_secs())
-                            .unwrap_or(u32::MAX),
-                    };
-                    offer_bytes = offer.to_bytes();
-                    let relay_signature =
-                        shared.signing.sign(&identity::offer_payload(&offer_bytes));
-                    a.side
-                        .tell(&RelayMsg::ConsentRequest {
-                            offer: offer_bytes.clone(),
-                            relay_signature,
-                        })
-                        .await;
-                    viewer
-                        .tell(&RelayMsg::AgentJoined {
-                            session: session.clone(),
-                            device: a.device.clone(),
-                            device_key: a.device_key.0,
-                        })
-                        .await;
+                None
+            }
+            Some(Ok(ClientMsg::SessionNote { fields })) => {
+                record_note(&self.shared, &self.id, &self.machine, fields).await;
+                None
+            }
+            Some(Ok(_)) => {
+                warn!(session = %self.id, "viewer sent an unexpected message; ignored");
+                None
+            }
+            Some(Err(e)) if lost_or_closed(&e) => Some(Event::ViewerClosed),
+            Some(Err(e)) => {
+                info!(session = %self.id, error = %e, "viewer connection lost");
+                Some(Event::ViewerLost)
+            }
+            None => Some(Event::ViewerLost),
+        }
+    }
+
+    async fn on_agent_msg(&mut self, msg: Option<Result<ClientMsg, NetError>>) -> Option<Event> {
+        match msg? {
+            Ok(ClientMsg::Consent { decision, receipt }) => {
+                Some(self.on_consent(decision, receipt).await)
+            }
+            Ok(ClientMsg::Handshake(bytes)) => {
+                let n = &mut self.handshakes_from_agent;
+                if handshake_allowed(&self.id, &self.machine, n, &bytes) {
+                    self.viewer.tell(&RelayMsg::Handshake(bytes)).await;
                 }
-                Action::RecordConsent(decision) => {
-                    let receipt = match pending_receipt.take() {
-                        Some((signed, receipt)) if signed == decision => receipt,
-                        _ => String::new(),
-                    };
-                    let (device, device_fp) = agent
-                        .as_ref()
-                        .map(|a| (a.device.clone(), a.device_key.fingerprint()))
-                        .unwrap_or_default();
-                    let ok = shared
-                        .audit
-                        .record(
-                            "consent",
-                            fields! {
-                                "session" => session, "decision" => decision.as_str(),
-                                "receipt" => receipt, "technician" => technician,
-                                "ticket" => request.ticket, "device" => device,
-                                "device_key" => device_fp,
-                            },
-                        )
-                        .await;
-                    if ok.is_err() {
-                        // No record, no session.
-                        machine.handle(Event::RelayShutdown, Instant::now());
+                None
+            }
+            Ok(ClientMsg::End) => Some(Event::AgentEnded),
+            Ok(ClientMsg::ScopeChange {
+                scope,
+                change,
+                receipt,
+            }) => {
+                self.on_scope_change(ScopeChange {
+                    scope,
+                    change,
+                    receipt,
+                })
+                .await;
+                None
+            }
+            Ok(_) => {
+                warn!(session = %self.id, "agent sent an unexpected message; ignored");
+                None
+            }
+            Err(e) if lost_or_closed(&e) => Some(Event::AgentEnded),
+            Err(e) => {
+                info!(session = %self.id, error = %e, "agent connection lost");
+                Some(Event::AgentLost)
+            }
+        }
+    }
+
+    /// The user's signed answer: believed only with a receipt from the
+    /// device key the offer named.
+    async fn on_consent(&mut self, decision: ConsentDecision, receipt: Vec<u8>) -> Event {
+        let Some(a) = self.agent.as_ref() else {
+            return Event::AgentLost;
+        };
+        let payload = identity::consent_payload(&self.offer_bytes, decision);
+        if a.device_key.verify(&payload, &receipt).is_ok() {
+            self.pending_receipt = Some((decision, hex::encode(&receipt)));
+            return Event::Consent(decision);
+        }
+        warn!(session = %self.id, "consent receipt does not verify; treating the agent as lost");
+        let fields = fields! {
+            "role" => "agent", "peer" => a.side.addr.to_string(),
+            "reason" => "bad_consent_receipt", "session" => self.id,
+        };
+        let _ = self.shared.audit.record("auth_failed", fields).await;
+        Event::AgentLost
+    }
+
+    /// Records the user's scope change, then tells the agent whether it is
+    /// on record: a wider scope takes effect at the agent only after that.
+    async fn on_scope_change(&mut self, change: ScopeChange) {
+        let Some(a) = self.agent.as_mut() else { return };
+        let outcome = record_scope_change(
+            &self.shared,
+            &self.id,
+            &self.machine,
+            a.device_key,
+            &self.offer_bytes,
+            &mut self.scope_changes,
+            &change,
+        )
+        .await;
+        if outcome != ScopeOutcome::Ignored {
+            let recorded = outcome == ScopeOutcome::Recorded;
+            let reply = RelayMsg::ScopeRecorded {
+                change: change.change,
+                recorded,
+            };
+            a.side.tell(&reply).await;
+        }
+    }
+
+    fn on_tick(&mut self) -> Event {
+        let total = self.counters.to_viewer.load(Ordering::Relaxed)
+            + self.counters.to_agent.load(Ordering::Relaxed);
+        if total != self.last_seen_bytes {
+            self.last_seen_bytes = total;
+            self.machine.handle(Event::Activity, Instant::now());
+        }
+        Event::Tick
+    }
+
+    /// Feeds one event and carries out the actions. A record action's
+    /// outcome goes back into the machine as `Recorded` or `RecordFailed`
+    /// (the remaining actions of a failed batch are skipped).
+    async fn dispatch(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            for action in self.machine.handle(event, Instant::now()) {
+                if let Some(feedback) = self.apply(action, event).await {
+                    queue.push_back(feedback);
+                    if feedback == Event::RecordFailed {
                         break;
                     }
-                    viewer.tell(&RelayMsg::ConsentResult { decision }).await;
-                }
-                Action::Start(scope) => {
-                    let Some(a) = agent.as_mut() else { continue };
-                    let ok = shared
-                        .audit
-                        .record(
-                            "session_start",
-                            fields! {
-                                "session" => session, "technician" => technician,
-                                "technician_key" => technician_key.fingerprint(),
-                                "ticket" => request.ticket, "device" => a.device,
-                                "device_key" => a.device_key.fingerprint(),
-                                "scope" => scope.as_str(),
-                                "agent_peer" => a.side.addr.to_string(),
-                                "viewer_peer" => viewer.addr.to_string(),
-                            },
-                        )
-                        .await;
-                    if ok.is_err() {
-                        machine.handle(Event::RelayShutdown, Instant::now());
-                        break;
-                    }
-                    let now = crate::now_rfc3339();
-                    if let Some(e) = shared.lock().sessions.get_mut(&session) {
-                        e.started = Some(now.clone());
-                        e.scope = scope;
-                    }
-                    started_wall = Some(Instant::now());
-                    info!(session = %session, scope = scope.as_str(), "session started");
-                    let started = RelayMsg::SessionStarted {
-                        session: session.clone(),
-                        scope,
-                    };
-                    viewer.tell(&started).await;
-                    a.side.tell(&started).await;
-                    match open_data(&viewer.conn, &a.side.conn).await {
-                        Ok(((v_send, v_recv), (a_send, a_recv))) => {
-                            forwarders.push(tokio::spawn(pump(
-                                a_recv,
-                                v_send,
-                                counters.clone(),
-                                true,
-                            )));
-                            forwarders.push(tokio::spawn(pump(
-                                v_recv,
-                                a_send,
-                                counters.clone(),
-                                false,
-                            )));
-                        }
-                        Err(e) => {
-                            info!(session = %session, error = %e, "could not open data streams");
-                        }
-                    }
-                }
-                Action::End(reason) => {
-                    for f in forwarders.drain(..) {
-                        f.abort();
-                    }
-                    let duration_ms = match machine.phase() {
-                        Phase::Ended { duration, .. } => duration.as_millis() as u64,
-                        _ => started_wall
-                            .map(|s| s.elapsed().as_millis() as u64)
-                            .unwrap_or(0),
-                    };
-                    let to_viewer = counters.to_viewer.load(Ordering::Relaxed);
-                    let to_agent = counters.to_agent.load(Ordering::Relaxed);
-                    if let Err(e) = shared
-                        .audit
-                        .record(
-                            "session_end",
-                            fields! {
-                                "session" => session, "reason" => reason.as_str(),
-                                "duration_ms" => duration_ms,
-                                "bytes_to_viewer" => to_viewer, "bytes_to_agent" => to_agent,
-                            },
-                        )
-                        .await
-                    {
-                        warn!(session = %session, error = %e, "session_end not recorded");
-                    }
-                    info!(session = %session, reason = reason.as_str(), "session ended");
-                }
-                Action::Abort(reason) => {
-                    let _ = shared
-                        .audit
-                        .record(
-                            "invite_closed",
-                            fields! {
-                                "session" => session, "invite" => invite.id,
-                                "reason" => reason.as_str(),
-                            },
-                        )
-                        .await;
-                    info!(session = %session, reason = reason.as_str(), "session closed before it started");
                 }
             }
         }
     }
 
-    // Goodbyes and cleanup.
-    let last = match machine.phase() {
-        Phase::Ended { reason, .. } => RelayMsg::SessionEnded { reason },
-        Phase::Aborted { reason } => abort_message(reason),
-        _ => RelayMsg::SessionEnded {
-            reason: EndReason::RelayShutdown,
-        },
-    };
-    {
-        let mut st = shared.lock();
-        st.sessions.remove(&session);
-        st.waiting.remove(&invite.id);
-        st.invites.cancel(&invite.id);
-    }
-    let agent_bye = async {
-        if let Some(a) = agent {
-            a.side.finish(last.clone()).await;
+    async fn apply(&mut self, action: Action, event: Event) -> Option<Event> {
+        match action {
+            Action::Ignored => {
+                warn!(session = %self.id, ?event, "event ignored in this phase");
+                None
+            }
+            Action::AskConsent => {
+                self.ask_consent().await;
+                None
+            }
+            Action::RecordConsent(decision) => self.record_consent(decision).await,
+            Action::RecordStart(scope) => Some(self.record_start(scope).await),
+            Action::Start(scope) => {
+                self.start(scope).await;
+                None
+            }
+            Action::End(reason) => {
+                self.record_end(reason).await;
+                None
+            }
+            Action::Abort(reason) => {
+                let fields = fields! {
+                    "session" => self.id, "invite" => self.invite.id,
+                    "reason" => reason.as_str(),
+                };
+                let _ = self.shared.audit.record("invite_closed", fields).await;
+                info!(session = %self.id, reason = reason.as_str(), "session closed before it started");
+                None
+            }
         }
-    };
-    // A session the technician did not end themselves (the user clicked
-    // End, a limit, an admin) leaves them writing the note: keep their
-    // connection open for it, for a while.
-    let viewer_may_write_note = matches!(
-        machine.phase(),
-        Phase::Ended { reason, .. } if !matches!(
-            reason,
-            EndReason::ViewerClosed | EndReason::ViewerLost | EndReason::RelayShutdown
-        )
-    );
-    if viewer_may_write_note {
+    }
+
+    /// Sends the relay-signed offer to the agent and tells the viewer who joined.
+    async fn ask_consent(&mut self) {
+        let Some(a) = self.agent.as_mut() else { return };
+        let limits = self.shared.config.limits.session();
+        let offer = SessionOffer {
+            session: self.id.clone(),
+            technician: self.technician.clone(),
+            technician_key: self.technician_key.0,
+            ticket: self.request.ticket.clone(),
+            client: self.request.client.clone(),
+            summary: self.request.summary.clone(),
+            impact: self.request.impact,
+            scope: self.request.scope,
+            device: a.device.clone(),
+            device_key: a.device_key.0,
+            consent_timeout_secs: u32::try_from(limits.consent_timeout.as_secs())
+                .unwrap_or(u32::MAX),
+        };
+        self.offer_bytes = offer.to_bytes();
+        let relay_signature = self
+            .shared
+            .signing
+            .sign(&identity::offer_payload(&self.offer_bytes));
+        let request = RelayMsg::ConsentRequest {
+            offer: self.offer_bytes.clone(),
+            relay_signature,
+        };
+        a.side.tell(&request).await;
+        let joined = RelayMsg::AgentJoined {
+            session: self.id.clone(),
+            device: a.device.clone(),
+            device_key: a.device_key.0,
+        };
+        self.viewer.tell(&joined).await;
+        self.shared.set_phase(&self.id, EntryPhase::AskingUser);
+    }
+
+    /// Writes `consent`; `RecordFailed` if it is not on disk.
+    async fn record_consent(&mut self, decision: ConsentDecision) -> Option<Event> {
+        let receipt = match self.pending_receipt.take() {
+            Some((signed, receipt)) if signed == decision => receipt,
+            _ => String::new(),
+        };
+        let (device, device_fp) = self
+            .agent
+            .as_ref()
+            .map(|a| (a.device.clone(), a.device_key.fingerprint()))
+            .unwrap_or_default();
+        let fields = fields! {
+            "session" => self.id, "decision" => decision.as_str(),
+            "receipt" => receipt, "technician" => self.technician,
+            "ticket" => self.request.ticket, "device" => device,
+            "device_key" => device_fp,
+        };
+        if let Err(e) = self.shared.audit.record("consent", fields).await {
+            warn!(session = %self.id, error = %e, "consent not recorded; the session will not start");
+            return Some(Event::RecordFailed);
+        }
+        self.viewer
+            .tell(&RelayMsg::ConsentResult { decision })
+            .await;
+        None
+    }
+
+    /// Writes `session_start`: `Recorded` once on disk, else `RecordFailed`.
+    async fn record_start(&mut self, scope: Scope) -> Event {
+        let Some(a) = self.agent.as_ref() else {
+            return Event::RecordFailed;
+        };
+        let fields = fields! {
+            "session" => self.id, "technician" => self.technician,
+            "technician_key" => self.technician_key.fingerprint(),
+            "ticket" => self.request.ticket, "device" => a.device,
+            "device_key" => a.device_key.fingerprint(),
+            "scope" => scope.as_str(),
+            "agent_peer" => a.side.addr.to_string(),
+            "viewer_peer" => self.viewer.addr.to_string(),
+        };
+        match self.shared.audit.record("session_start", fields).await {
+            Ok(_) => Event::Recorded,
+            Err(e) => {
+                warn!(session = %self.id, error = %e, "session_start not recorded; the session will not start");
+                Event::RecordFailed
+            }
+        }
+    }
+
+    /// Both records are on disk: tell both sides, then open the data streams.
+    async fn start(&mut self, scope: Scope) {
+        let Some(a) = self.agent.as_mut() else { return };
+        if let Some(e) = self.shared.lock().sessions.get_mut(&self.id) {
+            e.started = Some(crate::now_rfc3339());
+            e.scope = scope;
+            e.phase = EntryPhase::Live;
+        }
+        info!(session = %self.id, scope = scope.as_str(), "session started");
+        let started = RelayMsg::SessionStarted {
+            session: self.id.clone(),
+            scope,
+        };
+        self.viewer.tell(&started).await;
+        a.side.tell(&started).await;
+        match open_data(&self.viewer.conn, &a.side.conn).await {
+            Ok(((v_send, v_recv), (a_send, a_recv))) => {
+                let c = &self.counters;
+                self.forwarders
+                    .push(tokio::spawn(pump(a_recv, v_send, c.clone(), true)));
+                self.forwarders
+                    .push(tokio::spawn(pump(v_recv, a_send, c.clone(), false)));
+            }
+            Err(e) => info!(session = %self.id, error = %e, "could not open data streams"),
+        }
+    }
+
+    /// Stops forwarding, then writes `session_end`.
+    async fn record_end(&mut self, reason: EndReason) {
+        for f in self.forwarders.drain(..) {
+            f.abort();
+        }
+        let duration_ms = match self.machine.phase() {
+            Phase::Ended { duration, .. } => duration.as_millis() as u64,
+            _ => 0,
+        };
+        let fields = fields! {
+            "session" => self.id, "reason" => reason.as_str(),
+            "duration_ms" => duration_ms,
+            "bytes_to_viewer" => self.counters.to_viewer.load(Ordering::Relaxed),
+            "bytes_to_agent" => self.counters.to_agent.load(Ordering::Relaxed),
+        };
+        if let Err(e) = self.shared.audit.record("session_end", fields).await {
+            warn!(session = %self.id, error = %e, "session_end not recorded");
+        }
+        info!(session = %self.id, reason = reason.as_str(), "session ended");
+    }
+
+    /// Goodbyes and cleanup. A session the technician did not end
+    /// themselves (the user clicked End, a limit, an admin) leaves them
+    /// writing the note: keep their connection open for it, for a while.
+    async fn farewell(self) {
+        let SessionTask {
+            shared,
+            id,
+            invite,
+            machine,
+            mut viewer,
+            agent,
+            mut shutdown,
+            ..
+        } = self;
+        let last = match machine.phase() {
+            Phase::Ended { reason, .. } => RelayMsg::SessionEnded { reason },
+            Phase::Aborted { reason } => abort_message(reason),
+            _ => RelayMsg::SessionEnded {
+                reason: EndReason::RelayShutdown,
+            },
+        };
+        {
+            let mut st = shared.lock();
+            st.sessions.remove(&id);
+            st.waiting.remove(&invite.id);
+            if machine.phase()
+                == (Phase::Aborted {
+                    reason: AbortReason::Withdrawn,
+                })
+            {
+                st.invites.withdraw(&invite.id);
+            } else {
+                st.invites.cancel(&invite.id);
+            }
+        }
+        let agent_bye = async {
+            if let Some(a) = agent {
+                a.side.finish(last.clone()).await;
+            }
+        };
+        let viewer_may_write_note = matches!(
+            machine.phase(),
+            Phase::Ended { reason, .. } if !matches!(
+                reason,
+                EndReason::ViewerClosed | EndReason::ViewerLost | EndReason::RelayShutdown
+            )
+        );
+        if !viewer_may_write_note {
+            tokio::join!(viewer.finish(last.clone()), agent_bye);
+            return;
+        }
         viewer.tell(&last).await;
         let note_wait = async {
             let deadline = tokio::time::Instant::now() + NOTE_GRACE;
@@ -447,7 +551,7 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
                 tokio::select! {
                     msg = viewer.messages.recv() => match msg {
                         Some(Ok(ClientMsg::SessionNote { fields })) => {
-                            record_note(&shared, &session, &machine, fields).await;
+                            record_note(&shared, &id, &machine, fields).await;
                         }
                         Some(Ok(_)) | Some(Err(_)) | None => break,
                     },
@@ -458,188 +562,26 @@ pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
         };
         tokio::join!(note_wait, agent_bye);
         viewer.close();
-    } else {
-        tokio::join!(viewer.finish(last.clone()), agent_bye);
     }
 }
 
-/// Passes one end-to-end handshake message to the other side, only while
-/// consent is pending and only a few small ones: the relay cannot read them,
-/// and they carry no session content.
-async fn pass_handshake(
+/// Whether one end-to-end handshake message may pass to the other side:
+/// only while consent is pending and only a few small ones (the relay
+/// cannot read them, and they carry no session content).
+fn handshake_allowed(
     session: &str,
     machine: &SessionMachine,
     count: &mut usize,
-    bytes: Vec<u8>,
-    to: &mut Side,
-) {
+    bytes: &[u8],
+) -> bool {
     if !matches!(machine.phase(), Phase::AwaitingConsent { .. }) {
         warn!(session = %session, "handshake message outside the consent phase; dropped");
-        return;
+        return false;
     }
     if *count >= MAX_HANDSHAKE_MSGS || bytes.len() > MAX_HANDSHAKE_MSG {
         warn!(session = %session, "handshake message over the limits; dropped");
-        return;
+        return false;
     }
     *count += 1;
-    to.tell(&RelayMsg::Handshake(bytes)).await;
-}
-
-fn abort_message(reason: AbortReason) -> RelayMsg {
-    let (kind, message) = match reason {
-        AbortReason::InviteExpired => (
-            ErrorKind::InviteExpired,
-            "the invite expired before anyone joined",
-        ),
-        AbortReason::ConsentDenied => (ErrorKind::ConsentDenied, "the user declined the session"),
-        AbortReason::ConsentTimeout => {
-            (ErrorKind::ConsentTimeout, "the user did not answer in time")
-        }
-        AbortReason::ViewerLeft => (ErrorKind::PeerGone, "the technician left"),
-        AbortReason::AgentLeft => (ErrorKind::PeerGone, "the user's agent left"),
-        AbortReason::AdminKilled => (ErrorKind::Cancelled, "a relay admin ended the session"),
-        AbortReason::TechnicianRevoked => {
-            (ErrorKind::Cancelled, "the technician's access was revoked")
-        }
-        AbortReason::RelayShutdown => (ErrorKind::Shutdown, "the relay is shutting down"),
-    };
-    RelayMsg::Error {
-        kind,
-        message: message.to_string(),
-    }
-}
-
-struct ScopeChange {
-    scope: Scope,
-    change: u32,
-    receipt: Vec<u8>,
-}
-
-/// Records a scope change the agent's user agreed to. Only a live session's
-/// agent, with a receipt signed by its device key for the next change
-/// number, is believed; anything else is logged and dropped. An `Err` means
-/// the audit log failed (no record, no session).
-async fn record_scope_change(
-    shared: &Shared,
-    session: &str,
-    machine: &SessionMachine,
-    agent: &Agent,
-    offer_bytes: &[u8],
-    last_change: &mut u32,
-    change: ScopeChange,
-) -> Result<(), ()> {
-    if !matches!(machine.phase(), Phase::Live { .. }) {
-        warn!(session = %session, "scope change outside a live session; ignored");
-        return Ok(());
-    }
-    let payload = identity::scope_change_payload(offer_bytes, change.change, change.scope);
-    if change.change != last_change.wrapping_add(1)
-        || agent.device_key.verify(&payload, &change.receipt).is_err()
-    {
-        warn!(session = %session, "scope change without a valid receipt; ignored");
-        return Ok(());
-    }
-    *last_change = change.change;
-    shared
-        .audit
-        .record(
-            "scope_changed",
-            fields! {
-                "session" => session, "scope" => change.scope.as_str(),
-                "change" => change.change, "receipt" => hex::encode(&change.receipt),
-                "device_key" => agent.device_key.fingerprint(),
-            },
-        )
-        .await
-        .map_err(|_| ())?;
-    if let Some(e) = shared.lock().sessions.get_mut(session) {
-        e.scope = change.scope;
-    }
-    Ok(())
-}
-
-async fn record_note(
-    shared: &Shared,
-    session: &str,
-    machine: &SessionMachine,
-    note: Vec<(String, String)>,
-) {
-    if matches!(
-        machine.phase(),
-        Phase::AwaitingAgent { .. } | Phase::AwaitingConsent { .. }
-    ) {
-        warn!(session = %session, "session note before the session started; ignored");
-        return;
-    }
-    if note.len() > MAX_NOTE_FIELDS {
-        warn!(session = %session, "session note with too many fields; ignored");
-        return;
-    }
-    let mut fields = fields! {"session" => session};
-    for (key, value) in note {
-        let key = match text::single_line("note field name", &key, 64) {
-            Ok(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => k,
-            _ => {
-                warn!(session = %session, "session note field with a bad name; ignored");
-                return;
-            }
-        };
-        if assent_audit::RESERVED_FIELDS.contains(&key.as_str()) || key == "session" {
-            continue;
-        }
-        match text::multi_line("note field", &value, text::MAX_NOTE_FIELD) {
-            Ok(v) => {
-                fields.insert(key, serde_json::Value::String(v));
-            }
-            Err(e) => {
-                warn!(session = %session, error = %e, "session note refused");
-                return;
-            }
-        }
-    }
-    if let Err(e) = shared.audit.record("session_note", fields).await {
-        warn!(session = %session, error = %e, "session note not recorded");
-    }
-}
-
-type Pair = (SendStream, RecvStream);
-
-/// Opens the data stream to each side. The preamble makes the stream visible
-/// to the client's `accept_bi` at once.
-async fn open_data(viewer: &Connection, agent: &Connection) -> Result<(Pair, Pair), NetError> {
-    let open = |conn: Connection| async move {
-        let (mut send, recv) = conn.open_bi().await?;
-        send.write_all(DATA_PREAMBLE).await?;
-        Ok::<_, NetError>((send, recv))
-    };
-    let (v, a) = tokio::join!(open(viewer.clone()), open(agent.clone()));
-    Ok((v?, a?))
-}
-
-/// Moves one direction of a session's bytes. Chunks are passed on as the
-/// `Bytes` quinn read them (no copy); while the receiving side's window is
-/// full, `write_chunk` waits and nothing more is read, so QUIC flow control
-/// pushes back on the sender instead of the relay buffering.
-async fn pump(mut from: RecvStream, mut to: SendStream, counters: Arc<Counters>, to_viewer: bool) {
-    let counter = if to_viewer {
-        &counters.to_viewer
-    } else {
-        &counters.to_agent
-    };
-    loop {
-        match from.read_chunk(CHUNK, true).await {
-            Ok(Some(chunk)) => {
-                let n = chunk.bytes.len() as u64;
-                if to.write_chunk(chunk.bytes).await.is_err() {
-                    break;
-                }
-                counter.fetch_add(n, Ordering::Relaxed);
-            }
-            Ok(None) => {
-                let _ = to.finish();
-                break;
-            }
-            Err(_) => break,
-        }
-    }
+    true
 }

@@ -1,0 +1,156 @@
+//! What a session task writes to the audit log besides its start and end
+//! (scope changes, the technician's note), and the words each side reads
+//! when a request ends before the user's answer.
+
+use assent_proto::identity::{self, PublicKey};
+use assent_proto::session::{AbortReason, Phase, SessionMachine};
+use assent_proto::text;
+use assent_proto::wire::{ErrorKind, RelayMsg, Scope};
+use tracing::warn;
+
+use crate::fields;
+use crate::state::Shared;
+
+/// Session note fields accepted at most.
+const MAX_NOTE_FIELDS: usize = 32;
+
+/// The refusal both sides get when a session is closed before it started.
+/// The agent turns the kind into the user's words.
+pub(super) fn abort_message(reason: AbortReason) -> RelayMsg {
+    let (kind, message) = match reason {
+        AbortReason::InviteExpired => (
+            ErrorKind::InviteExpired,
+            "the invite expired before anyone joined",
+        ),
+        AbortReason::ConsentDenied => (ErrorKind::ConsentDenied, "the user declined the session"),
+        AbortReason::ConsentTimeout => {
+            (ErrorKind::ConsentTimeout, "the user did not answer in time")
+        }
+        AbortReason::ViewerLeft => (ErrorKind::PeerGone, "the technician's connection was lost"),
+        AbortReason::AgentLeft => (ErrorKind::PeerGone, "the user's agent left"),
+        AbortReason::AdminKilled => (ErrorKind::Cancelled, "a relay admin ended the session"),
+        AbortReason::TechnicianRevoked => (
+            ErrorKind::TechnicianRevoked,
+            "the technician's access was revoked",
+        ),
+        AbortReason::RelayShutdown => (ErrorKind::Shutdown, "the relay is shutting down"),
+        AbortReason::Withdrawn => (
+            ErrorKind::Withdrawn,
+            "the technician withdrew the request",
+        ),
+        AbortReason::AuditFailed => (
+            ErrorKind::Busy,
+            "the relay cannot write its audit log, so the session did not start; tell the relay admin",
+        ),
+    };
+    RelayMsg::Error {
+        kind,
+        message: message.to_string(),
+    }
+}
+
+/// A scope change the agent reports, with the user's signed receipt.
+pub(super) struct ScopeChange {
+    pub scope: Scope,
+    pub change: u32,
+    pub receipt: Vec<u8>,
+}
+
+/// Whether a reported scope change is on record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ScopeOutcome {
+    Recorded,
+    /// Not believed (no live session, wrong number, bad receipt): dropped.
+    Ignored,
+    /// Believed, but the audit write failed: the old scope stays.
+    NotRecorded,
+}
+
+/// Records a scope change the agent's user agreed to. Only a live session's
+/// agent, with a receipt signed by its device key for the next change
+/// number, is believed.
+pub(super) async fn record_scope_change(
+    shared: &Shared,
+    session: &str,
+    machine: &SessionMachine,
+    device_key: PublicKey,
+    offer_bytes: &[u8],
+    last_change: &mut u32,
+    change: &ScopeChange,
+) -> ScopeOutcome {
+    if !matches!(machine.phase(), Phase::Live { .. }) {
+        warn!(session = %session, "scope change outside a live session; ignored");
+        return ScopeOutcome::Ignored;
+    }
+    let payload = identity::scope_change_payload(offer_bytes, change.change, change.scope);
+    if change.change != last_change.wrapping_add(1)
+        || device_key.verify(&payload, &change.receipt).is_err()
+    {
+        warn!(session = %session, "scope change without a valid receipt; ignored");
+        return ScopeOutcome::Ignored;
+    }
+    *last_change = change.change;
+    let written = shared
+        .audit
+        .record(
+            "scope_changed",
+            fields! {
+                "session" => session, "scope" => change.scope.as_str(),
+                "change" => change.change, "receipt" => hex::encode(&change.receipt),
+                "device_key" => device_key.fingerprint(),
+            },
+        )
+        .await;
+    if let Err(e) = written {
+        warn!(session = %session, error = %e, "scope change not recorded; the old scope stays");
+        return ScopeOutcome::NotRecorded;
+    }
+    if let Some(e) = shared.lock().sessions.get_mut(session) {
+        e.scope = change.scope;
+    }
+    ScopeOutcome::Recorded
+}
+
+pub(super) async fn record_note(
+    shared: &Shared,
+    session: &str,
+    machine: &SessionMachine,
+    note: Vec<(String, String)>,
+) {
+    if matches!(
+        machine.phase(),
+        Phase::AwaitingAgent { .. } | Phase::AwaitingConsent { .. } | Phase::Recording { .. }
+    ) {
+        warn!(session = %session, "session note before the session started; ignored");
+        return;
+    }
+    if note.len() > MAX_NOTE_FIELDS {
+        warn!(session = %session, "session note with too many fields; ignored");
+        return;
+    }
+    let mut fields = fields! {"session" => session};
+    for (key, value) in note {
+        let key = match text::single_line("note field name", &key, 64) {
+            Ok(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => k,
+            _ => {
+                warn!(session = %session, "session note field with a bad name; ignored");
+                return;
+            }
+        };
+        if assent_audit::RESERVED_FIELDS.contains(&key.as_str()) || key == "session" {
+            continue;
+        }
+        match text::multi_line("note field", &value, text::MAX_NOTE_FIELD) {
+            Ok(v) => {
+                fields.insert(key, serde_json::Value::String(v));
+            }
+            Err(e) => {
+                warn!(session = %session, error = %e, "session note refused");
+                return;
+            }
+        }
+    }
+    if let Err(e) = shared.audit.record("session_note", fields).await {
+        warn!(session = %session, error = %e, "session note not recorded");
+    }
+}

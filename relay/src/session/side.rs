@@ -1,0 +1,119 @@
+//! One side of a session as its task holds it (control stream, reader,
+//! address), and the forwarders that move the opaque session bytes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use assent_net::{close, Connection, ConnectionError, NetError, RecvStream, SendStream};
+use assent_proto::identity::PublicKey;
+use assent_proto::wire::{ClientMsg, RelayMsg, DATA_PREAMBLE};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::state::{spawn_reader, Counters, Peer};
+
+/// Largest chunk a forwarder moves at once.
+const CHUNK: usize = 64 * 1024;
+
+pub(super) struct Side {
+    pub conn: Connection,
+    send: SendStream,
+    pub addr: SocketAddr,
+    pub messages: mpsc::Receiver<Result<ClientMsg, NetError>>,
+}
+
+impl Side {
+    pub fn new(peer: Peer) -> Side {
+        Side {
+            conn: peer.conn,
+            send: peer.send,
+            addr: peer.addr,
+            messages: spawn_reader(peer.recv),
+        }
+    }
+
+    pub async fn tell(&mut self, msg: &RelayMsg) {
+        if let Err(e) = assent_net::send_msg(&mut self.send, msg).await {
+            info!(peer = %self.addr, error = %e, "could not send to peer");
+        }
+    }
+
+    pub fn close(mut self) {
+        let _ = self.send.finish();
+        self.conn.close(close::NORMAL, b"session over");
+    }
+
+    /// Final message, then close once the peer had a moment to read it.
+    pub async fn finish(mut self, last: RelayMsg) {
+        self.tell(&last).await;
+        let _ = self.send.finish();
+        let _ = tokio::time::timeout(Duration::from_millis(1000), self.conn.closed()).await;
+        self.conn.close(close::NORMAL, b"session over");
+    }
+}
+
+pub(super) struct Agent {
+    pub side: Side,
+    pub device: String,
+    pub device_key: PublicKey,
+}
+
+/// Whether a failed control stream was a deliberate close or a lost peer.
+pub(super) fn lost_or_closed(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::Closed | NetError::Connection(ConnectionError::ApplicationClosed(_))
+    )
+}
+
+type Pair = (SendStream, RecvStream);
+
+/// Opens the data stream to each side. The preamble makes the stream visible
+/// to the client's `accept_bi` at once.
+pub(super) async fn open_data(
+    viewer: &Connection,
+    agent: &Connection,
+) -> Result<(Pair, Pair), NetError> {
+    let open = |conn: Connection| async move {
+        let (mut send, recv) = conn.open_bi().await?;
+        send.write_all(DATA_PREAMBLE).await?;
+        Ok::<_, NetError>((send, recv))
+    };
+    let (v, a) = tokio::join!(open(viewer.clone()), open(agent.clone()));
+    Ok((v?, a?))
+}
+
+/// Moves one direction of a session's bytes. Chunks are passed on as the
+/// `Bytes` quinn read them (no copy); while the receiving side's window is
+/// full, `write_chunk` waits and nothing more is read, so QUIC flow control
+/// pushes back on the sender instead of the relay buffering.
+pub(super) async fn pump(
+    mut from: RecvStream,
+    mut to: SendStream,
+    counters: Arc<Counters>,
+    to_viewer: bool,
+) {
+    let counter = if to_viewer {
+        &counters.to_viewer
+    } else {
+        &counters.to_agent
+    };
+    loop {
+        match from.read_chunk(CHUNK, true).await {
+            Ok(Some(chunk)) => {
+                let n = chunk.bytes.len() as u64;
+                if to.write_chunk(chunk.bytes).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(None) => {
+                let _ = to.finish();
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+}

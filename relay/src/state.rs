@@ -1,0 +1,134 @@
+//! The relay's shared state: what the accept loop, the session tasks and
+//! the admin socket all see. Kept apart from authentication (server.rs) and
+//! the session task (session/) so that neither imports the other.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use assent_net::{Connection, NetError, RecvStream, SendStream};
+use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::invite::InviteBook;
+use assent_proto::limits::{CodeGuard, ConnectionRate};
+use assent_proto::session::Event;
+use assent_proto::wire::{ClientMsg, Scope};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::audit_writer::AuditHandle;
+use crate::config::RelayConfig;
+use crate::store::{DataDir, Technicians};
+
+/// One authenticated connection: its control stream and address.
+pub struct Peer {
+    pub conn: Connection,
+    pub send: SendStream,
+    pub recv: RecvStream,
+    pub addr: SocketAddr,
+}
+
+/// Where a session stands, as `assent-relay sessions` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryPhase {
+    /// The code was handed out; the user's agent has not joined yet.
+    WaitingForAgent,
+    /// The agent joined; the user is being asked.
+    AskingUser,
+    Live,
+}
+
+impl EntryPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryPhase::WaitingForAgent => "waiting for the user to join",
+            EntryPhase::AskingUser => "asking the user",
+            EntryPhase::Live => "live",
+        }
+    }
+}
+
+/// Byte counters of a live session, shared with its forwarders.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub to_viewer: AtomicU64,
+    pub to_agent: AtomicU64,
+}
+
+/// What the admin socket and the accept loop know of a session.
+pub struct SessionEntry {
+    pub technician: String,
+    pub ticket: String,
+    pub scope: Scope,
+    pub device: Option<String>,
+    /// RFC 3339 start time, once live.
+    pub started: Option<String>,
+    /// When the invite was created (the age of a pending request).
+    pub created: Instant,
+    pub phase: EntryPhase,
+    pub counters: Arc<Counters>,
+    pub control: mpsc::Sender<Event>,
+    /// Counts against `max_sessions` from the agent's join on.
+    pub holds_slot: bool,
+}
+
+/// An authenticated agent handed from its connection task to the session.
+pub struct AgentArrival {
+    pub peer: Peer,
+    pub device: String,
+    pub device_key: PublicKey,
+}
+
+/// Mutable relay state. Held only for short, non-async sections.
+pub struct State {
+    pub invites: InviteBook,
+    pub code_guard: CodeGuard<IpAddr>,
+    pub conn_rate: ConnectionRate<IpAddr>,
+    /// Invite id → the session waiting for its agent.
+    pub waiting: HashMap<String, (String, oneshot::Sender<AgentArrival>)>,
+    /// Session id → entry, from invite creation to the session's end.
+    pub sessions: HashMap<String, SessionEntry>,
+}
+
+pub struct Shared {
+    pub dir: DataDir,
+    pub config: RelayConfig,
+    pub signing: SecretKey,
+    pub audit: AuditHandle,
+    pub technicians: RwLock<Technicians>,
+    pub state: Mutex<State>,
+    pub shutdown: watch::Receiver<bool>,
+    pub tasks: crate::tracker::Tracker,
+}
+
+impl Shared {
+    /// Moves a session's entry on (what `assent-relay sessions` shows).
+    pub fn set_phase(&self, session: &str, phase: EntryPhase) {
+        if let Some(e) = self.lock().sessions.get_mut(session) {
+            e.phase = phase;
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock would already have ended the relay
+        // (panic = abort is not set, but no code path panics under it);
+        // recover the guard rather than cascade.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The control stream of one side, as the session task owns it.
+pub fn spawn_reader(recv: RecvStream) -> mpsc::Receiver<Result<ClientMsg, NetError>> {
+    let mut recv = assent_net::FrameReader::new(recv);
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let msg = recv.recv::<ClientMsg>().await;
+            let failed = msg.is_err();
+            if tx.send(msg).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
