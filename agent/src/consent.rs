@@ -3,13 +3,29 @@
 //! The user's decision, the requested scope, pause and end decide whether a
 //! screen frame may be taken (and whether it must be the placeholder) and
 //! whether an input event may be injected. The capture and input handles
-//! live inside [`Guarded`], whose only way in is a [`Grant`] that only
-//! [`Grant::from_decision`] makes, so no code path reaches the screen or
-//! the input device without the user's yes.
+//! live inside [`Guarded`], whose only way in is a [`Grant`]. A `Grant` is
+//! made only in this module, from the user's answer to a question
+//! ([`ConsentQuestion::answer`] at the start, [`ScopeRequests::on_answer`]
+//! mid-session), so no code path reaches the screen or the input device
+//! without the user's yes. Code elsewhere cannot build one:
+//!
+//! ```compile_fail
+//! use assent_agent::consent::Grant;
+//! use assent_proto::wire::Scope;
+//! let forged = Grant { scope: Scope::Control }; // private field
+//! ```
+//!
+//! ```compile_fail
+//! use assent_agent::consent::Grant;
+//! use assent_proto::wire::{ConsentDecision, Scope};
+//! let forged = Grant::from_decision(ConsentDecision::Control, Scope::Control); // private
+//! ```
+//!
+//! [`Guarded`]: crate::guarded::Guarded
 
 use std::time::{Duration, Instant};
 
-use assent_proto::wire::{ConsentDecision, Scope};
+use assent_proto::wire::{ConsentDecision, Scope, SessionOffer};
 
 /// Proof that the user allowed the session, and with which scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,10 +33,32 @@ pub struct Grant {
     scope: Scope,
 }
 
+/// The question the user is asked when a session is requested, for the
+/// scope the relay-signed offer names.
+#[derive(Debug)]
+pub struct ConsentQuestion {
+    requested: Scope,
+}
+
+impl ConsentQuestion {
+    pub fn for_offer(offer: &SessionOffer) -> ConsentQuestion {
+        ConsentQuestion {
+            requested: offer.scope,
+        }
+    }
+
+    /// The user's answer: a [`Grant`] for `view` or `control` (never more
+    /// than was requested), nothing for `denied` or `timeout`. Consumed:
+    /// one question, one answer.
+    pub fn answer(self, decision: ConsentDecision) -> Option<Grant> {
+        Grant::from_decision(decision, self.requested)
+    }
+}
+
 impl Grant {
-    /// The only constructor: a `view`/`control` answer to a request. Control
-    /// is granted only when it was both requested and chosen.
-    pub fn from_decision(decision: ConsentDecision, requested: Scope) -> Option<Grant> {
+    /// A `view`/`control` answer to a request. Control is granted only when
+    /// it was both requested and chosen. Private: see the module docs.
+    fn from_decision(decision: ConsentDecision, requested: Scope) -> Option<Grant> {
         decision
             .granted_scope(requested)
             .map(|scope| Grant { scope })

@@ -7,6 +7,7 @@ pub mod consent;
 pub mod device;
 pub mod flow;
 pub mod guarded;
+pub mod live;
 pub mod prompt;
 pub mod session;
 pub mod ui;

@@ -8,24 +8,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use assent_client::{AgentPending, ClientError};
 use assent_proto::identity::{PublicKey, SecretKey};
-use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
-use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg, Scope, SessionOffer};
+use assent_proto::wire::{ConsentDecision, ErrorKind, RelayMsg, SessionOffer};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::consent::{Grant, ScopeRequestAction, ScopeRequests};
+use crate::consent::{ConsentQuestion, ScopeRequests};
+use crate::flow::FlowWindow;
 use crate::guarded::{Guarded, InputFactory, ScreenFactory};
+use crate::live::LiveSession;
 use crate::prompt::PromptText;
-use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
+use crate::ui::{UiCommand, UiEvent, UiSink};
 
-/// When nothing changed, look again after this long (caps polling at ~60 Hz).
-const IDLE_POLL: Duration = Duration::from_millis(16);
 /// The handshake runs before the prompt; a viewer that does not finish it
 /// in this time is not going to.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a wider scope waits for the relay's record before the old
-/// scope is kept.
-const SCOPE_RECORD_WAIT: Duration = Duration::from_secs(5);
 
 pub struct JoinConfig {
     pub relay: String,
@@ -64,7 +60,6 @@ pub async fn run(
     mut commands: mpsc::UnboundedReceiver<UiCommand>,
     stats: Arc<Stats>,
 ) -> anyhow::Result<Outcome> {
-    use std::sync::atomic::Ordering::Relaxed;
     ui.show(UiEvent::Connecting);
     let mut pending = AgentPending::join(
         &config.relay,
@@ -106,7 +101,7 @@ pub async fn run(
         Asked::Closed(kind) => return Ok(close_request(&*ui, kind, &offer)),
     };
     info!(decision = decision.as_str(), "user answered");
-    let Some(grant) = Grant::from_decision(decision, offer.scope) else {
+    let Some(grant) = ConsentQuestion::for_offer(&offer).answer(decision) else {
         // Signed and sent so the relay records it; nothing was captured.
         let _ = pending.answer(decision).await;
         let msg = match decision {
@@ -119,257 +114,36 @@ pub async fn run(
     // A yes starts nothing until the relay has it on record: a refusal
     // here (its audit failed, or the request ended meanwhile) leaves the
     // screen and input untouched.
-    let mut live = match pending.answer(decision).await {
+    let live = match pending.answer(decision).await {
         Ok(live) => live,
         Err(e) if e.refusal().is_some() => return Ok(close_request(&*ui, e.refusal(), &offer)),
         Err(e) => return Err(explain(e)),
     };
-    let mut scope_reporter = live.scope_reporter();
-    let (mut tx, mut rx) = e2e.into_channel(live.data.send, live.data.recv);
-
-    let (mut guarded, mut frames) =
+    let reporter = live.scope_reporter();
+    let (tx, rx) = e2e.into_channel(live.data.send, live.data.recv);
+    let (guarded, frames) =
         Guarded::start(grant, screen, input).context("starting screen capture and input")?;
-    let live_info = |scope| {
-        UiEvent::Live(LiveInfo {
-            technician: offer.technician.clone(),
-            ticket: offer.ticket.clone(),
-            scope,
-            verification_code: code.clone(),
-        })
+    let session = LiveSession {
+        guarded,
+        frames,
+        tx,
+        rx,
+        control: live.control,
+        reporter,
+        ui,
+        offer,
+        verification_code: code,
+        stats,
+        consent_timeout: config.consent_timeout,
+        flow: FlowWindow::default(),
+        capturing: false,
+        want_keyframe: false,
+        poll_at: None,
+        last_cursor: None,
+        scope_requests: ScopeRequests::default(),
+        scope_prompt_until: None,
     };
-    ui.show(live_info(guarded.gate().scope()));
-    let _ = tx
-        .send(&SessionMsg::Control(SessionControl::Scope(
-            guarded.gate().scope(),
-        )))
-        .await;
-
-    let mut flow = crate::flow::FlowWindow::default();
-    let mut capturing = guarded.request_frame(true);
-    let mut want_keyframe = false;
-    let mut poll_at: Option<tokio::time::Instant> = None;
-    let mut last_cursor: Option<(u32, u32)> = None;
-    let mut scope_requests = ScopeRequests::default();
-    // Set while the user is asked for more scope mid-session.
-    let mut scope_prompt_until: Option<Instant> = None;
-    let end_message;
-    loop {
-        // Ask for the next frame when the last one is out, the window of
-        // unacknowledged frames has room, and any idle wait has passed.
-        if !capturing && flow.may_send() && poll_at.is_none() {
-            capturing = guarded.request_frame(std::mem::take(&mut want_keyframe));
-        }
-        let idle = async {
-            match poll_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let scope_prompt_timeout = async {
-            match scope_prompt_until {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        // What the user's answer (or silence) to a scope question changes.
-        let mut scope_answer: Option<ConsentDecision> = None;
-        tokio::select! {
-            _ = scope_prompt_timeout => scope_answer = Some(ConsentDecision::Timeout),
-            frame = frames.recv(), if capturing => {
-                capturing = false;
-                if let Some(Ok(captured)) = &frame {
-                    if captured.cursor.is_some() && captured.cursor != last_cursor {
-                        last_cursor = captured.cursor;
-                        if let Some((x, y)) = last_cursor {
-                            let _ = tx.send(&SessionMsg::Cursor { x, y }).await;
-                        }
-                    }
-                }
-                match frame.map(|r| r.map(|c| c.frame)) {
-                    Some(Ok(Some(encoded))) => {
-                        flow.on_sent(encoded.seq, Instant::now());
-                        if let Err(e) = tx.send(&SessionMsg::Frame(encoded.bytes)).await {
-                            end_message = format!("The connection to the technician failed: {e}");
-                            break;
-                        }
-                        stats.frames_sent.fetch_add(1, Relaxed);
-                    }
-                    Some(Ok(None)) => poll_at = Some(tokio::time::Instant::now() + IDLE_POLL),
-                    Some(Err(e)) => {
-                        warn!(error = %e, "capture failed");
-                        end_message = format!("Screen capture failed: {e}");
-                        break;
-                    }
-                    None => {
-                        end_message = "Screen capture stopped.".into();
-                        break;
-                    }
-                }
-            }
-            _ = idle => poll_at = None,
-            msg = rx.recv() => match msg {
-                Ok(SessionMsg::Input(ev)) => {
-                    if guarded.input(ev) {
-                        stats.inputs_injected.fetch_add(1, Relaxed);
-                    } else {
-                        stats.inputs_dropped.fetch_add(1, Relaxed);
-                    }
-                }
-                Ok(SessionMsg::FrameAck { seq }) => flow.on_ack(seq, Instant::now()),
-                Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => want_keyframe = true,
-                Ok(SessionMsg::Control(SessionControl::ScopeRequest(requested))) => {
-                    let in_force = guarded.gate().grant();
-                    match scope_requests.on_request(in_force, requested, Instant::now()) {
-                        ScopeRequestAction::Reply => {
-                            info!(requested = requested.as_str(), "scope request answered with the scope in force");
-                            let _ = tx.send(&SessionMsg::Control(SessionControl::Scope(in_force.scope()))).await;
-                        }
-                        ScopeRequestAction::Narrow(grant) => {
-                            // Less never waits for the relay, so it cannot end here.
-                            let _ = change_scope(&mut guarded, &mut scope_reporter, &mut live.control, &mut tx, grant).await;
-                            ui.show(live_info(grant.scope()));
-                        }
-                        ScopeRequestAction::Ask => {
-                            info!(requested = requested.as_str(), "asking the user about a scope change");
-                            let until = Instant::now() + config.consent_timeout;
-                            scope_prompt_until = Some(until);
-                            ui.show(UiEvent::Prompt {
-                                text: PromptText::scope_change(&offer, &code, in_force.scope(), requested),
-                                deadline: until,
-                            });
-                        }
-                    }
-                }
-                Ok(SessionMsg::Control(SessionControl::End)) => {
-                    end_message = "The technician ended the session.".into();
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    end_message = format!("The session channel closed: {e}");
-                    break;
-                }
-            },
-            msg = live.control.recv() => {
-                end_message = match msg {
-                    Ok(RelayMsg::SessionEnded { reason }) => format!("The session ended ({}).", reason.as_str()),
-                    Ok(_) => continue,
-                    Err(e) => format!("The connection to the relay was lost: {e}"),
-                };
-                break;
-            }
-            cmd = commands.recv() => match cmd {
-                Some(UiCommand::Pause) => {
-                    if guarded.pause() {
-                        want_keyframe = true;
-                        ui.show(UiEvent::Paused(true));
-                        let _ = tx.send(&SessionMsg::Control(SessionControl::Paused)).await;
-                    }
-                }
-                Some(UiCommand::Resume) => {
-                    if guarded.resume() {
-                        want_keyframe = true;
-                        ui.show(UiEvent::Paused(false));
-                        let _ = tx.send(&SessionMsg::Control(SessionControl::Resumed)).await;
-                    }
-                }
-                Some(UiCommand::End) | None => {
-                    end_message = "You ended the session.".into();
-                    // The relay records `agent_ended` from this.
-                    let _ = live.control.send(&ClientMsg::End).await;
-                    let _ = tx.send(&SessionMsg::Control(SessionControl::End)).await;
-                    break;
-                }
-                Some(UiCommand::Decide(d)) => scope_answer = Some(d),
-            },
-        }
-        if let Some(decision) = scope_answer {
-            if scope_requests.asking() {
-                scope_prompt_until = None;
-                info!(
-                    decision = decision.as_str(),
-                    "user answered the scope request"
-                );
-                match scope_requests.on_answer(decision, Instant::now()) {
-                    Some(grant) => {
-                        let changed = change_scope(
-                            &mut guarded,
-                            &mut scope_reporter,
-                            &mut live.control,
-                            &mut tx,
-                            grant,
-                        )
-                        .await;
-                        if let Err(message) = changed {
-                            end_message = message;
-                            break;
-                        }
-                    }
-                    None => {
-                        let _ = tx
-                            .send(&SessionMsg::Control(SessionControl::Scope(
-                                guarded.gate().scope(),
-                            )))
-                            .await;
-                    }
-                }
-                ui.show(live_info(guarded.gate().scope()));
-            }
-        }
-    }
-    stats
-        .inputs_dropped
-        .store(guarded.gate().dropped_inputs(), Relaxed);
-    // Stop capturing and release held keys before anything else.
-    tokio::task::spawn_blocking(move || guarded.end())
-        .await
-        .ok();
-    ui.show(UiEvent::Ended(end_message.clone()));
-    // The End the relay records was sent above if the user ended; if the
-    // technician did, their viewer tells the relay, and saying End here
-    // too could reach the relay first and be recorded as the user's.
-    live.control.close_when_ended(Duration::from_secs(2)).await;
-    Ok(Outcome::Ended(end_message))
-}
-
-/// Puts a new scope in force. Less applies at once (and is reported); more
-/// applies only once the relay acknowledges its `scope_changed` record, so
-/// a failed or missing record keeps the old scope. The viewer is told the
-/// scope in force either way. `Err` carries the reason if the relay ended
-/// the session meanwhile.
-async fn change_scope(
-    guarded: &mut Guarded,
-    reporter: &mut assent_client::ScopeReporter,
-    control: &mut assent_client::Control,
-    tx: &mut assent_client::e2e::ChannelWriter,
-    grant: Grant,
-) -> Result<(), String> {
-    let scope = grant.scope();
-    let widening = scope == Scope::Control && guarded.gate().scope() == Scope::View;
-    if widening {
-        match reporter
-            .report_recorded(control, scope, SCOPE_RECORD_WAIT)
-            .await
-        {
-            Ok(true) => guarded.regrant(grant),
-            Ok(false) => warn!("the relay did not record the scope change; the old scope stays"),
-            Err(ClientError::Ended(reason)) => {
-                return Err(format!("The session ended ({}).", reason.as_str()))
-            }
-            Err(e) => warn!(error = %e, "could not report the scope change; the old scope stays"),
-        }
-    } else {
-        guarded.regrant(grant);
-        if let Err(e) = reporter.report(control, scope).await {
-            warn!(error = %e, "could not report the scope change to the relay");
-        }
-    }
-    let in_force = guarded.gate().scope();
-    info!(scope = in_force.as_str(), "scope in force");
-    let _ = tx
-        .send(&SessionMsg::Control(SessionControl::Scope(in_force)))
-        .await;
-    Ok(())
+    Ok(Outcome::Ended(session.run(&mut commands).await))
 }
 
 /// How the prompt phase ended.

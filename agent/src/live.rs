@@ -1,0 +1,354 @@
+//! The agent's live session: frames out and input in, all through the
+//! consent gate ([`Guarded`]), until someone ends it. The loop only waits
+//! ([`LiveSession::next_wake`]) and dispatches to one handler per source;
+//! a handler that ends the session returns the message the user reads.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assent_client::e2e::{ChannelReader, ChannelWriter};
+use assent_client::{ClientError, Control, ScopeReporter};
+use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
+use assent_proto::wire::{ClientMsg, ConsentDecision, RelayMsg, Scope, SessionOffer};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::consent::{Grant, ScopeRequestAction, ScopeRequests};
+use crate::flow::FlowWindow;
+use crate::guarded::{CaptureResult, Guarded};
+use crate::prompt::PromptText;
+use crate::session::Stats;
+use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
+
+/// When nothing changed, look again after this long (caps polling at ~60 Hz).
+const IDLE_POLL: Duration = Duration::from_millis(16);
+/// How long a wider scope waits for the relay's record before the old
+/// scope is kept.
+const SCOPE_RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the session ends: the message the user reads.
+type Ended = String;
+
+/// What woke the loop.
+enum Wake {
+    Frame(Option<CaptureResult>),
+    IdlePassed,
+    ScopePromptTimedOut,
+    Peer(Result<SessionMsg, assent_channel::ChannelError>),
+    Relay(Result<RelayMsg, ClientError>),
+    Command(Option<UiCommand>),
+}
+
+/// Everything a live session holds.
+pub struct LiveSession {
+    pub guarded: Guarded,
+    pub frames: mpsc::Receiver<CaptureResult>,
+    pub tx: ChannelWriter,
+    pub rx: ChannelReader,
+    pub control: Control,
+    pub reporter: ScopeReporter,
+    pub ui: Arc<dyn UiSink>,
+    pub offer: SessionOffer,
+    pub verification_code: String,
+    pub stats: Arc<Stats>,
+    /// How long the user has to answer a mid-session question.
+    pub consent_timeout: Duration,
+    pub flow: FlowWindow,
+    pub capturing: bool,
+    pub want_keyframe: bool,
+    pub poll_at: Option<tokio::time::Instant>,
+    pub last_cursor: Option<(u32, u32)>,
+    pub scope_requests: ScopeRequests,
+    /// Set while the user is asked for more scope mid-session.
+    pub scope_prompt_until: Option<Instant>,
+}
+
+impl LiveSession {
+    /// Runs until the session ends; stops capture and input, and returns
+    /// the message the user reads.
+    pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> String {
+        self.ui.show(self.live_info());
+        self.tell_scope().await;
+        self.capturing = self.guarded.request_frame(true);
+        let end_message = loop {
+            let ended = match self.next_wake(commands).await {
+                Wake::Frame(frame) => self.on_frame(frame).await,
+                Wake::IdlePassed => {
+                    self.poll_at = None;
+                    Ok(())
+                }
+                Wake::ScopePromptTimedOut => self.on_scope_answer(ConsentDecision::Timeout).await,
+                Wake::Peer(msg) => self.on_peer_msg(msg).await,
+                Wake::Relay(msg) => self.on_relay_msg(msg),
+                Wake::Command(cmd) => self.on_command(cmd).await,
+            };
+            if let Err(message) = ended {
+                break message;
+            }
+        };
+        self.finish(end_message).await
+    }
+
+    async fn next_wake(&mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> Wake {
+        // Ask for the next frame when the last one is out, the window of
+        // unacknowledged frames has room, and any idle wait has passed.
+        if !self.capturing && self.flow.may_send() && self.poll_at.is_none() {
+            let keyframe = std::mem::take(&mut self.want_keyframe);
+            self.capturing = self.guarded.request_frame(keyframe);
+        }
+        let idle = sleep_until_opt(self.poll_at);
+        let scope_prompt = sleep_until_opt(self.scope_prompt_until.map(Into::into));
+        tokio::select! {
+            _ = scope_prompt => Wake::ScopePromptTimedOut,
+            frame = self.frames.recv(), if self.capturing => Wake::Frame(frame),
+            _ = idle => Wake::IdlePassed,
+            msg = self.rx.recv() => Wake::Peer(msg),
+            msg = self.control.recv() => Wake::Relay(msg),
+            cmd = commands.recv() => Wake::Command(cmd),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<CaptureResult>) -> Result<(), Ended> {
+        self.capturing = false;
+        let captured = match frame {
+            None => return Err("Screen capture stopped.".into()),
+            Some(Err(e)) => {
+                warn!(error = %e, "capture failed");
+                return Err(format!("Screen capture failed: {e}"));
+            }
+            Some(Ok(c)) => c,
+        };
+        if captured.cursor.is_some() && captured.cursor != self.last_cursor {
+            self.last_cursor = captured.cursor;
+            if let Some((x, y)) = self.last_cursor {
+                let _ = self.tx.send(&SessionMsg::Cursor { x, y }).await;
+            }
+        }
+        let Some(encoded) = captured.frame else {
+            self.poll_at = Some(tokio::time::Instant::now() + IDLE_POLL);
+            return Ok(());
+        };
+        self.flow.on_sent(encoded.seq, Instant::now());
+        if let Err(e) = self.tx.send(&SessionMsg::Frame(encoded.bytes)).await {
+            return Err(format!("The connection to the technician failed: {e}"));
+        }
+        self.stats.frames_sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    async fn on_peer_msg(
+        &mut self,
+        msg: Result<SessionMsg, assent_channel::ChannelError>,
+    ) -> Result<(), Ended> {
+        match msg {
+            Ok(SessionMsg::Input(ev)) => {
+                let counter = if self.guarded.input(ev) {
+                    &self.stats.inputs_injected
+                } else {
+                    &self.stats.inputs_dropped
+                };
+                counter.fetch_add(1, Relaxed);
+            }
+            Ok(SessionMsg::FrameAck { seq }) => self.flow.on_ack(seq, Instant::now()),
+            Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => self.want_keyframe = true,
+            Ok(SessionMsg::Control(SessionControl::ScopeRequest(requested))) => {
+                self.on_scope_request(requested).await
+            }
+            Ok(SessionMsg::Control(SessionControl::End)) => {
+                return Err("The technician ended the session.".into())
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("The session channel closed: {e}")),
+        }
+        Ok(())
+    }
+
+    fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Result<(), Ended> {
+        match msg {
+            Ok(RelayMsg::SessionEnded { reason }) => {
+                Err(format!("The session ended ({}).", reason.as_str()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("The connection to the relay was lost: {e}")),
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Option<UiCommand>) -> Result<(), Ended> {
+        match cmd {
+            Some(UiCommand::Pause) if self.guarded.pause() => {
+                self.want_keyframe = true;
+                self.ui.show(UiEvent::Paused(true));
+                let _ = self
+                    .tx
+                    .send(&SessionMsg::Control(SessionControl::Paused))
+                    .await;
+            }
+            Some(UiCommand::Resume) if self.guarded.resume() => {
+                self.want_keyframe = true;
+                self.ui.show(UiEvent::Paused(false));
+                let _ = self
+                    .tx
+                    .send(&SessionMsg::Control(SessionControl::Resumed))
+                    .await;
+            }
+            Some(UiCommand::Pause | UiCommand::Resume) => {}
+            Some(UiCommand::End) | None => {
+                // The relay records `agent_ended` from this.
+                let _ = self.control.send(&ClientMsg::End).await;
+                let _ = self
+                    .tx
+                    .send(&SessionMsg::Control(SessionControl::End))
+                    .await;
+                return Err("You ended the session.".into());
+            }
+            Some(UiCommand::Decide(d)) => return self.on_scope_answer(d).await,
+        }
+        Ok(())
+    }
+
+    /// The technician asks for another scope: less applies at once, more is
+    /// put to the user (one question at a time, not again soon after a no).
+    async fn on_scope_request(&mut self, requested: Scope) {
+        let in_force = self.guarded.gate().grant();
+        match self
+            .scope_requests
+            .on_request(in_force, requested, Instant::now())
+        {
+            ScopeRequestAction::Reply => {
+                info!(
+                    requested = requested.as_str(),
+                    "scope request answered with the scope in force"
+                );
+                self.tell_scope().await;
+            }
+            ScopeRequestAction::Narrow(grant) => {
+                // Less never waits for the relay, so it cannot end here.
+                let _ = self.change_scope(grant).await;
+                self.ui.show(self.live_info());
+            }
+            ScopeRequestAction::Ask => {
+                info!(
+                    requested = requested.as_str(),
+                    "asking the user about a scope change"
+                );
+                let until = Instant::now() + self.consent_timeout;
+                self.scope_prompt_until = Some(until);
+                let text = PromptText::scope_change(
+                    &self.offer,
+                    &self.verification_code,
+                    in_force.scope(),
+                    requested,
+                );
+                self.ui.show(UiEvent::Prompt {
+                    text,
+                    deadline: until,
+                });
+            }
+        }
+    }
+
+    /// The user's answer (or silence) to a mid-session question.
+    async fn on_scope_answer(&mut self, decision: ConsentDecision) -> Result<(), Ended> {
+        if !self.scope_requests.asking() {
+            return Ok(());
+        }
+        self.scope_prompt_until = None;
+        info!(
+            decision = decision.as_str(),
+            "user answered the scope request"
+        );
+        match self.scope_requests.on_answer(decision, Instant::now()) {
+            Some(grant) => self.change_scope(grant).await?,
+            None => self.tell_scope().await,
+        }
+        self.ui.show(self.live_info());
+        Ok(())
+    }
+
+    /// Puts a new scope in force. Less applies at once (and is reported);
+    /// more applies only once the relay acknowledges its `scope_changed`
+    /// record, so a failed or missing record keeps the old scope. The
+    /// viewer is told the scope in force either way.
+    async fn change_scope(&mut self, grant: Grant) -> Result<(), Ended> {
+        let scope = grant.scope();
+        let widening = scope == Scope::Control && self.guarded.gate().scope() == Scope::View;
+        if widening {
+            let recorded = self
+                .reporter
+                .report_recorded(&mut self.control, scope, SCOPE_RECORD_WAIT)
+                .await;
+            match recorded {
+                Ok(true) => self.guarded.regrant(grant),
+                Ok(false) => {
+                    warn!("the relay did not record the scope change; the old scope stays")
+                }
+                Err(ClientError::Ended(reason)) => {
+                    return Err(format!("The session ended ({}).", reason.as_str()))
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not report the scope change; the old scope stays")
+                }
+            }
+        } else {
+            self.guarded.regrant(grant);
+            if let Err(e) = self.reporter.report(&mut self.control, scope).await {
+                warn!(error = %e, "could not report the scope change to the relay");
+            }
+        }
+        info!(
+            scope = self.guarded.gate().scope().as_str(),
+            "scope in force"
+        );
+        self.tell_scope().await;
+        Ok(())
+    }
+
+    async fn tell_scope(&mut self) {
+        let scope = self.guarded.gate().scope();
+        let _ = self
+            .tx
+            .send(&SessionMsg::Control(SessionControl::Scope(scope)))
+            .await;
+    }
+
+    fn live_info(&self) -> UiEvent {
+        UiEvent::Live(LiveInfo {
+            technician: self.offer.technician.clone(),
+            ticket: self.offer.ticket.clone(),
+            scope: self.guarded.gate().scope(),
+            verification_code: self.verification_code.clone(),
+        })
+    }
+
+    /// Stops capturing and releases held keys before anything else, then
+    /// tells the user and closes.
+    async fn finish(self, end_message: String) -> String {
+        let LiveSession {
+            guarded,
+            control,
+            ui,
+            stats,
+            ..
+        } = self;
+        stats
+            .inputs_dropped
+            .store(guarded.gate().dropped_inputs(), Relaxed);
+        tokio::task::spawn_blocking(move || guarded.end())
+            .await
+            .ok();
+        ui.show(UiEvent::Ended(end_message.clone()));
+        // The End the relay records was sent above if the user ended; if the
+        // technician did, their viewer tells the relay, and saying End here
+        // too could reach the relay first and be recorded as the user's.
+        control.close_when_ended(Duration::from_secs(2)).await;
+        end_message
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
