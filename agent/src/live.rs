@@ -35,7 +35,8 @@ enum Wake {
     Frame(Option<CaptureResult>),
     IdlePassed,
     ScopePromptTimedOut,
-    Peer(Result<SessionMsg, assent_channel::ChannelError>),
+    /// A session message, or why the channel failed.
+    Peer(Result<SessionMsg, String>),
     Relay(Result<RelayMsg, ClientError>),
     Command(Option<UiCommand>),
 }
@@ -103,7 +104,7 @@ impl LiveSession {
             _ = scope_prompt => Wake::ScopePromptTimedOut,
             frame = self.frames.recv(), if self.capturing => Wake::Frame(frame),
             _ = idle => Wake::IdlePassed,
-            msg = self.rx.recv() => Wake::Peer(msg),
+            msg = self.rx.recv() => Wake::Peer(msg.map_err(|e| e.to_string())),
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
         }
@@ -137,10 +138,7 @@ impl LiveSession {
         Ok(())
     }
 
-    async fn on_peer_msg(
-        &mut self,
-        msg: Result<SessionMsg, assent_channel::ChannelError>,
-    ) -> Result<(), Ended> {
+    async fn on_peer_msg(&mut self, msg: Result<SessionMsg, String>) -> Result<(), Ended> {
         match msg {
             Ok(SessionMsg::Input(ev)) => {
                 let counter = if self.guarded.input(ev) {

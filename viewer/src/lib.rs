@@ -3,6 +3,7 @@
 //! both the window and `--headless`; `record` keeps the technician's own
 //! audit log and writes the session note.
 
+pub mod live;
 pub mod paths;
 pub mod record;
 pub mod session;

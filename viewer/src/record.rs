@@ -2,29 +2,105 @@
 //! format as the relay's) and the session note of the support procedure.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use assent_audit::{AuditError, AuditLog, Fields};
+use assent_audit::{AuditError, AuditLog, Fields, Position};
+use tracing::warn;
 
-/// Appends one record to the viewer's audit log. The log is opened per
-/// record (and its lock held only for the append) so two viewer windows of
-/// the same technician can run side by side.
-pub fn audit(path: &Path, event: &str, fields: Fields) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        match AuditLog::open(path) {
-            Ok(mut log) => {
-                log.append(event, fields)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                return Ok(());
+/// How long a record waits for another viewer window's lock before it is
+/// reported as not written.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// The viewer's audit log, written on a thread of its own: the session loop
+/// hands records over and never waits on the disk or on a lock another
+/// viewer window of the same technician holds. The chain is verified when
+/// the log is first opened; after that the writer reopens it at its own
+/// position ([`AuditLog::reopen`]), so only what another window appended
+/// meanwhile is read again. The lock is held only while writing, so several
+/// windows share the log. Records queued together go out with one fsync.
+pub struct AuditWriter {
+    tx: Option<mpsc::Sender<(String, Fields)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AuditWriter {
+    pub fn start(path: PathBuf) -> anyhow::Result<AuditWriter> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("viewer-audit".into())
+            .spawn(move || write_loop(&path, rx))
+            .context("starting the audit writer thread")?;
+        Ok(AuditWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues one record; returns at once.
+    pub fn record(&self, event: &str, fields: Fields) {
+        if let Some(tx) = &self.tx {
+            if tx.send((event.to_string(), fields)).is_err() {
+                warn!(event, "viewer audit writer stopped; record not written");
             }
-            Err(AuditError::Locked(_)) if std::time::Instant::now() < deadline => {
+        }
+    }
+
+    /// Waits until every queued record is written (or reported as failed).
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for AuditWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_loop(path: &Path, rx: mpsc::Receiver<(String, Fields)>) {
+    let mut pos: Option<Position> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        if let Err(e) = write_batch(path, &mut pos, batch) {
+            warn!(error = %format!("{e:#}"), "viewer audit write failed");
+        }
+    }
+}
+
+fn write_batch(
+    path: &Path,
+    pos: &mut Option<Position>,
+    batch: Vec<(String, Fields)>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut log = loop {
+        let opened = match pos {
+            Some(p) => AuditLog::reopen(path, p),
+            None => AuditLog::open(path),
+        };
+        match opened {
+            Ok(log) => break log,
+            Err(AuditError::Locked(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
         }
-    }
+    };
+    let written = log.append_batch(batch);
+    *pos = Some(log.position());
+    written.with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The 13 fields of the support procedure's session note, in its order.
@@ -158,11 +234,33 @@ mod tests {
     fn audit_appends_a_verifiable_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/audit.jsonl");
+        let writer = AuditWriter::start(path.clone()).unwrap();
         for i in 0..3 {
             let mut f = Fields::new();
             f.insert("n".into(), i.into());
-            audit(&path, "test", f).unwrap();
+            writer.record("test", f);
         }
+        writer.finish();
         assert_eq!(assent_audit::verify(&path).unwrap(), 3);
+    }
+
+    #[test]
+    fn two_writers_share_one_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let a = AuditWriter::start(path.clone()).unwrap();
+        let b = AuditWriter::start(path.clone()).unwrap();
+        for i in 0..20 {
+            let mut f = Fields::new();
+            f.insert("n".into(), i.into());
+            if i % 2 == 0 {
+                a.record("a", f);
+            } else {
+                b.record("b", f);
+            }
+        }
+        a.finish();
+        b.finish();
+        assert_eq!(assent_audit::verify(&path).unwrap(), 20);
     }
 }

@@ -4,19 +4,19 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use assent_audit::Fields;
 use assent_client::{Viewer, ViewerEvent};
 use assent_codec::{Decoder, Rect};
 use assent_proto::identity::{PublicKey, SecretKey};
-use assent_proto::session_msg::{Control as SessionControl, InputEvent, SessionMsg};
-use assent_proto::wire::{ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Scope};
+use assent_proto::session_msg::InputEvent;
+use assent_proto::wire::{ConsentDecision, ErrorKind, InviteRequest, Scope};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::record::{self, SessionNote};
+use crate::live::{LiveEnd, LiveView};
+use crate::record::{AuditWriter, SessionNote};
 
 pub struct ConnectConfig {
     pub relay: String,
@@ -125,18 +125,19 @@ pub enum Command {
 
 pub type SharedState = Arc<Mutex<ViewState>>;
 
-fn lock(state: &SharedState) -> std::sync::MutexGuard<'_, ViewState> {
+pub(crate) fn lock(state: &SharedState) -> std::sync::MutexGuard<'_, ViewState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 macro_rules! fields {
     ($($k:expr => $v:expr),* $(,)?) => {{
         #[allow(unused_mut)]
-        let mut m = Fields::new();
+        let mut m = assent_audit::Fields::new();
         $( m.insert($k.to_string(), serde_json::json!($v)); )*
         m
     }};
 }
+pub(crate) use fields;
 
 /// How a session ended, for the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,18 +156,100 @@ pub async fn run(
     repaint: Arc<dyn Fn() + Send + Sync>,
     wait_for_close: bool,
 ) -> anyhow::Result<Finished> {
-    let audit = |event: &str, f: Fields| {
-        if let Err(e) = record::audit(&config.audit_path, event, f) {
-            warn!(error = %e, "viewer audit write failed");
-        }
+    let audit = AuditWriter::start(config.audit_path.clone())?;
+    let ctx = Ctx {
+        config: &config,
+        audit: &audit,
+        state: &state,
+        repaint: &repaint,
     };
-    let ticket = config.request.ticket.clone();
-    let scope_requested = config.request.scope;
-    audit(
+    let result = run_session(&ctx, &mut commands, on_invite, wait_for_close).await;
+    // Every record on disk before the process reports the end.
+    tokio::task::spawn_blocking(move || audit.finish())
+        .await
+        .ok();
+    result
+}
+
+/// What every step of a session reads.
+struct Ctx<'a> {
+    config: &'a ConnectConfig,
+    audit: &'a AuditWriter,
+    state: &'a SharedState,
+    repaint: &'a Arc<dyn Fn() + Send + Sync>,
+}
+
+/// Why pairing stopped without a session.
+enum Unpaired {
+    /// Refused, declined, expired: already recorded.
+    Ended(Finished),
+    /// The technician withdrew (the session id once the device joined).
+    Withdrawn(Option<String>),
+}
+
+/// A session the user agreed to, about to go live.
+struct Paired {
+    session: String,
+    device: String,
+    device_key: PublicKey,
+    e2e: assent_client::e2e::E2e,
+    scope: Scope,
+}
+
+async fn run_session(
+    ctx: &Ctx<'_>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    on_invite: impl FnOnce(&str, u32),
+    wait_for_close: bool,
+) -> anyhow::Result<Finished> {
+    let mut viewer = invite(ctx, on_invite).await?;
+    let paired = match pair(ctx, &mut viewer, commands).await? {
+        Ok(p) => p,
+        Err(Unpaired::Ended(finished)) => return Ok(finished),
+        Err(Unpaired::Withdrawn(session)) => return Ok(withdrawn(ctx, viewer, session).await),
+    };
+    let data = viewer
+        .control
+        .accept_data()
+        .await
+        .context("opening the session stream")?;
+    let code = paired.e2e.verification_code().to_string();
+    let (tx, rx) = paired.e2e.into_channel(data.send, data.recv);
+    let session = paired.session;
+    ctx.audit.record(
+        "session_start",
+        fields! {"session" => session, "device" => paired.device, "device_key" => paired.device_key.fingerprint(), "scope" => paired.scope.as_str(), "verification_code" => code},
+    );
+    {
+        let mut s = lock(ctx.state);
+        s.scope = paired.scope;
+        s.phase = Phase::Live;
+    }
+    (ctx.repaint)();
+    let live = LiveView {
+        session: session.clone(),
+        state: ctx.state.clone(),
+        tx,
+        rx,
+        control: &mut viewer.control,
+        audit: ctx.audit,
+        repaint: ctx.repaint.clone(),
+        decoder: Decoder::new(),
+        last_input: None,
+    };
+    let end = live.run(commands).await;
+    close_out(ctx, viewer, session, end, commands, wait_for_close).await
+}
+
+/// Connects, gets the one-time code and hands it to `on_invite`.
+async fn invite(ctx: &Ctx<'_>, on_invite: impl FnOnce(&str, u32)) -> anyhow::Result<Viewer> {
+    let config = ctx.config;
+    let ticket = &config.request.ticket;
+    ctx.audit.record(
         "connect",
         fields! {"relay" => config.relay, "ticket" => ticket},
     );
-    let mut viewer = Viewer::connect(
+    let viewer = Viewer::connect(
         &config.relay,
         &config.ca,
         &config.key,
@@ -175,31 +258,29 @@ pub async fn run(
     .await
     .context("connecting to the relay")?;
     let technician = viewer.technician.clone();
-    lock(&state).note.set("Technician", technician.clone());
-    audit(
+    lock(ctx.state).note.set("Technician", technician.clone());
+    ctx.audit.record(
         "invite_created",
-        fields! {"invite" => viewer.invite.id, "ticket" => ticket, "technician" => technician, "scope" => scope_requested.as_str()},
+        fields! {"invite" => viewer.invite.id, "ticket" => ticket, "technician" => technician, "scope" => config.request.scope.as_str()},
     );
-    lock(&state).phase = Phase::Invited {
+    lock(ctx.state).phase = Phase::Invited {
         code: viewer.invite.code.clone(),
     };
     on_invite(&viewer.invite.code, viewer.invite.expires_in_secs);
-    repaint();
+    (ctx.repaint)();
+    Ok(viewer)
+}
 
-    // Until the session starts, closing the window, SIGTERM/SIGINT or stdin
-    // EOF withdraws the request: the relay takes the user's prompt away.
-    let invite_id = viewer.invite.id.clone();
-    let withdrawn = |session: Option<&str>| {
-        audit(
-            "invite_withdrawn",
-            fields! {"invite" => invite_id, "ticket" => ticket, "session" => session.unwrap_or_default()},
-        );
-        lock(&state).phase = Phase::Ended(WITHDRAWN.into());
-        repaint();
-        finished(session.map(str::to_string), WITHDRAWN, None)
-    };
+/// From the invite to the user's answer. Until the session starts, closing
+/// the window, SIGTERM/SIGINT or stdin EOF withdraws the request: the relay
+/// takes the user's prompt away. `Err(Finished)`: no session.
+async fn pair(
+    ctx: &Ctx<'_>,
+    viewer: &mut Viewer,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> anyhow::Result<Result<Paired, Unpaired>> {
     let joined = loop {
-        match unless_withdrawn(&mut commands, viewer.next_event()).await {
+        match unless_withdrawn(commands, viewer.next_event()).await {
             None => break None,
             Some(ev) => match ev? {
                 ViewerEvent::AgentJoined {
@@ -207,212 +288,109 @@ pub async fn run(
                     device,
                     device_key,
                 } => break Some((session, device, device_key)),
-                ViewerEvent::Ended(r) => return Ok(finished(None, r.as_str(), None)),
+                ViewerEvent::Ended(r) => {
+                    return Ok(Err(Unpaired::Ended(finished(None, r.as_str(), None))))
+                }
                 _ => continue,
             },
         }
     };
     let Some((session, device, device_key)) = joined else {
-        viewer.control.end().await;
-        return Ok(withdrawn(None));
+        return Ok(Err(Unpaired::Withdrawn(None)));
     };
     {
-        let mut s = lock(&state);
+        let mut s = lock(ctx.state);
         s.device = device.clone();
         s.phase = Phase::AwaitingConsent;
         s.note.set("Device", device.clone());
         s.note.set("Affected User", format!("user of {device}"));
     }
-    repaint();
-    let handshake = assent_client::e2e::initiate(&mut viewer, &config.key, device_key);
-    let Some(e2e) = unless_withdrawn(&mut commands, handshake).await else {
-        viewer.control.end().await;
-        return Ok(withdrawn(Some(&session)));
+    (ctx.repaint)();
+    let handshake = assent_client::e2e::initiate(viewer, &ctx.config.key, device_key);
+    let Some(e2e) = unless_withdrawn(commands, handshake).await else {
+        return Ok(Err(Unpaired::Withdrawn(Some(session))));
     };
     let e2e = e2e.context("secure handshake with the user's device")?;
-    let code = e2e.verification_code().to_string();
-    lock(&state).verification_code = code.clone();
-    repaint();
+    lock(ctx.state).verification_code = e2e.verification_code().to_string();
+    (ctx.repaint)();
     info!(%session, %device, "device joined; waiting for the user's answer");
+    let answer = await_answer(viewer, ctx.state, &session, &device, ctx.audit);
+    match unless_withdrawn(commands, answer).await {
+        None => Ok(Err(Unpaired::Withdrawn(Some(session)))),
+        Some(Err(finished)) => Ok(Err(Unpaired::Ended(finished))),
+        Some(Ok(scope)) => Ok(Ok(Paired {
+            session,
+            device,
+            device_key,
+            e2e,
+            scope,
+        })),
+    }
+}
 
-    let answered = unless_withdrawn(
-        &mut commands,
-        await_answer(&mut viewer, &state, &session, &device, &audit),
-    )
-    .await;
-    let scope = match answered {
-        None => {
-            viewer.control.end().await;
-            return Ok(withdrawn(Some(&session)));
-        }
-        Some(Ok(scope)) => scope,
-        Some(Err(finished)) => return Ok(finished),
-    };
-    let data = viewer
-        .control
-        .accept_data()
-        .await
-        .context("opening the session stream")?;
-    let (mut tx, mut rx) = e2e.into_channel(data.send, data.recv);
-    audit(
-        "session_start",
-        fields! {"session" => session, "device" => device, "device_key" => device_key_fp(device_key), "scope" => scope.as_str(), "verification_code" => code},
-    );
+/// The technician took the request back: tell the relay (which takes the
+/// user's prompt away), and record it.
+async fn withdrawn(ctx: &Ctx<'_>, viewer: Viewer, session: Option<String>) -> Finished {
+    let invite = viewer.invite.id.clone();
+    viewer.control.end().await;
+    let f = fields! {"invite" => invite, "ticket" => ctx.config.request.ticket, "session" => session.clone().unwrap_or_default()};
+    ctx.audit.record("invite_withdrawn", f);
+    lock(ctx.state).phase = Phase::Ended(WITHDRAWN.into());
+    (ctx.repaint)();
+    finished(session, WITHDRAWN, None)
+}
+
+/// After the live session: the note (auto fields, then the technician's
+/// when the session was not theirs to end), audit, relay.
+async fn close_out(
+    ctx: &Ctx<'_>,
+    mut viewer: Viewer,
+    session: String,
+    end: LiveEnd,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    wait_for_close: bool,
+) -> anyhow::Result<Finished> {
+    let reason = end.reason;
     {
-        let mut s = lock(&state);
-        s.scope = scope;
-        s.phase = Phase::Live;
-    }
-    repaint();
-
-    let mut decoder = Decoder::new();
-    let mut last_input: Option<Instant> = None;
-    let reason: String;
-    let mut viewer_ended = false;
-    loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Ok(SessionMsg::Frame(bytes)) => {
-                    let started = Instant::now();
-                    match decoder.decode(&bytes) {
-                        Ok(update) => {
-                            let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
-                            let latency = last_input.take().map(|t| t.elapsed().as_secs_f64() * 1000.0);
-                            {
-                                let mut s = lock(&state);
-                                let resized = s.screen.width != update.width || s.screen.height != update.height;
-                                s.screen.width = update.width;
-                                s.screen.height = update.height;
-                                s.screen.pixels.clear();
-                                s.screen.pixels.extend_from_slice(decoder.pixels());
-                                // Accumulate until the window uploads; `None`
-                                // (full upload) absorbs any partial update.
-                                if update.keyframe || resized {
-                                    s.screen.dirty = None;
-                                } else if let Some(d) = &mut s.screen.dirty {
-                                    d.extend(update.dirty.iter().copied());
-                                }
-                                s.screen.version += 1;
-                                s.stats.frames += 1;
-                                s.stats.bytes += bytes.len() as u64;
-                                s.stats.decode_ms = decode_ms;
-                                if latency.is_some() {
-                                    s.stats.latency_ms = latency;
-                                }
-                            }
-                            repaint();
-                            let _ = tx.send(&SessionMsg::FrameAck { seq: update.seq }).await;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "frame did not decode; asking for a keyframe");
-                            let _ = tx.send(&SessionMsg::Control(SessionControl::KeyframeRequest)).await;
-                        }
-                    }
-                }
-                Ok(SessionMsg::Cursor { x, y }) => lock(&state).cursor = Some((x, y)),
-                Ok(SessionMsg::Control(SessionControl::Paused)) => {
-                    lock(&state).paused = true;
-                    audit("session_paused", fields! {"session" => session});
-                    repaint();
-                }
-                Ok(SessionMsg::Control(SessionControl::Resumed)) => {
-                    lock(&state).paused = false;
-                    audit("session_resumed", fields! {"session" => session});
-                    repaint();
-                }
-                Ok(SessionMsg::Control(SessionControl::Scope(s))) => {
-                    let changed = {
-                        let mut st = lock(&state);
-                        let changed = st.scope != s;
-                        st.scope = s;
-                        changed
-                    };
-                    if changed {
-                        audit("scope_changed", fields! {"session" => session, "scope" => s.as_str()});
-                    }
-                }
-                Ok(SessionMsg::Control(SessionControl::End)) => {
-                    reason = "agent_ended".into();
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    info!(error = %e, "session channel closed");
-                    reason = "agent_lost".into();
-                    break;
-                }
-            },
-            msg = viewer.control.recv() => {
-                reason = match msg {
-                    Ok(RelayMsg::SessionEnded { reason }) => reason.as_str().to_string(),
-                    Ok(_) => continue,
-                    Err(e) => format!("relay connection lost: {e}"),
-                };
-                break;
-            }
-            cmd = commands.recv() => match cmd {
-                Some(Command::Input(ev)) => {
-                    // View-only sessions send nothing (the agent would drop it anyway).
-                    let (scope, paused) = { let s = lock(&state); (s.scope, s.paused) };
-                    if scope == Scope::Control && !paused {
-                        last_input = Some(Instant::now());
-                        let _ = tx.send(&SessionMsg::Input(ev)).await;
-                    }
-                }
-                Some(Command::RequestScope(s)) => {
-                    info!(scope = s.as_str(), "asking the user for another scope");
-                    let _ = tx.send(&SessionMsg::Control(SessionControl::ScopeRequest(s))).await;
-                }
-                Some(Command::End) | None => {
-                    viewer_ended = true;
-                    reason = EndReason::ViewerClosed.as_str().into();
-                    break;
-                }
-            },
-        }
-    }
-
-    // Close out: note (auto fields), audit, relay.
-    let note = {
-        let mut s = lock(&state);
+        let mut s = lock(ctx.state);
         s.note
             .set("Session Ended", format!("Yes ({})", crate::now()));
         s.phase = Phase::Ended(reason.clone());
-        s.note.clone()
-    };
-    repaint();
-    audit(
+    }
+    (ctx.repaint)();
+    ctx.audit.record(
         "session_end",
         fields! {"session" => session, "reason" => reason},
     );
-    let note = if viewer_ended {
-        // The agent hears of the end from the relay, which records it as
-        // the technician's once the note and End below arrive. Telling the
-        // agent first (end to end) let it reach the relay before us.
-        note
-    } else if wait_for_close {
-        // Ended by the user, a limit or an admin: the technician finishes
-        // the note in the window; the relay keeps the connection for it.
+    // If the technician ended it, the agent hears of the end from the relay,
+    // which records it as theirs once the note and End below arrive
+    // (telling the agent first, end to end, let it reach the relay first).
+    // Ended by the user, a limit or an admin: the technician finishes the
+    // note in the window; the relay keeps the connection for it.
+    if !end.by_viewer && wait_for_close {
         info!("session ended ({reason}); waiting for the window to close");
         while let Some(cmd) = commands.recv().await {
             if cmd == Command::End {
                 break;
             }
         }
-        lock(&state).note.clone()
-    } else {
-        note
-    };
-    let note_path = note.write(&config.notes_dir, &session, &ticket).ok();
+    }
+    let note = lock(ctx.state).note.clone();
+    let ticket = &ctx.config.request.ticket;
+    let note_path = note.write(&ctx.config.notes_dir, &session, ticket).ok();
     let _ = viewer
         .control
         .send(&assent_proto::wire::ClientMsg::SessionNote {
             fields: note.to_wire(),
         })
         .await;
-    audit(
+    let path = note_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    ctx.audit.record(
         "session_note",
-        fields! {"session" => session, "path" => note_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()},
+        fields! {"session" => session, "path" => path},
     );
     viewer.control.end().await;
     Ok(finished(Some(session), &reason, note_path))
@@ -446,12 +424,12 @@ async fn await_answer(
     state: &SharedState,
     session: &str,
     device: &str,
-    audit: &impl Fn(&str, Fields),
+    audit: &AuditWriter,
 ) -> Result<Scope, Finished> {
     loop {
         match viewer.next_event().await {
             Ok(ViewerEvent::Consent(d)) => {
-                audit(
+                audit.record(
                     "consent",
                     fields! {"session" => session, "decision" => d.as_str(), "device" => device},
                 );
@@ -481,10 +459,6 @@ async fn await_answer(
     }
 }
 
-fn device_key_fp(k: PublicKey) -> String {
-    k.fingerprint()
-}
-
 fn finished(session: Option<String>, reason: &str, note_path: Option<PathBuf>) -> Finished {
     Finished {
         session,
@@ -497,9 +471,9 @@ fn end_without_session(
     state: &SharedState,
     session: &str,
     reason: &str,
-    audit: &impl Fn(&str, Fields),
+    audit: &AuditWriter,
 ) -> Finished {
-    audit(
+    audit.record(
         "session_refused",
         fields! {"session" => session, "reason" => reason},
     );

@@ -37,7 +37,7 @@ mod verify;
 mod tests;
 
 pub use canonical::canonical_json;
-pub use log::{head_path, AuditError, AuditLog, TornTail};
+pub use log::{head_path, AuditError, AuditLog, Position, TornTail};
 pub use record::{Fields, Record, RESERVED_FIELDS};
 pub use verify::{read_records, verify, verify_reader, VerifyError, VerifyErrorKind};
 

@@ -61,7 +61,61 @@ pub struct AuditLog {
     poisoned: bool,
 }
 
+/// Where a log stood when its handle was dropped: [`AuditLog::reopen`]
+/// continues from it without re-reading the chain, as long as nothing was
+/// appended since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    len: u64,
+    next_seq: u64,
+    last_hash: String,
+}
+
 impl AuditLog {
+    /// Where this log stands now (after its last append).
+    pub fn position(&self) -> Position {
+        Position {
+            len: self.len,
+            next_seq: self.next_seq,
+            last_hash: self.last_hash.clone(),
+        }
+    }
+
+    /// Opens a log this process had open before, at `pos`, taking the lock
+    /// again. If the file is still exactly as long as it was, nobody
+    /// appended in between and the chain is not walked again; otherwise
+    /// (another process appended) it is verified as [`AuditLog::open`] does.
+    /// For writers that release the lock between records so that several
+    /// processes can share one log without re-verifying it every time.
+    pub fn reopen(path: &Path, pos: &Position) -> Result<AuditLog, AuditError> {
+        let io_err = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(AuditError::Locked(path.to_path_buf())),
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        if file.metadata().map_err(io_err)?.len() != pos.len {
+            drop(file);
+            return AuditLog::open(path);
+        }
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+            next_seq: pos.next_seq,
+            last_hash: pos.last_hash.clone(),
+            len: pos.len,
+            poisoned: false,
+        })
+    }
+
     /// Opens (creating file and parent dirs if missing) and takes an
     /// exclusive advisory lock on the file (`File::try_lock`), held for the
     /// `AuditLog`'s lifetime; returns [`AuditError::Locked`] if another process
@@ -393,4 +447,61 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod reopen_tests {
+    use super::*;
+
+    fn fields(n: u64) -> Fields {
+        let mut f = Fields::new();
+        f.insert("n".into(), Value::from(n));
+        f
+    }
+
+    #[test]
+    fn reopen_continues_the_chain_where_it_stood() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append("a", fields(1)).unwrap();
+        let pos = log.position();
+        drop(log);
+        let mut log = AuditLog::reopen(&path, &pos).unwrap();
+        log.append("b", fields(2)).unwrap();
+        assert_eq!(log.position().next_seq, 3);
+        drop(log);
+        assert_eq!(crate::verify(&path).unwrap(), 2);
+    }
+
+    #[test]
+    fn reopen_after_another_writer_appended_verifies_and_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut mine = AuditLog::open(&path).unwrap();
+        mine.append("mine", fields(1)).unwrap();
+        let pos = mine.position();
+        drop(mine);
+        // Another process (another viewer window) appends in between.
+        let mut other = AuditLog::open(&path).unwrap();
+        other.append("other", fields(2)).unwrap();
+        drop(other);
+        let mut mine = AuditLog::reopen(&path, &pos).unwrap();
+        assert_eq!(mine.position().next_seq, 3, "followed the other writer");
+        mine.append("mine", fields(3)).unwrap();
+        drop(mine);
+        assert_eq!(crate::verify(&path).unwrap(), 3);
+    }
+
+    #[test]
+    fn reopen_respects_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let pos = log.position();
+        assert!(matches!(
+            AuditLog::reopen(&path, &pos),
+            Err(AuditError::Locked(_))
+        ));
+    }
 }

@@ -1,0 +1,190 @@
+//! The technician's live session: frames in, input out, until someone ends
+//! it. The loop only waits ([`LiveView::next_wake`]) and dispatches to one
+//! handler per source; a handler that ends the session returns why.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use assent_client::e2e::{ChannelReader, ChannelWriter};
+use assent_client::ClientError;
+use assent_codec::Decoder;
+use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
+use assent_proto::wire::{EndReason, RelayMsg, Scope};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::record::AuditWriter;
+use crate::session::{fields, lock, Command, SharedState};
+
+/// How the live session ended.
+pub struct LiveEnd {
+    /// An INTERFACE.md end reason, or what broke.
+    pub reason: String,
+    /// The technician ended it (window closed, SIGTERM, stdin EOF).
+    pub by_viewer: bool,
+}
+
+enum Wake {
+    /// A session message, or why the channel failed.
+    Peer(Result<SessionMsg, String>),
+    Relay(Result<RelayMsg, ClientError>),
+    Command(Option<Command>),
+}
+
+pub struct LiveView<'a> {
+    pub session: String,
+    pub state: SharedState,
+    pub tx: ChannelWriter,
+    pub rx: ChannelReader,
+    pub control: &'a mut assent_client::Control,
+    pub audit: &'a AuditWriter,
+    pub repaint: Arc<dyn Fn() + Send + Sync>,
+    pub decoder: Decoder,
+    pub last_input: Option<Instant>,
+}
+
+impl LiveView<'_> {
+    pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> LiveEnd {
+        loop {
+            let ended = match self.next_wake(commands).await {
+                Wake::Peer(msg) => self.on_peer_msg(msg).await,
+                Wake::Relay(msg) => Self::on_relay_msg(msg),
+                Wake::Command(cmd) => self.on_command(cmd).await,
+            };
+            if let Some(end) = ended {
+                return end;
+            }
+        }
+    }
+
+    async fn next_wake(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Wake {
+        tokio::select! {
+            msg = self.rx.recv() => Wake::Peer(msg.map_err(|e| e.to_string())),
+            msg = self.control.recv() => Wake::Relay(msg),
+            cmd = commands.recv() => Wake::Command(cmd),
+        }
+    }
+
+    async fn on_peer_msg(&mut self, msg: Result<SessionMsg, String>) -> Option<LiveEnd> {
+        let session = self.session.clone();
+        match msg {
+            Ok(SessionMsg::Frame(bytes)) => self.on_frame(&bytes).await,
+            Ok(SessionMsg::Cursor { x, y }) => lock(&self.state).cursor = Some((x, y)),
+            Ok(SessionMsg::Control(SessionControl::Paused)) => {
+                lock(&self.state).paused = true;
+                self.audit
+                    .record("session_paused", fields! {"session" => session});
+                (self.repaint)();
+            }
+            Ok(SessionMsg::Control(SessionControl::Resumed)) => {
+                lock(&self.state).paused = false;
+                self.audit
+                    .record("session_resumed", fields! {"session" => session});
+                (self.repaint)();
+            }
+            Ok(SessionMsg::Control(SessionControl::Scope(s))) => {
+                let changed = std::mem::replace(&mut lock(&self.state).scope, s) != s;
+                if changed {
+                    let f = fields! {"session" => session, "scope" => s.as_str()};
+                    self.audit.record("scope_changed", f);
+                }
+            }
+            Ok(SessionMsg::Control(SessionControl::End)) => return Some(ended("agent_ended")),
+            Ok(_) => {}
+            Err(e) => {
+                info!(error = %e, "session channel closed");
+                return Some(ended("agent_lost"));
+            }
+        }
+        None
+    }
+
+    /// Decodes a frame into the shared screen and acknowledges it; a frame
+    /// that does not decode asks for a keyframe instead.
+    async fn on_frame(&mut self, bytes: &[u8]) {
+        let started = Instant::now();
+        let update = match self.decoder.decode(bytes) {
+            Ok(u) => u,
+            Err(e) => {
+                warn!(error = %e, "frame did not decode; asking for a keyframe");
+                let ask = SessionMsg::Control(SessionControl::KeyframeRequest);
+                let _ = self.tx.send(&ask).await;
+                return;
+            }
+        };
+        let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let latency = self
+            .last_input
+            .take()
+            .map(|t| t.elapsed().as_secs_f64() * 1000.0);
+        {
+            let mut s = lock(&self.state);
+            let resized = s.screen.width != update.width || s.screen.height != update.height;
+            s.screen.width = update.width;
+            s.screen.height = update.height;
+            s.screen.pixels.clear();
+            s.screen.pixels.extend_from_slice(self.decoder.pixels());
+            // Accumulate until the window uploads; `None` (full upload)
+            // absorbs any partial update.
+            if update.keyframe || resized {
+                s.screen.dirty = None;
+            } else if let Some(d) = &mut s.screen.dirty {
+                d.extend(update.dirty.iter().copied());
+            }
+            s.screen.version += 1;
+            s.stats.frames += 1;
+            s.stats.bytes += bytes.len() as u64;
+            s.stats.decode_ms = decode_ms;
+            if latency.is_some() {
+                s.stats.latency_ms = latency;
+            }
+        }
+        (self.repaint)();
+        let _ = self
+            .tx
+            .send(&SessionMsg::FrameAck { seq: update.seq })
+            .await;
+    }
+
+    fn on_relay_msg(msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
+        match msg {
+            Ok(RelayMsg::SessionEnded { reason }) => Some(ended(reason.as_str())),
+            Ok(_) => None,
+            Err(e) => Some(ended(&format!("relay connection lost: {e}"))),
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Option<Command>) -> Option<LiveEnd> {
+        match cmd {
+            Some(Command::Input(ev)) => {
+                // View-only sessions send nothing (the agent would drop it anyway).
+                let (scope, paused) = {
+                    let s = lock(&self.state);
+                    (s.scope, s.paused)
+                };
+                if scope == Scope::Control && !paused {
+                    self.last_input = Some(Instant::now());
+                    let _ = self.tx.send(&SessionMsg::Input(ev)).await;
+                }
+                None
+            }
+            Some(Command::RequestScope(s)) => {
+                info!(scope = s.as_str(), "asking the user for another scope");
+                let ask = SessionMsg::Control(SessionControl::ScopeRequest(s));
+                let _ = self.tx.send(&ask).await;
+                None
+            }
+            Some(Command::End) | None => Some(LiveEnd {
+                reason: EndReason::ViewerClosed.as_str().into(),
+                by_viewer: true,
+            }),
+        }
+    }
+}
+
+fn ended(reason: &str) -> LiveEnd {
+    LiveEnd {
+        reason: reason.to_string(),
+        by_viewer: false,
+    }
+}
