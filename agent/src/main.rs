@@ -125,18 +125,7 @@ fn join(
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let signal_commands = commands_tx.clone();
     let session = runtime.spawn(async move {
-        // SIGTERM/SIGINT end the session cleanly (relay records agent_ended).
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            let _ = signal_commands.send(UiCommand::End);
-        });
+        tokio::spawn(end_on_signal(signal_commands));
         session::run(
             config,
             Box::new(|| {
@@ -165,6 +154,26 @@ fn join(
     let outcome = runtime
         .block_on(session)
         .context("the session task failed")??;
+    report(outcome, tty);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// SIGTERM/SIGINT end the session cleanly (the relay records agent_ended).
+async fn end_on_signal(commands: mpsc::UnboundedSender<UiCommand>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    let _ = commands.send(UiCommand::End);
+}
+
+/// The last words on stderr.
+fn report(outcome: session::Outcome, tty: bool) {
     match outcome {
         session::Outcome::Declined(d) => {
             eprintln!("Session declined ({}). Nothing was shared.", d.as_str())
@@ -174,6 +183,4 @@ fn join(
         session::Outcome::RequestClosed(msg) if !tty => eprintln!("{msg}"),
         session::Outcome::RequestClosed(_) => {}
     }
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
 }

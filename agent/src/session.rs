@@ -74,19 +74,10 @@ pub async fn run(
     let technician_key = PublicKey(offer.technician_key);
     info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
 
-    let e2e = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        assent_client::e2e::respond(&mut pending, technician_key),
-    )
-    .await
-    {
-        Err(_) => {
-            anyhow::bail!("the technician's viewer did not complete the secure handshake in time")
-        }
+    let e2e = match handshake(&mut pending, technician_key).await? {
+        Ok(e2e) => e2e,
         // The request ended (withdrawn, cancelled) before the user was asked.
-        Ok(Err(e)) if e.refusal().is_some() => return Ok(close_request(&*ui, e.refusal(), &offer)),
-        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the secure handshake failed")),
-        Ok(Ok(e2e)) => e2e,
+        Err(kind) => return Ok(close_request(&*ui, kind, &offer)),
     };
     let code = e2e.verification_code().to_string();
 
@@ -102,14 +93,7 @@ pub async fn run(
     };
     info!(decision = decision.as_str(), "user answered");
     let Some(grant) = ConsentQuestion::for_offer(&offer).answer(decision) else {
-        // Signed and sent so the relay records it; nothing was captured.
-        let _ = pending.answer(decision).await;
-        let msg = match decision {
-            ConsentDecision::Timeout => "No answer in time: the session was declined.",
-            _ => "You declined the session.",
-        };
-        ui.show(UiEvent::Ended(msg.into()));
-        return Ok(Outcome::Declined(decision));
+        return Ok(decline(pending, decision, &*ui).await);
     };
     // A yes starts nothing until the relay has it on record: a refusal
     // here (its audit failed, or the request ended meanwhile) leaves the
@@ -144,6 +128,35 @@ pub async fn run(
         scope_prompt_until: None,
     };
     Ok(Outcome::Ended(session.run(&mut commands).await))
+}
+
+/// The end-to-end handshake, before the prompt so the user sees the
+/// verification code. `Ok(Err(kind))`: the relay closed the request first.
+async fn handshake(
+    pending: &mut AgentPending,
+    technician_key: PublicKey,
+) -> anyhow::Result<Result<assent_client::e2e::E2e, Option<ErrorKind>>> {
+    let respond = assent_client::e2e::respond(pending, technician_key);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, respond).await {
+        Err(_) => {
+            anyhow::bail!("the technician's viewer did not complete the secure handshake in time")
+        }
+        Ok(Err(e)) if e.refusal().is_some() => Ok(Err(e.refusal())),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context("the secure handshake failed")),
+        Ok(Ok(e2e)) => Ok(Ok(e2e)),
+    }
+}
+
+/// A no (or no answer): signed and sent so the relay records it; nothing
+/// was captured.
+async fn decline(pending: AgentPending, decision: ConsentDecision, ui: &dyn UiSink) -> Outcome {
+    let _ = pending.answer(decision).await;
+    let msg = match decision {
+        ConsentDecision::Timeout => "No answer in time: the session was declined.",
+        _ => "You declined the session.",
+    };
+    ui.show(UiEvent::Ended(msg.into()));
+    Outcome::Declined(decision)
 }
 
 /// How the prompt phase ended.

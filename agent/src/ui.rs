@@ -232,58 +232,7 @@ impl eframe::App for AgentWindow {
                 } else if close_requested && !answered {
                     self.answer(ConsentDecision::Denied);
                 }
-                ui.heading(text.question());
-                ui.separator();
-                for line in text.lines().iter().skip(1) {
-                    ui.label(line);
-                }
-                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                ui.separator();
-                ui.label(format!(
-                    "{}   ({} automatically in {left} s)",
-                    text.keys_hint(),
-                    text.timeout_hint()
-                ));
-                if !answered {
-                    ui.horizontal(|ui| {
-                        if text.in_force.is_some() {
-                            if ui.button("Allow control (c)").clicked() {
-                                self.answer(ConsentDecision::Control);
-                            }
-                            if ui.button("Keep view only (v / d / Esc)").clicked() {
-                                self.answer(ConsentDecision::Denied);
-                            }
-                            return;
-                        }
-                        if ui.button("Allow view only (v)").clicked() {
-                            self.answer(ConsentDecision::View);
-                        }
-                        if text.scope == Scope::Control && ui.button("Allow control (c)").clicked()
-                        {
-                            self.answer(ConsentDecision::Control);
-                        }
-                        if ui.button("Deny (d / Esc)").clicked() {
-                            self.answer(ConsentDecision::Denied);
-                        }
-                    });
-                    let key = ctx.input(|i| {
-                        if i.key_pressed(egui::Key::V) {
-                            Some("v")
-                        } else if i.key_pressed(egui::Key::C) {
-                            Some("c")
-                        } else if i.key_pressed(egui::Key::D) || i.key_pressed(egui::Key::Escape) {
-                            Some("d")
-                        } else {
-                            None
-                        }
-                    });
-                    if let Some(d) =
-                        key.and_then(|k| crate::prompt::decision_for_key(k, text.scope))
-                    {
-                        self.answer(d);
-                    }
-                }
-                ctx.request_repaint_after(Duration::from_millis(250));
+                self.prompt(ui, &text, deadline, answered);
             }
             Phase::Live {
                 info,
@@ -294,33 +243,7 @@ impl eframe::App for AgentWindow {
                 if close_requested {
                     self.send(UiCommand::End);
                 }
-                let elapsed = started.elapsed().as_secs();
-                // Same number of lines in both states, so the buttons stay put.
-                if paused {
-                    ui.heading("Session PAUSED");
-                    ui.label("The technician sees a placeholder and cannot type.");
-                } else {
-                    ui.heading("A support session is live");
-                    ui.label("Pause at any time, e.g. to type a password privately.");
-                }
-                ui.label(format!("Technician: {}", info.technician));
-                ui.label(format!("Ticket: {}", info.ticket));
-                ui.label(format!("They can {}", info.scope.plain_words()));
-                ui.label(format!("Verification code: {}", info.verification_code));
-                ui.label(format!("Elapsed: {:02}:{:02}", elapsed / 60, elapsed % 60));
-                ui.horizontal(|ui| {
-                    if paused {
-                        if ui.button("Resume").clicked() {
-                            self.send(UiCommand::Resume);
-                        }
-                    } else if ui.button("Pause").clicked() {
-                        self.send(UiCommand::Pause);
-                    }
-                    if ui.button("End").clicked() {
-                        self.send(UiCommand::End);
-                    }
-                });
-                ctx.request_repaint_after(Duration::from_millis(500));
+                self.live(ui, &info, started, paused);
             }
             Phase::Ended(msg) => {
                 ui.heading(msg);
@@ -338,6 +261,95 @@ impl eframe::App for AgentWindow {
                 ctx.request_repaint_after(Duration::from_millis(250));
             }
         });
+    }
+}
+
+impl AgentWindow {
+    /// The question, its details, the countdown, and the answers (buttons
+    /// and keys) until one is given.
+    fn prompt(&mut self, ui: &mut egui::Ui, text: &PromptText, deadline: Instant, answered: bool) {
+        ui.heading(text.question());
+        ui.separator();
+        for line in text.lines().iter().skip(1) {
+            ui.label(line);
+        }
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+        ui.separator();
+        ui.label(format!(
+            "{}   ({} automatically in {left} s)",
+            text.keys_hint(),
+            text.timeout_hint()
+        ));
+        if !answered {
+            ui.horizontal(|ui| self.answer_buttons(ui, text));
+            let key = ui.ctx().input(|i| {
+                if i.key_pressed(egui::Key::V) {
+                    Some("v")
+                } else if i.key_pressed(egui::Key::C) {
+                    Some("c")
+                } else if i.key_pressed(egui::Key::D) || i.key_pressed(egui::Key::Escape) {
+                    Some("d")
+                } else {
+                    None
+                }
+            });
+            if let Some(d) = key.and_then(|k| crate::prompt::decision_for_key(k, text.scope)) {
+                self.answer(d);
+            }
+        }
+        ui.ctx().request_repaint_after(Duration::from_millis(250));
+    }
+
+    fn answer_buttons(&mut self, ui: &mut egui::Ui, text: &PromptText) {
+        if text.in_force.is_some() {
+            if ui.button("Allow control (c)").clicked() {
+                self.answer(ConsentDecision::Control);
+            }
+            if ui.button("Keep view only (v / d / Esc)").clicked() {
+                self.answer(ConsentDecision::Denied);
+            }
+            return;
+        }
+        if ui.button("Allow view only (v)").clicked() {
+            self.answer(ConsentDecision::View);
+        }
+        if text.scope == Scope::Control && ui.button("Allow control (c)").clicked() {
+            self.answer(ConsentDecision::Control);
+        }
+        if ui.button("Deny (d / Esc)").clicked() {
+            self.answer(ConsentDecision::Denied);
+        }
+    }
+
+    /// The "session live" indicator with Pause/Resume and End.
+    fn live(&mut self, ui: &mut egui::Ui, info: &LiveInfo, started: Instant, paused: bool) {
+        let elapsed = started.elapsed().as_secs();
+        // Same number of lines in both states, so the buttons stay put.
+        if paused {
+            ui.heading("Session PAUSED");
+            ui.label("The technician sees a placeholder and cannot type.");
+        } else {
+            ui.heading("A support session is live");
+            ui.label("Pause at any time, e.g. to type a password privately.");
+        }
+        ui.label(format!("Technician: {}", info.technician));
+        ui.label(format!("Ticket: {}", info.ticket));
+        ui.label(format!("They can {}", info.scope.plain_words()));
+        ui.label(format!("Verification code: {}", info.verification_code));
+        ui.label(format!("Elapsed: {:02}:{:02}", elapsed / 60, elapsed % 60));
+        ui.horizontal(|ui| {
+            if paused {
+                if ui.button("Resume").clicked() {
+                    self.send(UiCommand::Resume);
+                }
+            } else if ui.button("Pause").clicked() {
+                self.send(UiCommand::Pause);
+            }
+            if ui.button("End").clicked() {
+                self.send(UiCommand::End);
+            }
+        });
+        ui.ctx().request_repaint_after(Duration::from_millis(500));
     }
 }
 

@@ -133,10 +133,64 @@ struct ConnectArgs {
 }
 
 fn connect(args: ConnectArgs) -> anyhow::Result<()> {
-    use assent_proto::text;
-    use assent_viewer::session::{self, Command as SessionCommand, ConnectConfig, ViewState};
+    use assent_viewer::session::{self, Command as SessionCommand, ViewState};
     use std::sync::{Arc, Mutex};
 
+    let headless = args.headless;
+    let config = connect_config(args)?;
+    let state = Arc::new(Mutex::new(ViewState::new(&config.request)));
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let repaint: assent_viewer::window::RepaintSlot = Arc::new(Mutex::new(None));
+    let repaint_hook = {
+        let repaint = repaint.clone();
+        Arc::new(move || {
+            if let Some(f) = repaint.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                f();
+            }
+        }) as Arc<dyn Fn() + Send + Sync>
+    };
+    let on_signal = (commands_tx.clone(), state.clone(), repaint_hook.clone());
+    let session_state = state.clone();
+    let task = runtime.spawn(async move {
+        tokio::spawn(end_on_signal(on_signal.0, on_signal.1, on_signal.2));
+        session::run(
+            config,
+            session_state,
+            commands_rx,
+            print_invite,
+            repaint_hook,
+            !headless,
+        )
+        .await
+    });
+    if headless {
+        spawn_stdin_reader(commands_tx.clone());
+        runtime.spawn(print_stats(state.clone()));
+    } else {
+        assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
+            .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
+        // The window closed: end the session everywhere.
+        let _ = commands_tx.send(SessionCommand::End);
+    }
+    let finished = runtime
+        .block_on(task)
+        .context("the session task failed")??;
+    if finished.reason == session::WITHDRAWN {
+        eprintln!("Request withdrawn: the user's prompt was taken away; nothing was shared.");
+    } else {
+        eprintln!("Session ended ({}).", finished.reason);
+    }
+    if let Some(p) = finished.note_path {
+        eprintln!("Session note: {}", p.display());
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+/// The key, the validated request and the paths, from the command line.
+fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::ConnectConfig> {
+    use assent_proto::text;
     let key_path = match args.key {
         Some(p) => p,
         None => default_key()?,
@@ -159,109 +213,82 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     if !args.headless && std::env::var_os("DISPLAY").is_none() {
         bail!("no display for the session window (DISPLAY is not set); use --headless for scripts");
     }
-    let config = ConnectConfig {
+    Ok(assent_viewer::session::ConnectConfig {
         relay: args.relay,
         ca: args.ca,
         key,
-        request: request.clone(),
+        request,
         audit_path: assent_viewer::paths::audit_log()?,
         notes_dir: assent_viewer::paths::notes_dir()?,
+    })
+}
+
+/// The code goes to stdout only: stderr is the diagnostics stream, which
+/// people capture into log files.
+fn print_invite(code: &str, expires_in_secs: u32) {
+    println!("Invite code: {code}");
+    eprintln!(
+        "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem CODE` \
+         and accept the prompt; the code works once, for {} minutes.",
+        expires_in_secs / 60
+    );
+}
+
+/// SIGTERM/SIGINT end the session (or withdraw the request) as closing the
+/// window does; the window closes itself.
+async fn end_on_signal(
+    commands: tokio::sync::mpsc::UnboundedSender<assent_viewer::session::Command>,
+    state: assent_viewer::session::SharedState,
+    repaint: std::sync::Arc<dyn Fn() + Send + Sync>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
     };
-    let state = Arc::new(Mutex::new(ViewState::new(&request)));
-    let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    let repaint: assent_viewer::window::RepaintSlot = Arc::new(Mutex::new(None));
-    let repaint_hook = {
-        let repaint = repaint.clone();
-        Arc::new(move || {
-            if let Some(f) = repaint.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                f();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    let _ = commands.send(assent_viewer::session::Command::End);
+    state.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
+    repaint();
+}
+
+/// `--headless`: stdin EOF ends the session like closing the window; a line
+/// `control` or `view` asks the user for that scope.
+fn spawn_stdin_reader(
+    commands: tokio::sync::mpsc::UnboundedSender<assent_viewer::session::Command>,
+) {
+    use assent_viewer::session::Command as SessionCommand;
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::stdin().lock()) {
+            let Ok(line) = line else { break };
+            if let Ok(scope) = line.trim().parse() {
+                let _ = commands.send(SessionCommand::RequestScope(scope));
             }
-        }) as Arc<dyn Fn() + Send + Sync>
-    };
-    let signal_tx = commands_tx.clone();
-    let session_state = state.clone();
-    let signal_state = state.clone();
-    let signal_repaint = repaint_hook.clone();
-    let task = runtime.spawn(async move {
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                return;
-            };
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            let _ = signal_tx.send(SessionCommand::End);
-            signal_state.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
-            signal_repaint();
-        });
-        session::run(
-            config,
-            session_state,
-            commands_rx,
-            |code, expires| {
-                // The code goes to stdout only: stderr is the diagnostics
-                // stream, which people capture into log files.
-                println!("Invite code: {code}");
-                eprintln!(
-                    "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem CODE` \
-                     and accept the prompt; the code works once, for {} minutes.",
-                    expires / 60
-                );
-            },
-            repaint_hook,
-            !args.headless,
-        )
-        .await
+        }
+        let _ = commands.send(SessionCommand::End);
     });
-    if args.headless {
-        // stdin EOF ends the session like closing the window; a line
-        // `control` or `view` asks the user for that scope.
-        let eof_tx = commands_tx.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::stdin().lock()) {
-                let Ok(line) = line else { break };
-                if let Ok(scope) = line.trim().parse() {
-                    let _ = eof_tx.send(SessionCommand::RequestScope(scope));
-                }
-            }
-            let _ = eof_tx.send(SessionCommand::End);
-        });
-        let stats_state = state.clone();
-        runtime.spawn(async move {
-            let mut before = session::Stats::default();
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let (now, live) = {
-                    let s = stats_state.lock().unwrap_or_else(|p| p.into_inner());
-                    (s.stats.clone(), s.phase == session::Phase::Live)
-                };
-                if live {
-                    let line =
-                        session::stats_line(&now, &before, std::time::Duration::from_secs(1));
-                    println!("{line}");
-                }
-                before = now;
-            }
-        });
-    } else {
-        assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
-            .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
-        // The window closed: end the session everywhere.
-        let _ = commands_tx.send(SessionCommand::End);
+}
+
+/// `--headless`: one JSON statistics line a second while live.
+async fn print_stats(state: assent_viewer::session::SharedState) {
+    use assent_viewer::session;
+    let mut before = session::Stats::default();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (now, live) = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            (s.stats.clone(), s.phase == session::Phase::Live)
+        };
+        if live {
+            println!(
+                "{}",
+                session::stats_line(&now, &before, std::time::Duration::from_secs(1))
+            );
+        }
+        before = now;
     }
-    let finished = runtime
-        .block_on(task)
-        .context("the session task failed")??;
-    if finished.reason == session::WITHDRAWN {
-        eprintln!("Request withdrawn: the user's prompt was taken away; nothing was shared.");
-    } else {
-        eprintln!("Session ended ({}).", finished.reason);
-    }
-    if let Some(p) = finished.note_path {
-        eprintln!("Session note: {}", p.display());
-    }
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    Ok(())
 }

@@ -204,37 +204,44 @@ impl ViewerWindow {
                     modifiers,
                     ..
                 } if response.has_focus() => {
-                    if let Some(k) = map_key(key) {
-                        self.send(InputEvent::Key { key: k, pressed });
-                    } else if pressed && (modifiers.ctrl || modifiers.alt) {
-                        // Shortcuts (Ctrl+C...) produce no Text event: send
-                        // the chord as keys.
-                        let name = key.symbol_or_name();
-                        if let (Some(c), 1) = (name.chars().next(), name.chars().count()) {
-                            let c = c.to_ascii_lowercase();
-                            let modifier = if modifiers.ctrl {
-                                Key::Control
-                            } else {
-                                Key::Alt
-                            };
-                            for (k, down) in [
-                                (modifier, true),
-                                (Key::Char(c), true),
-                                (Key::Char(c), false),
-                                (modifier, false),
-                            ] {
-                                self.send(InputEvent::Key {
-                                    key: k,
-                                    pressed: down,
-                                });
-                            }
-                        }
+                    for ev in key_events(key, pressed, modifiers) {
+                        self.send(ev);
                     }
                 }
                 _ => {}
             }
         }
     }
+}
+
+/// What one key event of the window sends. Shortcuts (Ctrl+C...) produce
+/// no Text event, so a modifier chord goes out as keys.
+fn key_events(key: egui::Key, pressed: bool, modifiers: egui::Modifiers) -> Vec<InputEvent> {
+    if let Some(k) = map_key(key) {
+        return vec![InputEvent::Key { key: k, pressed }];
+    }
+    if !pressed || !(modifiers.ctrl || modifiers.alt) {
+        return Vec::new();
+    }
+    let name = key.symbol_or_name();
+    let (Some(c), 1) = (name.chars().next(), name.chars().count()) else {
+        return Vec::new();
+    };
+    let c = c.to_ascii_lowercase();
+    let modifier = if modifiers.ctrl {
+        Key::Control
+    } else {
+        Key::Alt
+    };
+    [
+        (modifier, true),
+        (Key::Char(c), true),
+        (Key::Char(c), false),
+        (modifier, false),
+    ]
+    .into_iter()
+    .map(|(key, pressed)| InputEvent::Key { key, pressed })
+    .collect()
 }
 
 fn map_key(key: egui::Key) -> Option<Key> {
@@ -270,6 +277,18 @@ fn map_key(key: egui::Key) -> Option<Key> {
     })
 }
 
+/// What one frame of the window draws, read under the lock once.
+struct Snapshot {
+    phase: Phase,
+    device: String,
+    ticket: String,
+    scope: Scope,
+    code: String,
+    paused: bool,
+    stats: Stats,
+    size: (u32, u32),
+}
+
 impl eframe::App for ViewerWindow {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
@@ -280,20 +299,35 @@ impl eframe::App for ViewerWindow {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         self.sync_texture(&ctx);
-        let (phase, device, ticket, scope, code, paused, stats, size) = {
+        let snap = {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            (
-                s.phase.clone(),
-                s.device.clone(),
-                s.ticket.clone(),
-                s.scope,
-                s.verification_code.clone(),
-                s.paused,
-                s.stats.clone(),
-                (s.screen.width, s.screen.height),
-            )
+            Snapshot {
+                phase: s.phase.clone(),
+                device: s.device.clone(),
+                ticket: s.ticket.clone(),
+                scope: s.scope,
+                code: s.verification_code.clone(),
+                paused: s.paused,
+                stats: s.stats.clone(),
+                size: (s.screen.width, s.screen.height),
+            }
         };
-        let want = title(&device, &ticket);
+        self.update_title(&ctx, &snap);
+        self.update_rates(&snap.stats);
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| self.status_bar(ui, &snap));
+        });
+        egui::Panel::right("note")
+            .default_size(280.0)
+            .show(ui, |ui| self.note_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| self.central(ui, &snap));
+        ctx.request_repaint_after(Duration::from_millis(250));
+    }
+}
+
+impl ViewerWindow {
+    fn update_title(&mut self, ctx: &egui::Context, snap: &Snapshot) {
+        let want = title(&snap.device, &snap.ticket);
         if want != self.title {
             match &self.titles {
                 Some(t) => t.set(&want),
@@ -301,6 +335,9 @@ impl eframe::App for ViewerWindow {
             }
             self.title = want;
         }
+    }
+
+    fn update_rates(&mut self, stats: &Stats) {
         let elapsed = self.stats_before.0.elapsed();
         if elapsed >= Duration::from_secs(1) {
             let prev = &self.stats_before.1;
@@ -311,97 +348,128 @@ impl eframe::App for ViewerWindow {
             );
             self.stats_before = (Instant::now(), stats.clone());
         }
+    }
 
-        egui::Panel::bottom("status").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.label(format!(
-                    "Device: {}",
-                    if device.is_empty() { "—" } else { &device }
-                ));
-                ui.separator();
-                ui.label(format!("Ticket: {ticket}"));
-                ui.separator();
-                ui.label(match scope {
-                    Scope::View => "VIEW ONLY (input is not sent)",
-                    Scope::Control => "Control",
-                });
-                // The user answers in their own prompt; the scope shown
-                // changes only when their agent says so.
-                let (label, wanted) = match scope {
-                    Scope::View => ("Ask for control", Scope::Control),
-                    Scope::Control => ("Give up control", Scope::View),
-                };
-                if ui.small_button(label).clicked() {
-                    let _ = self.commands.send(Command::RequestScope(wanted));
-                }
-                ui.separator();
-                ui.label(format!(
-                    "Verification code: {}",
-                    if code.is_empty() { "—" } else { &code }
-                ));
-                ui.separator();
-                ui.label(format!(
-                    "{:.0} fps · {} · {:.0} kbit/s",
-                    self.rates.0,
-                    stats
-                        .latency_ms
-                        .map(|l| format!("{l:.0} ms latency"))
-                        .unwrap_or_else(|| "latency —".into()),
-                    self.rates.1
-                ));
-                ui.separator();
-                ui.checkbox(&mut self.one_to_one, "1:1");
-            });
+    fn status_bar(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
+        let device = if snap.device.is_empty() {
+            "—"
+        } else {
+            &snap.device
+        };
+        ui.label(format!("Device: {device}"));
+        ui.separator();
+        ui.label(format!("Ticket: {}", snap.ticket));
+        ui.separator();
+        ui.label(match snap.scope {
+            Scope::View => "VIEW ONLY (input is not sent)",
+            Scope::Control => "Control",
         });
-        egui::Panel::right("note").default_size(280.0).show(ui, |ui| {
-            ui.heading("Session note");
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            for field in TYPED_FIELDS {
-                ui.label(field);
-                let mut value = s.note.get(field).to_string();
-                if ui.add(egui::TextEdit::multiline(&mut value).desired_rows(2)).changed() {
-                    s.note.set(field, value);
-                }
+        // The user answers in their own prompt; the scope shown changes
+        // only when their agent says so.
+        let (label, wanted) = match snap.scope {
+            Scope::View => ("Ask for control", Scope::Control),
+            Scope::Control => ("Give up control", Scope::View),
+        };
+        if ui.small_button(label).clicked() {
+            let _ = self.commands.send(Command::RequestScope(wanted));
+        }
+        ui.separator();
+        let code = if snap.code.is_empty() {
+            "—"
+        } else {
+            &snap.code
+        };
+        ui.label(format!("Verification code: {code}"));
+        ui.separator();
+        let latency = snap
+            .stats
+            .latency_ms
+            .map(|l| format!("{l:.0} ms latency"))
+            .unwrap_or_else(|| "latency —".into());
+        ui.label(format!(
+            "{:.0} fps · {latency} · {:.0} kbit/s",
+            self.rates.0, self.rates.1
+        ));
+        ui.separator();
+        ui.checkbox(&mut self.one_to_one, "1:1");
+    }
+
+    fn note_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Session note");
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for field in TYPED_FIELDS {
+            ui.label(field);
+            let mut value = s.note.get(field).to_string();
+            if ui
+                .add(egui::TextEdit::multiline(&mut value).desired_rows(2))
+                .changed()
+            {
+                s.note.set(field, value);
             }
-            ui.small("Client, user, device, tool, consent, end time and technician are filled in for you.");
-        });
-        egui::CentralPanel::default().show(ui, |ui| {
-            match &phase {
-                Phase::Connecting => {
-                    ui.heading("Connecting to the relay…");
-                }
-                Phase::Invited { code } => {
-                    ui.heading(format!("Invite code: {code}"));
-                    ui.label("Read it to the user; they run `assent-agent join` with it and accept the prompt.");
-                }
-                Phase::AwaitingConsent => {
-                    ui.heading(format!("{device} joined: waiting for the user's answer"));
-                    ui.label(format!("Verification code: {code} (the user sees the same code)"));
-                }
-                Phase::Ended(reason) => {
-                    ui.colored_label(egui::Color32::LIGHT_RED, format!("Session ended ({reason}). Finish the note, then close the window."));
-                }
-                Phase::Live => {}
+        }
+        ui.small(
+            "Client, user, device, tool, consent, end time and technician are filled in for you.",
+        );
+    }
+
+    fn central(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
+        match &snap.phase {
+            Phase::Connecting => {
+                ui.heading("Connecting to the relay…");
             }
-            if paused {
-                ui.colored_label(egui::Color32::YELLOW, "The user paused the session: you see a placeholder and input is not sent.");
+            Phase::Invited { code } => {
+                ui.heading(format!("Invite code: {code}"));
+                ui.label("Read it to the user; they run `assent-agent join` with it and accept the prompt.");
             }
-            if let Some(texture) = &self.texture {
-                let avail = ui.available_size();
-                let (tw, th) = (size.0 as f32, size.1 as f32);
-                let scale = if self.one_to_one { 1.0 } else { (avail.x / tw).min(avail.y / th).min(1.0) };
-                let image = egui::Image::new(texture).fit_to_exact_size(egui::vec2(tw * scale, th * scale));
-                let response = ui.add(image.sense(egui::Sense::click_and_drag()));
-                let rect = response.rect;
-                if let Some((cx, cy)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).cursor {
-                    let p = rect.min + egui::vec2(cx as f32 * scale, cy as f32 * scale);
-                    ui.painter().circle_stroke(p, 4.0, egui::Stroke::new(1.5, egui::Color32::RED));
-                }
-                if phase == Phase::Live && scope == Scope::Control && !paused {
-                    self.forward_input(ui, &response, rect, size);
-                }
+            Phase::AwaitingConsent => {
+                ui.heading(format!(
+                    "{} joined: waiting for the user's answer",
+                    snap.device
+                ));
+                ui.label(format!(
+                    "Verification code: {} (the user sees the same code)",
+                    snap.code
+                ));
             }
-        });
-        ctx.request_repaint_after(Duration::from_millis(250));
+            Phase::Ended(reason) => {
+                ui.colored_label(
+                    egui::Color32::LIGHT_RED,
+                    format!("Session ended ({reason}). Finish the note, then close the window."),
+                );
+            }
+            Phase::Live => {}
+        }
+        if snap.paused {
+            ui.colored_label(
+                egui::Color32::YELLOW,
+                "The user paused the session: you see a placeholder and input is not sent.",
+            );
+        }
+        self.remote_screen(ui, snap);
+    }
+
+    /// The remote screen scaled to fit (or 1:1), the remote pointer, and
+    /// input forwarded while live, in control and not paused.
+    fn remote_screen(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
+        let Some(texture) = &self.texture else { return };
+        let avail = ui.available_size();
+        let (tw, th) = (snap.size.0 as f32, snap.size.1 as f32);
+        let scale = if self.one_to_one {
+            1.0
+        } else {
+            (avail.x / tw).min(avail.y / th).min(1.0)
+        };
+        let image = egui::Image::new(texture).fit_to_exact_size(egui::vec2(tw * scale, th * scale));
+        let response = ui.add(image.sense(egui::Sense::click_and_drag()));
+        let rect = response.rect;
+        let cursor = self.state.lock().unwrap_or_else(|p| p.into_inner()).cursor;
+        if let Some((cx, cy)) = cursor {
+            let p = rect.min + egui::vec2(cx as f32 * scale, cy as f32 * scale);
+            ui.painter()
+                .circle_stroke(p, 4.0, egui::Stroke::new(1.5, egui::Color32::RED));
+        }
+        if snap.phase == Phase::Live && snap.scope == Scope::Control && !snap.paused {
+            self.forward_input(ui, &response, rect, snap.size);
+        }
     }
 }
