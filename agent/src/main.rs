@@ -161,14 +161,7 @@ fn join(
 
 /// SIGTERM/SIGINT end the session cleanly (the relay records agent_ended).
 async fn end_on_signal(commands: mpsc::UnboundedSender<UiCommand>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    assent_client::termination_signal().await;
     let _ = commands.send(UiCommand::End);
 }
 

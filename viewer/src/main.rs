@@ -241,14 +241,7 @@ async fn end_on_signal(
     state: assent_viewer::session::SharedState,
     repaint: std::sync::Arc<dyn Fn() + Send + Sync>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    assent_client::termination_signal().await;
     let _ = commands.send(assent_viewer::session::Command::End);
     state.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
     repaint();

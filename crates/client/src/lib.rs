@@ -485,3 +485,17 @@ impl std::fmt::Debug for AgentPending {
             .finish_non_exhaustive()
     }
 }
+
+/// Resolves on the first SIGTERM or SIGINT: both programs treat them as
+/// the user closing the window. Never resolves if the handlers cannot be
+/// installed (the window or End still work).
+pub async fn termination_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+}
