@@ -22,8 +22,9 @@
 //!
 //! Any error is fatal: there is no resynchronisation and no plaintext
 //! fallback. The core ([`Handshake`], [`Sealer`], [`Opener`]) does no I/O; the
-//! async layer ([`connect_viewer`], [`accept_agent`], [`Channel`]) drives it
-//! over any tokio byte stream pair, such as a quinn stream.
+//! async layer ([`connect_viewer`], [`accept_agent`], [`Channel`]; feature
+//! `tokio`, on by default) drives it over any tokio byte stream pair, such as
+//! a quinn stream.
 //!
 //! The handshake bytes can also travel apart from the data stream (the relay
 //! passes them on the control stream while consent is pending, so the agent
@@ -33,11 +34,13 @@
 //! [`Channel::from_established`].
 
 mod handshake;
+#[cfg(feature = "tokio")]
 mod io;
 mod record;
 
 pub use assent_proto::session_msg::MAX_SESSION_MSG;
 pub use handshake::{Established, Handshake};
+#[cfg(feature = "tokio")]
 pub use io::{accept_agent, connect_viewer, Channel, ChannelReader, ChannelWriter};
 pub use record::{Opener, Sealer};
 

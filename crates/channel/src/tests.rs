@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use assent_proto::identity::SecretKey;
-use assent_proto::session_msg::{Control, SessionMsg};
 use assent_proto::wire::Role;
 use proptest::prelude::*;
 
@@ -673,8 +672,10 @@ proptest! {
     }
 }
 
+#[cfg(feature = "tokio")]
 mod async_api {
     use super::*;
+    use assent_proto::session_msg::{Control, SessionMsg};
     use std::future::Future;
     use tokio::io::{duplex, split, AsyncWriteExt};
 
