@@ -7,74 +7,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use assent_audit::Fields;
 use assent_proto::session::Event;
-use serde::{Deserialize, Serialize};
+use assent_relay_formats::admin as protocol;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 
-use crate::fields;
+pub use assent_relay_formats::admin::{AdminRequest, AdminResponse, SessionInfo};
+
+use crate::registry::{Change, ChangeError, Technician};
 use crate::state::Shared;
-use crate::store::{StoreError, Technician, Technicians};
 
 /// Longest request line accepted.
 const MAX_REQUEST: u64 = 64 * 1024;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum AdminRequest {
-    Sessions,
-    Kill { session: String },
-    TechnicianAdd { name: String, key: String },
-    TechnicianRevoke { name: String },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SessionInfo {
-    pub id: String,
-    pub technician: String,
-    pub ticket: String,
-    pub device: String,
-    pub scope: String,
-    /// RFC 3339 start time; empty while the request is pending.
-    pub started: String,
-    pub bytes_to_viewer: u64,
-    pub bytes_to_agent: u64,
-    /// `live`, `waiting for the user to join` or `asking the user`.
-    #[serde(default)]
-    pub state: String,
-    /// Seconds since the request (invite) was created.
-    #[serde(default)]
-    pub age_secs: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct AdminResponse {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<Vec<SessionInfo>>,
-}
-
-impl AdminResponse {
-    fn ok(message: impl Into<String>) -> Self {
-        AdminResponse {
-            ok: true,
-            message: Some(message.into()),
-            ..Default::default()
-        }
-    }
-    fn err(error: impl Into<String>) -> Self {
-        AdminResponse {
-            ok: false,
-            error: Some(error.into()),
-            ..Default::default()
-        }
-    }
-}
 
 /// Binds the admin socket with mode 0600, replacing a stale one.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
@@ -119,18 +65,12 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) -> anyhow::Result<()> {
     BufReader::new(read.take(MAX_REQUEST))
         .read_line(&mut line)
         .await?;
-    let response = match serde_json::from_str::<AdminRequest>(&line) {
+    let response = match protocol::parse_request(&line) {
         Ok(req) => execute(&shared, req).await,
         Err(e) => AdminResponse::err(format!("bad request: {e}")),
     };
-    let mut out = serde_json::to_vec(&response)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
+    write.write_all(&protocol::to_line(&response)?).await?;
     Ok(())
-}
-
-fn now() -> String {
-    crate::now_rfc3339()
 }
 
 /// Live sessions and pending requests, oldest first: an admin sees a
@@ -183,60 +123,15 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
             }
         }
         AdminRequest::TechnicianAdd { name, key } => {
-            let result = {
-                let mut reg = match shared.technicians.write() {
-                    Ok(r) => r,
-                    Err(p) => p.into_inner(),
-                };
-                let mut updated: Technicians = reg.clone();
-                match updated.add(&name, &key, &now()) {
-                    Ok(t) => updated.save(&shared.dir).map(|()| {
-                        *reg = updated;
-                        t
-                    }),
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
-                Ok(t) => {
-                    audit_technician(shared, "technician_added", &t).await;
-                    AdminResponse::ok(format!("enrolled {} ({})", t.name, t.fingerprint()))
-                }
+            match change(shared, Change::Add { name, key }).await {
+                Ok(t) => AdminResponse::ok(format!("enrolled {} ({})", t.name, t.fingerprint())),
                 Err(e) => AdminResponse::err(e.to_string()),
             }
         }
         AdminRequest::TechnicianRevoke { name } => {
-            let result: Result<Technician, StoreError> = {
-                let mut reg = match shared.technicians.write() {
-                    Ok(r) => r,
-                    Err(p) => p.into_inner(),
-                };
-                let mut updated: Technicians = reg.clone();
-                match updated.revoke(&name, &now()) {
-                    Ok(t) => updated.save(&shared.dir).map(|()| {
-                        *reg = updated;
-                        t
-                    }),
-                    Err(e) => Err(e),
-                }
-            };
-            match result {
+            match change(shared, Change::Revoke { name }).await {
                 Ok(t) => {
-                    // On record first, then the effect.
-                    audit_technician(shared, "technician_revoked", &t).await;
-                    let targets: Vec<_> = {
-                        let mut st = shared.lock();
-                        st.invites.cancel_technician(&t.name);
-                        st.sessions
-                            .values()
-                            .filter(|e| e.technician == t.name)
-                            .map(|e| e.control.clone())
-                            .collect()
-                    };
-                    let n = targets.len();
-                    for tx in targets {
-                        let _ = tx.send(Event::TechnicianRevoked).await;
-                    }
+                    let n = end_technician(shared, &t.name).await;
                     info!(technician = %t.name, sessions = n, "technician revoked");
                     AdminResponse::ok(format!("revoked {}; {n} session(s) ended", t.name))
                 }
@@ -246,17 +141,45 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
     }
 }
 
-async fn audit_technician(shared: &Shared, event: &str, t: &Technician) {
-    if let Err(e) = shared
-        .audit
-        .record(
-            event,
-            fields! {"technician" => t.name, "technician_key" => t.fingerprint()},
-        )
-        .await
-    {
-        warn!(error = %e, "technician change not audited");
+/// A registry change through the one audit-first path, its record written
+/// by the relay's audit writer.
+async fn change(shared: &Shared, change: Change) -> Result<Technician, ChangeError> {
+    let record = async |event: String, fields: Fields| {
+        shared
+            .audit
+            .record(&event, fields)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let result = shared
+        .technicians
+        .change(&shared.dir, &change, record)
+        .await;
+    if let Err(e) = &result {
+        warn!(error = %e, "technician change refused");
     }
+    result
+}
+
+/// A revocation's effect, once it is on record and in the registry: the
+/// technician's pending invites are cancelled and sessions end. Returns how
+/// many sessions were told to end.
+async fn end_technician(shared: &Shared, technician: &str) -> usize {
+    let targets: Vec<_> = {
+        let mut st = shared.lock();
+        st.invites.cancel_technician(technician);
+        st.sessions
+            .values()
+            .filter(|e| e.technician == technician)
+            .map(|e| e.control.clone())
+            .collect()
+    };
+    let n = targets.len();
+    for tx in targets {
+        let _ = tx.send(Event::TechnicianRevoked).await;
+    }
+    n
 }
 
 /// Sends one request to a running relay. `Ok(None)` when no relay answers
@@ -275,14 +198,12 @@ pub async fn request(path: &Path, req: &AdminRequest) -> anyhow::Result<Option<A
         Err(e) => return Err(e).with_context(|| format!("connecting to {}", path.display())),
     };
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(req)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
+    write.write_all(&protocol::to_line(req)?).await?;
     let mut answer = String::new();
     BufReader::new(read.take(64 * 1024 * 1024))
         .read_line(&mut answer)
         .await
         .context("reading the relay's answer")?;
-    let response = serde_json::from_str(&answer).context("the relay's answer is not valid")?;
+    let response = protocol::parse_response(&answer).context("the relay's answer is not valid")?;
     Ok(Some(response))
 }

@@ -87,16 +87,18 @@ impl AuditHandle {
 
 /// Fault injection for the end-to-end tests, compiled into debug builds
 /// only: `ASSENT_TEST_FAIL_AUDIT=consent,scope_changed` makes those records
-/// fail as a full disk would. A release relay never reads the variable.
+/// fail as a full disk would (here, and in the offline technician commands,
+/// which write their record without this thread). A release relay never
+/// reads the variable.
 #[cfg(debug_assertions)]
-fn injected_failure(event: &str) -> bool {
+pub(crate) fn injected_failure(event: &str) -> bool {
     std::env::var("ASSENT_TEST_FAIL_AUDIT")
         .map(|v| v.split(',').any(|e| e.trim() == event))
         .unwrap_or(false)
 }
 
 #[cfg(not(debug_assertions))]
-fn injected_failure(_event: &str) -> bool {
+pub(crate) fn injected_failure(_event: &str) -> bool {
     false
 }
 

@@ -1,121 +1,10 @@
-//! `relay.toml`: parsed once at start into typed settings, with an error
-//! naming the bad key.
+//! `relay.toml`: read once at start. The format (typed settings, errors
+//! naming the bad key, the template `init` writes) is
+//! `assent_relay_formats::config`, the code the fuzz target runs.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use assent_proto::limits::CodeGuardConfig;
-use assent_proto::session::SessionLimits;
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayConfig {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    #[serde(default = "default_public_name")]
-    pub public_name: String,
-    #[serde(default)]
-    pub limits: Limits,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    pub max_sessions: usize,
-    pub max_pending_invites_per_technician: usize,
-    pub invite_ttl_secs: u64,
-    pub consent_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
-    pub max_session_secs: u64,
-    pub connections_per_minute_per_address: u32,
-    pub code_failure_base_delay_ms: u64,
-    pub code_failure_max_delay_secs: u64,
-    pub code_failures_per_minute: u32,
-    pub auth_timeout_secs: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_sessions: 1000,
-            max_pending_invites_per_technician: 5,
-            invite_ttl_secs: 600,
-            consent_timeout_secs: 90,
-            idle_timeout_secs: 900,
-            max_session_secs: 4 * 3600,
-            connections_per_minute_per_address: 60,
-            code_failure_base_delay_ms: 1000,
-            code_failure_max_delay_secs: 300,
-            code_failures_per_minute: 60,
-            auth_timeout_secs: 10,
-        }
-    }
-}
-
-/// Invites the relay holds at most, across technicians (pending and
-/// recently used ones). Part of the brute-force bound in ARCHITECTURE.md.
-pub const MAX_INVITES_TOTAL: usize = 10_000;
-
-impl Limits {
-    pub fn session(&self) -> SessionLimits {
-        SessionLimits {
-            consent_timeout: Duration::from_secs(self.consent_timeout_secs),
-            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
-            max_duration: Duration::from_secs(self.max_session_secs),
-        }
-    }
-
-    pub fn code_guard(&self) -> CodeGuardConfig {
-        CodeGuardConfig {
-            base_delay: Duration::from_millis(self.code_failure_base_delay_ms),
-            max_delay: Duration::from_secs(self.code_failure_max_delay_secs),
-            global_budget: self.code_failures_per_minute,
-            budget_period: Duration::from_secs(60),
-        }
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("max_sessions", self.max_sessions as u64),
-            (
-                "max_pending_invites_per_technician",
-                self.max_pending_invites_per_technician as u64,
-            ),
-            ("invite_ttl_secs", self.invite_ttl_secs),
-            ("consent_timeout_secs", self.consent_timeout_secs),
-            ("idle_timeout_secs", self.idle_timeout_secs),
-            ("max_session_secs", self.max_session_secs),
-            (
-                "connections_per_minute_per_address",
-                u64::from(self.connections_per_minute_per_address),
-            ),
-            (
-                "code_failures_per_minute",
-                u64::from(self.code_failures_per_minute),
-            ),
-            ("auth_timeout_secs", self.auth_timeout_secs),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(format!("limits.{key} must be greater than 0"));
-            }
-        }
-        if self.invite_ttl_secs > 24 * 3600 {
-            return Err("limits.invite_ttl_secs must be at most 86400 (one day)".into());
-        }
-        Ok(())
-    }
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 4433))
-}
-
-fn default_public_name() -> String {
-    "localhost".into()
-}
+pub use assent_relay_formats::config::{Limits, RelayConfig, MAX_INVITES_TOTAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -128,87 +17,16 @@ pub enum ConfigError {
     Invalid { path: String, detail: String },
 }
 
-impl RelayConfig {
-    pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let invalid = |detail: String| ConfigError::Invalid {
-            path: path.display().to_string(),
-            detail,
-        };
-        let config: RelayConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        config.limits.validate().map_err(invalid)?;
-        Ok(config)
-    }
-
-    /// The file `init` writes: every key present and commented.
-    pub fn template(listen: SocketAddr, public_name: &str) -> String {
-        let l = Limits::default();
-        // Quoted by the TOML writer: a name with `"` or `\` pasted between
-        // quotes would make a file that does not load (found by fuzzing).
-        let public_name = toml::Value::String(public_name.to_string()).to_string();
-        format!(
-            r#"# Assent relay configuration. Read once when `assent-relay serve` starts.
-
-# UDP address the QUIC relay listens on (`serve --listen` overrides it).
-listen = "{listen}"
-
-# Name agents and viewers use to reach this relay; the TLS certificate is
-# valid for it (and for the listen IP). Changing it needs a new certificate.
-public_name = {public_name}
-
-[limits]
-# Sessions (awaiting consent or live) the relay carries at once; further
-# agents are refused with a clear "relay busy" error.
-max_sessions = {}
-
-# Invites one technician may have waiting for an agent at once.
-max_pending_invites_per_technician = {}
-
-# Seconds an invite code stays valid (single use in any case).
-invite_ttl_secs = {}
-
-# Seconds the relay waits for the user's answer before recording `timeout`
-# (the agent's own prompt times out first, after 60 s by default).
-consent_timeout_secs = {}
-
-# A live session with no traffic either way for this long ends `idle_timeout`.
-idle_timeout_secs = {}
-
-# A live session ends `max_duration` after this long, busy or not.
-max_session_secs = {}
-
-# New QUIC connections accepted per source IP address per minute.
-connections_per_minute_per_address = {}
-
-# After a wrong invite code, that address must wait this long before its next
-# attempt; the wait doubles with each further wrong code ...
-code_failure_base_delay_ms = {}
-# ... up to this many seconds.
-code_failure_max_delay_secs = {}
-
-# Wrong invite codes the whole relay checks per minute, from all addresses
-# together. This bounds a distributed brute force (see ARCHITECTURE.md).
-code_failures_per_minute = {}
-
-# Seconds a new connection has to authenticate before it is dropped.
-auth_timeout_secs = {}
-"#,
-            l.max_sessions,
-            l.max_pending_invites_per_technician,
-            l.invite_ttl_secs,
-            l.consent_timeout_secs,
-            l.idle_timeout_secs,
-            l.max_session_secs,
-            l.connections_per_minute_per_address,
-            l.code_failure_base_delay_ms,
-            l.code_failure_max_delay_secs,
-            l.code_failures_per_minute,
-            l.auth_timeout_secs,
-        )
-    }
+/// Reads and parses `relay.toml`.
+pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    RelayConfig::parse(&text).map_err(|e| ConfigError::Invalid {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -216,39 +34,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn template_parses_to_defaults() {
+    fn errors_name_the_file_and_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.toml");
+        let err = load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+        std::fs::write(&path, "[limits]\nmax_sessions = 0\n").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(err.contains("limits.max_sessions"), "{err}");
         std::fs::write(
             &path,
-            RelayConfig::template(default_listen(), "relay.example"),
+            RelayConfig::template(([127, 0, 0, 1], 9).into(), "r"),
         )
         .unwrap();
-        let c = RelayConfig::load(&path).unwrap();
-        assert_eq!(c.public_name, "relay.example");
-        assert_eq!(c.limits.max_sessions, Limits::default().max_sessions);
-        assert_eq!(c.limits.invite_ttl_secs, 600);
-    }
-
-    #[test]
-    fn template_quotes_any_public_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("relay.toml");
-        for name in [r#"relay "one""#, r"back\slash", "it's", "Müller"] {
-            std::fs::write(&path, RelayConfig::template(default_listen(), name)).unwrap();
-            assert_eq!(RelayConfig::load(&path).unwrap().public_name, name);
-        }
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("relay.toml");
-        std::fs::write(&path, "[limits]\nmax_sessions = 0\n").unwrap();
-        let err = RelayConfig::load(&path).unwrap_err().to_string();
-        assert!(err.contains("limits.max_sessions"), "{err}");
-        std::fs::write(&path, "[limits]\nmax_sesions = 3\n").unwrap();
-        let err = RelayConfig::load(&path).unwrap_err().to_string();
-        assert!(err.contains("max_sesions"), "{err}");
+        assert_eq!(load(&path).unwrap().public_name, "r");
     }
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit_writer;
 pub mod config;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod state;
@@ -13,7 +14,7 @@ pub mod store;
 pub mod tracker;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,9 +25,10 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::audit_writer::AuditHandle;
-use crate::config::{RelayConfig, MAX_INVITES_TOTAL};
+use crate::config::MAX_INVITES_TOTAL;
+use crate::registry::Registry;
 use crate::state::{Shared, State};
-use crate::store::{DataDir, Technicians};
+use crate::store::DataDir;
 
 /// RFC 3339 UTC with milliseconds, as the audit log writes times.
 pub fn now_rfc3339() -> String {
@@ -146,10 +148,10 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     dir.require_relay()?;
-    let config = RelayConfig::load(&dir.config())?;
+    let config = config::load(&dir.config())?;
     let listen = listen_override.unwrap_or(config.listen);
     let signing = store::load_signing_key(&dir)?;
-    let technicians = Technicians::load(&dir)?;
+    let technicians = registry::load(&dir)?;
     let log = open_audit_after_crash(&dir)?;
     let (audit, writer) = AuditHandle::spawn(log).context("starting the audit writer")?;
     let endpoint = assent_net::server_endpoint(listen, &dir.cert(), &dir.key())
@@ -179,7 +181,7 @@ pub async fn serve(
         config: config.clone(),
         signing,
         audit: audit.clone(),
-        technicians: RwLock::new(technicians),
+        technicians: Registry::new(technicians),
         state: Mutex::new(state),
         shutdown: shutdown_rx,
         tasks: Default::default(),

@@ -2,12 +2,13 @@
 //! failure the admin must act on (stderr says what to do), 2 bad usage.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use assent_relay::admin::{self, AdminRequest, SessionInfo};
-use assent_relay::store::{self, DataDir, Technicians};
+use assent_relay::registry::{self, Change};
+use assent_relay::store::{self, DataDir};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -230,37 +231,14 @@ async fn technician(command: TechnicianCommand) -> anyhow::Result<()> {
             data_dir,
             name,
             key,
-        } => {
-            let dir = DataDir::new(&data_dir);
-            dir.require_relay()?;
-            let req = AdminRequest::TechnicianAdd {
-                name: name.clone(),
-                key: key.clone(),
-            };
-            if let Some(r) = admin::request(&dir.admin_socket(), &req).await? {
-                if !r.ok {
-                    bail!("{}", r.error.unwrap_or_default());
-                }
-                println!("{}", r.message.unwrap_or_default());
-                return Ok(());
-            }
-            // No relay running: change the registry and audit directly. The
-            // audit log's lock guarantees no relay writes concurrently.
-            let mut log = assent_relay::open_audit(&dir)?;
-            let mut reg = Technicians::load(&dir)?;
-            let t = reg.add(&name, &key, &assent_relay::now_rfc3339())?;
-            log.append(
-                "technician_added",
-                assent_relay::fields! {"technician" => t.name, "technician_key" => t.fingerprint()},
-            )
-            .context("writing the audit record")?;
-            reg.save(&dir)?;
-            println!("enrolled {} ({})", t.name, t.fingerprint());
-        }
+        } => println!(
+            "{}",
+            change_technician(&data_dir, Change::Add { name, key }).await?
+        ),
         TechnicianCommand::List { data_dir } => {
             let dir = DataDir::new(&data_dir);
             dir.require_relay()?;
-            let reg = Technicians::load(&dir)?;
+            let reg = registry::load(&dir)?;
             if reg.list.is_empty() {
                 println!("no technicians enrolled");
             }
@@ -282,29 +260,33 @@ async fn technician(command: TechnicianCommand) -> anyhow::Result<()> {
             }
         }
         TechnicianCommand::Revoke { name, data_dir } => {
-            let dir = DataDir::new(&data_dir);
-            dir.require_relay()?;
-            let req = AdminRequest::TechnicianRevoke { name: name.clone() };
-            if let Some(r) = admin::request(&dir.admin_socket(), &req).await? {
-                if !r.ok {
-                    bail!("{}", r.error.unwrap_or_default());
-                }
-                println!("{}", r.message.unwrap_or_default());
-                return Ok(());
-            }
-            let mut log = assent_relay::open_audit(&dir)?;
-            let mut reg = Technicians::load(&dir)?;
-            let t = reg.revoke(&name, &assent_relay::now_rfc3339())?;
-            log.append(
-                "technician_revoked",
-                assent_relay::fields! {"technician" => t.name, "technician_key" => t.fingerprint()},
+            println!(
+                "{}",
+                change_technician(&data_dir, Change::Revoke { name }).await?
             )
-            .context("writing the audit record")?;
-            reg.save(&dir)?;
-            println!("revoked {}", t.name);
         }
     }
     Ok(())
+}
+
+/// Enrols or revokes through the serving relay's admin socket (so it takes
+/// effect at once), or on the files directly when no relay serves
+/// `data_dir`. Both go through the same audit-first path
+/// (`registry::apply`). Returns the line to print.
+async fn change_technician(data_dir: &Path, change: Change) -> anyhow::Result<String> {
+    let dir = DataDir::new(data_dir);
+    dir.require_relay()?;
+    if let Some(r) = admin::request(&dir.admin_socket(), &change.request()).await? {
+        if !r.ok {
+            bail!("{}", r.error.unwrap_or_default());
+        }
+        return Ok(r.message.unwrap_or_default());
+    }
+    let t = registry::change_offline(&dir, &change).await?;
+    Ok(match change {
+        Change::Add { .. } => format!("enrolled {} ({})", t.name, t.fingerprint()),
+        Change::Revoke { .. } => format!("revoked {}", t.name),
+    })
 }
 
 fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {

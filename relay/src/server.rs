@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, info_span, warn, Instrument as _};
 
 use crate::fields;
+use crate::registry::KeyStatus;
 use crate::session::{run_session, SessionSetup};
 use crate::state::{AgentArrival, EntryPhase, Peer, SessionEntry, Shared};
-use crate::store::KeyStatus;
 
 /// Refusal sent to a client before closing its connection.
 pub struct Refusal {
@@ -376,12 +376,7 @@ fn authenticate_technician(
     payload: &[u8],
     signature: &[u8],
 ) -> Result<String, Refusal> {
-    let status = shared
-        .technicians
-        .read()
-        .map(|t| t.status(&key))
-        .unwrap_or(KeyStatus::Unknown);
-    let technician = match status {
+    let technician = match shared.technicians.status(&key) {
         KeyStatus::Enrolled(name) => name,
         KeyStatus::Revoked(_) => {
             return Err(Refusal::auth(

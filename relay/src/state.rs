@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use assent_net::{Connection, NetError, RecvStream, SendStream};
@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit_writer::AuditHandle;
 use crate::config::RelayConfig;
-use crate::store::{DataDir, Technicians};
+use crate::registry::Registry;
+use crate::store::DataDir;
 
 /// One authenticated connection: its control stream and address.
 pub struct Peer {
@@ -95,7 +96,7 @@ pub struct Shared {
     pub config: RelayConfig,
     pub signing: SecretKey,
     pub audit: AuditHandle,
-    pub technicians: RwLock<Technicians>,
+    pub technicians: Registry,
     pub state: Mutex<State>,
     pub shutdown: watch::Receiver<bool>,
     pub tasks: crate::tracker::Tracker,

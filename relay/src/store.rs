@@ -1,13 +1,13 @@
-//! The relay's data directory: its layout, `init`, key files and the
-//! technician registry.
+//! The relay's data directory: its layout, `init`, key files, and the
+//! atomic file writes everything in it goes through. The technician
+//! registry is `registry.rs`.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use assent_proto::identity::{PublicKey, SecretKey};
-use serde::{Deserialize, Serialize};
+use assent_proto::identity::SecretKey;
 
 use crate::config::RelayConfig;
 
@@ -77,27 +77,21 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
     #[error("certificate: {0}")]
     Pki(String),
-    #[error("a technician named {0:?} is already enrolled")]
-    DuplicateName(String),
-    #[error("this key is already enrolled as technician {0:?}")]
-    DuplicateKey(String),
-    #[error("no technician named {0:?}")]
-    UnknownTechnician(String),
-    #[error("technician {0:?} is already revoked")]
-    AlreadyRevoked(String),
     #[error("{0}")]
     BadInput(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-/// Writes a file atomically (temp file + rename) with the given mode, so a
-/// crash never leaves half a key or half a registry.
+/// Writes a file atomically with the given mode: a temp file, fsynced, renamed
+/// into place, then the directory fsynced, so a crash or a power cut leaves
+/// either the old file or the new one (never half a key or half a registry),
+/// and the new one stays once this returns.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
@@ -111,7 +105,19 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StoreEr
         .map_err(io(&tmp))?;
     f.write_all(contents).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(path)
+}
+
+/// Fsyncs the directory holding `path`, so a rename into it is durable.
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 /// What `init` reports.
@@ -189,117 +195,6 @@ pub fn load_signing_key(dir: &DataDir) -> Result<SecretKey, StoreError> {
     })
 }
 
-/// One enrolled technician.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Technician {
-    pub name: String,
-    /// `ed25519:<base64>`.
-    pub key: String,
-    pub added: String,
-    #[serde(default)]
-    pub revoked: Option<String>,
-}
-
-impl Technician {
-    pub fn public_key(&self) -> Option<PublicKey> {
-        PublicKey::parse_line(&self.key).ok().map(|(k, _)| k)
-    }
-    pub fn fingerprint(&self) -> String {
-        self.public_key()
-            .map(|k| k.fingerprint())
-            .unwrap_or_else(|| "invalid".into())
-    }
-}
-
-/// The registry in `technicians.json`.
-#[derive(Debug, Clone, Default)]
-pub struct Technicians {
-    pub list: Vec<Technician>,
-}
-
-/// What the registry says of a key presented at authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyStatus {
-    Enrolled(String),
-    Revoked(String),
-    Unknown,
-}
-
-impl Technicians {
-    pub fn load(dir: &DataDir) -> Result<Technicians, StoreError> {
-        let path = dir.technicians();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Technicians::default()),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let list = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            path,
-            detail: e.to_string(),
-        })?;
-        Ok(Technicians { list })
-    }
-
-    pub fn save(&self, dir: &DataDir) -> Result<(), StoreError> {
-        let mut text =
-            serde_json::to_string_pretty(&self.list).map_err(|e| StoreError::Corrupt {
-                path: dir.technicians(),
-                detail: e.to_string(),
-            })?;
-        text.push('\n');
-        write_file(&dir.technicians(), text.as_bytes(), 0o600)
-    }
-
-    pub fn status(&self, key: &PublicKey) -> KeyStatus {
-        for t in &self.list {
-            if t.public_key().as_ref() == Some(key) {
-                return if t.revoked.is_some() {
-                    KeyStatus::Revoked(t.name.clone())
-                } else {
-                    KeyStatus::Enrolled(t.name.clone())
-                };
-            }
-        }
-        KeyStatus::Unknown
-    }
-
-    /// Enrols a technician from the line `assent-viewer keygen` printed.
-    pub fn add(&mut self, name: &str, key_line: &str, now: &str) -> Result<Technician, StoreError> {
-        let name =
-            assent_proto::text::single_line("technician name", name, assent_proto::text::MAX_NAME)
-                .map_err(|e| StoreError::BadInput(e.to_string()))?;
-        let (key, _hint) =
-            PublicKey::parse_line(key_line).map_err(|e| StoreError::BadInput(e.to_string()))?;
-        if self.list.iter().any(|t| t.name == name) {
-            return Err(StoreError::DuplicateName(name));
-        }
-        if let Some(t) = self.list.iter().find(|t| t.public_key() == Some(key)) {
-            return Err(StoreError::DuplicateKey(t.name.clone()));
-        }
-        let t = Technician {
-            name,
-            key: key.to_line(),
-            added: now.to_string(),
-            revoked: None,
-        };
-        self.list.push(t.clone());
-        Ok(t)
-    }
-
-    pub fn revoke(&mut self, name: &str, now: &str) -> Result<Technician, StoreError> {
-        let t = self
-            .list
-            .iter_mut()
-            .find(|t| t.name == name)
-            .ok_or_else(|| StoreError::UnknownTechnician(name.to_string()))?;
-        if t.revoked.is_some() {
-            return Err(StoreError::AlreadyRevoked(name.to_string()));
-        }
-        t.revoked = Some(now.to_string());
-        Ok(t.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +210,7 @@ mod tests {
             assert_eq!(mode, 0o600, "{}", p.display());
         }
         assert!(dir.ca_cert().exists() && dir.cert().exists() && dir.root.join("audit").is_dir());
-        RelayConfig::load(&dir.config()).unwrap();
+        crate::config::load(&dir.config()).unwrap();
         load_signing_key(&dir).unwrap();
         assert!(matches!(
             init(&dir, "127.0.0.1:4433".parse().unwrap(), "relay.test"),
@@ -324,39 +219,16 @@ mod tests {
     }
 
     #[test]
-    fn technician_registry() {
-        let mut t = Technicians::default();
-        let key = SecretKey::from_seed(&[3; 32]).public();
-        let line = format!("{} alice@laptop", key.to_line());
-        t.add("alice", &line, "now").unwrap();
-        assert_eq!(t.status(&key), KeyStatus::Enrolled("alice".into()));
-        assert!(matches!(
-            t.add("alice", &line, "now"),
-            Err(StoreError::DuplicateName(_))
-        ));
-        assert!(matches!(
-            t.add("bob", &line, "now"),
-            Err(StoreError::DuplicateKey(_))
-        ));
-        assert!(matches!(
-            t.add("bob", "ed25519:zz", "now"),
-            Err(StoreError::BadInput(_))
-        ));
-        assert!(matches!(
-            t.add("bad\x1bname", &line, "now"),
-            Err(StoreError::BadInput(_))
-        ));
-        t.revoke("alice", "later").unwrap();
-        assert_eq!(t.status(&key), KeyStatus::Revoked("alice".into()));
-        assert!(matches!(
-            t.revoke("alice", "x"),
-            Err(StoreError::AlreadyRevoked(_))
-        ));
-        assert!(matches!(
-            t.revoke("carol", "x"),
-            Err(StoreError::UnknownTechnician(_))
-        ));
-        let other = SecretKey::from_seed(&[4; 32]).public();
-        assert_eq!(t.status(&other), KeyStatus::Unknown);
+    fn write_file_replaces_atomically_with_the_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("technicians.json");
+        write_file(&path, b"[]\n", 0o600).unwrap();
+        write_file(&path, b"[1]\n", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"[1]\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!path.with_extension("tmp").exists());
+        let err = write_file(&tmp.path().join("no/such/file"), b"x", 0o600).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
     }
 }

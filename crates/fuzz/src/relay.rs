@@ -1,35 +1,25 @@
 //! Targets for the relay's own parsers: `relay.toml`, `technicians.json`
 //! and the admin socket's JSON requests (and the answers the CLI reads).
 
-use std::cell::RefCell;
-
-use assent_relay::admin::{AdminRequest, AdminResponse};
-use assent_relay::config::RelayConfig;
-use assent_relay::store::{DataDir, Technician, Technicians};
-use tempfile::TempDir;
+use assent_relay_formats::admin::{self, AdminRequest, AdminResponse};
+use assent_relay_formats::config::RelayConfig;
+use assent_relay_formats::technicians::Technicians;
 
 use crate::alloc::Meter;
 use crate::{linear_budget, outcome, outcome_of, Outcome};
 
-thread_local! {
-    /// The loaders read files; one scratch directory per thread serves them.
-    static SCRATCH: RefCell<Option<TempDir>> = const { RefCell::new(None) };
-}
-
-/// Writes `data` to `name` in this thread's scratch directory and passes
-/// that directory to `f`.
-fn with_file<T>(name: &str, data: &[u8], f: impl FnOnce(&DataDir) -> T) -> T {
-    SCRATCH.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let dir = slot.get_or_insert_with(|| tempfile::tempdir().expect("temp dir"));
-        std::fs::write(dir.path().join(name), data).expect("write scratch file");
-        f(&DataDir::new(dir.path()))
-    })
+/// The relay reads both files with `read_to_string`, which refuses bytes
+/// that are not UTF-8 before any parser sees them.
+fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
 }
 
 pub fn relay_config(data: &[u8]) -> Outcome {
+    let Some(text) = text(data) else {
+        return outcome("not utf-8");
+    };
     let meter = Meter::start();
-    let loaded = with_file("relay.toml", data, |dir| RelayConfig::load(&dir.config()));
+    let loaded = RelayConfig::parse(text);
     meter.check("relay_config", linear_budget(data.len()));
     if let Ok(config) = &loaded {
         let l = &config.limits;
@@ -41,10 +31,7 @@ pub fn relay_config(data: &[u8]) -> Outcome {
         // `init` writes the template from the same two values; what it
         // writes must load back to them.
         let template = RelayConfig::template(config.listen, &config.public_name);
-        let again = with_file("relay.toml", template.as_bytes(), |dir| {
-            RelayConfig::load(&dir.config())
-        })
-        .expect("the template of a loaded config loads");
+        let again = RelayConfig::parse(&template).expect("the template of a loaded config loads");
         assert_eq!(again.listen, config.listen);
         assert_eq!(again.public_name, config.public_name);
     }
@@ -57,14 +44,17 @@ pub fn relay_config(data: &[u8]) -> Outcome {
 }
 
 pub fn relay_technicians(data: &[u8]) -> Outcome {
+    let Some(text) = text(data) else {
+        return outcome("not utf-8");
+    };
     let meter = Meter::start();
-    let loaded = with_file("technicians.json", data, Technicians::load);
+    let loaded = Technicians::parse(text);
     meter.check("relay_technicians", linear_budget(data.len()));
     if let Ok(registry) = &loaded {
-        // What `save` writes loads back to the same list.
-        let text = serde_json::to_string_pretty(&registry.list).expect("serialises");
-        let again: Vec<Technician> = serde_json::from_str(&text).expect("re-parses");
-        assert_eq!(again, registry.list);
+        // What the relay writes loads back to the same list.
+        let text = registry.to_text().expect("serialises");
+        let again = Technicians::parse(&text).expect("re-parses");
+        assert_eq!(again, *registry);
         // Authentication looks every key up; enrolment checks duplicates.
         let mut updated = registry.clone();
         for t in &registry.list {
@@ -85,18 +75,20 @@ pub fn admin_request(data: &[u8]) -> Outcome {
         return outcome("not utf-8");
     };
     let meter = Meter::start();
-    let request = serde_json::from_str::<AdminRequest>(line);
-    let response = serde_json::from_str::<AdminResponse>(line);
+    let request = admin::parse_request(line);
+    let response = admin::parse_response(line);
     meter.check("admin_request", linear_budget(data.len()));
     if let Ok(req) = &request {
-        let text = serde_json::to_string(req).expect("serialises");
-        let again: AdminRequest = serde_json::from_str(&text).expect("re-parses");
-        assert_eq!(serde_json::to_string(&again).expect("serialises"), text);
+        let line = admin::to_line(req).expect("serialises");
+        let text = std::str::from_utf8(&line).expect("JSON is UTF-8");
+        let again: AdminRequest = admin::parse_request(text).expect("re-parses");
+        assert_eq!(&again, req);
     }
     if let Ok(resp) = &response {
-        let text = serde_json::to_string(resp).expect("serialises");
-        let again: AdminResponse = serde_json::from_str(&text).expect("re-parses");
-        assert_eq!(serde_json::to_string(&again).expect("serialises"), text);
+        let line = admin::to_line(resp).expect("serialises");
+        let text = std::str::from_utf8(&line).expect("JSON is UTF-8");
+        let again: AdminResponse = admin::parse_response(text).expect("re-parses");
+        assert_eq!(&again, resp);
     }
     let kind =
         |r: Result<(), serde_json::Error>| r.map_or_else(|e| e.to_string(), |()| "ok".into());

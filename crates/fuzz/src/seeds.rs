@@ -678,7 +678,7 @@ fn audit_logs() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn relay_configs() -> Vec<(&'static str, Vec<u8>)> {
-    let template = assent_relay::config::RelayConfig::template(
+    let template = assent_relay_formats::config::RelayConfig::template(
         "0.0.0.0:4433".parse().expect("address"),
         "relay.example.com",
     );
