@@ -2,6 +2,9 @@
 //! messages, each `u16` big-endian length + ciphertext, whose plaintext is a
 //! flag byte and a chunk of the message.
 
+// A decoder of untrusted bytes: no panicking shortcuts (its tests may).
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -102,14 +105,20 @@ impl Sealer {
         self.plain.extend_from_slice(chunk);
         let nonce = next_nonce(&mut self.nonce)?;
         let start = out.len();
+        // Room for the length prefix (filled in once the size is known) and
+        // the ciphertext, sealed in place.
         out.resize(start + LEN_PREFIX + self.plain.len() + TAG_LEN, 0);
+        let (prefix, body) = out
+            .get_mut(start..)
+            .and_then(|record| record.split_first_chunk_mut::<LEN_PREFIX>())
+            .ok_or_else(|| ChannelError::Malformed("no room for the record".into()))?;
         let written = self
             .transport
-            .write_message(nonce, &self.plain, &mut out[start + LEN_PREFIX..])
+            .write_message(nonce, &self.plain, body)
             .map_err(crate::noise_error)?;
         let len = u16::try_from(written)
             .map_err(|_| ChannelError::Malformed("record over the Noise limit".into()))?;
-        out[start..start + LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+        *prefix = len.to_be_bytes();
         out.truncate(start + LEN_PREFIX + written);
         Ok(())
     }
@@ -194,34 +203,31 @@ impl Opener {
 
     fn next_message_inner(&mut self) -> Result<Option<Vec<u8>>> {
         loop {
-            let avail = &self.inbox[self.consumed..];
-            if avail.len() < LEN_PREFIX {
+            // `consumed` never passes the end of `inbox`.
+            let avail = self.inbox.get(self.consumed..).unwrap_or(&[]);
+            let Some((prefix, rest)) = avail.split_first_chunk::<LEN_PREFIX>() else {
                 return Ok(None);
-            }
-            let len = usize::from(u16::from_be_bytes([avail[0], avail[1]]));
+            };
+            let len = usize::from(u16::from_be_bytes(*prefix));
             if len < 1 + TAG_LEN {
                 return Err(ChannelError::Malformed(format!(
                     "record of {len} bytes is shorter than a flag and a tag"
                 )));
             }
-            if avail.len() < LEN_PREFIX + len {
+            let Some(ciphertext) = rest.get(..len) else {
                 return Ok(None);
-            }
+            };
             let nonce = next_nonce(&mut self.nonce)?;
             let n = self
                 .transport
-                .read_message(
-                    nonce,
-                    &avail[LEN_PREFIX..LEN_PREFIX + len],
-                    &mut self.scratch,
-                )
+                .read_message(nonce, ciphertext, &mut self.scratch)
                 .map_err(|_| ChannelError::Decrypt)?;
             self.consumed += LEN_PREFIX + len;
             if self.consumed == self.inbox.len() {
                 self.inbox.clear();
                 self.consumed = 0;
             }
-            let (flag, chunk) = match self.scratch[..n].split_first() {
+            let (flag, chunk) = match self.scratch.get(..n).and_then(<[u8]>::split_first) {
                 Some((&flag, chunk)) => (flag, chunk),
                 None => return Err(ChannelError::Malformed("record without a flag".into())),
             };

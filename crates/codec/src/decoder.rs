@@ -1,5 +1,8 @@
 //! The viewer side: apply updates to an RGBA screen.
 
+// A decoder of untrusted bytes: no panicking shortcuts (its tests may).
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use crate::wire::{self, Header};
 use crate::{CodecError, Grid, Rect, Result};
 use zstd::bulk::Decompressor;
@@ -137,8 +140,16 @@ impl Decoder {
             let (x, w) = (tile.x as usize * 4, tile.width as usize);
             for y in tile.y as usize..(tile.y + tile.height) as usize {
                 let start = y * row_len + x;
-                let (rgb, after) = src.split_at(w * 3);
-                unfilter_rgb_to_rgba(rgb, &mut self.pixels[start..start + w * 4]);
+                // Both hold: the payload was exactly the tiles' size, and
+                // every tile lies inside the grid the screen was sized for.
+                let (rgb, after) = src
+                    .split_at_checked(w * 3)
+                    .ok_or(CodecError::BadPayload("wrong number of pixels"))?;
+                let row = self
+                    .pixels
+                    .get_mut(start..start + w * 4)
+                    .ok_or(CodecError::BadTileList("tile outside the frame"))?;
+                unfilter_rgb_to_rgba(rgb, row);
                 src = after;
             }
         }
@@ -183,11 +194,13 @@ fn dirty_runs(grid: Grid, tiles: &[u32]) -> Vec<Rect> {
 
 /// Undoes the encoder's "sub" filter on one row and writes it as RGBA.
 fn unfilter_rgb_to_rgba(rgb: &[u8], rgba: &mut [u8]) {
-    let mut left = [0u8; 3];
-    for (src, dst) in rgb.chunks_exact(3).zip(rgba.chunks_exact_mut(4)) {
-        left[0] = left[0].wrapping_add(src[0]);
-        left[1] = left[1].wrapping_add(src[1]);
-        left[2] = left[2].wrapping_add(src[2]);
-        dst.copy_from_slice(&[left[0], left[1], left[2], 255]);
+    let (rgb, _) = rgb.as_chunks::<3>();
+    let (rgba, _) = rgba.as_chunks_mut::<4>();
+    let [mut r, mut g, mut b] = [0u8; 3];
+    for (&[dr, dg, db], dst) in rgb.iter().zip(rgba) {
+        r = r.wrapping_add(dr);
+        g = g.wrapping_add(dg);
+        b = b.wrapping_add(db);
+        *dst = [r, g, b, 255];
     }
 }

@@ -1,5 +1,8 @@
 //! Header and tile-list encoding (see the crate docs' "Wire format").
 
+// A decoder of untrusted bytes: no panicking shortcuts (its tests may).
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use crate::{check_dimensions, CodecError, Grid, Result, FORMAT_VERSION};
 
 /// Bytes before the tile list.
@@ -37,21 +40,17 @@ impl Header {
         let (head, rest) = bytes
             .split_first_chunk::<HEADER_LEN>()
             .ok_or(CodecError::Truncated)?;
-        if head[0] != FORMAT_VERSION {
-            return Err(CodecError::UnsupportedVersion(head[0]));
+        let [version, flags, w0, w1, w2, w3, h0, h1, h2, h3, seq @ ..] = *head;
+        if version != FORMAT_VERSION {
+            return Err(CodecError::UnsupportedVersion(version));
         }
-        let flags = head[1];
         if flags & !FLAG_KEYFRAME != 0 {
             return Err(CodecError::UnknownFlags(flags));
         }
-        let u32_at =
-            |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-        let mut seq = [0; 8];
-        seq.copy_from_slice(&head[10..18]);
         let header = Self {
             keyframe: flags & FLAG_KEYFRAME != 0,
-            width: u32_at(2),
-            height: u32_at(6),
+            width: u32::from_le_bytes([w0, w1, w2, w3]),
+            height: u32::from_le_bytes([h0, h1, h2, h3]),
             seq: u64::from_le_bytes(seq),
         };
         check_dimensions(header.width, header.height)?;
@@ -128,7 +127,9 @@ fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8])> {
         }
         value |= bits << shift;
         if byte & 0x80 == 0 {
-            return Ok((value, &bytes[i + 1..]));
+            // `i` indexes `bytes`, so the split is in range.
+            let (_, rest) = bytes.split_at_checked(i + 1).ok_or(CodecError::Truncated)?;
+            return Ok((value, rest));
         }
     }
     if bytes.len() >= 10 {
@@ -139,6 +140,7 @@ fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8])> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,9 @@
 //! incremental form for byte streams; [`check_len`] serves readers that pull
 //! the prefix and body separately (the async shells in `assent-net`).
 
+// A decoder of untrusted bytes: no panicking shortcuts (its tests may).
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 /// Largest control-stream message. Control messages are small (names, keys,
 /// signatures); anything bigger is an attack or a bug.
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
@@ -75,10 +78,12 @@ impl FrameDecoder {
         // Reject an oversize prefix as soon as it is visible, before buffering
         // the body it announces.
         if self.buf.len() < PREFIX_LEN && self.buf.len() + bytes.len() >= PREFIX_LEN {
+            // What is buffered, then the first bytes of this push: together
+            // at least PREFIX_LEN bytes, so every slot is filled.
             let mut prefix = [0u8; PREFIX_LEN];
-            let have = self.buf.len();
-            prefix[..have].copy_from_slice(&self.buf);
-            prefix[have..].copy_from_slice(&bytes[..PREFIX_LEN - have]);
+            for (slot, byte) in prefix.iter_mut().zip(self.buf.iter().chain(bytes)) {
+                *slot = *byte;
+            }
             if let Err(e) = check_len(prefix, self.max) {
                 self.failed = true;
                 return Err(e);
@@ -93,22 +98,21 @@ impl FrameDecoder {
         if self.failed {
             return Err(FrameError::Decode("stream already failed".into()));
         }
-        let Some(prefix) = self.buf.get(..PREFIX_LEN) else {
+        let Some(prefix) = self.buf.first_chunk::<PREFIX_LEN>() else {
             return Ok(None);
         };
-        let mut p = [0u8; PREFIX_LEN];
-        p.copy_from_slice(prefix);
-        let len = match check_len(p, self.max) {
+        let len = match check_len(*prefix, self.max) {
             Ok(len) => len,
             Err(e) => {
                 self.failed = true;
                 return Err(e);
             }
         };
-        if self.buf.len() < PREFIX_LEN + len {
+        // `None` until the whole body is buffered.
+        let Some(body) = self.buf.get(PREFIX_LEN..PREFIX_LEN + len) else {
             return Ok(None);
-        }
-        let body = self.buf[PREFIX_LEN..PREFIX_LEN + len].to_vec();
+        };
+        let body = body.to_vec();
         self.buf.drain(..PREFIX_LEN + len);
         Ok(Some(body))
     }
@@ -129,6 +133,7 @@ impl FrameDecoder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

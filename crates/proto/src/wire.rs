@@ -3,6 +3,9 @@
 //! [`crate::framing`]. The session's own bytes travel on a separate stream
 //! the relay forwards without parsing.
 
+// A decoder of untrusted bytes: no panicking shortcuts (its tests may).
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::framing::{FrameError, MAX_CONTROL_FRAME};
@@ -363,6 +366,7 @@ pub(crate) fn decode_whole<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T,
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
