@@ -3,6 +3,8 @@
 //! end-to-end encrypted channel. `main.rs` is the command line; the logic
 //! here is testable with fake screens and input sinks.
 
+#![forbid(unsafe_code)]
+
 pub mod consent;
 pub mod device;
 pub mod flow;

@@ -1,6 +1,8 @@
 //! `assent-agent`: the end user's program. Exit codes: 0 success (including
 //! a declined session), 1 a failure the user must act on, 2 bad usage.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};

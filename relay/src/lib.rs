@@ -3,6 +3,8 @@
 //! forwards the session's end-to-end encrypted bytes it cannot read, and
 //! audits every start and end. `main.rs` is only the command line.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod audit_writer;
 pub mod config;

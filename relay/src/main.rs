@@ -1,6 +1,8 @@
 //! `assent-relay`: the admin's command line. Exit codes: 0 success, 1 a
 //! failure the admin must act on (stderr says what to do), 2 bad usage.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real relay binary over real QUIC on loopback, with
 //! programmatic agents and viewers (`assent-client`, no screen or window).
 
+#![forbid(unsafe_code)]
+
 mod agent;
 mod audit_first;
 mod common;

@@ -3,6 +3,8 @@
 //! both the window and `--headless`; `record` keeps the technician's own
 //! audit log and writes the session note.
 
+#![forbid(unsafe_code)]
+
 pub mod live;
 pub mod paths;
 pub mod record;

@@ -1,6 +1,8 @@
 //! `assent-viewer`: the technician's program. Exit codes: 0 success, 1 a
 //! failure the technician must act on, 2 bad usage.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;

@@ -28,6 +28,8 @@
 //! for that, ship the last `seq` and `hash` ([`AuditLog::next_seq`],
 //! [`AuditLog::last_hash`]) to another machine.
 
+#![forbid(unsafe_code)]
+
 mod canonical;
 pub(crate) mod log;
 mod record;

@@ -1,6 +1,8 @@
 //! `X11Source` against a real Xvfb: pixels match what was painted, match
 //! ImageMagick's screenshot, and always show the screen as it is NOW.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use assent_capture::{CaptureError, CapturedFrame, ScreenSource, X11Source};

@@ -33,6 +33,8 @@
 //! attach the [`Established`] halves to the data stream afterwards with
 //! [`Channel::from_established`].
 
+#![forbid(unsafe_code)]
+
 mod handshake;
 #[cfg(feature = "tokio")]
 mod io;

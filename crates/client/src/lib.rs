@@ -3,6 +3,8 @@
 //! and the live data stream. The real agent and viewer build on it, and the
 //! end-to-end tests drive it directly as a programmatic agent and viewer.
 
+#![forbid(unsafe_code)]
+
 pub mod e2e;
 
 use std::path::Path;

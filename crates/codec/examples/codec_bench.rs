@@ -8,6 +8,8 @@
 //! compares payload layouts on the same content, which is why the format
 //! packs all changed tiles as RGB into one zstd stream at level 1.
 
+#![forbid(unsafe_code)]
+
 use assent_codec::{Decoder, Encoder, FrameRef, TILE_SIZE};
 use std::time::{Duration, Instant};
 

@@ -34,6 +34,8 @@
 //! difference (mod 256) from the same channel of the pixel to its left in the
 //! tile row, the first pixel of a tile row from 0 (PNG's "sub" filter).
 
+#![forbid(unsafe_code)]
+
 mod decoder;
 mod encoder;
 mod wire;

@@ -1,5 +1,7 @@
 //! Behaviour of the encoder/decoder pair, and the decoder under hostile input.
 
+#![forbid(unsafe_code)]
+
 use assent_codec::{
     placeholder_frame, CodecError, Decoder, EncodedFrame, Encoder, FrameRef, Rect, MAX_DIMENSION,
 };

@@ -8,6 +8,8 @@
 //! (`assent-fuzz-failures/`); put it in `crates/fuzz/corpus/<target>/` as
 //! `regress-<what>` to keep it as a regression test once fixed.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};

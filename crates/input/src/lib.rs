@@ -6,6 +6,8 @@
 //! whenever control stops (pause, end, disconnect) — never leaves a key or
 //! button stuck down on the user's machine.
 
+#![forbid(unsafe_code)]
+
 mod enigo_sink;
 mod keymap;
 

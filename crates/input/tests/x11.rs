@@ -2,6 +2,8 @@
 //! pointer moves, clicks, wheel steps and keys arrive, and `release_all`
 //! leaves nothing held.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use assent_input::{EnigoSink, InputError, InputEvent, InputSink, Key, MouseButton};

@@ -9,6 +9,8 @@
 //! timer when it sends its first keep-alive after the peer's last packet, so
 //! the worst case is keep-alive + idle timeout = 2.5 s.
 
+#![forbid(unsafe_code)]
+
 pub mod pki;
 
 use std::net::SocketAddr;

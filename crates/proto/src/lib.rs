@@ -6,6 +6,8 @@
 //! sockets (see ARCHITECTURE.md). It must never depend on tokio, quinn,
 //! rustls or anything that touches a display; CI checks that with `cargo tree`.
 
+#![forbid(unsafe_code)]
+
 pub mod framing;
 pub mod identity;
 pub mod invite;

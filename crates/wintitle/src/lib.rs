@@ -6,6 +6,8 @@
 //! and outside tests run) finds nothing. We set both `WM_NAME` and
 //! `_NET_WM_NAME` as `UTF8_STRING` ourselves.
 
+#![forbid(unsafe_code)]
+
 use raw_window_handle::RawWindowHandle;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, PropMode};
