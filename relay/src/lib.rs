@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::audit_writer::AuditHandle;
-use crate::config::MAX_INVITES_TOTAL;
+use crate::config::{Limits, MAX_INVITES_TOTAL};
 use crate::registry::Registry;
 use crate::state::{Shared, State};
 use crate::store::DataDir;
@@ -162,22 +162,7 @@ pub async fn serve(
     let admin_listener = admin::bind(&dir.admin_socket())?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let now = Instant::now();
-    let limits = &config.limits;
-    let state = State {
-        invites: InviteBook::new(
-            Duration::from_secs(limits.invite_ttl_secs),
-            limits.max_pending_invites_per_technician,
-            MAX_INVITES_TOTAL,
-        ),
-        code_guard: CodeGuard::new(limits.code_guard(), now),
-        conn_rate: ConnectionRate::new(
-            limits.connections_per_minute_per_address,
-            Duration::from_secs(60),
-        ),
-        waiting: Default::default(),
-        sessions: Default::default(),
-    };
+    let state = initial_state(&config.limits, Instant::now());
     let shared = Arc::new(Shared {
         dir: dir.clone(),
         config: config.clone(),
@@ -225,6 +210,24 @@ pub async fn serve(
         .ok();
     info!("relay stopped");
     Ok(())
+}
+
+/// No invites, sessions or strikes yet; the tables sized by `limits`.
+fn initial_state(limits: &Limits, now: Instant) -> State {
+    State {
+        invites: InviteBook::new(
+            Duration::from_secs(limits.invite_ttl_secs),
+            limits.max_pending_invites_per_technician,
+            MAX_INVITES_TOTAL,
+        ),
+        code_guard: CodeGuard::new(limits.code_guard(), now),
+        conn_rate: ConnectionRate::new(
+            limits.connections_per_minute_per_address,
+            Duration::from_secs(60),
+        ),
+        waiting: Default::default(),
+        sessions: Default::default(),
+    }
 }
 
 /// Keeps the rate-limit tables small.

@@ -75,32 +75,35 @@ impl Decoder {
     /// (into at most the size its tile list implies) before the screen is
     /// touched, so on error the screen is as it was. Ask for a keyframe then.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<DecodedUpdate> {
+        let (header, grid) = self.check_and_decompress(bytes)?;
+        // Valid: apply.
+        self.apply(header.seq, grid)?;
+        let dirty = if header.keyframe {
+            vec![Rect {
+                x: 0,
+                y: 0,
+                width: grid.width,
+                height: grid.height,
+            }]
+        } else {
+            dirty_runs(grid, &self.tiles)
+        };
+        Ok(DecodedUpdate {
+            seq: header.seq,
+            keyframe: header.keyframe,
+            width: grid.width,
+            height: grid.height,
+            dirty,
+        })
+    }
+
+    /// Everything that can refuse an update, before the screen is touched:
+    /// the header against the current screen, the tile list into `tiles`,
+    /// and the payload decompressed into `raw` at exactly the tiles' size.
+    fn check_and_decompress(&mut self, bytes: &[u8]) -> Result<(Header, Grid)> {
         let (header, rest) = Header::read(bytes)?;
         let grid = Grid::new(header.width, header.height);
-
-        self.tiles.clear();
-        let payload = if header.keyframe {
-            self.tiles.extend(0..grid.count());
-            rest
-        } else {
-            let current = self.grid.ok_or(CodecError::NoKeyframe)?;
-            if current != grid {
-                return Err(CodecError::ResolutionMismatch {
-                    width: current.width,
-                    height: current.height,
-                    got_width: grid.width,
-                    got_height: grid.height,
-                });
-            }
-            let expected = self.last_seq.wrapping_add(1);
-            if header.seq != expected {
-                return Err(CodecError::SequenceGap {
-                    expected,
-                    got: header.seq,
-                });
-            }
-            wire::read_tile_list(rest, grid, &mut self.tiles)?
-        };
+        let payload = self.read_tiles(&header, grid, rest)?;
 
         // Tiles are distinct and inside the frame, so this sum is at most
         // 8192 * 8192 * 3; checked all the same.
@@ -125,23 +128,55 @@ impl Decoder {
         if written != expected {
             return Err(CodecError::BadPayload("wrong number of pixels"));
         }
+        Ok((header, grid))
+    }
 
-        // Valid: apply.
+    /// Fills `tiles` with the tiles the update carries (all of them for a
+    /// keyframe) and returns the payload after the tile list. A delta must
+    /// follow the previous update on a screen of the same size.
+    fn read_tiles<'a>(&mut self, header: &Header, grid: Grid, rest: &'a [u8]) -> Result<&'a [u8]> {
+        self.tiles.clear();
+        if header.keyframe {
+            self.tiles.extend(0..grid.count());
+            return Ok(rest);
+        }
+        let current = self.grid.ok_or(CodecError::NoKeyframe)?;
+        if current != grid {
+            return Err(CodecError::ResolutionMismatch {
+                width: current.width,
+                height: current.height,
+                got_width: grid.width,
+                got_height: grid.height,
+            });
+        }
+        let expected = self.last_seq.wrapping_add(1);
+        if header.seq != expected {
+            return Err(CodecError::SequenceGap {
+                expected,
+                got: header.seq,
+            });
+        }
+        wire::read_tile_list(rest, grid, &mut self.tiles)
+    }
+
+    /// Writes the checked tiles in `raw` onto the screen.
+    fn apply(&mut self, seq: u64, grid: Grid) -> Result<()> {
         let row_len = grid.width as usize * 4;
         if self.grid != Some(grid) {
             // Only a keyframe gets here, and it covers every pixel.
             self.pixels = vec![0; row_len * grid.height as usize];
             self.grid = Some(grid);
         }
-        self.last_seq = header.seq;
+        self.last_seq = seq;
         let mut src = &self.raw[..];
         for &index in &self.tiles {
             let tile = grid.tile(index);
             let (x, w) = (tile.x as usize * 4, tile.width as usize);
             for y in tile.y as usize..(tile.y + tile.height) as usize {
                 let start = y * row_len + x;
-                // Both hold: the payload was exactly the tiles' size, and
-                // every tile lies inside the grid the screen was sized for.
+                // Neither fails: the payload was exactly the tiles' size,
+                // and every tile lies inside the grid the screen was sized
+                // for.
                 let (rgb, after) = src
                     .split_at_checked(w * 3)
                     .ok_or(CodecError::BadPayload("wrong number of pixels"))?;
@@ -153,24 +188,7 @@ impl Decoder {
                 src = after;
             }
         }
-
-        let dirty = if header.keyframe {
-            vec![Rect {
-                x: 0,
-                y: 0,
-                width: grid.width,
-                height: grid.height,
-            }]
-        } else {
-            dirty_runs(grid, &self.tiles)
-        };
-        Ok(DecodedUpdate {
-            seq: header.seq,
-            keyframe: header.keyframe,
-            width: grid.width,
-            height: grid.height,
-            dirty,
-        })
+        Ok(())
     }
 }
 
