@@ -174,6 +174,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
                 commands,
                 title: CONNECTING_TITLE,
                 titles,
+                arming: Arming::default(),
             }))
         }),
     )
@@ -185,6 +186,39 @@ struct AgentWindow {
     commands: UnboundedSender<UiCommand>,
     title: &'static str,
     titles: Option<assent_wintitle::TitleSetter>,
+    arming: Arming,
+}
+
+/// How long a question must have been on screen, with keyboard focus,
+/// before a key or click answers it: someone typing in another window when
+/// it appears must not answer it by accident.
+pub const ARM_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether the question on screen may be answered yet.
+#[derive(Debug, Default)]
+struct Arming {
+    /// The question being armed (its deadline identifies it).
+    question: Option<Instant>,
+    /// Visible and focused since; reset when focus is lost.
+    since: Option<Instant>,
+}
+
+impl Arming {
+    /// Time left before answers count; zero once armed.
+    fn left(&mut self, question: Instant, focused: bool, now: Instant) -> Duration {
+        if self.question != Some(question) {
+            *self = Arming {
+                question: Some(question),
+                ..Arming::default()
+            };
+        }
+        if !focused {
+            self.since = None;
+            return ARM_DELAY;
+        }
+        let since = *self.since.get_or_insert(now);
+        ARM_DELAY.saturating_sub(now.saturating_duration_since(since))
+    }
 }
 
 impl AgentWindow {
@@ -266,7 +300,9 @@ impl eframe::App for AgentWindow {
 
 impl AgentWindow {
     /// The question, its details, the countdown, and the answers (buttons
-    /// and keys) until one is given.
+    /// and keys) until one is given. Answers count only once the question
+    /// has been visible and focused for [`ARM_DELAY`]; Enter (the key a
+    /// hurried user presses) refuses.
     fn prompt(&mut self, ui: &mut egui::Ui, text: &PromptText, deadline: Instant, answered: bool) {
         ui.heading(text.question());
         ui.separator();
@@ -280,24 +316,31 @@ impl AgentWindow {
             text.keys_hint(),
             text.timeout_hint()
         ));
+        let ctx = ui.ctx().clone();
+        let focused = ctx.input(|i| i.viewport().focused).unwrap_or(true);
+        let arming_left = self.arming.left(deadline, focused, Instant::now());
+        let armed = arming_left.is_zero();
         if !answered {
-            ui.horizontal(|ui| self.answer_buttons(ui, text));
-            let key = ui.ctx().input(|i| {
-                if i.key_pressed(egui::Key::V) {
-                    Some("v")
-                } else if i.key_pressed(egui::Key::C) {
-                    Some("c")
-                } else if i.key_pressed(egui::Key::D) || i.key_pressed(egui::Key::Escape) {
-                    Some("d")
-                } else {
-                    None
-                }
+            if !armed {
+                ui.label(format!(
+                    "Please read the request: you can answer in {:.1} s.",
+                    arming_left.as_secs_f32().max(0.1)
+                ));
+            }
+            ui.add_enabled_ui(armed, |ui| {
+                ui.horizontal(|ui| self.answer_buttons(ui, text));
             });
-            if let Some(d) = key.and_then(|k| crate::prompt::decision_for_key(k, text.scope)) {
-                self.answer(d);
+            match pressed_answer(&ctx, text.scope) {
+                Some(d) if armed => self.answer(d),
+                Some(d) => tracing::info!(
+                    key_for = d.as_str(),
+                    "a key pressed before the question was armed answers nothing"
+                ),
+                None => {}
             }
         }
-        ui.ctx().request_repaint_after(Duration::from_millis(250));
+        let repaint = if armed { 250 } else { 100 };
+        ctx.request_repaint_after(Duration::from_millis(repaint));
     }
 
     fn answer_buttons(&mut self, ui: &mut egui::Ui, text: &PromptText) {
@@ -305,7 +348,7 @@ impl AgentWindow {
             if ui.button("Allow control (c)").clicked() {
                 self.answer(ConsentDecision::Control);
             }
-            if ui.button("Keep view only (v / d / Esc)").clicked() {
+            if ui.button("Keep view only (v / d / Esc / Enter)").clicked() {
                 self.answer(ConsentDecision::Denied);
             }
             return;
@@ -316,7 +359,7 @@ impl AgentWindow {
         if text.scope == Scope::Control && ui.button("Allow control (c)").clicked() {
             self.answer(ConsentDecision::Control);
         }
-        if ui.button("Deny (d / Esc)").clicked() {
+        if ui.button("Deny (d / Esc / Enter)").clicked() {
             self.answer(ConsentDecision::Denied);
         }
     }
@@ -355,6 +398,7 @@ impl AgentWindow {
 
 impl AgentWindow {
     fn answer(&mut self, d: ConsentDecision) {
+        tracing::info!(decision = d.as_str(), "answer given in the window");
         let mut s = self.ui.shared.lock().unwrap_or_else(|p| p.into_inner());
         if let Phase::Prompt { answered, .. } = &mut s.phase {
             if !*answered {
@@ -366,14 +410,44 @@ impl AgentWindow {
     }
 }
 
+/// The answer key pressed this frame, if any.
+fn pressed_answer(ctx: &egui::Context, requested: Scope) -> Option<ConsentDecision> {
+    let key = ctx.input(|i| {
+        if i.key_pressed(egui::Key::V) {
+            Some("v")
+        } else if i.key_pressed(egui::Key::C) {
+            Some("c")
+        } else if [
+            egui::Key::D,
+            egui::Key::Escape,
+            egui::Key::Enter,
+            egui::Key::Space,
+        ]
+        .iter()
+        .any(|k| i.key_pressed(*k))
+        {
+            Some("d")
+        } else {
+            None
+        }
+    });
+    key.and_then(|k| crate::prompt::decision_for_key(k, requested))
+}
+
 /// The terminal's side of the UI (`--tty`).
 pub struct TtyUi;
+
+/// Set once the first question is on the terminal: a line typed before it
+/// (typed ahead, or meant for something else) answers nothing.
+static TTY_QUESTION_SHOWN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 impl UiSink for TtyUi {
     fn show(&self, event: UiEvent) {
         match event {
             UiEvent::Connecting => eprintln!("Connecting to your technician…"),
             UiEvent::Prompt { text, deadline } => {
+                TTY_QUESTION_SHOWN.store(true, std::sync::atomic::Ordering::SeqCst);
                 eprintln!();
                 eprintln!("== {PROMPT_TITLE} ==");
                 for line in text.lines() {
@@ -431,6 +505,12 @@ pub fn spawn_tty_reader(
             }
             let scope = *requested.lock().unwrap_or_else(|p| p.into_inner());
             let cmd = match (decided, scope) {
+                (false, Some(_))
+                    if !TTY_QUESTION_SHOWN.load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    eprintln!("Please wait for the request to appear, then answer.");
+                    None
+                }
                 (false, Some(scope)) => match crate::prompt::decision_for_key(&line, scope) {
                     Some(d) => {
                         decided = true;
@@ -459,4 +539,36 @@ pub fn spawn_tty_reader(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_question_arms_only_after_a_second_of_focus() {
+        let t0 = Instant::now();
+        let question = t0 + Duration::from_secs(60);
+        let mut a = Arming::default();
+        assert_eq!(a.left(question, true, t0), ARM_DELAY);
+        assert_eq!(a.left(question, true, t0 + 100 * MS), 900 * MS);
+        assert!(!a.left(question, true, t0 + 999 * MS).is_zero());
+        assert!(a.left(question, true, t0 + 1000 * MS).is_zero());
+    }
+
+    #[test]
+    fn losing_focus_or_a_new_question_starts_over() {
+        let t0 = Instant::now();
+        let q1 = t0 + Duration::from_secs(60);
+        let mut a = Arming::default();
+        a.left(q1, true, t0);
+        assert_eq!(a.left(q1, false, t0 + 800 * MS), ARM_DELAY);
+        assert_eq!(a.left(q1, true, t0 + 900 * MS), ARM_DELAY);
+        assert!(a.left(q1, true, t0 + 1900 * MS).is_zero());
+        // A mid-session question is armed afresh.
+        let q2 = t0 + Duration::from_secs(120);
+        assert_eq!(a.left(q2, true, t0 + 2000 * MS), ARM_DELAY);
+    }
 }

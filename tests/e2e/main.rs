@@ -8,6 +8,7 @@ mod audit_first;
 mod common;
 mod desktop;
 mod pending;
+mod prompt;
 mod relay;
 mod security;
 mod viewer;
