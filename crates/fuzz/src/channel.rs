@@ -231,57 +231,14 @@ pub fn channel_record(data: &[u8]) -> Outcome {
         if generated > MAX_GENERATED {
             break;
         }
-        let mut records: Vec<(u8, Vec<u8>)> = Vec::new();
-        match op % 8 {
-            // A record with an arbitrary flag and a chunk from the input.
-            0 => {
-                let flag = input.byte().unwrap_or(FLAG_LAST);
-                let n = usize::from(input.byte().unwrap_or(0));
-                records.push((flag, input.take(n).to_vec()));
-            }
-            // A record of up to the largest chunk, filled with one byte.
-            1 => {
-                let flag = match input.byte().unwrap_or(0) {
-                    f if f < 120 => FLAG_MORE,
-                    f if f < 240 => FLAG_LAST,
-                    f => f,
-                };
-                let len = input
-                    .take(2)
-                    .iter()
-                    .fold(0usize, |a, &b| a << 8 | usize::from(b));
-                let fill = input.byte().unwrap_or(0);
-                records.push((flag, vec![fill; len % (MAX_CHUNK + 1)]));
-            }
-            // The genuine proof, whole or split into two records.
-            2 => records.push((FLAG_LAST, peer.signature.clone())),
-            3 => {
-                let at = 1 + usize::from(input.byte().unwrap_or(0)) % (SIGNATURE_LEN - 1);
-                records.push((FLAG_MORE, peer.signature[..at].to_vec()));
-                records.push((FLAG_LAST, peer.signature[at..].to_vec()));
-            }
-            // A proof by a key the agent was not told to expect.
-            4 => records.push((FLAG_LAST, peer.wrong_signature.clone())),
-            // Unsealed garbage: from here on nothing may be accepted.
-            5 => {
-                let n = usize::from(input.byte().unwrap_or(0));
-                let garbage = input.take(n);
-                if !garbage.is_empty() {
-                    wire.extend_from_slice(garbage);
-                    model = Model::Dead;
-                }
-            }
-            // A record sealed out of order (a nonce skipped).
-            6 => {
-                peer.nonce += 1;
-                model = Model::Dead;
-            }
-            // Deliver what is pending, in reads of a chosen size.
-            _ => {
-                read_size = 1 + usize::from(input.byte().unwrap_or(0)) * 257;
+        let records = match step(op, &mut input, &mut peer, &mut wire, &mut model) {
+            Step::Records(records) => records,
+            Step::Deliver(size) => {
+                read_size = size;
                 deliver(&mut run, &mut peer, &mut wire, read_size, &meter);
+                continue;
             }
-        }
+        };
         for (flag, chunk) in records {
             generated += chunk.len();
             peer.seal(flag, &chunk, &mut wire);
@@ -292,7 +249,77 @@ pub fn channel_record(data: &[u8]) -> Outcome {
         }
     }
     deliver(&mut run, &mut peer, &mut wire, read_size, &meter);
+    check_end(&run, &model)
+}
 
+/// What one instruction of the input has the hostile viewer do next.
+enum Step {
+    /// Seal these records (flag, chunk).
+    Records(Vec<(u8, Vec<u8>)>),
+    /// Deliver what is pending, in reads of this size.
+    Deliver(usize),
+}
+
+/// Decodes one instruction; garbage and skipped nonces are applied here.
+fn step(
+    op: u8,
+    input: &mut Input<'_>,
+    peer: &mut Peer,
+    wire: &mut Vec<u8>,
+    model: &mut Model,
+) -> Step {
+    let mut records: Vec<(u8, Vec<u8>)> = Vec::new();
+    match op % 8 {
+        // A record with an arbitrary flag and a chunk from the input.
+        0 => {
+            let flag = input.byte().unwrap_or(FLAG_LAST);
+            let n = usize::from(input.byte().unwrap_or(0));
+            records.push((flag, input.take(n).to_vec()));
+        }
+        // A record of up to the largest chunk, filled with one byte.
+        1 => {
+            let flag = match input.byte().unwrap_or(0) {
+                f if f < 120 => FLAG_MORE,
+                f if f < 240 => FLAG_LAST,
+                f => f,
+            };
+            let len = input
+                .take(2)
+                .iter()
+                .fold(0usize, |a, &b| a << 8 | usize::from(b));
+            let fill = input.byte().unwrap_or(0);
+            records.push((flag, vec![fill; len % (MAX_CHUNK + 1)]));
+        }
+        // The genuine proof, whole or split into two records.
+        2 => records.push((FLAG_LAST, peer.signature.clone())),
+        3 => {
+            let at = 1 + usize::from(input.byte().unwrap_or(0)) % (SIGNATURE_LEN - 1);
+            records.push((FLAG_MORE, peer.signature[..at].to_vec()));
+            records.push((FLAG_LAST, peer.signature[at..].to_vec()));
+        }
+        // A proof by a key the agent was not told to expect.
+        4 => records.push((FLAG_LAST, peer.wrong_signature.clone())),
+        // Unsealed garbage: from here on nothing may be accepted.
+        5 => {
+            let n = usize::from(input.byte().unwrap_or(0));
+            let garbage = input.take(n);
+            if !garbage.is_empty() {
+                wire.extend_from_slice(garbage);
+                *model = Model::Dead;
+            }
+        }
+        // A record sealed out of order (a nonce skipped).
+        6 => {
+            peer.nonce += 1;
+            *model = Model::Dead;
+        }
+        _ => return Step::Deliver(1 + usize::from(input.byte().unwrap_or(0)) * 257),
+    }
+    Step::Records(records)
+}
+
+/// The checks once everything is delivered, and the run's outcome.
+fn check_end(run: &Run<'_>, model: &Model) -> Outcome {
     assert!(
         run.expected.is_empty(),
         "channel_record: the agent did not deliver {} message(s) it should have",

@@ -77,19 +77,38 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>], max_len: usiz
 
 fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
     let len = data.len();
-    match rng.below(13) {
+    let choice = rng.below(13);
+    match choice {
+        0..=3 if len > 0 => overwrite(rng, data, choice),
+        4..=6 => insert(rng, data, choice),
+        7..=9 if len > 0 => cut_or_copy(rng, data, choice),
+        // Splice a piece of another input in.
+        10 | 11 if !pool.is_empty() => splice_from(rng, data, pool),
+        // Swap two bytes.
+        _ if len > 1 => {
+            let (a, b) = (rng.below(len), rng.below(len));
+            data.swap(a, b);
+        }
+        _ => data.push(rng.byte()),
+    }
+}
+
+/// Changes bytes in place (`data` is not empty).
+fn overwrite(rng: &mut Rng, data: &mut [u8], choice: usize) {
+    let len = data.len();
+    match choice {
         // Flip one bit.
-        0 if len > 0 => {
+        0 => {
             let i = rng.below(len);
             data[i] ^= 1 << rng.below(8);
         }
         // Replace a byte.
-        1 if len > 0 => {
+        1 => {
             let i = rng.below(len);
             data[i] = rng.byte();
         }
         // Add or subtract a little (lengths off by one).
-        2 if len > 0 => {
+        2 => {
             let i = rng.below(len);
             let delta = 1 + rng.below(8) as u8;
             data[i] = if rng.chance(2) {
@@ -99,7 +118,7 @@ fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
             };
         }
         // Overwrite with an interesting 1, 2 or 4 byte value, either order.
-        3 if len > 0 => {
+        _ => {
             let v = INTERESTING_U32[rng.below(INTERESTING_U32.len())];
             let bytes = if rng.chance(2) {
                 v.to_be_bytes()
@@ -119,7 +138,14 @@ fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
                 }
             }
         }
-        // Insert a varint of an interesting size (postcard lengths, tile counts).
+    }
+}
+
+/// Inserts new bytes somewhere.
+fn insert(rng: &mut Rng, data: &mut Vec<u8>, choice: usize) {
+    let len = data.len();
+    match choice {
+        // A varint of an interesting size (postcard lengths, tile counts).
         4 => {
             let v = match rng.below(4) {
                 0 => u64::from(INTERESTING_U32[rng.below(INTERESTING_U32.len())]),
@@ -132,29 +158,36 @@ fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
             let at = rng.below(len + 1);
             data.splice(at..at, enc);
         }
-        // Insert random bytes.
+        // Random bytes.
         5 => {
             let n = 1 + rng.below(16);
             let at = rng.below(len + 1);
             let bytes: Vec<u8> = (0..n).map(|_| rng.byte()).collect();
             data.splice(at..at, bytes);
         }
-        // Insert a run of one byte (long strings, zero fills).
-        6 => {
+        // A run of one byte (long strings, zero fills).
+        _ => {
             let longest = if rng.chance(8) { 4096 } else { 64 };
             let n = 1 + rng.below(longest);
             let b = if rng.chance(2) { 0 } else { rng.byte() };
             let at = rng.below(len + 1);
             data.splice(at..at, std::iter::repeat_n(b, n));
         }
+    }
+}
+
+/// Deletes, duplicates or cuts off a range (`data` is not empty).
+fn cut_or_copy(rng: &mut Rng, data: &mut Vec<u8>, choice: usize) {
+    let len = data.len();
+    match choice {
         // Delete a range.
-        7 if len > 0 => {
+        7 => {
             let at = rng.below(len);
             let n = 1 + rng.below((len - at).min(64));
             data.drain(at..at + n);
         }
         // Copy a range elsewhere (repeated fields, duplicated records).
-        8 if len > 0 => {
+        8 => {
             let from = rng.below(len);
             let n = 1 + rng.below((len - from).min(256));
             let piece = data[from..from + n].to_vec();
@@ -162,32 +195,26 @@ fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
             data.splice(at..at, piece);
         }
         // Truncate (inputs cut short anywhere).
-        9 if len > 0 => {
-            data.truncate(rng.below(len));
-        }
-        // Splice a piece of another input in.
-        10 | 11 if !pool.is_empty() => {
-            let other = &pool[rng.below(pool.len())];
-            if other.is_empty() {
-                return;
-            }
-            let from = rng.below(other.len());
-            let n = 1 + rng.below(other.len() - from);
-            let at = rng.below(len + 1);
-            if rng.chance(2) {
-                // Replace our tail with their piece (crossover).
-                data.truncate(at);
-                data.extend_from_slice(&other[from..from + n]);
-            } else {
-                data.splice(at..at, other[from..from + n].iter().copied());
-            }
-        }
-        // Swap two bytes.
-        _ if len > 1 => {
-            let (a, b) = (rng.below(len), rng.below(len));
-            data.swap(a, b);
-        }
-        _ => data.push(rng.byte()),
+        _ => data.truncate(rng.below(len)),
+    }
+}
+
+/// Crosses `data` with a piece of an input from `pool` (not empty).
+fn splice_from(rng: &mut Rng, data: &mut Vec<u8>, pool: &[Vec<u8>]) {
+    let len = data.len();
+    let other = &pool[rng.below(pool.len())];
+    if other.is_empty() {
+        return;
+    }
+    let from = rng.below(other.len());
+    let n = 1 + rng.below(other.len() - from);
+    let at = rng.below(len + 1);
+    if rng.chance(2) {
+        // Replace our tail with their piece (crossover).
+        data.truncate(at);
+        data.extend_from_slice(&other[from..from + n]);
+    } else {
+        data.splice(at..at, other[from..from + n].iter().copied());
     }
 }
 

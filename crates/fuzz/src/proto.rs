@@ -31,8 +31,29 @@ pub fn framing(data: &[u8]) -> Outcome {
     };
     let meter = Meter::start();
     let (expected, end) = model_frames(stream, MAX_CONTROL_FRAME);
+    let failed = incremental(stream, chunk, &expected, &end);
+    pull(stream);
+    meter.check(
+        "framing",
+        4 * data.len() + 2 * (PREFIX_LEN + MAX_CONTROL_FRAME) + 64 * 1024,
+    );
+    match (failed, end) {
+        (Some(e), _) => outcome(&e.to_string()),
+        (None, ModelEnd::Partial) => outcome("partial"),
+        (None, _) => outcome("clean"),
+    }
+}
 
-    // Incremental form.
+/// The incremental form (`FrameDecoder`, as `assent_net::FrameReader` uses
+/// it), fed `chunk` bytes at a time and checked against the model: the same
+/// frames, the same end, an oversize prefix refused before its body.
+/// Returns the error it stopped at.
+fn incremental(
+    stream: &[u8],
+    chunk: usize,
+    expected: &[&[u8]],
+    end: &ModelEnd,
+) -> Option<FrameError> {
     let mut decoder = FrameDecoder::new(MAX_CONTROL_FRAME);
     let mut got = 0usize;
     let mut fed = 0usize;
@@ -70,7 +91,7 @@ pub fn framing(data: &[u8]) -> Outcome {
             }
         }
     }
-    match (&end, &failed) {
+    match (end, &failed) {
         (ModelEnd::TooLarge { at }, Some(FrameError::TooLarge { .. })) => {
             // Refused as soon as the prefix was visible, before its body.
             assert!(
@@ -86,9 +107,11 @@ pub fn framing(data: &[u8]) -> Outcome {
         (ModelEnd::Partial, None) => assert_eq!(decoder.finish(), Err(FrameError::Truncated)),
     }
     assert_eq!(got, expected.len(), "framing: frames missing");
-    drop(decoder);
+    failed
+}
 
-    // Pull form: what `assent_net::recv_msg` does with each prefix.
+/// The pull form: what `assent_net::recv_msg` does with each prefix.
+fn pull(stream: &[u8]) {
     let mut rest = stream;
     while let Some((prefix, after)) = rest.split_first_chunk::<PREFIX_LEN>() {
         let Ok(len) = framing::check_len(*prefix, MAX_CONTROL_FRAME) else {
@@ -102,15 +125,6 @@ pub fn framing(data: &[u8]) -> Outcome {
         }
         decode_control(&body);
         rest = &after[len..];
-    }
-    meter.check(
-        "framing",
-        4 * data.len() + 2 * (PREFIX_LEN + MAX_CONTROL_FRAME) + 64 * 1024,
-    );
-    match (failed, end) {
-        (Some(e), _) => outcome(&e.to_string()),
-        (None, ModelEnd::Partial) => outcome("partial"),
-        (None, _) => outcome("clean"),
     }
 }
 

@@ -1,0 +1,116 @@
+//! Seeds of `codec_frame`: real encoder output, headers, zstd bombs.
+
+use assent_codec::{Encoder, FrameRef};
+
+use crate::codec::join_updates;
+
+/// Packed BGRX pixels: a gradient with a moving square, like a desktop.
+fn screen(width: u32, height: u32, step: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let inside = x.abs_diff(step * 9) < 12 && y.abs_diff(step * 5) < 12;
+            let v = if inside { 250 } else { (x * 3 + y * 5) as u8 };
+            out.extend_from_slice(&[v, (x as u8) ^ (y as u8), (y * 2) as u8, 0]);
+        }
+    }
+    out
+}
+
+/// A keyframe and `deltas` updates of a `width` x `height` screen.
+fn encoded_stream(width: u32, height: u32, deltas: u32) -> Vec<Vec<u8>> {
+    let mut encoder = Encoder::new();
+    let mut out = Vec::new();
+    for step in 0..=deltas {
+        let pixels = screen(width, height, step);
+        let frame = FrameRef::new(&pixels, width, height, width as usize * 4).expect("valid");
+        if let Some(update) = encoder.encode(frame, false).expect("encodes") {
+            out.push(update.bytes);
+        }
+    }
+    out
+}
+
+/// An update header (see the codec's wire format).
+fn header(keyframe: bool, width: u32, height: u32, seq: u64) -> Vec<u8> {
+    let mut out = vec![1, u8::from(keyframe)];
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out
+}
+
+/// A zstd frame (RFC 8878) that decompresses to `blocks` x 128 KiB of one
+/// byte, from 4 bytes per block: 128 KiB RLE blocks. With `declared`, the
+/// frame header states the size; otherwise the decoder only finds out by
+/// decompressing. 8192 blocks make a 32 KiB input worth 1 GiB.
+pub fn zstd_bomb(blocks: u32, declared: bool) -> Vec<u8> {
+    const BLOCK: u32 = 128 * 1024;
+    let mut out = vec![0x28, 0xb5, 0x2f, 0xfd];
+    if declared {
+        // Frame_Header_Descriptor: 8-byte content size, window descriptor.
+        out.push(0b1100_0000);
+        out.push(7 << 3); // window 2^17 = one block
+        out.extend_from_slice(&(u64::from(blocks) * u64::from(BLOCK)).to_le_bytes());
+    } else {
+        out.push(0);
+        out.push(7 << 3);
+    }
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        let rle_block = 1 << 1;
+        let header = last | rle_block | BLOCK << 3;
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.push(0x5a);
+    }
+    out
+}
+
+pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let desktop = encoded_stream(150, 90, 4);
+    let edges = encoded_stream(130, 65, 2);
+    let single = encoded_stream(64, 64, 0);
+    let refs = |v: &[Vec<u8>]| join_updates(v.iter().map(Vec::as_slice));
+    // A delta whose tile count claims 2^63 tiles, after a valid keyframe.
+    let huge_count = [
+        header(false, 150, 90, 1),
+        vec![0xff; 8],
+        vec![0x7f],
+        vec![0; 8],
+    ]
+    .concat();
+    vec![
+        ("desktop-keyframe-and-deltas", refs(&desktop)),
+        ("edge-tiles", refs(&edges)),
+        ("single-tile", refs(&single)),
+        (
+            "deltas-out-of-order",
+            join_updates([&desktop[0][..], &desktop[2], &desktop[1]]),
+        ),
+        ("delta-without-keyframe", refs(&desktop[1..])),
+        (
+            "bomb-1gib-in-64x64",
+            join_updates([&[header(true, 64, 64, 0), zstd_bomb(8192, false)].concat()[..]]),
+        ),
+        (
+            "bomb-1gib-declared",
+            join_updates([&[header(true, 64, 64, 0), zstd_bomb(8192, true)].concat()[..]]),
+        ),
+        (
+            "bomb-16mib-delta",
+            join_updates([
+                &desktop[0][..],
+                &[header(false, 150, 90, 1), vec![1, 0], zstd_bomb(128, false)].concat(),
+            ]),
+        ),
+        (
+            "max-size-tiny-payload",
+            join_updates([&[header(true, 8192, 8192, 0), vec![0; 12]].concat()[..]]),
+        ),
+        (
+            "tile-count-2-63",
+            join_updates([&desktop[0][..], &huge_count]),
+        ),
+        ("truncated-header", desktop[0][..10].to_vec()),
+    ]
+}

@@ -1,0 +1,238 @@
+//! Load: many concurrent sessions through one relay (scenario 18).
+
+use std::time::{Duration, Instant};
+
+use assent_client::ViewerEvent;
+use assent_proto::wire::{ConsentDecision, Scope};
+use assent_tests::TestRelay;
+
+use super::every_start_has_an_end;
+
+/// Peak resident memory of a process, from /proc (kB).
+fn peak_rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Scenario 18: many concurrent sessions of programmatic clients through one
+/// relay, each carrying paced traffic: none is dropped, every byte arrives,
+/// every `session_start` has its `session_end`, and the relay's memory stays
+/// bounded. 200 sessions for 20 s here (ASSENT_LOAD_SESSIONS and
+/// ASSENT_LOAD_SECS change that; `cargo run --release -p assent-bench --
+/// relay` measures 1000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s18_load_many_sessions_none_dropped_memory_bounded() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    let sessions = env_or("ASSENT_LOAD_SESSIONS", 200) as usize;
+    let secs = env_or("ASSENT_LOAD_SECS", 20);
+    // Paced: a 1 kB update ten times a second each way, 10 kB/s a session
+    // (office-like; the test process itself runs both ends of every session).
+    const CHUNK: usize = 1024;
+    const TICK: Duration = Duration::from_millis(100);
+    let n = sessions.to_string();
+    let relay = TestRelay::started(&[
+        ("connections_per_minute_per_address", "1000000"),
+        ("max_sessions", &n),
+        ("max_pending_invites_per_technician", &n),
+        ("idle_timeout_secs", "600"),
+    ]);
+    let key = relay.enrol("load");
+    let pid = relay.proc.as_ref().unwrap().pid();
+
+    // Pair them, a few at a time (as technicians would arrive).
+    let mut pairs = Vec::new();
+    let setup = Instant::now();
+    for batch in 0..sessions.div_ceil(25) {
+        let mut joins = Vec::new();
+        for _ in (batch * 25)..((batch + 1) * 25).min(sessions) {
+            let (relay_addr, ca, key) = (relay.addr.clone(), relay.ca(), key.clone());
+            joins.push(tokio::spawn(async move {
+                let mut v = assent_client::Viewer::connect(
+                    &relay_addr,
+                    &ca,
+                    &key,
+                    crate::common::request("T-load", Scope::View),
+                )
+                .await?;
+                let pending = assent_client::AgentPending::join(
+                    &relay_addr,
+                    &ca,
+                    assent_proto::identity::SecretKey::generate().unwrap(),
+                    "pc-load",
+                    &v.invite.code.clone(),
+                )
+                .await?;
+                let live = tokio::spawn(pending.answer(ConsentDecision::View));
+                loop {
+                    if let ViewerEvent::Started { .. } = v.next_event().await? {
+                        break;
+                    }
+                }
+                let data = v.control.accept_data().await?;
+                let live = live.await.expect("join")?;
+                Ok::<_, assent_client::ClientError>((v, data, live))
+            }));
+        }
+        for j in joins {
+            pairs.push(j.await.unwrap().expect("a session failed to start"));
+        }
+    }
+    println!("load: {sessions} sessions live after {:?}", setup.elapsed());
+
+    // Paced traffic both ways; each side counts what it receives.
+    let run = Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for (v, data, live) in pairs {
+        tasks.push(tokio::spawn(async move {
+            let assent_client::DataStream {
+                send: v_send,
+                recv: v_recv,
+            } = data;
+            let assent_client::DataStream {
+                send: a_send,
+                recv: a_recv,
+            } = live.data;
+            // Each pump publishes its final count when done; its drain on
+            // the other side reads until it has that much (or goes quiet).
+            let pump = |mut send: assent_net::SendStream, total: Arc<AtomicU64>| async move {
+                let chunk = vec![0x5a_u8; CHUNK];
+                let mut sent = 0u64;
+                let start = tokio::time::Instant::now();
+                let mut tick = tokio::time::interval(TICK);
+                while start.elapsed() < run {
+                    tick.tick().await;
+                    if send.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                    sent += CHUNK as u64;
+                }
+
+                total.store(sent, SeqCst);
+                (send, sent)
+            };
+            let drain = |mut recv: assent_net::RecvStream, total: Arc<AtomicU64>| async move {
+                let mut got = 0u64;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let expect = total.load(SeqCst);
+                    if expect != u64::MAX && got >= expect {
+                        break;
+                    }
+                    match tokio::time::timeout(Duration::from_secs(10), recv.read(&mut buf)).await {
+                        Ok(Ok(Some(n))) => got += n as u64,
+                        Err(_) if expect == u64::MAX => continue,
+                        other => {
+                            eprintln!("drain ended at {got} of {expect}: {other:?}");
+                            break;
+                        }
+                    }
+                }
+                got
+            };
+            let to_agent_total = Arc::new(AtomicU64::new(u64::MAX));
+            let to_viewer_total = Arc::new(AtomicU64::new(u64::MAX));
+            let ((v_send, to_agent), (a_send, to_viewer), at_agent, at_viewer) = tokio::join!(
+                pump(v_send, to_agent_total.clone()),
+                pump(a_send, to_viewer_total.clone()),
+                drain(a_recv, to_agent_total),
+                drain(v_recv, to_viewer_total),
+            );
+            drop((v_send, a_send));
+            v.control.end().await;
+            drop(live.control);
+            (to_agent, at_agent, to_viewer, at_viewer)
+        }));
+    }
+    let mut sent_total = 0u64;
+    let early_ends = || {
+        relay
+            .records()
+            .into_iter()
+            .filter(|r| r["event"] == "session_end" && r["reason"] != "viewer_closed")
+            .collect::<Vec<_>>()
+    };
+    for t in tasks {
+        let (to_agent, at_agent, to_viewer, at_viewer) = t.await.unwrap();
+        assert_eq!(
+            at_agent,
+            to_agent,
+            "bytes lost on the way to an agent: {:?}",
+            early_ends()
+        );
+        assert_eq!(
+            at_viewer,
+            to_viewer,
+            "bytes lost on the way to a viewer: {:?}",
+            early_ends()
+        );
+        sent_total += to_agent + to_viewer;
+    }
+    let rss_kb = peak_rss_kb(pid);
+    let cpu = |pid: String| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        ticks as f64 / 100.0
+    };
+    println!(
+        "load: cpu seconds: relay {:.1}, test process {:.1}",
+        cpu(pid.to_string()),
+        cpu("self".into())
+    );
+    println!(
+        "load: {sessions} sessions × {secs} s, {:.1} MB forwarded, relay peak RSS {:.1} MB",
+        sent_total as f64 / 1e6,
+        rss_kb as f64 / 1024.0
+    );
+
+    // Every session ended as its technician closed it: none dropped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ends = relay
+            .events()
+            .iter()
+            .filter(|e| *e == "session_end")
+            .count();
+        if ends >= sessions || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let records = relay.records();
+    let ends: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == "session_end")
+        .collect();
+    assert_eq!(ends.len(), sessions);
+    for e in &ends {
+        assert_eq!(e["reason"], "viewer_closed", "{e}");
+    }
+    let (starts, missing) = every_start_has_an_end(&relay);
+    assert_eq!(starts, sessions);
+    assert!(missing.is_empty(), "{missing:?}");
+    // Bounded: well under a megabyte a session (the bench records figures).
+    assert!(
+        rss_kb > 0 && rss_kb < 64 * 1024 + 512 * sessions as u64,
+        "relay RSS {rss_kb} kB"
+    );
+}
