@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use assent_xvfb::Xvfb;
+use assent_xvfb::{eventually_every, Xvfb};
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{
     ChangeWindowAttributesAux, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask,
@@ -20,7 +20,7 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::Event;
 use x11rb::wrapper::ConnectionExt as _;
 
-use crate::procs::Proc;
+use crate::procs::{self, Proc};
 
 pub const WIDTH: u32 = 1920;
 pub const HEIGHT: u32 = 1080;
@@ -144,7 +144,7 @@ impl Desktop {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            self.clients.push(Proc::spawn("xterm", &mut cmd)?);
+            self.clients.push(procs::spawn("xterm", &mut cmd)?);
         }
         for title in [TYPE_TITLE, PAGE_TITLE, MOVE_TITLE] {
             self.window(title)?;
@@ -156,19 +156,17 @@ impl Desktop {
 
     /// The X id of the window titled exactly `title` (waits for it).
     pub fn window(&self, title: &str) -> anyhow::Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+        let pattern = format!("^{title}$");
+        eventually_every(Duration::from_secs(15), Duration::from_millis(50), || {
             let out = self
-                .xdotool(&["search", "--name", &format!("^{title}$")])
+                .xdotool(&["search", "--name", &pattern])
                 .unwrap_or_default();
-            if let Some(id) = out.lines().next().filter(|l| !l.is_empty()) {
-                return Ok(id.to_string());
-            }
-            if Instant::now() > deadline {
-                bail!("no window titled {title:?} appeared on {}", self.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            out.lines()
+                .next()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+        })
+        .with_context(|| format!("no window titled {title:?} appeared on {}", self.display()))
     }
 
     fn xdotool(&self, args: &[&str]) -> anyhow::Result<String> {

@@ -1,67 +1,36 @@
-//! Processes the benchmark starts (killed by PID on drop), their CPU time
-//! and memory from /proc, and the workspace binaries they run.
+//! Processes the benchmark starts (under the guard the tests use too,
+//! `assent_xvfb::Proc`: killed by PID on drop), their CPU time and memory
+//! from /proc, and the workspace binaries they run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-/// A child process: SIGTERM, then SIGKILL after a grace period, on drop.
-pub struct Proc {
-    child: Child,
-    name: String,
+/// The guard for every process the benchmark starts, shared with the tests.
+pub use assent_xvfb::Proc;
+
+/// How long a process the benchmark started gets to end cleanly after
+/// SIGTERM (the relay, agent and viewer end their sessions) before SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Starts `command` (called `name` in errors) under the shared guard, which
+/// on drop sends SIGTERM and SIGKILL after [`GRACE`].
+pub fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Proc> {
+    let proc = Proc::spawn(command)
+        .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
+    Ok(proc.with_grace(GRACE))
 }
 
-impl Proc {
-    pub fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Proc> {
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
-        Ok(Proc {
-            child,
-            name: name.to_string(),
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
-
-    /// Whether it is still running (a process that died early makes every
-    /// figure after it meaningless, so callers check).
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn usage(&self) -> anyhow::Result<Usage> {
-        Usage::of(self.pid()).with_context(|| format!("reading /proc for {}", self.name))
-    }
+/// CPU time and memory of a running guarded process.
+pub trait ProcUsage {
+    fn usage(&self) -> anyhow::Result<Usage>;
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if !self.alive() {
-            return;
-        }
-        // SIGTERM first: the relay, agent and viewer end sessions cleanly.
-        // SAFETY: kill(2) on the PID of our own child, not yet reaped.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl ProcUsage for Proc {
+    fn usage(&self) -> anyhow::Result<Usage> {
+        Usage::of(self.pid()).with_context(|| format!("reading /proc for pid {}", self.pid()))
     }
 }
 

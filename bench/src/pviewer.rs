@@ -134,9 +134,9 @@ impl Agent {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut proc = Proc::spawn("assent-agent", &mut cmd)?;
-        let stdin = proc.child().stdin.take().context("agent stdin")?;
-        let stderr = procs::lines(proc.child().stderr.take().context("agent stderr")?);
+        let mut proc = procs::spawn("assent-agent", &mut cmd)?;
+        let stdin = proc.child.stdin.take().context("agent stdin")?;
+        let stderr = procs::lines(proc.child.stderr.take().context("agent stderr")?);
         Ok(Agent {
             proc,
             stdin,

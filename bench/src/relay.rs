@@ -90,8 +90,8 @@ impl BenchRelay {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).context("relay log file")?);
-        let mut proc = Proc::spawn("assent-relay", &mut cmd)?;
-        let stdout = proc.child().stdout.take().context("relay stdout")?;
+        let mut proc = procs::spawn("assent-relay", &mut cmd)?;
+        let stdout = proc.child.stdout.take().context("relay stdout")?;
         let mut lines = procs::lines(stdout);
         let first = procs::wait_line(&mut lines, Duration::from_secs(20), "relay start", |_| true)
             .await

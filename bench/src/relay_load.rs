@@ -15,7 +15,7 @@ use assent_proto::wire::{ConsentDecision, Scope};
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use crate::procs::Usage;
+use crate::procs::{ProcUsage as _, Usage};
 use crate::relay::BenchRelay;
 use crate::report::{quantile, Better, Figure, Target};
 

@@ -10,7 +10,7 @@ use assent_proto::session_msg::{InputEvent, Key};
 use assent_proto::wire::Scope;
 
 use crate::desktop::{Desktop, Workload, FLIP_COLOURS, FLIP_RECT};
-use crate::procs::{self, Proc};
+use crate::procs::{self, ProcUsage as _};
 use crate::pviewer::{self, Agent};
 use crate::relay::BenchRelay;
 use crate::report::{Better, Figure, Target};
@@ -81,8 +81,8 @@ async fn bandwidth_one(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut viewer = Proc::spawn("assent-viewer", &mut cmd)?;
-    let mut out = procs::lines(viewer.child().stdout.take().context("viewer stdout")?);
+    let mut viewer = procs::spawn("assent-viewer", &mut cmd)?;
+    let mut out = procs::lines(viewer.child.stdout.take().context("viewer stdout")?);
     let code = procs::wait_line(&mut out, Duration::from_secs(30), "invite code", |l| {
         l.starts_with("Invite code: ")
     })

@@ -2,6 +2,7 @@
 //! driven with xdotool, screen capture checked pixel for pixel against a
 //! screenshot, and input checked at a real X client (xev).
 
+use std::future::ready;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use assent_proto::session_msg::{InputEvent, MouseButton};
 use assent_proto::wire::Scope;
 use assent_tests::viewer::{self, LiveViewer, Pairing};
-use assent_tests::{bin, Proc, TestRelay};
+use assent_tests::{bin, eventually_every_async, Proc, TestRelay};
 use assent_xvfb::Xvfb;
 
 use crate::common::WAIT;
@@ -42,9 +43,7 @@ fn spawn_agent(xvfb: &Xvfb, relay: &TestRelay, config: &Path, code: &str, tty: b
     } else {
         cmd.stderr(std::fs::File::create(config.join("agent.log")).unwrap());
     }
-    Proc {
-        child: cmd.spawn().expect("spawn assent-agent"),
-    }
+    Proc::new(cmd.spawn().expect("spawn assent-agent"))
 }
 
 /// Where desktop tests leave screenshots for people to look at.
@@ -64,16 +63,22 @@ fn xdotool(xvfb: &Xvfb, args: &[&str]) -> String {
 /// Waits for a window without blocking the runtime (the viewer's tasks
 /// must keep running meanwhile).
 async fn wait_window(xvfb: &Xvfb, title: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let found = eventually_every_async(Duration::from_secs(30), XDOTOOL_POLL, || {
         let id = xdotool(xvfb, &["search", "--name", title]);
-        if let Some(first) = id.lines().next().filter(|l| !l.is_empty()) {
-            return first.to_string();
-        }
-        assert!(Instant::now() < deadline, "no window titled {title:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ready(
+            id.lines()
+                .next()
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        )
+    });
+    found
+        .await
+        .unwrap_or_else(|| panic!("no window titled {title:?}"))
 }
+
+/// How often a wait that runs xdotool (a process each time) looks again.
+const XDOTOOL_POLL: Duration = Duration::from_millis(100);
 
 /// (x, y, width, height) of a window.
 fn geometry(xvfb: &Xvfb, window: &str) -> (u32, u32, u32, u32) {
@@ -143,7 +148,7 @@ impl Xev {
             .spawn()
             .expect("xev (x11-utils)");
         Xev {
-            _proc: Proc { child },
+            _proc: Proc::new(child),
             log,
         }
     }
@@ -170,7 +175,9 @@ async fn drive_input(v: &mut LiveViewer) {
     .await
     .unwrap();
     v.input(InputEvent::Text("hi".into())).await.unwrap();
-    // Keep frames flowing (and acknowledged) while the events land.
+    // Keep frames flowing (and acknowledged) while the events land. A fixed
+    // window on purpose: in view-only the test then checks that nothing
+    // arrived during it.
     let until = Instant::now() + Duration::from_millis(800);
     while Instant::now() < until {
         v.next_frame(Duration::from_millis(100)).await.unwrap();
@@ -207,21 +214,31 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
             relay.log_text()
         ),
     };
+    // The window answers keys only some frames after it first shows, and
+    // nothing outside it says when: a pause, not a wait.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let (x, y, w, h) = geometry(&xvfb, &window);
-    assert!(w >= 300 && h >= 150, "window {w}x{h}");
-    let shot = screenshot(&xvfb);
-    let mut colours = std::collections::HashSet::new();
-    for yy in y..(y + h).min(H) {
-        for xx in x..(x + w).min(W) {
-            let i = ((yy * W + xx) * 3) as usize;
-            colours.insert([shot[i], shot[i + 1], shot[i + 2]]);
+    // Its size and how many colours it shows, once it has drawn itself.
+    let drawn = || {
+        let (x, y, w, h) = geometry(&xvfb, &window);
+        let shot = screenshot(&xvfb);
+        let mut colours = std::collections::HashSet::new();
+        for yy in y..(y + h).min(H) {
+            for xx in x..(x + w).min(W) {
+                let i = ((yy * W + xx) * 3) as usize;
+                colours.insert([shot[i], shot[i + 1], shot[i + 2]]);
+            }
         }
-    }
+        ((w, h), colours.len())
+    };
+    let content = eventually_every_async(WAIT, XDOTOOL_POLL, || {
+        let ((w, h), colours) = drawn();
+        ready((w >= 300 && h >= 150 && colours > 4).then_some(((w, h), colours)))
+    });
+    let ((w, h), colours) = content.await.unwrap_or_else(drawn);
+    assert!(w >= 300 && h >= 150, "window {w}x{h}");
     assert!(
-        colours.len() > 4,
-        "the consent window looks blank ({} colours)",
-        colours.len()
+        colours > 4,
+        "the consent window looks blank ({colours} colours)"
     );
     let png = dir.path().join("consent.png");
     let _ = xvfb
@@ -236,7 +253,10 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
     xdotool(&xvfb, &["mousemove", "--window", &window, "40", "20"]);
     xdotool(&xvfb, &["windowfocus", &window]);
     xdotool(&xvfb, &["click", "1"]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The prompt takes answers only once it has been visible and focused
+    // for `ARM_DELAY` (so a key typed elsewhere as it appears answers
+    // nothing, see prompt.rs); this pause is the user reading it.
+    tokio::time::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(300)).await;
     xdotool(&xvfb, &["key", "v"]);
 
     let mut v = match tokio::time::timeout(WAIT, pairing)
@@ -276,10 +296,9 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
 
     // The pointer is not in captured images; its position travels apart.
     xdotool(&xvfb, &["mousemove", "700", "500"]);
-    let deadline = Instant::now() + WAIT;
-    while v.cursor != Some((700, 500)) && Instant::now() < deadline {
-        v.next_frame(Duration::from_millis(100)).await.unwrap();
-    }
+    v.read_until(WAIT, |v| v.cursor == Some((700, 500)))
+        .await
+        .unwrap();
     assert_eq!(v.cursor, Some((700, 500)), "pointer position not reported");
 
     // View only: the technician's click and typing reach nobody.
@@ -297,16 +316,10 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         xdotool(&xvfb, &["click", "1"]);
     };
     click("33", "150"); // Pause
-    let deadline = Instant::now() + WAIT;
-    while !v.paused && Instant::now() < deadline {
-        v.next_frame(Duration::from_millis(100)).await.unwrap();
-    }
+    v.read_until(WAIT, |v| v.paused).await.unwrap();
     assert!(v.paused, "Pause did not reach the viewer");
     click("33", "150"); // the same button now says Resume
-    let deadline = Instant::now() + WAIT;
-    while v.paused && Instant::now() < deadline {
-        v.next_frame(Duration::from_millis(100)).await.unwrap();
-    }
+    v.read_until(WAIT, |v| !v.paused).await.unwrap();
     assert!(!v.paused, "Resume did not reach the viewer");
 
     // The technician asks for control: the same window asks the user again
@@ -317,6 +330,10 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         .await
         .expect("the user was not asked again");
     assert_eq!(asked, live_window, "the indicator window itself asks");
+    // The title changes before the new content is drawn; the screenshot is
+    // for people (target/test-artifacts), and the key below goes to the
+    // prompt once it shows. A pause, not a wait: nothing outside the window
+    // says when it has drawn.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = xvfb
         .command("import")
@@ -325,6 +342,8 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         .status();
     xdotool(&xvfb, &["mousemove", "--window", &asked, "40", "20"]);
     xdotool(&xvfb, &["windowfocus", &asked]);
+    // A mid-session question arms like the first one: the user reads it.
+    tokio::time::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(300)).await;
     xdotool(&xvfb, &["key", "c"]);
     assert!(v.wait_scope_replies(replies + 1, WAIT).await.unwrap());
     assert_eq!(v.scope, Scope::Control, "control after the user's yes");
@@ -333,12 +352,11 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
     // goes back to it: without a window manager it stays where it was set).
     xdotool(&xvfb, &["windowfocus", &xev_window]);
     drive_input(&mut v).await;
-    let deadline = Instant::now() + WAIT;
-    while !(xev.text().contains("ButtonPress") && xev.text().contains("KeyPress"))
-        && Instant::now() < deadline
-    {
-        v.next_frame(Duration::from_millis(100)).await.unwrap();
-    }
+    v.read_until(WAIT, |_| {
+        xev.text().contains("ButtonPress") && xev.text().contains("KeyPress")
+    })
+    .await
+    .unwrap();
     let events = xev.text();
     assert!(
         events.contains("ButtonPress") && events.contains("KeyPress"),
@@ -349,21 +367,18 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         .expect("scope change audited");
     assert_eq!(change["scope"], "control");
 
-    // End: the relay records agent_ended within 200 ms of the click.
+    // End: the relay records agent_ended within 200 ms of the click
+    // (looked for every 5 ms, so the measurement is that fine).
     let clicked = Instant::now();
     click("85", "150");
-    let mut took = None;
-    while clicked.elapsed() < Duration::from_secs(5) {
-        if relay
+    let took = eventually_every_async(Duration::from_secs(5), Duration::from_millis(5), || {
+        let ended = relay
             .records()
             .iter()
-            .any(|r| r["event"] == "session_end" && r["reason"] == "agent_ended")
-        {
-            took = Some(clicked.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+            .any(|r| r["event"] == "session_end" && r["reason"] == "agent_ended");
+        ready(ended.then(|| clicked.elapsed()))
+    })
+    .await;
     let took = took.expect("agent_ended recorded after End");
     assert!(
         took < Duration::from_millis(200),
@@ -437,14 +452,12 @@ async fn tty_consent_then_control_click_and_text_reach_an_x_client() {
     );
     assert!(v.next_frame(WAIT).await.unwrap());
     drive_input(&mut v).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut events = xev.text();
-    while !(events.contains("keysym 0x69, i") && events.contains("ButtonPress"))
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        events = xev.text();
-    }
+    eventually_every_async(Duration::from_secs(5), Duration::from_millis(100), || {
+        let events = xev.text();
+        ready((events.contains("keysym 0x69, i") && events.contains("ButtonPress")).then_some(()))
+    })
+    .await;
+    let events = xev.text();
     assert!(
         events.contains("ButtonPress"),
         "no click at the X client:\n{events}"

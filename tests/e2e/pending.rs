@@ -59,7 +59,7 @@ fn spawn_viewer(relay: &TestRelay, home: &Path, ticket: &str, display: Option<&s
         .to_string();
     std::thread::spawn(move || for _ in out {});
     ViewerProc {
-        proc: Proc { child },
+        proc: Proc::new(child),
         stdin,
         log,
         code,
@@ -101,7 +101,7 @@ fn spawn_agent(relay: &TestRelay, home: &Path, code: &str, display: Option<&Xvfb
     let lines = child.stderr.take().map(lines);
     AgentProc {
         stdin: child.stdin.take(),
-        proc: Proc { child },
+        proc: Proc::new(child),
         lines,
         log,
     }

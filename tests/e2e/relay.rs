@@ -364,7 +364,7 @@ fn spawn_testclient(
         .spawn()
         .unwrap();
     let out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    (Proc { child }, out)
+    (Proc::new(child), out)
 }
 
 fn expect_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, prefix: &str) -> String {

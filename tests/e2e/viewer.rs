@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
+use assent_tests::{bin, eventually, lines, wait_line, Proc, TestRelay};
 use assent_xvfb::Xvfb;
 
 use crate::common::WAIT;
@@ -86,7 +86,7 @@ pub(crate) fn live_session_logging(log: &str) -> Session {
         viewer,
         viewer_stdin,
         viewer_out,
-        agent: Proc { child: agent_child },
+        agent: Proc::new(agent_child),
         agent_stdin,
         code,
     }
@@ -132,7 +132,7 @@ pub(crate) fn spawn_headless_viewer(
         .unwrap();
     let stdin = child.stdin.take();
     let out = lines(child.stdout.take().unwrap());
-    let viewer = Proc { child };
+    let viewer = Proc::new(child);
     let code_line = wait_line(&out, |l| l.starts_with("Invite code: "), "invite code line");
     let code = code_line.trim_start_matches("Invite code: ").to_string();
     assert!(
@@ -246,14 +246,10 @@ fn headless_viewer_asks_for_control_and_the_user_answers_at_the_terminal() {
     stdin.write_all(b"control\n").unwrap();
     stdin.flush().unwrap();
     let agent_log = s.home.path().join("agent.log");
-    let deadline = Instant::now() + WAIT;
-    while !std::fs::read_to_string(&agent_log)
-        .unwrap_or_default()
-        .contains("keep view only")
-    {
-        assert!(Instant::now() < deadline, "the user was not asked");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        file_contains_within(&agent_log, "keep view only", WAIT),
+        "the user was not asked"
+    );
     s.agent_stdin.write_all(b"c\n").unwrap();
     let change = s
         .relay
@@ -262,14 +258,19 @@ fn headless_viewer_asks_for_control_and_the_user_answers_at_the_terminal() {
     assert_eq!(change["scope"], "control");
     // The viewer learned it too and wrote it in its own audit.
     let viewer_audit = s.home.path().join("data/assent/audit.jsonl");
-    let deadline = Instant::now() + WAIT;
-    while !std::fs::read_to_string(&viewer_audit)
-        .unwrap_or_default()
-        .contains("scope_changed")
-    {
-        assert!(Instant::now() < deadline, "not in the viewer's audit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        file_contains_within(&viewer_audit, "scope_changed", WAIT),
+        "not in the viewer's audit"
+    );
+}
+
+/// Whether the file at `path` holds `needle` within `limit`.
+pub(crate) fn file_contains_within(path: &std::path::Path, needle: &str, limit: Duration) -> bool {
+    eventually(limit, || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.contains(needle).then_some(())
+    })
+    .is_some()
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
+use assent_tests::{bin, eventually_every, lines, wait_line, Proc, TestRelay};
 use assent_xvfb::Xvfb;
 
 use crate::common::WAIT;
@@ -17,19 +17,18 @@ fn xdotool(x: &Xvfb, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// How often a wait that runs a program (xdotool, import) looks again.
+const TOOL_POLL: Duration = Duration::from_millis(100);
+
 fn window_id(x: &Xvfb, title: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(id) = xdotool(x, &["search", "--name", title])
-            .lines()
+    eventually_every(Duration::from_secs(30), TOOL_POLL, || {
+        let out = xdotool(x, &["search", "--name", title]);
+        out.lines()
             .next()
             .filter(|l| !l.is_empty())
-        {
-            return id.to_string();
-        }
-        assert!(Instant::now() < deadline, "no window {title:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .map(String::from)
+    })
+    .unwrap_or_else(|| panic!("no window {title:?}"))
 }
 
 /// Screenshot of a display as (width, height, RGB).
@@ -102,7 +101,7 @@ fn window_session(control: bool) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _xev = Proc { child: xev };
+    let _xev = Proc::new(xev);
 
     let mut viewer = Command::new(bin("assent-viewer"))
         .args([
@@ -131,7 +130,7 @@ fn window_session(control: bool) {
         .spawn()
         .unwrap();
     let viewer_out = lines(viewer.stdout.take().unwrap());
-    let _viewer = Proc { child: viewer };
+    let _viewer = Proc::new(viewer);
     let code = wait_line(
         &viewer_out,
         |l| l.starts_with("Invite code: "),
@@ -165,24 +164,16 @@ fn window_session(control: bool) {
     let answer: &[u8] = if control { b"c\n" } else { b"v\n" };
     agent.stdin.take().unwrap().write_all(answer).unwrap();
     std::thread::spawn(move || for _ in agent_err {});
-    let mut agent = Proc { child: agent };
+    let mut agent = Proc::new(agent);
 
     // The viewer window, titled as promised, shows display A's blue.
     let window = window_id(&display_b, "Assent — pc-test — T-4004");
-    let deadline = Instant::now() + WAIT;
-    let (w, h, rgb, image) = loop {
+    let (w, h, rgb, image) = eventually_every(WAIT, Duration::from_millis(200), || {
         let (w, h, rgb) = shot(&display_b);
-        if let Some(b) = bbox(w, h, &rgb, BLUE) {
-            if (b.2 - b.0) > 200 && (b.3 - b.1) > 150 {
-                break (w, h, rgb, b);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent's screen never showed in the viewer window"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        let b = bbox(w, h, &rgb, BLUE)?;
+        ((b.2 - b.0) > 200 && (b.3 - b.1) > 150).then_some((w, h, rgb, b))
+    })
+    .expect("the agent's screen never showed in the viewer window");
     let artifacts =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -202,19 +193,18 @@ fn window_session(control: bool) {
     let (cx, cy) = ((image.0 + image.2) / 2, (image.1 + image.3) / 2);
     xdotool(&display_b, &["mousemove", &cx.to_string(), &cy.to_string()]);
     xdotool(&display_b, &["windowfocus", &window]);
+    // The window takes the pointer and the focus on its next frame, and
+    // nothing outside the process shows when it has: a pause, not a wait.
     std::thread::sleep(Duration::from_millis(300));
     xdotool(&display_b, &["click", "1"]);
     xdotool(&display_b, &["type", "--delay", "50", "hi"]);
+    let xev_events = || std::fs::read_to_string(&xev_log).unwrap_or_default();
     if control {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut events = String::new();
-        while Instant::now() < deadline {
-            events = std::fs::read_to_string(&xev_log).unwrap_or_default();
-            if events.contains("keysym 0x69, i") && events.contains("ButtonPress") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually_every(Duration::from_secs(10), TOOL_POLL, || {
+            let events = xev_events();
+            (events.contains("keysym 0x69, i") && events.contains("ButtonPress")).then_some(())
+        });
+        let events = xev_events();
         assert!(
             events.contains("ButtonPress"),
             "the click did not reach display A:\n{events}"
@@ -224,8 +214,9 @@ fn window_session(control: bool) {
             "typed text missing:\n{events}"
         );
     } else {
+        // What is tested: nothing arrives during this second.
         std::thread::sleep(Duration::from_secs(1));
-        let events = std::fs::read_to_string(&xev_log).unwrap_or_default();
+        let events = xev_events();
         assert!(
             !events.contains("ButtonPress") && !events.contains("KeyPress"),
             "view-only input reached display A:\n{events}\nrelay: {:?}",

@@ -2,11 +2,14 @@
 //! data directory, technician keys, and paths to the workspace binaries.
 //!
 //! Tests talk only to 127.0.0.1 with ports the relay picks itself (port 0),
-//! and every process they start is killed by PID when its guard drops.
+//! and every process they start is killed by PID when its guard ([`Proc`],
+//! shared with the benchmark) drops. They wait on conditions with
+//! [`eventually`] (or [`eventually_async`] inside tokio), not with sleeps.
 
+use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assent_proto::identity::SecretKey;
@@ -39,42 +42,7 @@ pub fn run(name: &str, args: &[&str]) -> std::process::Output {
         .expect("run binary")
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped.
-pub struct Proc {
-    pub child: Child,
-}
-
-impl Proc {
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on a PID we own and have not reaped yet.
-        unsafe {
-            libc::kill(self.pid(), sig);
-        }
-    }
-    /// Waits up to `limit` for exit; returns the status if it exited.
-    pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use assent_xvfb::{eventually, eventually_every, Proc};
 
 /// A relay serving from a temporary data directory.
 pub struct TestRelay {
@@ -168,7 +136,7 @@ impl TestRelay {
         // Keep draining stdout so the relay never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.addr = addr;
-        self.proc = Some(Proc { child });
+        self.proc = Some(Proc::new(child));
     }
 
     pub fn started(limits: &[(&str, &str)]) -> TestRelay {
@@ -259,16 +227,20 @@ impl TestRelay {
         limit: Duration,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
-                return Some(r);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        eventually(limit, || self.records().into_iter().find(|r| pred(r)))
+    }
+
+    /// [`TestRelay::wait_record`] without blocking the runtime, for tests
+    /// whose clients run on it.
+    pub async fn wait_record_async(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        eventually_async(limit, || {
+            std::future::ready(self.records().into_iter().find(|r| pred(r)))
+        })
+        .await
     }
 
     pub fn log_text(&self) -> String {
@@ -283,18 +255,35 @@ impl TestRelay {
     }
 }
 
-/// Polls `condition` every 20 ms until it returns `Some` or `limit` passes;
-/// the one place tests wait on a condition instead of sleeping.
-pub fn eventually<T>(limit: Duration, mut condition: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
+/// [`eventually`] for tests inside tokio: awaits `condition` every 20 ms
+/// until it gives `Some` or `limit` passes, sleeping on the runtime's clock
+/// instead of blocking a worker thread (which would starve the clients and
+/// agents running on it). A synchronous check is `|| ready(check())`.
+pub async fn eventually_async<T, F>(limit: Duration, condition: impl FnMut() -> F) -> Option<T>
+where
+    F: Future<Output = Option<T>>,
+{
+    eventually_every_async(limit, assent_xvfb::POLL, condition).await
+}
+
+/// [`eventually_async`], looking again every `every`.
+pub async fn eventually_every_async<T, F>(
+    limit: Duration,
+    every: Duration,
+    mut condition: impl FnMut() -> F,
+) -> Option<T>
+where
+    F: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Some(v) = condition() {
+        if let Some(v) = condition().await {
             return Some(v);
         }
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -521,5 +510,43 @@ pub mod lossy {
                 let _ = front.send_to(&datagram, client).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    /// On a single-threaded runtime a blocking wait would never let the
+    /// task that makes the condition true run.
+    #[tokio::test(flavor = "current_thread")]
+    async fn eventually_async_lets_the_runtime_run_meanwhile() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = flag.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            setter.store(true, SeqCst);
+        });
+        let got = eventually_async(Duration::from_secs(10), || {
+            std::future::ready(flag.load(SeqCst).then_some(7))
+        })
+        .await;
+        assert_eq!(got, Some(7));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn eventually_async_gives_up_after_the_limit() {
+        let started = tokio::time::Instant::now();
+        let mut looks = 0;
+        let got: Option<()> = eventually_async(Duration::from_millis(100), || {
+            looks += 1;
+            std::future::ready(None)
+        })
+        .await;
+        assert!(got.is_none());
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(looks >= 2, "{looks}");
     }
 }

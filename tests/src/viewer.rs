@@ -12,6 +12,9 @@ use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::session_msg::{InputEvent, SessionMsg};
 use assent_proto::wire::{ConsentDecision, Impact, InviteRequest, Scope};
 
+/// The longest [`LiveViewer::read_until`] reads before it looks again.
+const READ_SLICE: Duration = Duration::from_millis(50);
+
 /// How far pairing got.
 #[derive(Debug)]
 pub enum Pairing {
@@ -174,15 +177,28 @@ impl LiveViewer {
         replies: u32,
         limit: Duration,
     ) -> anyhow::Result<bool> {
+        self.read_until(limit, |v| v.scope_replies >= replies).await
+    }
+
+    /// Keeps reading (and acknowledging) frames, so the session keeps
+    /// moving, until `done` holds or `limit` passes; whether it held.
+    /// `done` is checked before each read and at least once after `limit`.
+    pub async fn read_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&LiveViewer) -> bool,
+    ) -> anyhow::Result<bool> {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.scope_replies < replies {
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return Ok(false);
             }
-            self.next_frame(left).await?;
+            self.next_frame(left.min(READ_SLICE)).await?;
         }
-        Ok(true)
     }
 
     pub async fn input(&mut self, ev: InputEvent) -> anyhow::Result<()> {

@@ -1,19 +1,30 @@
-//! A private Xvfb server for one test, stopped by PID when dropped.
+//! Test support shared by the end-to-end tests, the benchmark and the
+//! capture and input crates' tests (never by a product crate):
+//!
+//! * [`Xvfb`]: a private X server for one test, stopped by PID when dropped;
+//! * [`Proc`]: the one guard for a child process, killed by PID on drop;
+//! * [`eventually`]: the one way to wait on a condition instead of sleeping.
 //!
 //! Xvfb picks a free display number itself (`-displayfd`) and reports it
 //! once it accepts connections, so parallel tests never race for a number
 //! and need no polling. Code under test gets the display name explicitly:
 //! nothing here touches the process-wide `DISPLAY` variable.
-//!
-//! Used by the capture and input crates' tests and the end-to-end tests.
+
+mod process;
+mod wait;
 
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use process::Proc;
+pub use wait::{eventually, eventually_every, POLL};
+
+/// A running Xvfb; dropping it sends SIGTERM (so the server removes its lock
+/// file and socket) and SIGKILL 5 s later if it is still there.
 pub struct Xvfb {
-    child: Child,
+    _proc: Proc,
     display: String,
 }
 
@@ -31,7 +42,7 @@ impl Xvfb {
     pub fn start_with_size(width: u32, height: u32) -> Xvfb {
         let screen = format!("{width}x{height}x24");
         let mut log = tempfile::tempfile().expect("temporary file for the Xvfb log");
-        let mut child = Command::new("Xvfb")
+        let child = Command::new("Xvfb")
             .args(["-displayfd", "1", "-screen", "0", &screen])
             // Without -noreset the server resets whenever its last client
             // leaves, losing e.g. the root colour a test painted.
@@ -43,7 +54,8 @@ impl Xvfb {
             .unwrap_or_else(|e| {
                 panic!("cannot run Xvfb ({e}): install the `xvfb` package (scripts/setup)")
             });
-        let stdout = child.stdout.take().expect("piped stdout");
+        let mut proc = Proc::new(child).with_grace(Duration::from_secs(5));
+        let stdout = proc.child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -52,12 +64,11 @@ impl Xvfb {
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) if line.trim().parse::<u32>().is_ok() => Xvfb {
-                child,
+                _proc: proc,
                 display: format!(":{}", line.trim()),
             },
             outcome => {
-                let _ = child.kill();
-                let status = child.wait();
+                let status = proc.stop(Duration::ZERO);
                 let mut text = String::new();
                 let _ = log.rewind();
                 let _ = log.read_to_string(&mut text);
@@ -76,24 +87,5 @@ impl Xvfb {
         let mut command = Command::new(program);
         command.env("DISPLAY", &self.display);
         command
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        // SIGTERM first so Xvfb removes its lock file and socket.
-        // SAFETY: kill(2) on the PID of our own child, not yet reaped.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,7 +1,7 @@
 //! Hostile text and leaking secrets: hostile metadata (scenario 16) and
 //! secrets in logs, audit records and notes (17).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assent_proto::session_msg::{InputEvent, Key};
 use assent_proto::wire::{ClientMsg, ConsentDecision, Scope};
@@ -234,8 +234,8 @@ fn s17_no_secret_in_any_log_audit_or_note() {
     codes.push(v.invite.code.clone());
     let agent_config = s.home.path().join("agent2-config");
     let agent_log = s.home.path().join("agent2.log");
-    let mut agent = assent_tests::Proc {
-        child: Command::new(assent_tests::bin("assent-agent"))
+    let mut agent = assent_tests::Proc::new(
+        Command::new(assent_tests::bin("assent-agent"))
             .args([
                 "join",
                 "--relay",
@@ -252,20 +252,16 @@ fn s17_no_secret_in_any_log_audit_or_note() {
             .stderr(std::fs::File::create(&agent_log).unwrap())
             .spawn()
             .unwrap(),
-    };
+    );
     let mut agent_stdin = agent.child.stdin.take().unwrap();
     let pairing = runtime.spawn(async move {
         let key = key;
         viewer::pair(v, &key).await
     });
-    let deadline = Instant::now() + WAIT;
-    while !std::fs::read_to_string(&agent_log)
-        .unwrap_or_default()
-        .contains("c = allow control")
-    {
-        assert!(Instant::now() < deadline, "no prompt from the agent");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        crate::viewer::file_contains_within(&agent_log, "c = allow control", WAIT),
+        "no prompt from the agent"
+    );
     agent_stdin.write_all(b"c\n").unwrap();
     let mut live = match runtime.block_on(pairing).unwrap().unwrap() {
         viewer::Pairing::Live(l) => *l,

@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 use assent_client::ViewerEvent;
 use assent_proto::wire::{ConsentDecision, Scope};
-use assent_tests::TestRelay;
+use assent_tests::{eventually_every_async, TestRelay};
 
 use super::every_start_has_an_end;
 
 /// Peak resident memory of a process, from /proc (kB).
-fn peak_rss_kb(pid: i32) -> u64 {
+fn peak_rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -206,18 +206,15 @@ async fn s18_load_many_sessions_none_dropped_memory_bounded() {
     );
 
     // Every session ended as its technician closed it: none dropped.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually_every_async(Duration::from_secs(30), Duration::from_millis(200), || {
         let ends = relay
             .events()
             .iter()
             .filter(|e| *e == "session_end")
             .count();
-        if ends >= sessions || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        std::future::ready((ends >= sessions).then_some(()))
+    })
+    .await;
     let records = relay.records();
     let ends: Vec<_> = records
         .iter()

@@ -137,6 +137,7 @@ async fn s14_lossy_link_keeps_the_session_up_at_15_fps() {
     };
     assert!(v.next_frame(WAIT).await.unwrap());
     let frames_before = v.frames;
+    // The measurement: frames over these 10 s.
     let started = Instant::now();
     let run = Duration::from_secs(10);
     while started.elapsed() < run {
@@ -183,6 +184,7 @@ async fn s15_idle_timeout_and_max_duration_end_sessions_with_their_reasons() {
             if d2.send.write_all(b"keepalive").await.is_err() {
                 break;
             }
+            // Pacing: traffic five times a second keeps the session busy.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
