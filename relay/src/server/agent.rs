@@ -1,0 +1,170 @@
+//! The user's side of authentication: the device key's signature, the
+//! invite code (throttled), and the hand-over to the waiting session.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use assent_proto::identity::PublicKey;
+use assent_proto::invite::{Invite, RedeemError};
+use assent_proto::limits::Throttle;
+use assent_proto::text;
+use assent_proto::wire::{ErrorKind, Role};
+use tokio::sync::oneshot;
+use tracing::info;
+
+use super::{refuse_peer, Refusal};
+use crate::state::{AgentArrival, Peer, Shared};
+
+pub(super) async fn agent_flow(
+    shared: Arc<Shared>,
+    peer: Peer,
+    join: AgentJoin,
+    payload: &[u8],
+    signature: &[u8],
+) {
+    let AgentJoin {
+        code,
+        device,
+        device_key,
+    } = join;
+    if device_key.verify(payload, signature).is_err() {
+        let r = Refusal::auth(
+            ErrorKind::BadSignature,
+            "bad_signature",
+            "the device key signature does not match this connection",
+        );
+        return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
+    }
+    let device = match text::single_line("device name", &device, text::MAX_NAME) {
+        Ok(d) => d,
+        Err(e) => {
+            let r = Refusal::new(ErrorKind::BadInput, e.to_string());
+            return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
+        }
+    };
+    let handoff = redeem_code(&shared, peer.addr.ip(), code)
+        .and_then(|invite| hand_to_session(&shared, &invite, &device).map(|tx| (invite, tx)));
+    let (invite, tx) = match handoff {
+        Ok(x) => x,
+        Err(r) => return refuse_peer(&shared, peer, Role::Agent, r.into()).await,
+    };
+    info!(invite = %invite.id, device = %device, "agent joined");
+    let arrival = AgentArrival {
+        peer,
+        device,
+        device_key,
+    };
+    if let Err(arrival) = tx.send(arrival) {
+        let r = Refusal::new(ErrorKind::PeerGone, "the technician has left");
+        refuse_peer(&shared, arrival.peer, Role::Agent, r.into()).await;
+    }
+}
+
+/// What an agent presented when it joined.
+pub(super) struct AgentJoin {
+    pub(super) code: String,
+    pub(super) device: String,
+    pub(super) device_key: PublicKey,
+}
+
+/// Checks the throttles and redeems the code under one lock, so two
+/// guesses cannot race the guard. The code is dropped here.
+fn redeem_code(shared: &Shared, ip: IpAddr, code: String) -> Result<Invite, Refusal> {
+    let outcome = {
+        let mut st = shared.lock();
+        let now = Instant::now();
+        st.code_guard.check(&ip, now).map(|()| {
+            let r = st.invites.redeem(&code, now);
+            match &r {
+                Ok(_) => st.code_guard.succeeded(&ip),
+                Err(_) => st.code_guard.failed(&ip, now),
+            }
+            r
+        })
+    };
+    drop(code);
+    match outcome {
+        Err(Throttle::Address(wait)) => Err(Refusal::auth(
+            ErrorKind::Throttled,
+            "throttled",
+            format!(
+                "too many wrong codes from this address; wait {} s and check the code with your technician",
+                wait.as_secs().max(1)
+            ),
+        )),
+        Err(Throttle::Global(wait)) => Err(Refusal::auth(
+            ErrorKind::Throttled,
+            "throttled_global",
+            format!(
+                "the relay is not accepting codes right now; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        )),
+        Ok(Err(e)) => Err(redeem_refusal(e)),
+        Ok(Ok(invite)) => Ok(invite),
+    }
+}
+
+fn redeem_refusal(e: RedeemError) -> Refusal {
+    let (kind, reason, message) = match e {
+        RedeemError::Malformed => (
+            ErrorKind::BadCode,
+            "bad_code",
+            "that is not an invite code: it has 15 digits",
+        ),
+        RedeemError::Unknown => (
+            ErrorKind::BadCode,
+            "bad_code",
+            "wrong invite code: check it with your technician",
+        ),
+        RedeemError::Expired => (
+            ErrorKind::ExpiredCode,
+            "expired_code",
+            "this invite code has expired: ask your technician for a new one",
+        ),
+        RedeemError::Used => (
+            ErrorKind::UsedCode,
+            "used_code",
+            "this invite code was already used: ask your technician for a new one",
+        ),
+        RedeemError::Withdrawn => (
+            ErrorKind::Withdrawn,
+            "withdrawn_code",
+            "this request was withdrawn by the technician: nothing was shared; \
+             ask them for a new code if you still need help",
+        ),
+    };
+    Refusal::auth(kind, reason, message)
+}
+
+/// Gives the redeemed invite's session its agent slot; the sender hands
+/// the agent's connection to the session task.
+fn hand_to_session(
+    shared: &Shared,
+    invite: &Invite,
+    device: &str,
+) -> Result<oneshot::Sender<AgentArrival>, Refusal> {
+    let mut st = shared.lock();
+    let busy =
+        st.sessions.values().filter(|s| s.holds_slot).count() >= shared.config.limits.max_sessions;
+    match st.waiting.remove(&invite.id) {
+        None => Err(Refusal::new(
+            ErrorKind::PeerGone,
+            "the technician is no longer waiting for this code",
+        )),
+        // Put nothing back: the code is spent either way, and the
+        // technician learns of it when their session aborts.
+        Some(_) if busy => Err(Refusal::new(
+            ErrorKind::Busy,
+            "the relay is at its session limit; try again in a few minutes",
+        )),
+        Some((session, tx)) => {
+            if let Some(entry) = st.sessions.get_mut(&session) {
+                entry.holds_slot = true;
+                entry.device = Some(device.to_string());
+            }
+            Ok(tx)
+        }
+    }
+}
