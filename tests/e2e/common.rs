@@ -65,3 +65,16 @@ pub async fn pair(
 pub fn has_event(relay: &TestRelay, event: &str) -> bool {
     relay.events().iter().any(|e| e == event)
 }
+
+/// Waits until the relay has closed `invite` because nobody joined before
+/// it expired (its `invite_closed` record), and returns that record.
+pub async fn wait_invite_expired(relay: &TestRelay, invite: &str) -> serde_json::Value {
+    relay
+        .wait_record_async(WAIT, |r| {
+            r["event"] == "invite_closed"
+                && r["invite"] == invite
+                && r["reason"] == "invite_expired"
+        })
+        .await
+        .unwrap_or_else(|| panic!("invite {invite} did not expire: {:?}", relay.events()))
+}

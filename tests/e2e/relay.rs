@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use assent_client::{ClientError, Control, ViewerEvent};
 use assent_proto::identity::SecretKey;
 use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg, Role, Scope};
-use assent_tests::{bin, run, Proc, TestRelay};
+use assent_tests::{bin, eventually_async, run, Proc, TestRelay};
 
 use crate::common::*;
 
@@ -276,26 +276,27 @@ async fn technician_refusals_are_clear_and_audited() {
 async fn code_refusals_wrong_used_expired() {
     let relay = TestRelay::started(&[
         ("invite_ttl_secs", "2"),
-        ("code_failure_base_delay_ms", "10"),
+        // No lockout after a wrong code: this test is about the refusals,
+        // `wrong_codes_are_throttled_per_address_and_relay_wide` about it.
+        ("code_failure_base_delay_ms", "0"),
     ]);
     let key = relay.enrol("alice");
 
     let err = join(&relay, "000-000-000-000-000").await.unwrap_err();
     assert_eq!(err.refusal(), Some(ErrorKind::BadCode), "{err}");
     assert!(auth_failed(&relay, "bad_code"));
-    // Let the (10 ms) lockout from that wrong code pass.
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Used twice.
     let (viewer, _vdata, _live) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let err = join(&relay, &viewer.invite.code).await.unwrap_err();
     assert_eq!(err.refusal(), Some(ErrorKind::UsedCode), "{err}");
     assert!(auth_failed(&relay, "used_code"));
 
-    // Expired.
+    // Expired (the lifetime itself, to the instant, is proto's
+    // `invite::tests::single_use_expiry_and_binding`): once the relay has
+    // closed the invite for it, the code is refused as expired.
     let v2 = viewer_for(&relay, &key).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    wait_invite_expired(&relay, &v2.invite.id).await;
     let err = join(&relay, &v2.invite.code).await.unwrap_err();
     assert_eq!(err.refusal(), Some(ErrorKind::ExpiredCode), "{err}");
     assert!(auth_failed(&relay, "expired_code"));
@@ -544,15 +545,43 @@ async fn session_and_invite_limits() {
     assert_eq!(err.refusal(), Some(ErrorKind::LimitReached), "{err}");
 }
 
+/// Presents `code` again and again until the relay checks it instead of
+/// refusing it as throttled, for at most `limit`: the refusal the check gave
+/// and when that attempt started.
+async fn join_when_unlocked(
+    relay: &TestRelay,
+    code: &str,
+    limit: Duration,
+) -> Option<(ClientError, Instant)> {
+    eventually_async(limit, || async move {
+        let started = Instant::now();
+        match join(relay, code).await {
+            Err(e) if e.refusal() == Some(ErrorKind::Throttled) => None,
+            Err(e) => Some((e, started)),
+            Ok(_) => panic!("{code} was accepted"),
+        }
+    })
+    .await
+}
+
+/// The lockout schedule as the real relay applies it. Every boundary of it,
+/// to the millisecond, is proto's `limits::tests::
+/// the_relay_test_schedule_to_the_millisecond`; here the relay is tried
+/// again until it checks a code (never slept on), and each lockout must have
+/// lasted at least its length and ended no later than it did when this test
+/// slept through the schedule (450, 850 and 1700 ms).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_codes_are_throttled_per_address_and_relay_wide() {
     let relay = TestRelay::started(&[
         ("code_failure_base_delay_ms", "400"),
         ("code_failures_per_minute", "3"),
+        // Every try while locked out is a new connection.
+        ("connections_per_minute_per_address", "100000"),
     ]);
     let key = relay.enrol("alice");
     let v = viewer(&relay, &key, Scope::View).await;
     // First wrong code: checked. Immediately after: locked out.
+    let first = Instant::now();
     assert_eq!(
         join(&relay, "111-111-111-111-111")
             .await
@@ -576,15 +605,16 @@ async fn wrong_codes_are_throttled_per_address_and_relay_wide() {
         Some(ErrorKind::Throttled)
     );
     // After the delay, checking resumes; the lockout doubles.
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(
-        join(&relay, "111-111-111-111-113")
+    let (err, second) =
+        join_when_unlocked(&relay, "111-111-111-111-113", Duration::from_millis(450))
             .await
-            .unwrap_err()
-            .refusal(),
-        Some(ErrorKind::BadCode)
+            .expect("codes checked again after the 400 ms lockout");
+    assert_eq!(err.refusal(), Some(ErrorKind::BadCode), "{err}");
+    let locked = first.elapsed();
+    assert!(
+        locked >= Duration::from_millis(400),
+        "locked out {locked:?}"
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(
         join(&relay, "111-111-111-111-114")
             .await
@@ -593,19 +623,35 @@ async fn wrong_codes_are_throttled_per_address_and_relay_wide() {
         Some(ErrorKind::Throttled),
         "800 ms lockout after two failures"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
     // Third failure spends the relay-wide budget of 3 per minute.
-    assert_eq!(
-        join(&relay, "111-111-111-111-115")
+    let (err, third) =
+        join_when_unlocked(&relay, "111-111-111-111-115", Duration::from_millis(850))
             .await
-            .unwrap_err()
-            .refusal(),
-        Some(ErrorKind::BadCode)
+            .expect("codes checked again after the 800 ms lockout");
+    assert_eq!(err.refusal(), Some(ErrorKind::BadCode), "{err}");
+    let locked = second.elapsed();
+    assert!(
+        locked >= Duration::from_millis(800),
+        "locked out {locked:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1700)).await;
-    let err = join(&relay, "111-111-111-111-116").await.unwrap_err();
+    // Once this address's lockout (1600 ms) is over, the relay-wide budget
+    // still refuses every code.
+    let relay_ref = &relay;
+    let err = eventually_async(Duration::from_millis(1700), || async move {
+        let err = join(relay_ref, "111-111-111-111-116").await.unwrap_err();
+        err.to_string()
+            .contains("not accepting codes")
+            .then_some(err)
+    })
+    .await
+    .expect("the relay-wide refusal once the address lockout is over");
     assert_eq!(err.refusal(), Some(ErrorKind::Throttled), "{err}");
     assert!(err.to_string().contains("not accepting codes"), "{err}");
+    let locked = third.elapsed();
+    assert!(
+        locked >= Duration::from_millis(1600),
+        "locked out {locked:?}"
+    );
     assert!(auth_failed(&relay, "throttled_global"));
 }
 

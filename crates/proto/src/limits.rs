@@ -341,4 +341,51 @@ mod tests {
         g.failed(&u32::MAX, later);
         assert_eq!(g.tracked(), 1, "stale entries were pruned");
     }
+
+    /// The schedule the e2e test `wrong_codes_are_throttled_per_address_and_
+    /// relay_wide` (tests/e2e/relay.rs) drives the real relay through, here
+    /// to the millisecond: a 400 ms base lockout and 3 wrong codes a minute
+    /// relay-wide.
+    #[test]
+    fn the_relay_test_schedule_to_the_millisecond() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let config = CodeGuardConfig {
+            base_delay: ms(400),
+            global_budget: 3,
+            ..CodeGuardConfig::default()
+        };
+        let mut g = CodeGuard::new(config, t0);
+        // First wrong code: checked; then locked out for 400 ms, and an
+        // attempt refused unchecked does not lengthen that.
+        assert!(g.check(&A, t0).is_ok());
+        g.failed(&A, t0);
+        assert_eq!(g.check(&A, t0), Err(Throttle::Address(ms(400))));
+        assert_eq!(g.check(&A, t0 + ms(399)), Err(Throttle::Address(ms(1))));
+        let t1 = t0 + ms(400);
+        assert!(g.check(&A, t1).is_ok());
+        // Second: 800 ms.
+        g.failed(&A, t1);
+        assert_eq!(g.check(&A, t1 + ms(450)), Err(Throttle::Address(ms(350))));
+        assert_eq!(g.check(&A, t1 + ms(799)), Err(Throttle::Address(ms(1))));
+        let t2 = t1 + ms(800);
+        assert!(g.check(&A, t2).is_ok());
+        // Third: 1600 ms, and the relay-wide budget is spent, for every
+        // address.
+        g.failed(&A, t2);
+        assert_eq!(g.check(&A, t2 + ms(1599)), Err(Throttle::Address(ms(1))));
+        assert!(matches!(g.check(&B, t2), Err(Throttle::Global(_))));
+        let t3 = t2 + ms(1600);
+        let Err(Throttle::Global(wait)) = g.check(&A, t3) else {
+            panic!("the address lockout is over; the budget still refuses");
+        };
+        // The budget refills at 3 a minute: the next code is checked about
+        // 20 s after the first failure, not a millisecond before.
+        assert!(wait > ms(15_000) && wait <= ms(20_000), "{wait:?}");
+        assert!(matches!(
+            g.check(&A, t3 + wait - ms(1)),
+            Err(Throttle::Global(_))
+        ));
+        assert!(g.check(&A, t3 + wait + ms(1)).is_ok());
+    }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use assent_proto::wire::{ClientMsg, ConsentDecision, Scope};
-use assent_tests::TestRelay;
+use assent_tests::{eventually_async, TestRelay};
 
 use super::signed_in_technician;
 use crate::common::WAIT;
@@ -17,7 +17,9 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
     use assent_proto::wire::ErrorKind;
     let relay = TestRelay::started(&[
         ("invite_ttl_secs", "2"),
-        ("code_failure_base_delay_ms", "10"),
+        // No lockout after a refused code: this scenario is about the
+        // refusals, scenario 8 about the lockout.
+        ("code_failure_base_delay_ms", "0"),
     ]);
     let auth_failed = |reason: &str| {
         relay
@@ -37,7 +39,6 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
         .unwrap_err();
     assert_eq!(err.refusal(), Some(ErrorKind::UsedCode), "{err}");
     assert!(auth_failed("used_code"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Another technician's code, presented by bob on his own (viewer)
     // connection, as if to take over alice's invite.
@@ -68,11 +69,12 @@ async fn s07_code_replay_used_expired_and_another_technicians() {
         .unwrap();
     assert_eq!(pending.offer.technician, "alice");
     drop(pending);
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
-    // Expired.
+    // Expired (the lifetime itself, to the instant, is proto's
+    // `invite::tests::single_use_expiry_and_binding`): once the relay has
+    // closed the invite for it, the code is refused as expired.
     let late = crate::common::viewer(&relay, &alice, Scope::View).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    crate::common::wait_invite_expired(&relay, &late.invite.id).await;
     let err = crate::common::join(&relay, &late.invite.code)
         .await
         .unwrap_err();
@@ -114,8 +116,19 @@ async fn s08_brute_force_is_slowed_and_honest_users_still_get_in() {
         (checked, throttled, refused, start.elapsed())
     });
 
-    // Meanwhile, from 127.0.0.1: a technician and a user pair as usual.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Meanwhile, from 127.0.0.1: a technician and a user pair as usual, once
+    // the attacker has had three codes checked (about 3 s in: its lockout is
+    // doubling).
+    let checked_so_far = || {
+        let records = relay.records();
+        let bad = records
+            .iter()
+            .filter(|r| r["event"] == "auth_failed" && r["reason"] == "bad_code");
+        std::future::ready((bad.count() >= 3).then_some(()))
+    };
+    eventually_async(WAIT, checked_so_far)
+        .await
+        .expect("the attacker got three codes checked");
     let key = relay.enrol("honest");
     let honest = Instant::now();
     let (_v, _data, _live) =
