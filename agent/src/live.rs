@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::{ClientError, Control, ScopeReporter};
-use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
+use assent_proto::session_msg::{Control as SessionControl, SessionMsg, MAX_CHAT};
+use assent_proto::text::sanitize;
 use assent_proto::wire::{ClientMsg, ConsentDecision, RelayMsg, Scope, SessionOffer};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -19,7 +20,7 @@ use crate::flow::FlowWindow;
 use crate::guarded::{CaptureResult, Guarded};
 use crate::prompt::PromptText;
 use crate::session::Stats;
-use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
+use crate::ui::{ChatLine, LiveInfo, UiCommand, UiEvent, UiSink};
 
 /// When nothing changed, look again after this long (caps polling at ~60 Hz).
 const IDLE_POLL: Duration = Duration::from_millis(16);
@@ -63,6 +64,8 @@ pub struct LiveSession {
     pub scope_requests: ScopeRequests,
     /// Set while the user is asked for more scope mid-session.
     pub scope_prompt_until: Option<Instant>,
+    /// Chat messages this user sent.
+    pub chat_sent: u32,
 }
 
 impl LiveSession {
@@ -156,6 +159,7 @@ impl LiveSession {
             Ok(SessionMsg::Control(SessionControl::End)) => {
                 return Err("The technician ended the session.".into())
             }
+            Ok(SessionMsg::Chat(text)) => self.show_chat(&text),
             Ok(_) => {}
             Err(e) => return Err(format!("The session channel closed: {e}")),
         }
@@ -201,8 +205,40 @@ impl LiveSession {
                 return Err("You ended the session.".into());
             }
             Some(UiCommand::Decide(d)) => return self.on_scope_answer(d).await,
+            Some(UiCommand::Chat(text)) => self.send_chat(text).await,
         }
         Ok(())
+    }
+
+    /// The user's chat line: to the technician end to end, to the relay
+    /// only that one was sent.
+    async fn send_chat(&mut self, text: String) {
+        let text: String = text.chars().take(MAX_CHAT).collect();
+        if text.trim().is_empty() {
+            return;
+        }
+        if let Err(e) = self.tx.send(&SessionMsg::Chat(text.clone())).await {
+            warn!(error = %e, "chat message not sent");
+            return;
+        }
+        let _ = self.control.send(&ClientMsg::ChatSent).await;
+        self.chat_sent = self.chat_sent.saturating_add(1);
+        self.ui.show(UiEvent::Chat(ChatLine {
+            from: "You".into(),
+            text,
+            at: chat_time(),
+            mine: true,
+        }));
+    }
+
+    fn show_chat(&self, text: &str) {
+        info!("chat message from the technician");
+        self.ui.show(UiEvent::Chat(ChatLine {
+            from: sanitize(&self.offer.technician, 64),
+            text: sanitize(text, MAX_CHAT),
+            at: chat_time(),
+            mine: false,
+        }));
     }
 
     /// The technician asks for another scope: less applies at once, more is
@@ -342,6 +378,15 @@ impl LiveSession {
         control.close_when_ended(Duration::from_secs(2)).await;
         end_message
     }
+}
+
+/// `HH:MM` (UTC) for a chat line.
+pub fn chat_time() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

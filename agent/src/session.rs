@@ -126,6 +126,7 @@ pub async fn run(
         last_cursor: None,
         scope_requests: ScopeRequests::default(),
         scope_prompt_until: None,
+        chat_sent: 0,
     };
     Ok(Outcome::Ended(session.run(&mut commands).await))
 }

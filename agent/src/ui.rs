@@ -33,7 +33,24 @@ pub enum UiEvent {
     Ended(String),
     /// The request was withdrawn or cancelled before the answer counted.
     RequestClosed(String),
+    /// A chat line, from the technician or the user's own.
+    Chat(ChatLine),
 }
+
+/// One line of the session's chat, as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// Who wrote it (the technician's name, or "You").
+    pub from: String,
+    pub text: String,
+    /// When, `HH:MM` UTC.
+    pub at: String,
+    /// Written by this user.
+    pub mine: bool,
+}
+
+/// Chat lines a window keeps (older ones scroll away).
+const MAX_CHAT_LINES: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveInfo {
@@ -44,12 +61,14 @@ pub struct LiveInfo {
 }
 
 /// The user tells the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UiCommand {
     Decide(ConsentDecision),
     Pause,
     Resume,
     End,
+    /// A chat message to the technician.
+    Chat(String),
 }
 
 /// Where the session sends [`UiEvent`]s.
@@ -84,6 +103,9 @@ enum Phase {
 struct Shared {
     phase: Phase,
     ctx: Option<egui::Context>,
+    chat: Vec<ChatLine>,
+    /// Technician lines not seen yet (the window was not focused).
+    unread: usize,
 }
 
 /// The window's side of the UI.
@@ -98,6 +120,8 @@ impl Default for WindowUi {
             shared: Arc::new(Mutex::new(Shared {
                 phase: Phase::Connecting,
                 ctx: None,
+                chat: Vec::new(),
+                unread: 0,
             })),
         }
     }
@@ -106,6 +130,16 @@ impl Default for WindowUi {
 impl UiSink for WindowUi {
     fn show(&self, event: UiEvent) {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let UiEvent::Chat(line) = event {
+            s.unread += usize::from(!line.mine);
+            s.chat.push(line);
+            let excess = s.chat.len().saturating_sub(MAX_CHAT_LINES);
+            s.chat.drain(..excess);
+            if let Some(ctx) = &s.ctx {
+                ctx.request_repaint();
+            }
+            return;
+        }
         s.phase = match (event, &s.phase) {
             (UiEvent::Connecting, _) => Phase::Connecting,
             (UiEvent::Prompt { text, deadline }, phase) => Phase::Prompt {
@@ -139,6 +173,7 @@ impl UiSink for WindowUi {
                 message,
                 until: Instant::now() + CLOSED_MESSAGE_FOR,
             },
+            (UiEvent::Chat(_), other) => other.clone(),
         };
         if let Some(ctx) = &s.ctx {
             ctx.request_repaint();
@@ -152,7 +187,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(CONNECTING_TITLE)
-            .with_inner_size([520.0, 300.0])
+            .with_inner_size([520.0, 460.0])
             .with_always_on_top(),
         ..Default::default()
     };
@@ -175,6 +210,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
                 title: CONNECTING_TITLE,
                 titles,
                 arming: Arming::default(),
+                chat_draft: String::new(),
             }))
         }),
     )
@@ -187,6 +223,8 @@ struct AgentWindow {
     title: &'static str,
     titles: Option<assent_wintitle::TitleSetter>,
     arming: Arming,
+    /// The chat message being typed.
+    chat_draft: String,
 }
 
 /// How long a question must have been on screen, with keyboard focus,
@@ -392,7 +430,43 @@ impl AgentWindow {
                 self.send(UiCommand::End);
             }
         });
+        ui.separator();
+        self.chat(ui, &info.technician);
         ui.ctx().request_repaint_after(Duration::from_millis(500));
+    }
+
+    /// The chat with the technician: works while paused too (that is when
+    /// "type your password now, tell me when done" happens).
+    fn chat(&mut self, ui: &mut egui::Ui, technician: &str) {
+        let focused = ui.ctx().input(|i| i.viewport().focused).unwrap_or(true);
+        let (lines, unread) = {
+            let mut s = self.ui.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if focused {
+                s.unread = 0;
+            }
+            (s.chat.clone(), s.unread)
+        };
+        match unread {
+            0 => ui.label(format!("Chat with {technician}")),
+            n => ui.strong(format!("Chat with {technician} ({n} new)")),
+        };
+        egui::ScrollArea::vertical()
+            .max_height(110.0)
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                for line in &lines {
+                    ui.label(format!("[{}] {}: {}", line.at, line.from, line.text));
+                }
+            });
+        ui.horizontal(|ui| {
+            let edit = ui.text_edit_singleline(&mut self.chat_draft);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
+                let text = std::mem::take(&mut self.chat_draft);
+                self.send(UiCommand::Chat(text.trim().to_string()));
+                edit.request_focus();
+            }
+        });
     }
 }
 
@@ -472,6 +546,7 @@ impl UiSink for TtyUi {
                     info.verification_code
                 );
                 eprintln!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
+                eprintln!("Any other line is sent to your technician as a chat message.");
             }
             UiEvent::Paused(true) => {
                 eprintln!("Session paused: the technician sees a placeholder and cannot type.")
@@ -483,6 +558,10 @@ impl UiSink for TtyUi {
                 eprintln!("== {CLOSED_TITLE} ==");
                 eprintln!("{msg}");
             }
+            UiEvent::Chat(line) if !line.mine => {
+                eprintln!("[{}] {}: {}", line.at, line.from, line.text)
+            }
+            UiEvent::Chat(_) => {}
         }
     }
 }
@@ -522,6 +601,9 @@ pub fn spawn_tty_reader(
                     }
                 },
                 (false, None) => None,
+                (true, _) if line.trim().chars().count() > 1 => {
+                    Some(UiCommand::Chat(line.trim().to_string()))
+                }
                 (true, _) => match line.trim() {
                     "p" => Some(UiCommand::Pause),
                     "r" => Some(UiCommand::Resume),

@@ -5,6 +5,7 @@
 
 mod agent;
 mod audit_first;
+mod chat;
 mod common;
 mod desktop;
 mod pending;

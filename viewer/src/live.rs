@@ -8,13 +8,14 @@ use std::time::Instant;
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::ClientError;
 use assent_codec::Decoder;
-use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
+use assent_proto::session_msg::{Control as SessionControl, SessionMsg, MAX_CHAT};
+use assent_proto::text::sanitize;
 use assent_proto::wire::{EndReason, RelayMsg, Scope};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::record::AuditWriter;
-use crate::session::{fields, lock, Command, SharedState};
+use crate::session::{fields, lock, ChatLine, Command, SharedState};
 
 /// How the live session ended.
 pub struct LiveEnd {
@@ -22,6 +23,8 @@ pub struct LiveEnd {
     pub reason: String,
     /// The technician ended it (window closed, SIGTERM, stdin EOF).
     pub by_viewer: bool,
+    /// Chat messages (sent, received) during the session.
+    pub chat: (u32, u32),
 }
 
 enum Wake {
@@ -41,6 +44,9 @@ pub struct LiveView<'a> {
     pub repaint: Arc<dyn Fn() + Send + Sync>,
     pub decoder: Decoder,
     pub last_input: Option<Instant>,
+    /// Chat messages sent and received (counted for the audit, never kept).
+    pub chat_sent: u32,
+    pub chat_received: u32,
 }
 
 impl LiveView<'_> {
@@ -51,7 +57,8 @@ impl LiveView<'_> {
                 Wake::Relay(msg) => Self::on_relay_msg(msg),
                 Wake::Command(cmd) => self.on_command(cmd).await,
             };
-            if let Some(end) = ended {
+            if let Some(mut end) = ended {
+                end.chat = (self.chat_sent, self.chat_received);
                 return end;
             }
         }
@@ -90,6 +97,11 @@ impl LiveView<'_> {
                 }
             }
             Ok(SessionMsg::Control(SessionControl::End)) => return Some(ended("agent_ended")),
+            Ok(SessionMsg::Chat(text)) => {
+                info!("chat message from the user");
+                self.chat_received = self.chat_received.saturating_add(1);
+                self.push_chat("user", sanitize(&text, MAX_CHAT));
+            }
             Ok(_) => {}
             Err(e) => {
                 info!(error = %e, "session channel closed");
@@ -174,11 +186,52 @@ impl LiveView<'_> {
                 let _ = self.tx.send(&ask).await;
                 None
             }
+            Some(Command::Chat(text)) => {
+                self.send_chat(text).await;
+                None
+            }
             Some(Command::End) | None => Some(LiveEnd {
                 reason: EndReason::ViewerClosed.as_str().into(),
                 by_viewer: true,
+                chat: (0, 0),
             }),
         }
+    }
+}
+
+impl LiveView<'_> {
+    /// The technician's chat line: to the user end to end, to the relay
+    /// only that one was sent.
+    async fn send_chat(&mut self, text: String) {
+        let text: String = text.trim().chars().take(MAX_CHAT).collect();
+        if text.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tx.send(&SessionMsg::Chat(text.clone())).await {
+            warn!(error = %e, "chat message not sent");
+            return;
+        }
+        let _ = self
+            .control
+            .send(&assent_proto::wire::ClientMsg::ChatSent)
+            .await;
+        self.chat_sent = self.chat_sent.saturating_add(1);
+        self.push_chat("technician", text);
+    }
+
+    fn push_chat(&mut self, from: &'static str, text: String) {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let at = format!(
+            "{:02}:{:02}:{:02}",
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60
+        );
+        lock(&self.state).chat.push(ChatLine { from, text, at });
+        (self.repaint)();
     }
 }
 
@@ -186,5 +239,6 @@ fn ended(reason: &str) -> LiveEnd {
     LiveEnd {
         reason: reason.to_string(),
         by_viewer: false,
+        chat: (0, 0),
     }
 }

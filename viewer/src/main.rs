@@ -129,7 +129,9 @@ struct ConnectArgs {
     #[arg(long, default_value = "view", value_parser = ["view", "control"])]
     scope: String,
     /// No window: JSON statistics on stdout each second; ends on SIGTERM or stdin EOF.
-    /// A line `control` or `view` on stdin asks the user for that scope mid-session.
+    /// A line `control` or `view` on stdin asks the user for that scope mid-session;
+    /// `chat TEXT` sends TEXT to the user, whose chat lines come out on stdout as
+    /// `{"chat": {"from": "user", "at": ..., "text": ...}}`.
     #[arg(long)]
     headless: bool,
 }
@@ -169,6 +171,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     if headless {
         spawn_stdin_reader(commands_tx.clone());
         runtime.spawn(print_stats(state.clone()));
+        runtime.spawn(print_chat(state.clone()));
     } else {
         assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
             .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
@@ -250,7 +253,8 @@ async fn end_on_signal(
 }
 
 /// `--headless`: stdin EOF ends the session like closing the window; a line
-/// `control` or `view` asks the user for that scope.
+/// `control` or `view` asks the user for that scope; `chat TEXT` sends TEXT
+/// to the user.
 fn spawn_stdin_reader(
     commands: tokio::sync::mpsc::UnboundedSender<assent_viewer::session::Command>,
 ) {
@@ -258,7 +262,9 @@ fn spawn_stdin_reader(
     std::thread::spawn(move || {
         for line in std::io::BufRead::lines(std::io::stdin().lock()) {
             let Ok(line) = line else { break };
-            if let Ok(scope) = line.trim().parse() {
+            if let Some(text) = line.strip_prefix("chat ") {
+                let _ = commands.send(SessionCommand::Chat(text.to_string()));
+            } else if let Ok(scope) = line.trim().parse() {
                 let _ = commands.send(SessionCommand::RequestScope(scope));
             }
         }
@@ -285,5 +291,26 @@ async fn print_stats(state: assent_viewer::session::SharedState) {
             );
         }
         before = now;
+    }
+}
+
+/// `--headless`: each chat line from the user as one JSON object on stdout,
+/// `{"chat": {"from": "user", "at": "HH:MM:SS", "text": "..."}}`.
+async fn print_chat(state: assent_viewer::session::SharedState) {
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let new: Vec<_> = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            let new = s.chat.iter().skip(shown).cloned().collect();
+            shown = s.chat.len();
+            new
+        };
+        for line in new.into_iter().filter(|l| l.from == "user") {
+            let json =
+                serde_json::json!({"chat": {"from": line.from, "at": line.at, "text": line.text}});
+            println!("{json}");
+        }
     }
 }

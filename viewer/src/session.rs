@@ -68,6 +68,19 @@ pub struct ViewState {
     /// Set on SIGTERM/SIGINT: the window closes itself (the session ends
     /// as when the technician closes it).
     pub quit: bool,
+    /// The session's chat, both directions, kept only here and in the
+    /// user's window.
+    pub chat: Vec<ChatLine>,
+}
+
+/// One line of the session's chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// `technician` or `user`.
+    pub from: &'static str,
+    pub text: String,
+    /// `HH:MM:SS` UTC.
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +113,7 @@ impl ViewState {
             note,
             ticket: request.ticket.clone(),
             quit: false,
+            chat: Vec::new(),
         }
     }
 }
@@ -121,6 +135,8 @@ pub enum Command {
     RequestScope(Scope),
     /// Window closed, SIGTERM/SIGINT, or stdin EOF in headless mode.
     End,
+    /// A chat message to the user.
+    Chat(String),
 }
 
 pub type SharedState = Arc<Mutex<ViewState>>;
@@ -236,6 +252,8 @@ async fn run_session(
         repaint: ctx.repaint.clone(),
         decoder: Decoder::new(),
         last_input: None,
+        chat_sent: 0,
+        chat_received: 0,
     };
     let end = live.run(commands).await;
     close_out(ctx, viewer, session, end, commands, wait_for_close).await
@@ -360,7 +378,7 @@ async fn close_out(
     (ctx.repaint)();
     ctx.audit.record(
         "session_end",
-        fields! {"session" => session, "reason" => reason},
+        fields! {"session" => session, "reason" => reason, "chat_sent" => end.chat.0, "chat_received" => end.chat.1},
     );
     // If the technician ended it, the agent hears of the end from the relay,
     // which records it as theirs once the note and End below arrive

@@ -11,7 +11,7 @@ use assent_proto::wire::Scope;
 use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::session::{Command, Phase, SharedState, Stats};
+use crate::session::{ChatLine, Command, Phase, SharedState, Stats};
 
 /// The note fields the technician types (the rest are filled in).
 const TYPED_FIELDS: [&str; 6] = [
@@ -76,6 +76,7 @@ pub fn run(
                 last_pointer: None,
                 stats_before: (Instant::now(), Stats::default()),
                 rates: (0.0, 0.0),
+                chat_draft: String::new(),
             }))
         }),
     )
@@ -94,6 +95,8 @@ struct ViewerWindow {
     stats_before: (Instant, Stats),
     /// fps, kbit/s over the last second.
     rates: (f64, f64),
+    /// The chat message being typed.
+    chat_draft: String,
 }
 
 impl ViewerWindow {
@@ -161,7 +164,10 @@ impl ViewerWindow {
                 .clamp(0.0, size.1 as f32 - 1.0);
             Some((x as u32, y as u32))
         };
-        if response.hovered() {
+        // The keyboard goes to the remote screen only after a click on it:
+        // hovering must not pull focus away from the chat box (a user's
+        // password typed there must never be typed on their machine).
+        if response.clicked() || response.drag_started() {
             response.request_focus();
         }
         let events = ui.input(|i| i.events.clone());
@@ -410,6 +416,34 @@ impl ViewerWindow {
         ui.small(
             "Client, user, device, tool, consent, end time and technician are filled in for you.",
         );
+        let live = s.phase == Phase::Live;
+        let lines = s.chat.clone();
+        drop(s);
+        ui.separator();
+        self.chat_panel(ui, &lines, live);
+    }
+
+    /// The chat with the user: kept only in this window and theirs.
+    fn chat_panel(&mut self, ui: &mut egui::Ui, lines: &[ChatLine], live: bool) {
+        ui.heading("Chat with the user");
+        egui::ScrollArea::vertical()
+            .id_salt("chat")
+            .max_height(160.0)
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                for line in lines {
+                    ui.label(format!("[{}] {}: {}", line.at, line.from, line.text));
+                }
+            });
+        ui.add_enabled_ui(live, |ui| {
+            let edit = ui.text_edit_singleline(&mut self.chat_draft);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
+                let text = std::mem::take(&mut self.chat_draft);
+                let _ = self.commands.send(Command::Chat(text));
+                edit.request_focus();
+            }
+        });
     }
 
     fn central(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {

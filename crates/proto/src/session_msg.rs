@@ -16,6 +16,8 @@ use crate::wire::Scope;
 pub const MAX_SESSION_MSG: usize = 32 * 1024 * 1024;
 /// Longest text typed in one `Text` input event.
 pub const MAX_TEXT_INPUT: usize = 1024;
+/// Longest chat message, in characters.
+pub const MAX_CHAT: usize = 2000;
 
 /// Mouse buttons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,6 +116,9 @@ pub enum SessionMsg {
     FrameAck {
         seq: u64,
     },
+    /// A line of chat between the technician and the user. End to end
+    /// only: the relay counts that chat was used, never reads it.
+    Chat(String),
 }
 
 impl SessionMsg {
@@ -150,6 +155,9 @@ impl SessionMsg {
             SessionMsg::Input(InputEvent::Key { key: Key::F(n), .. }) if !(1..=24).contains(n) => {
                 Err(FrameError::Decode("no such function key".into()))
             }
+            SessionMsg::Chat(t) if t.chars().count() > MAX_CHAT || t.trim().is_empty() => {
+                Err(FrameError::Decode("chat message empty or too long".into()))
+            }
             SessionMsg::Input(InputEvent::Wheel { dx, dy })
                 if dx.unsigned_abs() > 100 || dy.unsigned_abs() > 100 =>
             {
@@ -176,6 +184,7 @@ mod tests {
             SessionMsg::Input(InputEvent::Text("hello".into())),
             SessionMsg::Control(Control::ScopeRequest(Scope::Control)),
             SessionMsg::FrameAck { seq: 7 },
+            SessionMsg::Chat("Please type your password now".into()),
         ];
         for m in msgs {
             assert_eq!(SessionMsg::decode(&m.encode().unwrap()).unwrap(), m);
@@ -187,6 +196,10 @@ mod tests {
             pressed: true,
         });
         assert!(SessionMsg::decode(&f99.encode().unwrap()).is_err());
+        for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
+            let chat = SessionMsg::Chat(bad);
+            assert!(SessionMsg::decode(&chat.encode().unwrap()).is_err());
+        }
     }
 
     /// Found by fuzzing (`assent-fuzz`): bytes after a complete message

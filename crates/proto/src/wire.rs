@@ -247,6 +247,9 @@ pub enum ClientMsg {
         change: u32,
         receipt: Vec<u8>,
     },
+    /// This side sent one chat message (metadata only: the text stays in
+    /// the end-to-end channel). The relay counts them for `session_end`.
+    ChatSent,
 }
 
 /// Relay → client.

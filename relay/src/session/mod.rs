@@ -87,6 +87,9 @@ struct SessionTask {
     scope_changes: u32,
     handshakes_from_viewer: usize,
     handshakes_from_agent: usize,
+    /// Chat messages each side reported sending (never their text).
+    chat_from_viewer: u32,
+    chat_from_agent: u32,
 }
 
 impl SessionTask {
@@ -120,6 +123,8 @@ impl SessionTask {
             scope_changes: 0,
             handshakes_from_viewer: 0,
             handshakes_from_agent: 0,
+            chat_from_viewer: 0,
+            chat_from_agent: 0,
         }
     }
 
@@ -191,6 +196,12 @@ impl SessionTask {
     async fn on_viewer_msg(&mut self, msg: Option<Result<ClientMsg, NetError>>) -> Option<Event> {
         match msg {
             Some(Ok(ClientMsg::End)) => Some(Event::ViewerClosed),
+            Some(Ok(ClientMsg::ChatSent)) => {
+                if self.machine.may_forward() {
+                    self.chat_from_viewer = self.chat_from_viewer.saturating_add(1);
+                }
+                None
+            }
             Some(Ok(ClientMsg::Handshake(bytes))) => {
                 if let Some(a) = self.agent.as_mut() {
                     let n = &mut self.handshakes_from_viewer;
@@ -230,6 +241,12 @@ impl SessionTask {
                 None
             }
             Ok(ClientMsg::End) => Some(Event::AgentEnded),
+            Ok(ClientMsg::ChatSent) => {
+                if self.machine.may_forward() {
+                    self.chat_from_agent = self.chat_from_agent.saturating_add(1);
+                }
+                None
+            }
             Ok(ClientMsg::ScopeChange {
                 scope,
                 change,
@@ -486,6 +503,8 @@ impl SessionTask {
             "duration_ms" => duration_ms,
             "bytes_to_viewer" => self.counters.to_viewer.load(Ordering::Relaxed),
             "bytes_to_agent" => self.counters.to_agent.load(Ordering::Relaxed),
+            "chat_from_viewer" => self.chat_from_viewer,
+            "chat_from_agent" => self.chat_from_agent,
         };
         if let Err(e) = self.shared.audit.record("session_end", fields).await {
             warn!(session = %self.id, error = %e, "session_end not recorded");

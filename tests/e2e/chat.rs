@@ -1,0 +1,141 @@
+//! Chat during the session (issue 13 item 1): the real headless viewer and
+//! the real `--tty` agent talk both ways, also while the user has paused;
+//! the relay records only how many messages each side sent, and neither
+//! its log nor any audit holds the text.
+
+use std::io::Write as _;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
+
+use crate::common::WAIT;
+
+const TO_USER: &str = "Please type your password now, tell me when done";
+const TO_TECH: &str = "Done, the password is entered";
+const WHILE_PAUSED: &str = "Still paused, one moment please";
+
+struct Side {
+    _proc: Proc,
+    stdin: ChildStdin,
+    out: Receiver<String>,
+}
+
+impl Side {
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn hear(&self, what: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.out.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        panic!("never heard {what:?}");
+    }
+}
+
+#[test]
+fn chat_goes_both_ways_and_only_its_counts_reach_the_relay() {
+    let display = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--headless",
+            "--ticket",
+            "T-6001",
+            "--relay",
+            &relay.addr,
+        ])
+        .arg("--ca")
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let viewer_out = lines(viewer.stdout.take().unwrap());
+    let code = wait_line(&viewer_out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut viewer = Side {
+        stdin: viewer.stdin.take().unwrap(),
+        _proc: Proc::new(viewer),
+        out: viewer_out,
+    };
+    let mut agent = Command::new(bin("assent-agent"))
+        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg(&code)
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env("RUST_LOG", "trace")
+        .env("DISPLAY", display.display())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent_out = lines(agent.stderr.take().unwrap());
+    let mut agent = Side {
+        stdin: agent.stdin.take().unwrap(),
+        _proc: Proc::new(agent),
+        out: agent_out,
+    };
+    agent.hear("d or Escape = deny");
+    agent.say("v");
+    agent.hear("Any other line is sent to your technician");
+    viewer.hear("\"fps\"");
+
+    viewer.say(&format!("chat {TO_USER}"));
+    let heard = agent.hear(TO_USER);
+    assert!(heard.contains("alice: "), "who said it: {heard}");
+    agent.say(TO_TECH);
+    let line = viewer.hear(TO_TECH);
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["chat"]["from"], "user");
+    assert_eq!(json["chat"]["text"], TO_TECH);
+
+    // Paused: the screen is not shared, the chat still works.
+    agent.say("p");
+    agent.hear("Session paused");
+    viewer.say(&format!("chat {WHILE_PAUSED}"));
+    agent.hear(WHILE_PAUSED);
+    agent.say("r");
+
+    agent.say("e");
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended", "{end}");
+    assert_eq!(end["chat_from_viewer"], 2, "{end}");
+    assert_eq!(end["chat_from_agent"], 1, "{end}");
+    std::thread::sleep(Duration::from_millis(500));
+    let relay_text = std::fs::read_to_string(relay.audit_path()).unwrap() + &relay.log_text();
+    let viewer_audit =
+        std::fs::read_to_string(home.path().join("data/assent/audit.jsonl")).unwrap_or_default();
+    let viewer_log = std::fs::read_to_string(home.path().join("viewer.log")).unwrap();
+    for text in [TO_USER, TO_TECH, WHILE_PAUSED] {
+        for (name, haystack) in [
+            ("relay audit and log", &relay_text),
+            ("viewer audit", &viewer_audit),
+            ("viewer log (trace)", &viewer_log),
+        ] {
+            assert!(!haystack.contains(text), "{name} holds chat text {text:?}");
+        }
+    }
+    assert!(viewer_audit.contains("\"chat_sent\":2"), "{viewer_audit}");
+}
