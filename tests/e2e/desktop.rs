@@ -214,9 +214,6 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
             relay.log_text()
         ),
     };
-    // The window answers keys only some frames after it first shows, and
-    // nothing outside it says when: a pause, not a wait.
-    tokio::time::sleep(Duration::from_millis(700)).await;
     // Its size and how many colours it shows, once it has drawn itself.
     let drawn = || {
         let (x, y, w, h) = geometry(&xvfb, &window);
