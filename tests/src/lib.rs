@@ -6,6 +6,8 @@
 //! shared with the benchmark) drops. They wait on conditions with
 //! [`eventually`] (or [`eventually_async`] inside tokio), not with sleeps.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
