@@ -12,4 +12,5 @@ pub mod guarded;
 pub mod live;
 pub mod prompt;
 pub mod session;
+pub mod tty;
 pub mod ui;

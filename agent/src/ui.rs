@@ -10,6 +10,7 @@ use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::prompt::PromptText;
+pub use crate::tty::{spawn_tty_reader, TtyUi};
 
 pub const PROMPT_TITLE: &str = "Assent — support request";
 pub const LIVE_TITLE: &str = "Assent — session live";
@@ -506,121 +507,6 @@ fn pressed_answer(ctx: &egui::Context, requested: Scope) -> Option<ConsentDecisi
         }
     });
     key.and_then(|k| crate::prompt::decision_for_key(k, requested))
-}
-
-/// The terminal's side of the UI (`--tty`).
-pub struct TtyUi;
-
-/// Set once the first question is on the terminal: a line typed before it
-/// (typed ahead, or meant for something else) answers nothing.
-static TTY_QUESTION_SHOWN: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-impl UiSink for TtyUi {
-    fn show(&self, event: UiEvent) {
-        match event {
-            UiEvent::Connecting => eprintln!("Connecting to your technician…"),
-            UiEvent::Prompt { text, deadline } => {
-                TTY_QUESTION_SHOWN.store(true, std::sync::atomic::Ordering::SeqCst);
-                eprintln!();
-                eprintln!("== {PROMPT_TITLE} ==");
-                for line in text.lines() {
-                    eprintln!("{line}");
-                }
-                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                eprintln!(
-                    "{}   ({} automatically in {left} s)",
-                    text.keys_hint(),
-                    text.timeout_hint()
-                );
-                eprintln!("Type your answer and press Enter:");
-            }
-            UiEvent::Live(info) => {
-                eprintln!();
-                eprintln!("== {LIVE_TITLE} ==");
-                eprintln!(
-                    "{} can {} (ticket {}). Verification code: {}",
-                    info.technician,
-                    info.scope.plain_words(),
-                    info.ticket,
-                    info.verification_code
-                );
-                eprintln!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
-                eprintln!("Any other line is sent to your technician as a chat message.");
-            }
-            UiEvent::Paused(true) => {
-                eprintln!("Session paused: the technician sees a placeholder and cannot type.")
-            }
-            UiEvent::Paused(false) => eprintln!("Session resumed."),
-            UiEvent::Ended(msg) => eprintln!("{msg}"),
-            UiEvent::RequestClosed(msg) => {
-                eprintln!();
-                eprintln!("== {CLOSED_TITLE} ==");
-                eprintln!("{msg}");
-            }
-            UiEvent::Chat(line) if !line.mine => {
-                eprintln!("[{}] {}: {}", line.at, line.from, line.text)
-            }
-            UiEvent::Chat(_) => {}
-        }
-    }
-}
-
-/// Reads the terminal: during the prompt a decision key, then p/r/e.
-/// Runs on its own thread (stdin reads block).
-pub fn spawn_tty_reader(
-    requested: Arc<Mutex<Option<Scope>>>,
-    commands: UnboundedSender<UiCommand>,
-) {
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        let mut line = String::new();
-        let mut decided = false;
-        loop {
-            line.clear();
-            match stdin.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let scope = *requested.lock().unwrap_or_else(|p| p.into_inner());
-            let cmd = match (decided, scope) {
-                (false, Some(_))
-                    if !TTY_QUESTION_SHOWN.load(std::sync::atomic::Ordering::SeqCst) =>
-                {
-                    eprintln!("Please wait for the request to appear, then answer.");
-                    None
-                }
-                (false, Some(scope)) => match crate::prompt::decision_for_key(&line, scope) {
-                    Some(d) => {
-                        decided = true;
-                        Some(UiCommand::Decide(d))
-                    }
-                    None => {
-                        eprintln!("Please type one of the keys shown.");
-                        None
-                    }
-                },
-                (false, None) => None,
-                (true, _) if line.trim().chars().count() > 1 => {
-                    Some(UiCommand::Chat(line.trim().to_string()))
-                }
-                (true, _) => match line.trim() {
-                    "p" => Some(UiCommand::Pause),
-                    "r" => Some(UiCommand::Resume),
-                    "e" => Some(UiCommand::End),
-                    // An answer to a mid-session request for more scope;
-                    // the session ignores it when nothing was asked.
-                    other => crate::prompt::decision_for_key(other, Scope::Control)
-                        .map(UiCommand::Decide),
-                },
-            };
-            if let Some(cmd) = cmd {
-                if commands.send(cmd).is_err() {
-                    break;
-                }
-            }
-        }
-    });
 }
 
 #[cfg(test)]

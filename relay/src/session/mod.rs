@@ -5,6 +5,7 @@
 //! [`SessionTask::apply`]. Each session runs in its own task with its own
 //! forwarders, so a slow session stalls nobody else.
 
+mod farewell;
 mod records;
 mod side;
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use assent_net::NetError;
 use assent_proto::identity::{self, PublicKey};
 use assent_proto::invite::Invite;
-use assent_proto::session::{AbortReason, Action, Event, Phase, SessionMachine};
+use assent_proto::session::{Action, Event, Phase, SessionMachine};
 use assent_proto::wire::{
     ClientMsg, ConsentDecision, EndReason, InviteRequest, RelayMsg, Scope, SessionOffer,
     MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
@@ -27,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::fields;
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
-use records::{abort_message, record_note, record_scope_change, ScopeChange, ScopeOutcome};
+use records::{record_note, record_scope_change, ScopeChange, ScopeOutcome};
 use side::{lost_or_closed, open_data, pump, Agent, Side};
 
 /// How often a live session looks at its byte counters (idle detection).
@@ -510,77 +511,6 @@ impl SessionTask {
             warn!(session = %self.id, error = %e, "session_end not recorded");
         }
         info!(session = %self.id, reason = reason.as_str(), "session ended");
-    }
-
-    /// Goodbyes and cleanup. A session the technician did not end
-    /// themselves (the user clicked End, a limit, an admin) leaves them
-    /// writing the note: keep their connection open for it, for a while.
-    async fn farewell(self) {
-        let SessionTask {
-            shared,
-            id,
-            invite,
-            machine,
-            mut viewer,
-            agent,
-            mut shutdown,
-            ..
-        } = self;
-        let last = match machine.phase() {
-            Phase::Ended { reason, .. } => RelayMsg::SessionEnded { reason },
-            Phase::Aborted { reason } => abort_message(reason),
-            _ => RelayMsg::SessionEnded {
-                reason: EndReason::RelayShutdown,
-            },
-        };
-        {
-            let mut st = shared.lock();
-            st.sessions.remove(&id);
-            st.waiting.remove(&invite.id);
-            if machine.phase()
-                == (Phase::Aborted {
-                    reason: AbortReason::Withdrawn,
-                })
-            {
-                st.invites.withdraw(&invite.id);
-            } else {
-                st.invites.cancel(&invite.id);
-            }
-        }
-        let agent_bye = async {
-            if let Some(a) = agent {
-                a.side.finish(last.clone()).await;
-            }
-        };
-        let viewer_may_write_note = matches!(
-            machine.phase(),
-            Phase::Ended { reason, .. } if !matches!(
-                reason,
-                EndReason::ViewerClosed | EndReason::ViewerLost | EndReason::RelayShutdown
-            )
-        );
-        if !viewer_may_write_note {
-            tokio::join!(viewer.finish(last.clone()), agent_bye);
-            return;
-        }
-        viewer.tell(&last).await;
-        let note_wait = async {
-            let deadline = tokio::time::Instant::now() + NOTE_GRACE;
-            loop {
-                tokio::select! {
-                    msg = viewer.messages.recv() => match msg {
-                        Some(Ok(ClientMsg::SessionNote { fields })) => {
-                            record_note(&shared, &id, &machine, fields).await;
-                        }
-                        Some(Ok(_)) | Some(Err(_)) | None => break,
-                    },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = shutdown.changed() => break,
-                }
-            }
-        };
-        tokio::join!(note_wait, agent_bye);
-        viewer.close();
     }
 }
 
