@@ -5,10 +5,14 @@
 //! the real X11 screen through scrap's MIT-SHM capturer; [`FakeSource`] is a
 //! deterministic test double.
 
+#[cfg(all(unix, not(target_os = "macos")))]
+mod damage;
 mod fake;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
 
+#[cfg(all(unix, not(target_os = "macos")))]
+pub use damage::FULL_CHECK;
 pub use fake::FakeSource;
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use x11::X11Source;
@@ -55,6 +59,16 @@ impl CapturedFrame<'_> {
 pub trait ScreenSource {
     /// Width and height in pixels of every frame this source produces.
     fn size(&self) -> (u32, u32);
+
+    /// Whether the screen may have changed since the last time this said
+    /// yes; `false` only when the source knows nothing changed (the X11
+    /// source asks DAMAGE, and says yes at least every few seconds anyway).
+    /// After a yes, capture: a change made after the answer raises the next
+    /// yes, one made before it is in the capture. A source that cannot tell
+    /// always says yes.
+    fn may_have_changed(&mut self) -> bool {
+        true
+    }
 
     /// Captures the screen as it is now (not as it was at some earlier call).
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError>;

@@ -2,9 +2,11 @@
 
 use std::ffi::{c_int, c_void, CString, OsString};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use scrap::x11::{Capturer, Server};
 
+use crate::damage::DamageWatch;
 use crate::{CaptureError, CapturedFrame, ScreenSource};
 
 // libxcb is already linked by scrap; scrap just never asks it whether the
@@ -25,8 +27,11 @@ pub struct X11Source {
     /// Monitor origin on the root window, to turn pointer positions into
     /// frame coordinates.
     origin: (i32, i32),
-    /// A plain X connection for pointer queries (scrap exposes none).
+    /// A plain X connection for pointer queries and damage hints (scrap
+    /// exposes neither).
     pointer: Option<(x11rb::rust_connection::RustConnection, u32)>,
+    /// `None` without DAMAGE: then every capture reads the screen.
+    damage: Option<DamageWatch>,
 }
 
 impl X11Source {
@@ -61,7 +66,8 @@ impl X11Source {
             return Err(CaptureError::NoScreen(display.to_owned()));
         }
         let capturer = Capturer::new(chosen).map_err(CaptureError::Setup)?;
-        // Without it the viewer just shows no cursor; capture still works.
+        // Without it the viewer just shows no cursor and every request is
+        // a capture; capture still works.
         let pointer = x11rb::connect(Some(display))
             .ok()
             .and_then(|(conn, screen)| {
@@ -69,13 +75,31 @@ impl X11Source {
                 let root = conn.setup().roots.get(screen)?.root;
                 Some((conn, root))
             });
+        let damage = pointer
+            .as_ref()
+            .and_then(|(conn, root)| DamageWatch::new(conn, *root));
         Ok(X11Source {
             capturer,
+            damage,
             width: rect.w.into(),
             height: rect.h.into(),
             origin: (rect.x.into(), rect.y.into()),
             pointer,
         })
+    }
+
+    /// Whether changes are reported by the X DAMAGE extension (otherwise
+    /// [`ScreenSource::may_have_changed`] always says yes).
+    pub fn has_damage(&self) -> bool {
+        self.damage.is_some()
+    }
+
+    /// Changes how often the screen is checked in full without damage
+    /// ([`crate::FULL_CHECK`] by default); for tests.
+    pub fn set_full_check(&mut self, every: Duration) {
+        if let Some(d) = &mut self.damage {
+            d.set_full_check(every);
+        }
     }
 }
 
@@ -92,6 +116,13 @@ impl ScreenSource for X11Source {
         let y = i32::from(reply.root_y) - self.origin.1;
         let inside = (0..self.width as i32).contains(&x) && (0..self.height as i32).contains(&y);
         inside.then_some((x as u32, y as u32))
+    }
+
+    fn may_have_changed(&mut self) -> bool {
+        match (&mut self.damage, &self.pointer) {
+            (Some(damage), Some((conn, _))) => damage.changed(conn, Instant::now()),
+            _ => true,
+        }
     }
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
