@@ -545,31 +545,59 @@ async fn session_and_invite_limits() {
     assert_eq!(err.refusal(), Some(ErrorKind::LimitReached), "{err}");
 }
 
-/// Presents `code` again and again until the relay checks it instead of
-/// refusing it as throttled, for at most `limit`: the refusal the check gave
-/// and when that attempt started.
-async fn join_when_unlocked(
+/// A code presented again and again until the relay checked it.
+struct Unlocked {
+    /// The refusal the check gave.
+    err: ClientError,
+    /// When the checked attempt started.
+    started: Instant,
+    /// How long after the first attempt the last one refused unchecked
+    /// started (zero if none was).
+    last_refused: Duration,
+}
+
+/// Presents `code` again and again (for up to [`WAIT`]) until the relay
+/// checks it instead of refusing it as `refused` says.
+async fn join_until_checked(
     relay: &TestRelay,
     code: &str,
-    limit: Duration,
-) -> Option<(ClientError, Instant)> {
-    eventually_async(limit, || async move {
+    refused: impl Fn(&ClientError) -> bool,
+) -> Unlocked {
+    let first = Instant::now();
+    let last_refused = std::cell::Cell::new(Duration::ZERO);
+    let (last, refused) = (&last_refused, &refused);
+    let (err, started) = eventually_async(WAIT, || async move {
         let started = Instant::now();
-        match join(relay, code).await {
-            Err(e) if e.refusal() == Some(ErrorKind::Throttled) => None,
-            Err(e) => Some((e, started)),
-            Ok(_) => panic!("{code} was accepted"),
+        let err = join(relay, code)
+            .await
+            .expect_err("a wrong code was accepted");
+        if refused(&err) {
+            last.set(started - first);
+            return None;
         }
+        Some((err, started))
     })
     .await
+    .unwrap_or_else(|| panic!("{code} was never checked within {WAIT:?}"));
+    Unlocked {
+        err,
+        started,
+        last_refused: last_refused.get(),
+    }
+}
+
+fn throttled(err: &ClientError) -> bool {
+    err.refusal() == Some(ErrorKind::Throttled)
 }
 
 /// The lockout schedule as the real relay applies it. Every boundary of it,
 /// to the millisecond, is proto's `limits::tests::
 /// the_relay_test_schedule_to_the_millisecond`; here the relay is tried
-/// again until it checks a code (never slept on), and each lockout must have
-/// lasted at least its length and ended no later than it did when this test
-/// slept through the schedule (450, 850 and 1700 ms).
+/// again until it checks a code (never slept on). Each lockout must have
+/// lasted at least its length, and no attempt may have been refused later
+/// than when this test, sleeping through the schedule, tried once: 450 ms
+/// after the right code's try, 850 ms after the second wrong code's, 1700 ms
+/// after the third's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_codes_are_throttled_per_address_and_relay_wide() {
     let relay = TestRelay::started(&[
@@ -605,15 +633,22 @@ async fn wrong_codes_are_throttled_per_address_and_relay_wide() {
         Some(ErrorKind::Throttled)
     );
     // After the delay, checking resumes; the lockout doubles.
-    let (err, second) =
-        join_when_unlocked(&relay, "111-111-111-111-113", Duration::from_millis(450))
-            .await
-            .expect("codes checked again after the 400 ms lockout");
-    assert_eq!(err.refusal(), Some(ErrorKind::BadCode), "{err}");
+    let second = join_until_checked(&relay, "111-111-111-111-113", throttled).await;
+    assert_eq!(
+        second.err.refusal(),
+        Some(ErrorKind::BadCode),
+        "{}",
+        second.err
+    );
     let locked = first.elapsed();
     assert!(
         locked >= Duration::from_millis(400),
         "locked out {locked:?}"
+    );
+    assert!(
+        second.last_refused < Duration::from_millis(450),
+        "still locked out {:?} later",
+        second.last_refused
     );
     assert_eq!(
         join(&relay, "111-111-111-111-114")
@@ -624,33 +659,41 @@ async fn wrong_codes_are_throttled_per_address_and_relay_wide() {
         "800 ms lockout after two failures"
     );
     // Third failure spends the relay-wide budget of 3 per minute.
-    let (err, third) =
-        join_when_unlocked(&relay, "111-111-111-111-115", Duration::from_millis(850))
-            .await
-            .expect("codes checked again after the 800 ms lockout");
-    assert_eq!(err.refusal(), Some(ErrorKind::BadCode), "{err}");
-    let locked = second.elapsed();
+    let third = join_until_checked(&relay, "111-111-111-111-115", throttled).await;
+    assert_eq!(
+        third.err.refusal(),
+        Some(ErrorKind::BadCode),
+        "{}",
+        third.err
+    );
+    let locked = second.started.elapsed();
     assert!(
         locked >= Duration::from_millis(800),
         "locked out {locked:?}"
     );
+    assert!(
+        third.last_refused < Duration::from_millis(850),
+        "still locked out {:?} later",
+        third.last_refused
+    );
     // Once this address's lockout (1600 ms) is over, the relay-wide budget
     // still refuses every code.
-    let relay_ref = &relay;
-    let err = eventually_async(Duration::from_millis(1700), || async move {
-        let err = join(relay_ref, "111-111-111-111-116").await.unwrap_err();
-        err.to_string()
-            .contains("not accepting codes")
-            .then_some(err)
+    let global = join_until_checked(&relay, "111-111-111-111-116", |e| {
+        throttled(e) && !e.to_string().contains("not accepting codes")
     })
-    .await
-    .expect("the relay-wide refusal once the address lockout is over");
+    .await;
+    let err = global.err;
     assert_eq!(err.refusal(), Some(ErrorKind::Throttled), "{err}");
     assert!(err.to_string().contains("not accepting codes"), "{err}");
-    let locked = third.elapsed();
+    let locked = third.started.elapsed();
     assert!(
         locked >= Duration::from_millis(1600),
         "locked out {locked:?}"
+    );
+    assert!(
+        global.last_refused < Duration::from_millis(1700),
+        "this address still locked out {:?} later",
+        global.last_refused
     );
     assert!(auth_failed(&relay, "throttled_global"));
 }
