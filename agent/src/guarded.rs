@@ -155,64 +155,97 @@ fn capture_loop(
     };
     let mut encoder = Encoder::new();
     let mut placeholder: Option<(u32, u32, Vec<u8>)> = None;
+    // Whether the encoder's last frame may differ from the screen for a
+    // reason the source's change hints do not cover (nothing captured yet,
+    // the placeholder sent while paused, a failed capture or encode).
+    let mut stale = true;
     while let Ok(CaptureCmd::Frame {
         placeholder: paused,
         keyframe,
     }) = requests.recv()
     {
         let result = if paused {
-            let (w, h) = source.size();
-            if placeholder
-                .as_ref()
-                .is_none_or(|(pw, ph, _)| (*pw, *ph) != (w, h))
-            {
-                placeholder = Some((w, h, assent_codec::placeholder_frame(w, h)));
-            }
-            match &placeholder {
-                Some((w, h, data)) => encoder
-                    .encode(
-                        FrameRef {
-                            data,
-                            width: *w,
-                            height: *h,
-                            stride: *w as usize * 4,
-                        },
-                        keyframe,
-                    )
-                    .map(|frame| Captured {
-                        frame,
-                        cursor: None,
-                    })
-                    .map_err(|e| e.to_string()),
-                None => Ok(Captured {
-                    frame: None,
-                    cursor: None,
-                }),
-            }
+            stale = true;
+            encode_placeholder(&mut encoder, &mut placeholder, source.size(), keyframe)
         } else {
-            let encoded = match source.capture() {
-                Ok(frame) => encoder
-                    .encode(
-                        FrameRef {
-                            data: frame.data,
-                            width: frame.width,
-                            height: frame.height,
-                            stride: frame.stride,
-                        },
-                        keyframe,
-                    )
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("screen capture failed: {e}")),
-            };
-            encoded.map(|frame| Captured {
-                frame,
-                cursor: source.cursor(),
-            })
+            // Asked even when the answer is not needed: a yes subtracts the
+            // damage that the capture below then covers.
+            let changed = source.may_have_changed();
+            if changed || keyframe || stale {
+                let r = encode_screen(&mut *source, &mut encoder, keyframe);
+                stale = r.is_err();
+                r
+            } else {
+                Ok(Captured {
+                    frame: None,
+                    cursor: source.cursor(),
+                })
+            }
         };
         if frames.blocking_send(result).is_err() {
             break;
         }
     }
+}
+
+/// The paused placeholder (built once per screen size), encoded.
+fn encode_placeholder(
+    encoder: &mut Encoder,
+    cache: &mut Option<(u32, u32, Vec<u8>)>,
+    (w, h): (u32, u32),
+    keyframe: bool,
+) -> CaptureResult {
+    if cache
+        .as_ref()
+        .is_none_or(|(pw, ph, _)| (*pw, *ph) != (w, h))
+    {
+        *cache = Some((w, h, assent_codec::placeholder_frame(w, h)));
+    }
+    let Some((w, h, data)) = cache.as_ref() else {
+        return Ok(Captured {
+            frame: None,
+            cursor: None,
+        });
+    };
+    let frame = FrameRef {
+        data,
+        width: *w,
+        height: *h,
+        stride: *w as usize * 4,
+    };
+    encoder
+        .encode(frame, keyframe)
+        .map(|frame| Captured {
+            frame,
+            cursor: None,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The screen as it is now, encoded against the previous frame.
+fn encode_screen(
+    source: &mut dyn ScreenSource,
+    encoder: &mut Encoder,
+    keyframe: bool,
+) -> CaptureResult {
+    let encoded = match source.capture() {
+        Ok(frame) => encoder
+            .encode(
+                FrameRef {
+                    data: frame.data,
+                    width: frame.width,
+                    height: frame.height,
+                    stride: frame.stride,
+                },
+                keyframe,
+            )
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("screen capture failed: {e}")),
+    };
+    encoded.map(|frame| Captured {
+        frame,
+        cursor: source.cursor(),
+    })
 }
 
 fn input_loop(make: InputFactory, commands: std_mpsc::Receiver<InputCmd>) {
