@@ -405,7 +405,8 @@ impl AgentWindow {
 
     /// The "session live" indicator with Pause/Resume and End.
     fn live(&mut self, ui: &mut egui::Ui, info: &LiveInfo, started: Instant, paused: bool) {
-        let elapsed = started.elapsed().as_secs();
+        let elapsed = started.elapsed();
+        let minutes = elapsed.as_secs() / 60;
         // Same number of lines in both states, so the buttons stay put.
         if paused {
             ui.heading("Session PAUSED");
@@ -418,7 +419,7 @@ impl AgentWindow {
         ui.label(format!("Ticket: {}", info.ticket));
         ui.label(format!("They can {}", info.scope.plain_words()));
         ui.label(format!("Verification code: {}", info.verification_code));
-        ui.label(format!("Elapsed: {:02}:{:02}", elapsed / 60, elapsed % 60));
+        ui.label(format!("Elapsed: {minutes} min"));
         ui.horizontal(|ui| {
             if paused {
                 if ui.button("Resume").clicked() {
@@ -433,7 +434,10 @@ impl AgentWindow {
         });
         ui.separator();
         self.chat(ui, &info.technician);
-        ui.ctx().request_repaint_after(Duration::from_millis(500));
+        // Redraw when the shown minute changes (events repaint at once):
+        // a ticking clock would be a changed screen to capture and send.
+        let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);
+        ui.ctx().request_repaint_after(next_minute);
     }
 
     /// The chat with the technician: works while paused too (that is when
