@@ -189,7 +189,7 @@ impl Desktop {
                 ];
                 let stop = stop.clone();
                 std::thread::spawn(move || {
-                    if let Err(e) = office_driver(&display, &windows, started, &stop) {
+                    if let Err(e) = office_driver(&display, &windows, started, false, &stop) {
                         tracing::warn!(error = %e, "office driver stopped");
                     }
                 })
@@ -206,6 +206,41 @@ impl Desktop {
         };
         self.driver = Some((stop, thread));
         self.driver_started = (workload == Workload::Office).then_some(started);
+        Ok(())
+    }
+
+    /// Starts typing into the terminal, as the office driver's typing
+    /// phase does, without the other phases.
+    pub fn start_typing(&mut self) -> anyhow::Result<()> {
+        let windows = [
+            self.window(TYPE_TITLE)?,
+            self.window(PAGE_TITLE)?,
+            self.window(MOVE_TITLE)?,
+        ];
+        let stop = Arc::new(AtomicBool::new(false));
+        let (display, flag) = (self.display().to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = office_driver(&display, &windows, Instant::now(), true, &flag) {
+                tracing::warn!(error = %e, "typing driver stopped");
+            }
+        });
+        self.driver = Some((stop, thread));
+        Ok(())
+    }
+
+    /// Starts moving a photo-like 640x400 window over the desktop, `hz`
+    /// moves a second (8 px each, along a loop), as when a user drags a
+    /// picture around.
+    pub fn start_photo(&mut self, hz: u32) -> anyhow::Result<()> {
+        let photo = MovingPhoto::new(self.display())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = photo.run(hz, &flag) {
+                tracing::warn!(error = %e, "photo mover stopped");
+            }
+        });
+        self.driver = Some((stop, thread));
         Ok(())
     }
 
@@ -282,6 +317,7 @@ fn office_driver(
     display: &str,
     windows: &[String; 3],
     started: Instant,
+    typing_only: bool,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     const TEXT: &str = "the quick brown fox jumps over the lazy dog 0123456789 ";
@@ -289,7 +325,11 @@ fn office_driver(
     let (mut typed_n, mut moves, mut clicks) = (0usize, 0usize, 0usize);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let phase = office_phase_index(started.elapsed());
+        let phase = if typing_only {
+            0
+        } else {
+            office_phase_index(started.elapsed())
+        };
         let (args, step): (Vec<String>, Duration) = match phase {
             0 => {
                 let key = if typed_n % 60 == 59 {
@@ -380,53 +420,7 @@ impl VideoPattern {
         let root = conn.setup().roots[screen].root;
         let depth = conn.setup().roots[screen].root_depth;
         let (pw, ph) = (WIDTH + PATTERN_MARGIN, HEIGHT + PATTERN_MARGIN);
-        let pixmap = conn.generate_id()?;
-        conn.create_pixmap(depth, pixmap, root, pw as u16, ph as u16)?;
-        let gc = conn.generate_id()?;
-        conn.create_gc(gc, pixmap, &CreateGCAux::new())?;
-        // Deterministic noise, so every run draws the same pattern.
-        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-        // Bands small enough for a request without BIG-REQUESTS.
-        const BAND: u32 = 16;
-        let mut band = vec![0u8; (pw * BAND * 4) as usize];
-        for y0 in (0..ph).step_by(BAND as usize) {
-            let rows = BAND.min(ph - y0);
-            for r in 0..rows {
-                let y = y0 + r;
-                for x in 0..pw {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let n = |s: u32| ((rng >> s) & 3) as u32;
-                    let at = ((r * pw + x) * 4) as usize;
-                    // BGRX: a diagonal gradient plus discs of brightness.
-                    let wave = (x / 3 + y / 2) % 256;
-                    let disc = if ((x % 480) as i32 - 240).pow(2) + ((y % 360) as i32 - 180).pow(2)
-                        < 120 * 120
-                    {
-                        60
-                    } else {
-                        0
-                    };
-                    band[at] = ((wave + n(0)) as u8).wrapping_add(disc);
-                    band[at + 1] = ((255 - wave) / 2 + n(8) + disc as u32) as u8;
-                    band[at + 2] = ((x * 255 / pw) + n(16)).min(255) as u8;
-                    band[at + 3] = 0;
-                }
-            }
-            conn.put_image(
-                ImageFormat::Z_PIXMAP,
-                pixmap,
-                gc,
-                pw as u16,
-                rows as u16,
-                0,
-                y0 as i16,
-                0,
-                depth,
-                &band[..(pw * rows * 4) as usize],
-            )?;
-        }
+        let (pixmap, gc) = pattern_pixmap(&conn, root, depth, pw, ph)?;
         conn.sync()?;
         Ok(VideoPattern {
             conn,
@@ -456,6 +450,123 @@ impl VideoPattern {
                 HEIGHT as u16,
             )?;
             // Wait for the server so frames are drawn, not queued.
+            self.conn.sync()?;
+            t += 1;
+            next += period;
+            match next.checked_duration_since(Instant::now()) {
+                Some(wait) => std::thread::sleep(wait),
+                None => next = Instant::now(),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `pw`x`ph` pixmap holding the video pattern, and a GC for copying it.
+fn pattern_pixmap(
+    conn: &x11rb::rust_connection::RustConnection,
+    root: u32,
+    depth: u8,
+    pw: u32,
+    ph: u32,
+) -> anyhow::Result<(u32, u32)> {
+    let pixmap = conn.generate_id()?;
+    conn.create_pixmap(depth, pixmap, root, pw as u16, ph as u16)?;
+    let gc = conn.generate_id()?;
+    conn.create_gc(gc, pixmap, &CreateGCAux::new())?;
+    // Deterministic noise, so every run draws the same pattern.
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    // Bands small enough for a request without BIG-REQUESTS.
+    const BAND: u32 = 16;
+    let mut band = vec![0u8; (pw * BAND * 4) as usize];
+    for y0 in (0..ph).step_by(BAND as usize) {
+        let rows = BAND.min(ph - y0);
+        for r in 0..rows {
+            let y = y0 + r;
+            for x in 0..pw {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let n = |s: u32| ((rng >> s) & 3) as u32;
+                let at = ((r * pw + x) * 4) as usize;
+                // BGRX: a diagonal gradient plus discs of brightness.
+                let wave = (x / 3 + y / 2) % 256;
+                let disc = if ((x % 480) as i32 - 240).pow(2) + ((y % 360) as i32 - 180).pow(2)
+                    < 120 * 120
+                {
+                    60
+                } else {
+                    0
+                };
+                band[at] = ((wave + n(0)) as u8).wrapping_add(disc);
+                band[at + 1] = ((255 - wave) / 2 + n(8) + disc as u32) as u8;
+                band[at + 2] = ((x * 255 / pw) + n(16)).min(255) as u8;
+                band[at + 3] = 0;
+            }
+        }
+        conn.put_image(
+            ImageFormat::Z_PIXMAP,
+            pixmap,
+            gc,
+            pw as u16,
+            rows as u16,
+            0,
+            y0 as i16,
+            0,
+            depth,
+            &band[..(pw * rows * 4) as usize],
+        )?;
+    }
+    Ok((pixmap, gc))
+}
+
+/// A photo-like window (the video pattern, still) moved around the screen.
+struct MovingPhoto {
+    conn: x11rb::rust_connection::RustConnection,
+    window: u32,
+}
+
+impl MovingPhoto {
+    const SIZE: (u32, u32) = (640, 400);
+
+    fn new(display: &str) -> anyhow::Result<MovingPhoto> {
+        let (conn, screen) = x11rb::connect(Some(display)).context("connecting to Xvfb")?;
+        let s = &conn.setup().roots[screen];
+        let (root, depth, visual) = (s.root, s.root_depth, s.root_visual);
+        let (w, h) = Self::SIZE;
+        let (pixmap, _) = pattern_pixmap(&conn, root, depth, w, h)?;
+        let window = conn.generate_id()?;
+        conn.create_window(
+            depth,
+            window,
+            root,
+            100,
+            100,
+            w as u16,
+            h as u16,
+            0,
+            WindowClass::INPUT_OUTPUT,
+            visual,
+            &CreateWindowAux::new()
+                .background_pixmap(pixmap)
+                .override_redirect(1),
+        )?;
+        conn.map_window(window)?;
+        conn.sync()?;
+        Ok(MovingPhoto { conn, window })
+    }
+
+    fn run(&self, hz: u32, stop: &AtomicBool) -> anyhow::Result<()> {
+        use x11rb::protocol::xproto::ConfigureWindowAux;
+        let period = Duration::from_secs_f64(1.0 / f64::from(hz.max(1)));
+        let mut next = Instant::now();
+        let mut t = 0i32;
+        while !stop.load(Ordering::Relaxed) {
+            // A 800x400 px loop, 8 px per move.
+            let p = t % 200;
+            let d = if p < 100 { p } else { 200 - p };
+            let aux = ConfigureWindowAux::new().x(100 + d * 8).y(100 + d * 4);
+            self.conn.configure_window(self.window, &aux)?;
             self.conn.sync()?;
             t += 1;
             next += period;

@@ -1,18 +1,20 @@
 //! `assent-bench`: measures the frame pipeline, bandwidth, input→photon,
-//! consent→first frame, relay throughput and concurrency, and agent/viewer
-//! CPU and memory, on scripted Xvfb desktops with the real programs, and
+//! consent→first frame, relay throughput and concurrency, agent/viewer
+//! CPU and memory, and the agent's footprint beside x11vnc's, on scripted Xvfb desktops with the real programs, and
 //! prints each figure next to its target. Writes `target/bench/results.json`.
 //!
 //! Nothing here asserts a timing: a missed target is reported, not failed.
 //! The exit code is non-zero only when a measurement could not be made.
 
 mod desktop;
+mod footprint;
 mod pipeline;
 mod procs;
 mod pviewer;
 mod relay;
 mod relay_load;
 mod report;
+mod rfb;
 mod session;
 
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use report::Figure;
 #[derive(Parser)]
 #[command(
     name = "assent-bench",
-    about = "Assent benchmarks: pipeline, bandwidth, latency, consent, relay, processes.",
+    about = "Assent benchmarks: pipeline, bandwidth, latency, consent, relay, processes, footprint.",
     after_help = "Example:\n  cargo run --release -p assent-bench -- all\n  cargo run -p assent-bench -- relay --smoke"
 )]
 struct Cli {
@@ -65,6 +67,9 @@ enum Group {
     Relay,
     /// Agent and viewer CPU and memory during office work.
     Processes,
+    /// Agent CPU, memory and updates/s beside x11vnc's on static, typing
+    /// and moving-photo screens (x11vnc skipped in smoke runs).
+    Footprint,
 }
 
 /// Sizes of one run.
@@ -77,6 +82,8 @@ struct Sizes {
     relay_sessions: Vec<usize>,
     relay_warmup_secs: f64,
     relay_secs: f64,
+    footprint_settle_secs: f64,
+    footprint_secs: f64,
 }
 
 impl Sizes {
@@ -90,6 +97,8 @@ impl Sizes {
                 relay_sessions: vec![1, 10],
                 relay_warmup_secs: 0.5,
                 relay_secs: 1.5,
+                footprint_settle_secs: 0.5,
+                footprint_secs: 2.0,
             }
         } else {
             Sizes {
@@ -101,6 +110,8 @@ impl Sizes {
                 relay_sessions: vec![1, 100, 1000],
                 relay_warmup_secs: 2.0,
                 relay_secs: 8.0,
+                footprint_settle_secs: 3.0,
+                footprint_secs: 10.0,
             }
         }
     }
@@ -197,6 +208,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             sample: secs(if cli.smoke { 0.5 } else { 1.0 }),
         };
         record("relay", runtime.block_on(relay_load::run(&plan)));
+    }
+    if wants(Group::Footprint) {
+        tracing::info!("group 7: the agent's footprint beside x11vnc's");
+        record(
+            "footprint",
+            runtime.block_on(footprint::run(
+                secs(sizes.footprint_settle_secs),
+                secs(sizes.footprint_secs),
+                cli.smoke,
+            )),
+        );
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
 

@@ -19,12 +19,12 @@ const MB: f64 = 1e6;
 
 /// One second of the headless viewer's statistics.
 #[derive(Debug, Clone, Copy)]
-struct StatsLine {
-    frames: u64,
-    bytes: u64,
+pub struct StatsLine {
+    pub frames: u64,
+    pub bytes: u64,
 }
 
-fn parse_stats(line: &str) -> Option<StatsLine> {
+pub fn parse_stats(line: &str) -> Option<StatsLine> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     Some(StatsLine {
         frames: v["frames"].as_u64()?,
@@ -61,44 +61,8 @@ async fn bandwidth_one(
     let tmp = tempfile::tempdir()?;
     let relay = BenchRelay::start(tmp.path()).await?;
     let mut desktop = Desktop::start(workload)?;
-    let viewer_home = tmp.path().join("viewer");
-    let mut cmd = Command::new(procs::product_bin("assent-viewer")?);
-    cmd.args(["connect", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .args([
-            "--ticket",
-            "T-BENCH",
-            "--headless",
-            "--scope",
-            "view",
-            "--key",
-        ])
-        .arg(&relay.key_file)
-        .env("XDG_CONFIG_HOME", viewer_home.join("config"))
-        .env("XDG_DATA_HOME", viewer_home.join("data"))
-        .env_remove("RUST_LOG")
-        // Kept open: stdin EOF ends a headless session.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut viewer = procs::spawn("assent-viewer", &mut cmd)?;
-    let mut out = procs::lines(viewer.child.stdout.take().context("viewer stdout")?);
-    let code = procs::wait_line(&mut out, Duration::from_secs(30), "invite code", |l| {
-        l.starts_with("Invite code: ")
-    })
-    .await?
-    .trim_start_matches("Invite code: ")
-    .to_string();
-    let mut agent = Agent::spawn(&relay, desktop.display(), &tmp.path().join("agent"), &code)?;
-    agent.wait_prompt().await?;
-    agent.answer("v")?;
-    procs::wait_line(
-        &mut out,
-        Duration::from_secs(30),
-        "the first stats line",
-        |l| parse_stats(l).is_some(),
-    )
-    .await?;
+    let (mut viewer, mut out, mut agent) =
+        headless_session(&relay, desktop.display(), tmp.path()).await?;
     desktop.start_driver(workload, 30)?;
     // Warm-up: the keyframe and the driver's first steps.
     let warm = Duration::from_secs(2).min(duration / 3);
@@ -271,6 +235,59 @@ async fn bandwidth_one(
     drop(agent);
     drop(viewer);
     Ok(figures)
+}
+
+/// The real headless viewer and the real agent (`--tty`, the user answers
+/// "view") in a live session through `relay` on `display`, once the
+/// viewer's first statistics line is out; with the viewer's stdout lines.
+pub async fn headless_session(
+    relay: &BenchRelay,
+    display: &str,
+    home: &std::path::Path,
+) -> anyhow::Result<(
+    procs::Proc,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    Agent,
+)> {
+    let viewer_home = home.join("viewer");
+    let mut cmd = Command::new(procs::product_bin("assent-viewer")?);
+    cmd.args(["connect", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .args([
+            "--ticket",
+            "T-BENCH",
+            "--headless",
+            "--scope",
+            "view",
+            "--key",
+        ])
+        .arg(&relay.key_file)
+        .env("XDG_CONFIG_HOME", viewer_home.join("config"))
+        .env("XDG_DATA_HOME", viewer_home.join("data"))
+        .env_remove("RUST_LOG")
+        // Kept open: stdin EOF ends a headless session.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut viewer = procs::spawn("assent-viewer", &mut cmd)?;
+    let mut out = procs::lines(viewer.child.stdout.take().context("viewer stdout")?);
+    let code = procs::wait_line(&mut out, Duration::from_secs(30), "invite code", |l| {
+        l.starts_with("Invite code: ")
+    })
+    .await?
+    .trim_start_matches("Invite code: ")
+    .to_string();
+    let mut agent = Agent::spawn(relay, display, &home.join("agent"), &code)?;
+    agent.wait_prompt().await?;
+    agent.answer("v")?;
+    procs::wait_line(
+        &mut out,
+        Duration::from_secs(30),
+        "the first stats line",
+        |l| parse_stats(l).is_some(),
+    )
+    .await?;
+    Ok((viewer, out, agent))
 }
 
 /// Starts a programmatic viewer session with the real agent on `desktop`

@@ -1,0 +1,309 @@
+//! Group 7: the agent's footprint on the user's machine beside x11vnc's, on
+//! the same screens in the same run: a static desktop, typing into a
+//! terminal, and a photo dragged around. Each program serves one connected
+//! client: the agent a live view-only session to the real headless viewer
+//! through the relay, x11vnc our minimal Tight client ([`crate::rfb`]).
+//! After a settle, `window` seconds: CPU (utime+stime from /proc, per
+//! second and over the whole window), RSS and peak RSS, and updates a
+//! second at the client.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::desktop::{Desktop, Workload};
+use crate::procs::{self, Proc, ProcUsage as _};
+use crate::relay::BenchRelay;
+use crate::report::{Better, Figure, Target};
+use crate::rfb::RfbClient;
+use crate::session::{headless_session, parse_stats};
+
+const G: &str = "footprint";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Static,
+    Typing,
+    Photo,
+}
+
+impl Screen {
+    const ALL: [Screen; 3] = [Screen::Static, Screen::Typing, Screen::Photo];
+
+    fn name(self) -> &'static str {
+        match self {
+            Screen::Static => "static",
+            Screen::Typing => "typing",
+            Screen::Photo => "moving photo",
+        }
+    }
+
+    /// The office windows, then this screen's activity.
+    fn desktop(self) -> anyhow::Result<Desktop> {
+        let mut d = Desktop::start(Workload::Static)?;
+        match self {
+            Screen::Static => {}
+            Screen::Typing => d.start_typing()?,
+            Screen::Photo => d.start_photo(20)?,
+        }
+        Ok(d)
+    }
+}
+
+/// One program's figures over the window.
+#[derive(Debug, Default)]
+struct Measured {
+    cpu_per_sec: Vec<f64>,
+    cpu_whole: f64,
+    updates_per_sec: Vec<f64>,
+    rss: u64,
+    peak_rss: u64,
+}
+
+/// Samples `proc` once a second for `window`; `updates` is the client's
+/// running count of updates.
+async fn sample(
+    proc: &Proc,
+    window: Duration,
+    mut updates: impl FnMut() -> anyhow::Result<u64>,
+) -> anyhow::Result<Measured> {
+    let start = (proc.usage()?, updates()?, Instant::now());
+    let mut prev = start;
+    let mut m = Measured::default();
+    while start.2.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = (proc.usage()?, updates()?, Instant::now());
+        let dt = (now.2 - prev.2).as_secs_f64().max(1e-3);
+        m.cpu_per_sec.push((now.0.cpu_secs - prev.0.cpu_secs) / dt);
+        m.updates_per_sec.push((now.1 - prev.1) as f64 / dt);
+        prev = now;
+    }
+    let secs = (prev.2 - start.2).as_secs_f64().max(1e-3);
+    m.cpu_whole = (prev.0.cpu_secs - start.0.cpu_secs) / secs;
+    (m.rss, m.peak_rss) = (prev.0.rss, prev.0.peak_rss);
+    Ok(m)
+}
+
+/// The agent serving the headless viewer on `screen`.
+async fn agent(screen: Screen, settle: Duration, window: Duration) -> anyhow::Result<Measured> {
+    let tmp = tempfile::tempdir()?;
+    let relay = BenchRelay::start(tmp.path()).await?;
+    let desktop = screen.desktop()?;
+    let (mut viewer, mut out, mut agent) =
+        headless_session(&relay, desktop.display(), tmp.path()).await?;
+    tokio::time::sleep(settle).await;
+    // The viewer prints its running totals once a second; the sampler
+    // reads the latest.
+    let mut frames = 0u64;
+    let m = sample(&agent.proc, window, || {
+        while let Ok(line) = out.try_recv() {
+            if let Some(s) = parse_stats(&line) {
+                frames = s.frames;
+            }
+        }
+        Ok(frames)
+    })
+    .await?;
+    if !agent.proc.alive() || !viewer.alive() {
+        bail!("{}: the agent or the viewer exited", screen.name());
+    }
+    drop(desktop);
+    Ok(m)
+}
+
+/// x11vnc serving our Tight client on `screen`.
+async fn x11vnc(screen: Screen, settle: Duration, window: Duration) -> anyhow::Result<Measured> {
+    let desktop = screen.desktop()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut cmd = Command::new("x11vnc");
+    // One client, no password, loopback only; no client-side caching (it
+    // needs a viewer that hides the extra framebuffer area, as ours does
+    // not). Everything else default, XDAMAGE hints included.
+    cmd.args(["-display", desktop.display(), "-rfbport"])
+        .arg(port.to_string())
+        .args([
+            "-localhost",
+            "-nopw",
+            "-forever",
+            "-shared",
+            "-quiet",
+            "-nonc",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut vnc = procs::spawn("x11vnc", &mut cmd)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        match RfbClient::connect(port) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => return Err(e.context("x11vnc never served")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    tokio::time::sleep(settle).await;
+    let updates = client.updates.clone();
+    let m = sample(&vnc, window, || {
+        Ok(updates.load(std::sync::atomic::Ordering::Relaxed))
+    })
+    .await?;
+    if !vnc.alive() {
+        bail!("{}: x11vnc exited", screen.name());
+    }
+    drop(client);
+    drop(desktop);
+    Ok(m)
+}
+
+/// Whether x11vnc can be run.
+fn have_x11vnc() -> bool {
+    procs::require_tools(&[("x11vnc", "x11vnc")]).is_ok()
+}
+
+/// Group 7. Without x11vnc on PATH (or with `skip_x11vnc`) the agent's
+/// column alone, and a line saying why.
+pub async fn run(
+    settle: Duration,
+    window: Duration,
+    skip_x11vnc: bool,
+) -> anyhow::Result<Vec<Figure>> {
+    let with_vnc = !skip_x11vnc && have_x11vnc();
+    if !with_vnc {
+        let why = if skip_x11vnc {
+            "skipped (smoke run)"
+        } else {
+            "not installed (apt-get install x11vnc)"
+        };
+        println!("footprint: x11vnc {why}: agent figures only, no comparison");
+    }
+    let mut figures = Vec::new();
+    for screen in Screen::ALL {
+        tracing::info!(screen = screen.name(), "footprint: agent");
+        let a = agent(screen, settle, window)
+            .await
+            .with_context(|| format!("agent on the {} screen", screen.name()))?;
+        let v = if with_vnc {
+            tracing::info!(screen = screen.name(), "footprint: x11vnc");
+            Some(
+                x11vnc(screen, settle, window)
+                    .await
+                    .with_context(|| format!("x11vnc on the {} screen", screen.name()))?,
+            )
+        } else {
+            None
+        };
+        figures.extend(figures_for(screen, &a, v.as_ref()));
+    }
+    Ok(figures)
+}
+
+fn figures_for(screen: Screen, a: &Measured, v: Option<&Measured>) -> Vec<Figure> {
+    let n = screen.name();
+    let mb = |b: u64| Some(b as f64 / 1e6);
+    let mut out = Vec::new();
+    let mut cpu = Figure::single(
+        G,
+        format!("{n}: agent CPU (whole window)"),
+        "cores",
+        Better::Lower,
+        Some(a.cpu_whole),
+    );
+    let mut ups = Figure::from_samples(
+        G,
+        format!("{n}: agent updates/s at the viewer"),
+        "upd/s",
+        Better::Higher,
+        &a.updates_per_sec,
+    );
+    let mut rss = Figure::single(G, format!("{n}: agent RSS"), "MB", Better::Lower, mb(a.rss));
+    match (screen, v) {
+        (Screen::Static, _) => {
+            cpu = cpu.target(Target::median(0.02));
+            rss = rss.target(Target::median(40.0));
+        }
+        (Screen::Typing, Some(v)) => {
+            cpu = cpu.target(Target::median(v.cpu_whole));
+            if let Some(m) = crate::report::quantile(&v.updates_per_sec, 0.5) {
+                ups = ups.target(Target::median(m));
+            }
+        }
+        _ => {}
+    }
+    out.extend([
+        cpu,
+        Figure::from_samples(
+            G,
+            format!("{n}: agent CPU per second"),
+            "cores",
+            Better::Lower,
+            &a.cpu_per_sec,
+        ),
+        rss,
+        Figure::single(
+            G,
+            format!("{n}: agent peak RSS"),
+            "MB",
+            Better::Lower,
+            mb(a.peak_rss),
+        ),
+        ups,
+    ]);
+    if let Some(v) = v {
+        let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
+        out.extend([
+            Figure::single(
+                G,
+                format!("{n}: x11vnc CPU (whole window)"),
+                "cores",
+                Better::Lower,
+                Some(v.cpu_whole),
+            ),
+            Figure::from_samples(
+                G,
+                format!("{n}: x11vnc CPU per second"),
+                "cores",
+                Better::Lower,
+                &v.cpu_per_sec,
+            ),
+            Figure::single(
+                G,
+                format!("{n}: x11vnc RSS"),
+                "MB",
+                Better::Lower,
+                mb(v.rss),
+            ),
+            Figure::single(
+                G,
+                format!("{n}: x11vnc peak RSS"),
+                "MB",
+                Better::Lower,
+                mb(v.peak_rss),
+            ),
+            Figure::from_samples(
+                G,
+                format!("{n}: x11vnc updates/s at the client"),
+                "upd/s",
+                Better::Higher,
+                &v.updates_per_sec,
+            ),
+            Figure::single(
+                G,
+                format!("{n}: agent/x11vnc CPU"),
+                "x",
+                Better::Lower,
+                ratio(a.cpu_whole, v.cpu_whole),
+            ),
+            Figure::single(
+                G,
+                format!("{n}: agent/x11vnc RSS"),
+                "x",
+                Better::Lower,
+                ratio(a.rss as f64, v.rss as f64),
+            ),
+        ]);
+    }
+    out
+}
