@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::{ClientError, Control, ScopeReporter};
-use assent_proto::session_msg::{Control as SessionControl, SessionMsg, MAX_CHAT};
+use assent_proto::session_msg::{
+    Control as SessionControl, SessionMsg, MAX_CHAT, MAX_VALIDATION_TEXT,
+};
 use assent_proto::text::sanitize;
-use assent_proto::wire::{ClientMsg, ConsentDecision, RelayMsg, Scope, SessionOffer};
+use assent_proto::wire::{ClientMsg, ConsentDecision, RelayMsg, Scope, SessionOffer, Validation};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -20,7 +22,7 @@ use crate::flow::FlowWindow;
 use crate::guarded::{CaptureResult, Guarded};
 use crate::prompt::PromptText;
 use crate::session::Stats;
-use crate::ui::{ChatLine, LiveInfo, UiCommand, UiEvent, UiSink};
+use crate::ui::{ChatLine, LiveInfo, UiCommand, UiEvent, UiSink, ValidationAsk};
 
 /// When nothing changed, look again after this long (caps polling at ~60 Hz).
 const IDLE_POLL: Duration = Duration::from_millis(16);
@@ -66,6 +68,8 @@ pub struct LiveSession {
     pub scope_prompt_until: Option<Instant>,
     /// Chat messages this user sent.
     pub chat_sent: u32,
+    /// The "please test" the user has not answered yet.
+    pub validation_pending: Option<u32>,
 }
 
 impl LiveSession {
@@ -160,6 +164,15 @@ impl LiveSession {
                 return Err("The technician ended the session.".into())
             }
             Ok(SessionMsg::Chat(text)) => self.show_chat(&text),
+            Ok(SessionMsg::ValidationRequest { number, what }) => {
+                info!(number, "the technician asks the user to test");
+                self.validation_pending = Some(number);
+                self.ui.show(UiEvent::Validation(ValidationAsk {
+                    number,
+                    technician: sanitize(&self.offer.technician, 64),
+                    what: sanitize_optional(&what, MAX_VALIDATION_TEXT),
+                }));
+            }
             Ok(_) => {}
             Err(e) => return Err(format!("The session channel closed: {e}")),
         }
@@ -206,6 +219,11 @@ impl LiveSession {
             }
             Some(UiCommand::Decide(d)) => return self.on_scope_answer(d).await,
             Some(UiCommand::Chat(text)) => self.send_chat(text).await,
+            Some(UiCommand::Validate {
+                number,
+                answer,
+                comment,
+            }) => self.send_validation(number, answer, comment).await,
         }
         Ok(())
     }
@@ -229,6 +247,37 @@ impl LiveSession {
             at: chat_time(),
             mine: true,
         }));
+    }
+
+    /// The user's answer to "please test": signed to the relay (which
+    /// records it), and with the comment to the technician, end to end.
+    async fn send_validation(&mut self, number: u32, answer: Validation, comment: String) {
+        if self.validation_pending != Some(number) {
+            return;
+        }
+        self.validation_pending = None;
+        info!(
+            number,
+            answer = answer.as_str(),
+            "user answered the test request"
+        );
+        let reported = self
+            .reporter
+            .report_validation(&mut self.control, number, answer)
+            .await;
+        if let Err(e) = reported {
+            warn!(error = %e, "could not report the validation to the relay");
+        }
+        let comment: String = comment.chars().take(MAX_VALIDATION_TEXT).collect();
+        let msg = SessionMsg::ValidationAnswer {
+            number,
+            answer,
+            comment,
+        };
+        if let Err(e) = self.tx.send(&msg).await {
+            warn!(error = %e, "the test answer did not reach the technician");
+        }
+        info!(number, "test answer sent to the technician");
     }
 
     fn show_chat(&self, text: &str) {
@@ -387,6 +436,15 @@ pub fn chat_time() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
+}
+
+/// Text the technician sent that may be empty (sanitize names it "unnamed").
+fn sanitize_optional(text: &str, max: usize) -> String {
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        sanitize(text, max)
+    }
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

@@ -127,6 +127,7 @@ pub async fn run(
         scope_requests: ScopeRequests::default(),
         scope_prompt_until: None,
         chat_sent: 0,
+        validation_pending: None,
     };
     Ok(Outcome::Ended(session.run(&mut commands).await))
 }

@@ -5,13 +5,38 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use assent_proto::wire::Scope;
+use assent_proto::wire::{Scope, Validation};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::ui::{UiCommand, UiEvent, UiSink, CLOSED_TITLE, LIVE_TITLE, PROMPT_TITLE};
 
 /// The terminal's side of the UI (`--tty`).
 pub struct TtyUi;
+
+/// The "please test" waiting for an answer on the terminal (0: none).
+static TTY_VALIDATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `works …` or `broken …` while a "please test" is open.
+fn validation_answer(line: &str) -> Option<UiCommand> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let number = TTY_VALIDATION.load(SeqCst);
+    if number == 0 {
+        return None;
+    }
+    let line = line.trim();
+    let (word, comment) = line.split_once(' ').unwrap_or((line, ""));
+    let answer = match word.to_ascii_lowercase().as_str() {
+        "works" => Validation::Works,
+        "broken" => Validation::StillBroken,
+        _ => return None,
+    };
+    TTY_VALIDATION.store(0, SeqCst);
+    Some(UiCommand::Validate {
+        number,
+        answer,
+        comment: comment.trim().to_string(),
+    })
+}
 
 /// Set once the first question is on the terminal: a line typed before it
 /// (typed ahead, or meant for something else) answers nothing.
@@ -64,6 +89,14 @@ impl UiSink for TtyUi {
                 eprintln!("[{}] {}: {}", line.at, line.from, line.text)
             }
             UiEvent::Chat(_) => {}
+            UiEvent::Validation(ask) => {
+                TTY_VALIDATION.store(ask.number, std::sync::atomic::Ordering::SeqCst);
+                eprintln!("{} asks you to test whether it works now.", ask.technician);
+                if !ask.what.is_empty() {
+                    eprintln!("What to test: {}", ask.what);
+                }
+                eprintln!("Type `works` or `broken`, optionally followed by a comment, and Enter.");
+            }
         }
     }
 }
@@ -85,7 +118,13 @@ pub fn spawn_tty_reader(
                 Ok(_) => {}
             }
             let scope = *requested.lock().unwrap_or_else(|p| p.into_inner());
+            let answer = if decided {
+                validation_answer(&line)
+            } else {
+                None
+            };
             let cmd = match (decided, scope) {
+                _ if answer.is_some() => answer,
                 (false, Some(_))
                     if !TTY_QUESTION_SHOWN.load(std::sync::atomic::Ordering::SeqCst) =>
                 {

@@ -5,12 +5,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assent_proto::wire::{ConsentDecision, Scope};
+use assent_proto::wire::{ConsentDecision, Scope, Validation};
 use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::prompt::PromptText;
 pub use crate::tty::{spawn_tty_reader, TtyUi};
+
+mod panels;
 
 pub const PROMPT_TITLE: &str = "Assent — support request";
 pub const LIVE_TITLE: &str = "Assent — session live";
@@ -36,6 +38,17 @@ pub enum UiEvent {
     RequestClosed(String),
     /// A chat line, from the technician or the user's own.
     Chat(ChatLine),
+    /// The technician asks the user to test the fix.
+    Validation(ValidationAsk),
+}
+
+/// "Please test", as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationAsk {
+    pub number: u32,
+    pub technician: String,
+    /// What to test; may be empty.
+    pub what: String,
 }
 
 /// One line of the session's chat, as shown.
@@ -70,6 +83,12 @@ pub enum UiCommand {
     End,
     /// A chat message to the technician.
     Chat(String),
+    /// The user's answer to "please test" number `number`.
+    Validate {
+        number: u32,
+        answer: Validation,
+        comment: String,
+    },
 }
 
 /// Where the session sends [`UiEvent`]s.
@@ -107,6 +126,8 @@ struct Shared {
     chat: Vec<ChatLine>,
     /// Technician lines not seen yet (the window was not focused).
     unread: usize,
+    /// A "please test" waiting for the user's answer.
+    validation: Option<ValidationAsk>,
 }
 
 /// The window's side of the UI.
@@ -123,6 +144,7 @@ impl Default for WindowUi {
                 ctx: None,
                 chat: Vec::new(),
                 unread: 0,
+                validation: None,
             })),
         }
     }
@@ -131,6 +153,13 @@ impl Default for WindowUi {
 impl UiSink for WindowUi {
     fn show(&self, event: UiEvent) {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let UiEvent::Validation(ask) = event {
+            s.validation = Some(ask);
+            if let Some(ctx) = &s.ctx {
+                ctx.request_repaint();
+            }
+            return;
+        }
         if let UiEvent::Chat(line) = event {
             s.unread += usize::from(!line.mine);
             s.chat.push(line);
@@ -174,7 +203,7 @@ impl UiSink for WindowUi {
                 message,
                 until: Instant::now() + CLOSED_MESSAGE_FOR,
             },
-            (UiEvent::Chat(_), other) => other.clone(),
+            (UiEvent::Chat(_) | UiEvent::Validation(_), other) => other.clone(),
         };
         if let Some(ctx) = &s.ctx {
             ctx.request_repaint();
@@ -212,6 +241,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
                 titles,
                 arming: Arming::default(),
                 chat_draft: String::new(),
+                validation_comment: String::new(),
             }))
         }),
     )
@@ -226,6 +256,8 @@ struct AgentWindow {
     arming: Arming,
     /// The chat message being typed.
     chat_draft: String,
+    /// The comment typed for a "please test" answer.
+    validation_comment: String,
 }
 
 /// How long a question must have been on screen, with keyboard focus,
@@ -433,45 +465,12 @@ impl AgentWindow {
             }
         });
         ui.separator();
+        self.validation(ui);
         self.chat(ui, &info.technician);
         // Redraw when the shown minute changes (events repaint at once):
         // a ticking clock would be a changed screen to capture and send.
         let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);
         ui.ctx().request_repaint_after(next_minute);
-    }
-
-    /// The chat with the technician: works while paused too (that is when
-    /// "type your password now, tell me when done" happens).
-    fn chat(&mut self, ui: &mut egui::Ui, technician: &str) {
-        let focused = ui.ctx().input(|i| i.viewport().focused).unwrap_or(true);
-        let (lines, unread) = {
-            let mut s = self.ui.shared.lock().unwrap_or_else(|p| p.into_inner());
-            if focused {
-                s.unread = 0;
-            }
-            (s.chat.clone(), s.unread)
-        };
-        match unread {
-            0 => ui.label(format!("Chat with {technician}")),
-            n => ui.strong(format!("Chat with {technician} ({n} new)")),
-        };
-        egui::ScrollArea::vertical()
-            .max_height(110.0)
-            .stick_to_bottom(true)
-            .show(ui, |ui| {
-                for line in &lines {
-                    ui.label(format!("[{}] {}: {}", line.at, line.from, line.text));
-                }
-            });
-        ui.horizontal(|ui| {
-            let edit = ui.text_edit_singleline(&mut self.chat_draft);
-            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
-                let text = std::mem::take(&mut self.chat_draft);
-                self.send(UiCommand::Chat(text.trim().to_string()));
-                edit.request_focus();
-            }
-        });
     }
 }
 

@@ -12,5 +12,6 @@ mod pending;
 mod prompt;
 mod relay;
 mod security;
+mod validation;
 mod viewer;
 mod window;

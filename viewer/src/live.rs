@@ -8,14 +8,16 @@ use std::time::Instant;
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::ClientError;
 use assent_codec::Decoder;
-use assent_proto::session_msg::{Control as SessionControl, SessionMsg, MAX_CHAT};
+use assent_proto::session_msg::{
+    Control as SessionControl, SessionMsg, MAX_CHAT, MAX_VALIDATION_TEXT,
+};
 use assent_proto::text::sanitize;
-use assent_proto::wire::{EndReason, RelayMsg, Scope};
+use assent_proto::wire::{EndReason, RelayMsg, Scope, Validation};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::record::AuditWriter;
-use crate::session::{fields, lock, ChatLine, Command, SharedState};
+use crate::session::{fields, lock, ChatLine, Command, SharedState, ValidationResult};
 
 /// How the live session ended.
 pub struct LiveEnd {
@@ -47,6 +49,8 @@ pub struct LiveView<'a> {
     /// Chat messages sent and received (counted for the audit, never kept).
     pub chat_sent: u32,
     pub chat_received: u32,
+    /// "Please test" requests sent (the last one is the one answered).
+    pub validations_asked: u32,
 }
 
 impl LiveView<'_> {
@@ -97,6 +101,14 @@ impl LiveView<'_> {
                 }
             }
             Ok(SessionMsg::Control(SessionControl::End)) => return Some(ended("agent_ended")),
+            Ok(SessionMsg::ValidationAnswer {
+                number,
+                answer,
+                comment,
+            }) => {
+                info!(number, "test answer from the user");
+                self.on_validation_answer(number, answer, comment)
+            }
             Ok(SessionMsg::Chat(text)) => {
                 info!("chat message from the user");
                 self.chat_received = self.chat_received.saturating_add(1);
@@ -190,6 +202,10 @@ impl LiveView<'_> {
                 self.send_chat(text).await;
                 None
             }
+            Some(Command::AskValidation(what)) => {
+                self.ask_validation(what).await;
+                None
+            }
             Some(Command::End) | None => Some(LiveEnd {
                 reason: EndReason::ViewerClosed.as_str().into(),
                 by_viewer: true,
@@ -220,19 +236,87 @@ impl LiveView<'_> {
     }
 
     fn push_chat(&mut self, from: &'static str, text: String) {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let at = format!(
-            "{:02}:{:02}:{:02}",
-            secs / 3600 % 24,
-            secs / 60 % 60,
-            secs % 60
-        );
+        let at = clock_time();
         lock(&self.state).chat.push(ChatLine { from, text, at });
         (self.repaint)();
     }
+
+    /// "Please test": the user answers in their window; the answer, signed,
+    /// goes to the relay's audit, and with the comment comes back here.
+    async fn ask_validation(&mut self, what: String) {
+        let what: String = what.trim().chars().take(MAX_VALIDATION_TEXT).collect();
+        let number = self.validations_asked + 1;
+        let msg = SessionMsg::ValidationRequest { number, what };
+        if let Err(e) = self.tx.send(&msg).await {
+            warn!(error = %e, "test request not sent");
+            return;
+        }
+        self.validations_asked = number;
+        info!(number, "asked the user to test");
+        let f = fields! {"session" => self.session, "number" => number};
+        self.audit.record("validation_requested", f);
+    }
+
+    fn on_validation_answer(&mut self, number: u32, answer: Validation, comment: String) {
+        // Only the answer to the last question counts (and only once).
+        let answered = lock(&self.state)
+            .validations
+            .iter()
+            .any(|v| v.number == number);
+        if number != self.validations_asked || answered {
+            warn!(number, "test answer for no open request; ignored");
+            return;
+        }
+        let comment = if comment.trim().is_empty() {
+            String::new()
+        } else {
+            sanitize(&comment, MAX_VALIDATION_TEXT)
+        };
+        let at = clock_time();
+        let f =
+            fields! {"session" => self.session, "number" => number, "answer" => answer.as_str()};
+        self.audit.record("user_validation", f);
+        {
+            let mut s = lock(&self.state);
+            let mut line = format!("Tested with the user at {at} UTC: {}", answer.plain_words());
+            if !comment.is_empty() {
+                line.push_str(&format!(" ({comment})"));
+            }
+            let kept: Vec<&str> = s
+                .note
+                .get("Result")
+                .lines()
+                .filter(|l| !l.starts_with("Tested with the user"))
+                .collect();
+            let result = kept
+                .into_iter()
+                .chain([line.as_str()])
+                .collect::<Vec<_>>()
+                .join("\n");
+            s.note.set("Result", result);
+            s.validations.push(ValidationResult {
+                number,
+                answer,
+                comment,
+                at,
+            });
+        }
+        (self.repaint)();
+    }
+}
+
+/// `HH:MM:SS` UTC, for chat lines and test answers.
+fn clock_time() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn ended(reason: &str) -> LiveEnd {

@@ -131,7 +131,8 @@ struct ConnectArgs {
     /// No window: JSON statistics on stdout each second; ends on SIGTERM or stdin EOF.
     /// A line `control` or `view` on stdin asks the user for that scope mid-session;
     /// `chat TEXT` sends TEXT to the user, whose chat lines come out on stdout as
-    /// `{"chat": {"from": "user", "at": ..., "text": ...}}`.
+    /// `{"chat": {"from": "user", "at": ..., "text": ...}}`; `validate [WHAT TO TEST]`
+    /// asks the user to test the fix, whose answer comes out as `{"validation": {...}}`.
     #[arg(long)]
     headless: bool,
 }
@@ -264,6 +265,9 @@ fn spawn_stdin_reader(
             let Ok(line) = line else { break };
             if let Some(text) = line.strip_prefix("chat ") {
                 let _ = commands.send(SessionCommand::Chat(text.to_string()));
+            } else if line.trim() == "validate" || line.starts_with("validate ") {
+                let what = line.trim().trim_start_matches("validate").trim();
+                let _ = commands.send(SessionCommand::AskValidation(what.to_string()));
             } else if let Ok(scope) = line.trim().parse() {
                 let _ = commands.send(SessionCommand::RequestScope(scope));
             }
@@ -294,22 +298,36 @@ async fn print_stats(state: assent_viewer::session::SharedState) {
     }
 }
 
-/// `--headless`: each chat line from the user as one JSON object on stdout,
-/// `{"chat": {"from": "user", "at": "HH:MM:SS", "text": "..."}}`.
+/// `--headless`: what the user says, one JSON object a line on stdout:
+/// `{"chat": {"from": "user", "at": "HH:MM:SS", "text": "..."}}` and
+/// `{"validation": {"number": N, "answer": "works", "comment": "...", "at": ...}}`.
 async fn print_chat(state: assent_viewer::session::SharedState) {
-    let mut shown = 0;
+    let (mut chat_shown, mut validations_shown) = (0, 0);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let new: Vec<_> = {
+        let (chat, validations): (Vec<_>, Vec<_>) = {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            let new = s.chat.iter().skip(shown).cloned().collect();
-            shown = s.chat.len();
+            let new = (
+                s.chat.iter().skip(chat_shown).cloned().collect(),
+                s.validations
+                    .iter()
+                    .skip(validations_shown)
+                    .cloned()
+                    .collect(),
+            );
+            (chat_shown, validations_shown) = (s.chat.len(), s.validations.len());
             new
         };
-        for line in new.into_iter().filter(|l| l.from == "user") {
+        for line in chat.into_iter().filter(|l| l.from == "user") {
             let json =
                 serde_json::json!({"chat": {"from": line.from, "at": line.at, "text": line.text}});
+            println!("{json}");
+        }
+        for v in validations {
+            let json = serde_json::json!({"validation": {
+                "number": v.number, "answer": v.answer.as_str(), "comment": v.comment, "at": v.at,
+            }});
             println!("{json}");
         }
     }

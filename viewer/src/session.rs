@@ -71,6 +71,18 @@ pub struct ViewState {
     /// The session's chat, both directions, kept only here and in the
     /// user's window.
     pub chat: Vec<ChatLine>,
+    /// The user's answers to "please test", in order.
+    pub validations: Vec<ValidationResult>,
+}
+
+/// The user's answer to one "please test".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationResult {
+    pub number: u32,
+    pub answer: assent_proto::wire::Validation,
+    pub comment: String,
+    /// `HH:MM:SS` UTC.
+    pub at: String,
 }
 
 /// One line of the session's chat.
@@ -114,6 +126,7 @@ impl ViewState {
             ticket: request.ticket.clone(),
             quit: false,
             chat: Vec::new(),
+            validations: Vec::new(),
         }
     }
 }
@@ -137,6 +150,8 @@ pub enum Command {
     End,
     /// A chat message to the user.
     Chat(String),
+    /// Ask the user to test the fix; the text says what to test (may be empty).
+    AskValidation(String),
 }
 
 pub type SharedState = Arc<Mutex<ViewState>>;
@@ -254,6 +269,7 @@ async fn run_session(
         last_input: None,
         chat_sent: 0,
         chat_received: 0,
+        validations_asked: 0,
     };
     let end = live.run(commands).await;
     close_out(ctx, viewer, session, end, commands, wait_for_close).await

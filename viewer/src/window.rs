@@ -11,7 +11,7 @@ use assent_proto::wire::Scope;
 use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::session::{ChatLine, Command, Phase, SharedState, Stats};
+use crate::session::{ChatLine, Command, Phase, SharedState, Stats, ValidationResult};
 
 /// The note fields the technician types (the rest are filled in).
 const TYPED_FIELDS: [&str; 6] = [
@@ -77,6 +77,7 @@ pub fn run(
                 stats_before: (Instant::now(), Stats::default()),
                 rates: (0.0, 0.0),
                 chat_draft: String::new(),
+                test_draft: String::new(),
             }))
         }),
     )
@@ -97,6 +98,8 @@ struct ViewerWindow {
     rates: (f64, f64),
     /// The chat message being typed.
     chat_draft: String,
+    /// What the user is asked to test.
+    test_draft: String,
 }
 
 impl ViewerWindow {
@@ -418,9 +421,40 @@ impl ViewerWindow {
         );
         let live = s.phase == Phase::Live;
         let lines = s.chat.clone();
+        let last_test = s.validations.last().cloned();
         drop(s);
         ui.separator();
+        self.test_panel(ui, last_test, live);
+        ui.separator();
         self.chat_panel(ui, &lines, live);
+    }
+
+    /// "Ask the user to test": the user answers in their window; the last
+    /// answer shows here and goes into the note's Result.
+    fn test_panel(&mut self, ui: &mut egui::Ui, last: Option<ValidationResult>, live: bool) {
+        ui.heading("Validate the fix with the user");
+        ui.add_enabled_ui(live, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("What to test:");
+                ui.text_edit_singleline(&mut self.test_draft);
+            });
+            if ui.button("Ask the user to test").clicked() {
+                let what = std::mem::take(&mut self.test_draft);
+                let _ = self.commands.send(Command::AskValidation(what));
+            }
+        });
+        if let Some(v) = last {
+            let comment = if v.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", v.comment)
+            };
+            ui.label(format!(
+                "User ({}): {}{comment}",
+                v.at,
+                v.answer.plain_words()
+            ));
+        }
     }
 
     /// The chat with the user: kept only in this window and theirs.

@@ -13,7 +13,7 @@ use assent_net::{close, Connection, Endpoint, FrameReader, NetError, RecvStream,
 use assent_proto::identity::{self, PublicKey, SecretKey};
 use assent_proto::wire::{
     ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Role, Scope,
-    SessionOffer, DATA_PREAMBLE,
+    SessionOffer, Validation, DATA_PREAMBLE,
 };
 use assent_proto::PROTOCOL_VERSION;
 
@@ -406,7 +406,8 @@ impl AgentLive {
     }
 }
 
-/// Signs and sends the user's scope changes of one live session.
+/// Signs and sends the user's receipts of one live session: scope changes
+/// and answers to "please test".
 pub struct ScopeReporter {
     offer_bytes: Vec<u8>,
     device_key: SecretKey,
@@ -441,6 +442,25 @@ impl ScopeReporter {
                 Ok(Err(e)) => return Err(e),
             }
         }
+    }
+
+    /// Tells the relay, with a receipt signed by the device key, the user's
+    /// answer to "please test" number `number` (recorded as `user_validation`).
+    pub async fn report_validation(
+        &mut self,
+        control: &mut Control,
+        number: u32,
+        answer: Validation,
+    ) -> Result<(), ClientError> {
+        let payload = identity::validation_payload(&self.offer_bytes, number, answer);
+        let receipt = self.device_key.sign(&payload);
+        control
+            .send(&ClientMsg::UserValidation {
+                number,
+                answer,
+                receipt,
+            })
+            .await
     }
 
     /// Tells the relay, with a signed receipt, that the user changed the

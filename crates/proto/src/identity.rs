@@ -10,7 +10,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::wire::{ConsentDecision, Role, Scope};
+use crate::wire::{ConsentDecision, Role, Scope, Validation};
 
 /// Length of the TLS exporter value that binds an authentication signature to
 /// one QUIC connection.
@@ -22,6 +22,7 @@ const AUTH_DOMAIN: &[u8] = b"assent/1 auth\0";
 const OFFER_DOMAIN: &[u8] = b"assent/1 session offer\0";
 const CONSENT_DOMAIN: &[u8] = b"assent/1 consent receipt\0";
 const SCOPE_CHANGE_DOMAIN: &[u8] = b"assent/1 scope change receipt\0";
+const VALIDATION_DOMAIN: &[u8] = b"assent/1 user validation receipt\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
@@ -197,9 +198,43 @@ pub fn scope_change_payload(offer_bytes: &[u8], change: u32, scope: Scope) -> Ve
     out
 }
 
+/// What the agent signs when its user answers "please test": bound to the
+/// offer of that session, the request's number and the answer.
+pub fn validation_payload(offer_bytes: &[u8], number: u32, answer: Validation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VALIDATION_DOMAIN.len() + 32 + 5);
+    out.extend_from_slice(VALIDATION_DOMAIN);
+    out.extend_from_slice(&Sha256::digest(offer_bytes));
+    out.extend_from_slice(&number.to_be_bytes());
+    out.push(answer as u8);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_receipts_are_bound_to_session_number_and_answer() {
+        let key = SecretKey::from_seed(&[9; 32]);
+        let sig = key.sign(&validation_payload(b"offer-a", 1, Validation::Works));
+        let ok = |offer: &[u8], n, a| {
+            key.public()
+                .verify(&validation_payload(offer, n, a), &sig)
+                .is_ok()
+        };
+        assert!(ok(b"offer-a", 1, Validation::Works));
+        assert!(!ok(b"offer-b", 1, Validation::Works), "another session");
+        assert!(!ok(b"offer-a", 2, Validation::Works), "another request");
+        assert!(
+            !ok(b"offer-a", 1, Validation::StillBroken),
+            "another answer"
+        );
+        // Domain-separated from a scope change with the same numbers.
+        assert_ne!(
+            validation_payload(b"o", 1, Validation::Works),
+            scope_change_payload(b"o", 1, Scope::Control)
+        );
+    }
 
     #[test]
     fn public_key_line_round_trips_with_hint() {

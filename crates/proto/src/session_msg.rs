@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::framing::FrameError;
-use crate::wire::Scope;
+use crate::wire::{Scope, Validation};
 
 /// Largest session message (a full 4K keyframe compresses far below this).
 pub const MAX_SESSION_MSG: usize = 32 * 1024 * 1024;
@@ -18,6 +18,8 @@ pub const MAX_SESSION_MSG: usize = 32 * 1024 * 1024;
 pub const MAX_TEXT_INPUT: usize = 1024;
 /// Longest chat message, in characters.
 pub const MAX_CHAT: usize = 2000;
+/// Longest "what to test" and validation comment, in characters.
+pub const MAX_VALIDATION_TEXT: usize = 500;
 
 /// Mouse buttons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +121,19 @@ pub enum SessionMsg {
     /// A line of chat between the technician and the user. End to end
     /// only: the relay counts that chat was used, never reads it.
     Chat(String),
+    /// The technician asks the user to test the fix (request `number`,
+    /// counting from 1 in the session), optionally saying what to test.
+    ValidationRequest {
+        number: u32,
+        what: String,
+    },
+    /// The user's answer to request `number`, with an optional comment
+    /// (the relay gets the answer, signed, but never the comment).
+    ValidationAnswer {
+        number: u32,
+        answer: Validation,
+        comment: String,
+    },
 }
 
 impl SessionMsg {
@@ -158,6 +173,12 @@ impl SessionMsg {
             SessionMsg::Chat(t) if t.chars().count() > MAX_CHAT || t.trim().is_empty() => {
                 Err(FrameError::Decode("chat message empty or too long".into()))
             }
+            SessionMsg::ValidationRequest { what: t, .. }
+            | SessionMsg::ValidationAnswer { comment: t, .. }
+                if t.chars().count() > MAX_VALIDATION_TEXT =>
+            {
+                Err(FrameError::Decode("validation text too long".into()))
+            }
             SessionMsg::Input(InputEvent::Wheel { dx, dy })
                 if dx.unsigned_abs() > 100 || dy.unsigned_abs() > 100 =>
             {
@@ -185,6 +206,15 @@ mod tests {
             SessionMsg::Control(Control::ScopeRequest(Scope::Control)),
             SessionMsg::FrameAck { seq: 7 },
             SessionMsg::Chat("Please type your password now".into()),
+            SessionMsg::ValidationRequest {
+                number: 1,
+                what: "Open Outlook".into(),
+            },
+            SessionMsg::ValidationAnswer {
+                number: 1,
+                answer: Validation::Works,
+                comment: String::new(),
+            },
         ];
         for m in msgs {
             assert_eq!(SessionMsg::decode(&m.encode().unwrap()).unwrap(), m);
@@ -196,6 +226,11 @@ mod tests {
             pressed: true,
         });
         assert!(SessionMsg::decode(&f99.encode().unwrap()).is_err());
+        let long = SessionMsg::ValidationRequest {
+            number: 1,
+            what: "x".repeat(MAX_VALIDATION_TEXT + 1),
+        };
+        assert!(SessionMsg::decode(&long.encode().unwrap()).is_err());
         for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
             let chat = SessionMsg::Chat(bad);
             assert!(SessionMsg::decode(&chat.encode().unwrap()).is_err());

@@ -136,6 +136,31 @@ impl ConsentDecision {
     }
 }
 
+/// The user's answer when the technician asks them to test the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Validation {
+    Works = 1,
+    StillBroken = 2,
+}
+
+impl Validation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validation::Works => "works",
+            Validation::StillBroken => "still_broken",
+        }
+    }
+
+    /// The words on the buttons and in the note.
+    pub fn plain_words(self) -> &'static str {
+        match self {
+            Validation::Works => "It works",
+            Validation::StillBroken => "Still broken",
+        }
+    }
+}
+
 /// Why a live session ended (the INTERFACE.md vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndReason {
@@ -250,6 +275,14 @@ pub enum ClientMsg {
     /// This side sent one chat message (metadata only: the text stays in
     /// the end-to-end channel). The relay counts them for `session_end`.
     ChatSent,
+    /// The user's answer to the technician's "please test" (number
+    /// `number` of the session), signed by the device key over
+    /// [`crate::identity::validation_payload`]. The comment stays end to end.
+    UserValidation {
+        number: u32,
+        answer: Validation,
+        receipt: Vec<u8>,
+    },
 }
 
 /// Relay → client.

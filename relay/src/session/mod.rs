@@ -20,7 +20,7 @@ use assent_proto::invite::Invite;
 use assent_proto::session::{Action, Event, Phase, SessionMachine};
 use assent_proto::wire::{
     ClientMsg, ConsentDecision, EndReason, InviteRequest, RelayMsg, Scope, SessionOffer,
-    MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
+    Validation, MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -28,7 +28,10 @@ use tracing::{info, warn};
 
 use crate::fields;
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
-use records::{record_note, record_scope_change, ScopeChange, ScopeOutcome};
+use records::{
+    record_note, record_scope_change, record_validation, ReceiptCtx, Receipted, ScopeChange,
+    ScopeOutcome,
+};
 use side::{lost_or_closed, open_data, pump, Agent, Side};
 
 /// How often a live session looks at its byte counters (idle detection).
@@ -91,6 +94,8 @@ struct SessionTask {
     /// Chat messages each side reported sending (never their text).
     chat_from_viewer: u32,
     chat_from_agent: u32,
+    /// Number of the last user validation on record.
+    last_validation: u32,
 }
 
 impl SessionTask {
@@ -126,6 +131,7 @@ impl SessionTask {
             handshakes_from_agent: 0,
             chat_from_viewer: 0,
             chat_from_agent: 0,
+            last_validation: 0,
         }
     }
 
@@ -248,6 +254,19 @@ impl SessionTask {
                 }
                 None
             }
+            Ok(ClientMsg::UserValidation {
+                number,
+                answer,
+                receipt,
+            }) => {
+                let validation = Receipted {
+                    number,
+                    answer,
+                    receipt,
+                };
+                self.on_user_validation(validation).await;
+                None
+            }
             Ok(ClientMsg::ScopeChange {
                 scope,
                 change,
@@ -271,6 +290,19 @@ impl SessionTask {
                 Some(Event::AgentLost)
             }
         }
+    }
+
+    async fn on_user_validation(&mut self, validation: Receipted<Validation>) {
+        let Some(a) = self.agent.as_ref() else { return };
+        let ctx = ReceiptCtx {
+            shared: &self.shared,
+            session: &self.id,
+            machine: &self.machine,
+            device_key: a.device_key,
+            peer: a.side.addr,
+            offer_bytes: &self.offer_bytes,
+        };
+        record_validation(&ctx, &mut self.last_validation, validation).await;
     }
 
     /// The user's signed answer: believed only with a receipt from the

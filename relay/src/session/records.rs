@@ -5,7 +5,7 @@
 use assent_proto::identity::{self, PublicKey};
 use assent_proto::session::{AbortReason, Phase, SessionMachine};
 use assent_proto::text;
-use assent_proto::wire::{ErrorKind, RelayMsg, Scope};
+use assent_proto::wire::{ErrorKind, RelayMsg, Scope, Validation};
 use tracing::warn;
 
 use crate::fields;
@@ -109,6 +109,59 @@ pub(super) async fn record_scope_change(
         e.scope = change.scope;
     }
     ScopeOutcome::Recorded
+}
+
+/// What a receipt is checked against: the live session and the device key
+/// its offer named.
+pub(super) struct ReceiptCtx<'a> {
+    pub shared: &'a Shared,
+    pub session: &'a str,
+    pub machine: &'a SessionMachine,
+    pub device_key: PublicKey,
+    pub peer: std::net::SocketAddr,
+    pub offer_bytes: &'a [u8],
+}
+
+/// A numbered, device-signed answer of the user.
+pub(super) struct Receipted<A> {
+    pub number: u32,
+    pub answer: A,
+    pub receipt: Vec<u8>,
+}
+
+/// Records the user's answer to "please test" (`user_validation`). Only a
+/// live session's agent, with a receipt of its device key for the next
+/// number, is believed; a forged or replayed one is refused and audited
+/// (`auth_failed`, `bad_validation_receipt`).
+pub(super) async fn record_validation(
+    ctx: &ReceiptCtx<'_>,
+    last: &mut u32,
+    v: Receipted<Validation>,
+) {
+    if !matches!(ctx.machine.phase(), Phase::Live { .. }) {
+        warn!(session = %ctx.session, "validation outside a live session; ignored");
+        return;
+    }
+    let payload = identity::validation_payload(ctx.offer_bytes, v.number, v.answer);
+    let believed = v.number > *last && ctx.device_key.verify(&payload, &v.receipt).is_ok();
+    let (event, fields) = if believed {
+        *last = v.number;
+        let fields = fields! {
+            "session" => ctx.session, "number" => v.number, "answer" => v.answer.as_str(),
+            "receipt" => hex::encode(&v.receipt), "device_key" => ctx.device_key.fingerprint(),
+        };
+        ("user_validation", fields)
+    } else {
+        warn!(session = %ctx.session, "user validation with a forged or replayed receipt; refused");
+        let fields = fields! {
+            "role" => "agent", "peer" => ctx.peer.to_string(),
+            "reason" => "bad_validation_receipt", "session" => ctx.session,
+        };
+        ("auth_failed", fields)
+    };
+    if let Err(e) = ctx.shared.audit.record(event, fields).await {
+        warn!(session = %ctx.session, error = %e, "{event} not recorded");
+    }
 }
 
 pub(super) async fn record_note(

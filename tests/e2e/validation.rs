@@ -1,0 +1,234 @@
+//! Validating the fix with the user (issue 13 item 3): the technician asks,
+//! the user answers in the agent, the relay records the answer with the
+//! device's signature (never the comment), the viewer shows it and puts it
+//! in the note. A forged, replayed or other session's answer is refused and
+//! audited.
+
+use std::io::Write as _;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use assent_proto::identity::SecretKey;
+use assent_proto::wire::{ClientMsg, ConsentDecision, Scope, Validation};
+use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
+
+use crate::common::{pair, WAIT};
+
+const WHAT: &str = "Open Outlook and send yourself a test mail";
+const COMMENT: &str = "Outlook opens and the mail arrived";
+
+struct Side {
+    proc: Proc,
+    stdin: Option<ChildStdin>,
+    out: Receiver<String>,
+}
+
+impl Side {
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn hear(&self, what: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.out.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(l) => seen.push(l),
+                Err(_) => break,
+            }
+        }
+        let seen: Vec<_> = seen.iter().filter(|l| !l.contains("\"fps\"")).collect();
+        panic!("never heard {what:?}; heard {seen:#?}");
+    }
+}
+
+#[test]
+fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
+    let display = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--headless",
+            "--ticket",
+            "T-7001",
+            "--relay",
+            &relay.addr,
+        ])
+        .arg("--ca")
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = lines(viewer.stdout.take().unwrap());
+    let code = wait_line(&out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut viewer = Side {
+        stdin: viewer.stdin.take(),
+        proc: Proc::new(viewer),
+        out,
+    };
+    let mut agent = Command::new(bin("assent-agent"))
+        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg(&code)
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env("DISPLAY", display.display())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent_out = lines(agent.stderr.take().unwrap());
+    let mut agent = Side {
+        stdin: agent.stdin.take(),
+        proc: Proc::new(agent),
+        out: agent_out,
+    };
+    agent.hear("d or Escape = deny");
+    agent.say("v");
+    viewer.hear("\"fps\"");
+
+    viewer.say(&format!("validate {WHAT}"));
+    agent.hear("alice asks you to test whether it works now");
+    agent.hear(&format!("What to test: {WHAT}"));
+    agent.say(&format!("works {COMMENT}"));
+    agent.hear("user answered the test request");
+    let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        viewer.hear("\"validation\"")
+    }))
+    .unwrap_or_else(|_| {
+        let mut agent_lines = Vec::new();
+        while let Ok(l) = agent.out.recv_timeout(Duration::from_millis(200)) {
+            agent_lines.push(l);
+        }
+        panic!(
+            "viewer log:\n{}\nagent: {agent_lines:#?}\nrelay events: {:?}",
+            std::fs::read_to_string(home.path().join("viewer.log")).unwrap_or_default(),
+            relay.events()
+        )
+    });
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["validation"]["answer"], "works", "{json}");
+    assert_eq!(json["validation"]["comment"], COMMENT);
+    assert_eq!(json["validation"]["number"], 1);
+
+    let rec = relay
+        .wait_record(WAIT, |r| r["event"] == "user_validation")
+        .expect("user_validation recorded");
+    assert_eq!(rec["answer"], "works");
+    assert_eq!(rec["number"], 1);
+    assert_eq!(rec["receipt"].as_str().unwrap().len(), 128, "signed");
+    let start = relay
+        .wait_record(WAIT, |r| r["event"] == "session_start")
+        .unwrap();
+    assert_eq!(
+        rec["device_key"], start["device_key"],
+        "the device's own key"
+    );
+
+    // The technician closes; the note carries the user's answer.
+    drop(viewer.stdin.take());
+    assert!(
+        viewer.proc.wait_timeout(WAIT).is_some(),
+        "viewer still running"
+    );
+    let note = relay
+        .wait_record(WAIT, |r| r["event"] == "session_note")
+        .expect("session_note");
+    let result = note["result"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("Tested with the user") && result.contains("It works"),
+        "{note}"
+    );
+    let audit = std::fs::read_to_string(relay.audit_path()).unwrap();
+    assert!(
+        !audit.contains(WHAT),
+        "the relay's audit holds what to test"
+    );
+    let notes = std::fs::read_dir(home.path().join("data/assent/notes"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(notes.contains("It works"), "{notes}");
+    drop(agent.stdin.take());
+    let _ = agent.proc.wait_timeout(Duration::from_secs(5));
+}
+
+fn refusals(relay: &TestRelay) -> usize {
+    relay
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "auth_failed" && r["reason"] == "bad_validation_receipt")
+        .count()
+}
+
+fn validations(relay: &TestRelay) -> usize {
+    relay
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "user_validation")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_foreign_answers_are_refused_and_audited() {
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let (_va, _da, mut a) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let (_vb, _db, mut b) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let mut a_receipts = a.scope_reporter();
+
+    // Signed with another key.
+    let forged = SecretKey::generate().unwrap().sign(b"anything");
+    let msg = ClientMsg::UserValidation {
+        number: 1,
+        answer: Validation::Works,
+        receipt: forged,
+    };
+    a.control.send(&msg).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while refusals(&relay) < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refusals(&relay), 1, "a forged answer was not refused");
+    assert_eq!(validations(&relay), 0);
+
+    // The real one, then the same number again (a replay).
+    for _ in 0..2 {
+        a_receipts
+            .report_validation(&mut a.control, 1, Validation::Works)
+            .await
+            .unwrap();
+    }
+    // Session A's receipt sent in session B.
+    a_receipts
+        .report_validation(&mut b.control, 1, Validation::StillBroken)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while refusals(&relay) < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(validations(&relay), 1, "only the real answer is on record");
+    assert_eq!(
+        refusals(&relay),
+        3,
+        "replay and foreign answers refused and audited"
+    );
+}
