@@ -1,43 +1,85 @@
-//! Change hints from the X DAMAGE extension: whether the screen may have
-//! changed since the last capture, so a still screen costs no capture and
-//! no diff.
+//! Change hints from the X DAMAGE extension: whether, and where, the screen
+//! may have changed since the last look, so a still screen costs no capture
+//! and a typed character costs a read of a few glyphs, not of the screen.
 //!
-//! One `NonEmpty` damage object on the root window: the server sends one
-//! notify when the accumulated damage goes from empty to not empty, and
-//! nothing more until the client subtracts it. [`DamageWatch::changed`]
-//! subtracts *before* the capture and waits for the server to have done
-//! so: anything drawn before the subtract is in the image the capture
-//! then reads (a later request, even on scrap's other connection), and
-//! anything drawn after it raises a new notify. Damage is a hint, not a
+//! One `RawRectangles` damage object on the root window: the server sends a
+//! notify with the bounds of every drawing operation, on its own child
+//! windows' too, once it has drawn it. An image read that is requested after
+//! the notify was received (on any connection) therefore shows the change;
+//! anything drawn later raises a later notify. Damage is a hint, not a
 //! proof (a GL client or a broken server may draw without reporting), so a
-//! full check every [`FULL_CHECK`] says "changed" regardless: the tile diff
-//! then finds what, if anything, did.
+//! full check every [`FULL_CHECK`] reads the whole screen regardless: the
+//! tile diff then finds what, if anything, changed.
 
 use std::time::{Duration, Instant};
 
 use x11rb::connection::{Connection as _, RequestConnection as _};
 use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
 use x11rb::protocol::xfixes::ConnectionExt as _;
-use x11rb::protocol::xproto::{ConnectionExt as _, Window};
+use x11rb::protocol::xproto::Window;
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
-/// How often the screen is captured and diffed even without damage.
+/// How often the whole screen is read even without damage.
 pub const FULL_CHECK: Duration = Duration::from_secs(2);
 
-/// The root window's damage object and what it reported so far.
+/// A rectangle in pixels (root-window or frame coordinates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    pub const EMPTY: Rect = Rect {
+        x: 0,
+        y: 0,
+        width: 0,
+        height: 0,
+    };
+
+    /// The smallest rectangle holding both (an empty one adds nothing).
+    pub fn union(self, other: Rect) -> Rect {
+        if other.width == 0 || other.height == 0 {
+            return self;
+        }
+        if self.width == 0 || self.height == 0 {
+            return other;
+        }
+        let x = self.x.min(other.x);
+        let y = self.y.min(other.y);
+        let right = (self.x + self.width as i32).max(other.x + other.width as i32);
+        let bottom = (self.y + self.height as i32).max(other.y + other.height as i32);
+        Rect {
+            x,
+            y,
+            width: (right - x) as u32,
+            height: (bottom - y) as u32,
+        }
+    }
+}
+
+/// What changed since the last poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hint {
+    Nothing,
+    /// At most this part of the root window.
+    Area(Rect),
+    /// Anything may have: read the whole screen.
+    Everything,
+}
+
+/// The root window's damage object.
 pub(crate) struct DamageWatch {
-    damage: damage::Damage,
-    /// A notify arrived (or nothing was captured yet) and was not yet
-    /// subtracted.
-    pending: bool,
     next_full: Instant,
     full_every: Duration,
 }
 
 impl DamageWatch {
     /// Starts watching `root`, or `None` when the server has no DAMAGE (the
-    /// caller then captures on every request, as without hints).
+    /// caller then reads the whole screen on every request).
     pub fn new(conn: &RustConnection, root: Window) -> Option<DamageWatch> {
         conn.extension_information(damage::X11_EXTENSION_NAME)
             .ok()??;
@@ -45,13 +87,11 @@ impl DamageWatch {
         conn.xfixes_query_version(5, 0).ok()?.reply().ok()?;
         conn.damage_query_version(1, 1).ok()?.reply().ok()?;
         let id = conn.generate_id().ok()?;
-        conn.damage_create(id, root, ReportLevel::NON_EMPTY)
+        conn.damage_create(id, root, ReportLevel::RAW_RECTANGLES)
             .ok()?
             .check()
             .ok()?;
         Some(DamageWatch {
-            damage: id,
-            pending: true,
             next_full: Instant::now() + FULL_CHECK,
             full_every: FULL_CHECK,
         })
@@ -62,37 +102,33 @@ impl DamageWatch {
         self.next_full = Instant::now() + every;
     }
 
-    /// Whether the screen may have changed since the last call that said
-    /// yes. When it says yes, the damage is already subtracted on the
-    /// server: capture now. Any error with the connection says yes.
-    pub fn changed(&mut self, conn: &RustConnection, now: Instant) -> bool {
+    /// What the notifies received so far say changed; `Everything` when the
+    /// full check is due or the connection failed.
+    pub fn poll(&mut self, conn: &RustConnection, now: Instant) -> Hint {
+        let mut area = Rect::EMPTY;
         loop {
             match conn.poll_for_event() {
-                Ok(Some(Event::DamageNotify(_))) => self.pending = true,
+                Ok(Some(Event::DamageNotify(ev))) => {
+                    area = area.union(Rect {
+                        x: ev.area.x.into(),
+                        y: ev.area.y.into(),
+                        width: ev.area.width.into(),
+                        height: ev.area.height.into(),
+                    });
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(_) => return true,
+                Err(_) => return Hint::Everything,
             }
         }
-        let full = now >= self.next_full;
-        if !self.pending && !full {
-            return false;
-        }
-        if full {
+        if now >= self.next_full {
             self.next_full = now + self.full_every;
+            return Hint::Everything;
         }
-        let subtract = conn
-            .damage_subtract(self.damage, x11rb::NONE, x11rb::NONE)
-            .is_ok();
-        // A round trip: the server has applied the subtract before the
-        // capture's GetImage (sent later, on another connection) is read.
-        let synced = conn
-            .get_input_focus()
-            .ok()
-            .and_then(|c| c.reply().ok())
-            .is_some();
-        // Should the subtract not have happened, keep saying yes.
-        self.pending = !(subtract && synced);
-        true
+        if area.width == 0 || area.height == 0 {
+            Hint::Nothing
+        } else {
+            Hint::Area(area)
+        }
     }
 }

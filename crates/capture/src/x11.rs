@@ -1,18 +1,46 @@
-//! X11 capture through scrap 0.5's MIT-SHM capturer.
+//! X11 capture: what DAMAGE reports as changed is read with plain
+//! GetImage requests (x11rb) into a frame buffer kept for the screen's size;
+//! a large change, or a caller that never asks for hints, reads the whole
+//! screen through scrap 0.5's MIT-SHM capturer, opened on first use.
 
 use std::ffi::{c_int, c_void, CString, OsString};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use scrap::x11::{Capturer, Server};
+use scrap::x11::{Capturer, Display, Server};
+use x11rb::connection::Connection as _;
+use x11rb::rust_connection::RustConnection;
 
-use crate::damage::DamageWatch;
-use crate::{CaptureError, CapturedFrame, ScreenSource};
+use crate::damage::{DamageWatch, Hint, Rect};
+use crate::{CaptureError, CapturedFrame, ScreenSource, BYTES_PER_PIXEL};
 
 // libxcb is already linked by scrap; scrap just never asks it whether the
 // connection died (its frame() then silently returns the old image).
 extern "C" {
     fn xcb_connection_has_error(c: *mut c_void) -> c_int;
+}
+
+/// A change larger than this share of the screen is read through SHM.
+const SHM_ABOVE: u32 = 4;
+
+/// What the next capture reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Nothing is known (no hint was asked for): the whole screen, SHM.
+    Unknown,
+    /// The whole screen, by GetImage (first frame, periodic full check).
+    Check,
+    /// A large change: the whole screen, SHM.
+    Large,
+    /// Only this part of the frame (frame coordinates).
+    Part(Rect),
+}
+
+/// scrap's capturer, opened only when a large read first needs it (its
+/// shared segment is twice the screen).
+enum Shm {
+    Closed(Option<Display>),
+    Open(Capturer),
 }
 
 /// Captures the primary monitor of an X11 display.
@@ -21,17 +49,23 @@ extern "C" {
 /// it on the thread that captures, e.g. at the top of the capture thread,
 /// and hand encoded tiles, not the source, to other threads.
 pub struct X11Source {
-    capturer: Capturer,
+    shm: Shm,
     width: u32,
     height: u32,
-    /// Monitor origin on the root window, to turn pointer positions into
-    /// frame coordinates.
+    /// Monitor origin on the root window.
     origin: (i32, i32),
-    /// A plain X connection for pointer queries and damage hints (scrap
-    /// exposes neither).
-    pointer: Option<(x11rb::rust_connection::RustConnection, u32)>,
-    /// `None` without DAMAGE: then every capture reads the screen.
+    /// A plain X connection for reads, pointer queries and damage hints.
+    conn: RustConnection,
+    root: u32,
+    /// `None` without DAMAGE: then every capture reads the whole screen.
     damage: Option<DamageWatch>,
+    /// What the next capture reads, from the hints asked for since the
+    /// last one; `None` when none were (then: the whole screen).
+    next: Option<Read>,
+    /// Whether the frame buffer holds a whole screen read.
+    primed: bool,
+    /// The screen as last read: BGRX, stride `width * 4`.
+    frame: Vec<u8>,
 }
 
 impl X11Source {
@@ -65,26 +99,27 @@ impl X11Source {
         if rect.w == 0 || rect.h == 0 {
             return Err(CaptureError::NoScreen(display.to_owned()));
         }
-        let capturer = Capturer::new(chosen).map_err(CaptureError::Setup)?;
-        // Without it the viewer just shows no cursor and every request is
-        // a capture; capture still works.
-        let pointer = x11rb::connect(Some(display))
-            .ok()
-            .and_then(|(conn, screen)| {
-                use x11rb::connection::Connection as _;
-                let root = conn.setup().roots.get(screen)?.root;
-                Some((conn, root))
-            });
-        let damage = pointer
-            .as_ref()
-            .and_then(|(conn, root)| DamageWatch::new(conn, *root));
+        let (conn, screen) =
+            x11rb::connect(Some(display)).map_err(|e| connect_error(e.to_string()))?;
+        let root = conn
+            .setup()
+            .roots
+            .get(screen)
+            .ok_or_else(|| CaptureError::NoScreen(display.to_owned()))?
+            .root;
+        let damage = DamageWatch::new(&conn, root);
+        let (width, height) = (u32::from(rect.w), u32::from(rect.h));
         Ok(X11Source {
-            capturer,
-            damage,
-            width: rect.w.into(),
-            height: rect.h.into(),
+            shm: Shm::Closed(Some(chosen)),
+            width,
+            height,
             origin: (rect.x.into(), rect.y.into()),
-            pointer,
+            conn,
+            root,
+            damage,
+            next: None,
+            primed: false,
+            frame: vec![0; width as usize * height as usize * BYTES_PER_PIXEL],
         })
     }
 
@@ -101,32 +136,72 @@ impl X11Source {
             d.set_full_check(every);
         }
     }
-}
 
-impl ScreenSource for X11Source {
-    fn size(&self) -> (u32, u32) {
-        (self.width, self.height)
+    /// The monitor's part of a root-window rectangle, in frame coordinates.
+    fn clip(&self, r: Rect) -> Option<Rect> {
+        let x0 = (r.x - self.origin.0).max(0);
+        let y0 = (r.y - self.origin.1).max(0);
+        let x1 = (r.x + r.width as i32 - self.origin.0).min(self.width as i32);
+        let y1 = (r.y + r.height as i32 - self.origin.1).min(self.height as i32);
+        (x1 > x0 && y1 > y0).then(|| Rect {
+            x: x0,
+            y: y0,
+            width: (x1 - x0) as u32,
+            height: (y1 - y0) as u32,
+        })
     }
 
-    fn cursor(&mut self) -> Option<(u32, u32)> {
-        use x11rb::protocol::xproto::ConnectionExt as _;
-        let (conn, root) = self.pointer.as_ref()?;
-        let reply = conn.query_pointer(*root).ok()?.reply().ok()?;
-        let x = i32::from(reply.root_x) - self.origin.0;
-        let y = i32::from(reply.root_y) - self.origin.1;
-        let inside = (0..self.width as i32).contains(&x) && (0..self.height as i32).contains(&y);
-        inside.then_some((x as u32, y as u32))
-    }
-
-    fn may_have_changed(&mut self) -> bool {
-        match (&mut self.damage, &self.pointer) {
-            (Some(damage), Some((conn, _))) => damage.changed(conn, Instant::now()),
-            _ => true,
+    /// Reads `r` (frame coordinates) with GetImage into the frame buffer,
+    /// in bands, all requests sent before the first reply is awaited.
+    /// `Ok(false)` when the server's image format is not 32-bit BGRX.
+    fn read_part(&mut self, r: Rect) -> Result<bool, CaptureError> {
+        use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+        // About 256 KiB a reply.
+        let band = (65_536 / r.width.max(1)).clamp(1, r.height);
+        let mut cookies = Vec::with_capacity(r.height.div_ceil(band) as usize);
+        for y in (0..r.height).step_by(band as usize) {
+            let rows = band.min(r.height - y);
+            let cookie = self
+                .conn
+                .get_image(
+                    ImageFormat::Z_PIXMAP,
+                    self.root,
+                    (r.x + self.origin.0) as i16,
+                    (r.y + y as i32 + self.origin.1) as i16,
+                    r.width as u16,
+                    rows as u16,
+                    !0,
+                )
+                .map_err(|_| CaptureError::Disconnected)?;
+            cookies.push((y, rows, cookie));
         }
+        let row_len = r.width as usize * BYTES_PER_PIXEL;
+        let stride = self.width as usize * BYTES_PER_PIXEL;
+        let mut ok = true;
+        for (y, rows, cookie) in cookies {
+            let reply = cookie.reply().map_err(|_| CaptureError::Disconnected)?;
+            if reply.data.len() != row_len * rows as usize {
+                ok = false;
+                continue;
+            }
+            for (i, src) in reply.data.chunks_exact(row_len).enumerate() {
+                let at = (r.y as usize + y as usize + i) * stride + r.x as usize * BYTES_PER_PIXEL;
+                self.frame[at..at + row_len].copy_from_slice(src);
+            }
+        }
+        Ok(ok)
     }
 
-    fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
-        let raw = self.capturer.display().server().raw().cast::<c_void>();
+    /// Reads the whole screen through SHM into the frame buffer.
+    fn read_shm(&mut self) -> Result<(), CaptureError> {
+        if let Shm::Closed(display) = &mut self.shm {
+            let display = display.take().ok_or(CaptureError::Disconnected)?;
+            self.shm = Shm::Open(Capturer::new(display).map_err(CaptureError::Setup)?);
+        }
+        let Shm::Open(capturer) = &mut self.shm else {
+            return Err(CaptureError::Disconnected);
+        };
+        let raw = capturer.display().server().raw().cast::<c_void>();
         // scrap's frame() returns the image its PREVIOUS call requested and
         // then requests the next one. How stale that image is depends on
         // when libxcb sends the request: libxcb 1.15 buffers it until the
@@ -136,18 +211,99 @@ impl ScreenSource for X11Source {
         // new one, and the second returns that: never older than this call,
         // for one extra SHM GetImage (~0.7 ms at 1080p). The X11 backend
         // blocks for the reply, so there is no WouldBlock to retry.
-        self.capturer.frame();
-        let data = self.capturer.frame();
+        capturer.frame();
+        let data = capturer.frame();
         // SAFETY: `raw` is the live connection owned (through an Rc) by the
         // capturer, which outlives this call; the function only reads a flag.
         if unsafe { xcb_connection_has_error(raw) } != 0 {
             return Err(CaptureError::Disconnected);
         }
-        Ok(CapturedFrame {
-            data,
+        let stride = data.len() / self.height as usize;
+        let row_len = self.width as usize * BYTES_PER_PIXEL;
+        for (dst, src) in self
+            .frame
+            .chunks_exact_mut(row_len)
+            .zip(data.chunks(stride))
+        {
+            dst.copy_from_slice(src.get(..row_len).ok_or(CaptureError::Disconnected)?);
+        }
+        Ok(())
+    }
+}
+
+impl ScreenSource for X11Source {
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn cursor(&mut self) -> Option<(u32, u32)> {
+        use x11rb::protocol::xproto::ConnectionExt as _;
+        let reply = self.conn.query_pointer(self.root).ok()?.reply().ok()?;
+        let x = i32::from(reply.root_x) - self.origin.0;
+        let y = i32::from(reply.root_y) - self.origin.1;
+        let inside = (0..self.width as i32).contains(&x) && (0..self.height as i32).contains(&y);
+        inside.then_some((x as u32, y as u32))
+    }
+
+    fn may_have_changed(&mut self) -> bool {
+        let Some(damage) = &mut self.damage else {
+            return true;
+        };
+        let hint = damage.poll(&self.conn, Instant::now());
+        // A read already due (a yes not yet followed by a capture) stays.
+        let due = match self.next {
+            _ if !self.primed => Read::Check,
+            Some(read) => read,
+            None => Read::Part(Rect::EMPTY),
+        };
+        let mut next = match (hint, due) {
+            (Hint::Nothing, next) => next,
+            (Hint::Everything, _) | (_, Read::Unknown | Read::Check) => Read::Check,
+            (_, Read::Large) => Read::Large,
+            (Hint::Area(r), Read::Part(p)) => match self.clip(r) {
+                Some(c) => Read::Part(c.union(p)),
+                None => Read::Part(p),
+            },
+        };
+        if let Read::Part(p) = next {
+            if p.width * p.height > self.width * self.height / SHM_ABOVE {
+                next = Read::Large;
+            }
+        }
+        self.next = Some(next);
+        next != Read::Part(Rect::EMPTY)
+    }
+
+    fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
+        let read = self.next.take().unwrap_or(Read::Unknown);
+        // Until this read is done, a failure leaves the buffer partly old.
+        let primed = std::mem::replace(&mut self.primed, false);
+        let whole = Rect {
+            x: 0,
+            y: 0,
             width: self.width,
             height: self.height,
-            stride: data.len() / self.height as usize,
+        };
+        match read {
+            Read::Unknown | Read::Large => self.read_shm()?,
+            Read::Check => {
+                if !self.read_part(whole)? {
+                    self.read_shm()?;
+                }
+            }
+            Read::Part(r) if r.width == 0 => {}
+            Read::Part(r) => {
+                if !self.read_part(r)? {
+                    self.read_shm()?;
+                }
+            }
+        }
+        self.primed = primed || !matches!(read, Read::Part(_));
+        Ok(CapturedFrame {
+            data: &self.frame,
+            width: self.width,
+            height: self.height,
+            stride: self.width as usize * BYTES_PER_PIXEL,
         })
     }
 }

@@ -231,5 +231,14 @@ fn no_change_is_missed() {
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
     }
     eprintln!("{CHANGES} single-pixel changes, each in the next poll's capture; worst {worst:?}");
+    // The frame built from partial reads is the screen, byte for byte.
+    let mut fresh = X11Source::open(xvfb.display()).unwrap();
+    let want = fresh.capture().unwrap().data.to_vec();
+    source.may_have_changed();
+    let got = source.capture().unwrap();
+    assert!(
+        got.data == &want[..],
+        "the hinted frame differs from a whole read"
+    );
     assert!(worst < Duration::from_millis(100), "worst {worst:?}");
 }
