@@ -54,7 +54,15 @@ pub struct LiveView<'a> {
 }
 
 impl LiveView<'_> {
-    pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> LiveEnd {
+    /// Runs until the session ends. The end-to-end channel comes back with
+    /// the end: the caller keeps it open until the relay has heard of the
+    /// end, so that a technician's close is recorded as theirs (the agent,
+    /// seeing the channel close first, could otherwise reach the relay
+    /// first).
+    pub async fn run(
+        mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> (LiveEnd, ChannelWriter, ChannelReader) {
         loop {
             let ended = match self.next_wake(commands).await {
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
@@ -63,7 +71,7 @@ impl LiveView<'_> {
             };
             if let Some(mut end) = ended {
                 end.chat = (self.chat_sent, self.chat_received);
-                return end;
+                return (end, self.tx, self.rx);
             }
         }
     }

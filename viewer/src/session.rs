@@ -271,8 +271,11 @@ async fn run_session(
         chat_received: 0,
         validations_asked: 0,
     };
-    let end = live.run(commands).await;
-    close_out(ctx, viewer, session, end, commands, wait_for_close).await
+    let (end, tx, rx) = live.run(commands).await;
+    let finished = close_out(ctx, viewer, session, end, commands, wait_for_close).await;
+    // Only now that the relay has the note and the End: see LiveView::run.
+    drop((tx, rx));
+    finished
 }
 
 /// Connects, gets the one-time code and hands it to `on_invite`.
