@@ -8,6 +8,7 @@ mod audit_first;
 mod chat;
 mod common;
 mod desktop;
+mod footprint;
 mod pending;
 mod prompt;
 mod relay;
