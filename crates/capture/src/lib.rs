@@ -2,8 +2,9 @@
 //!
 //! A [`ScreenSource`] yields BGRX frames (4 bytes per pixel: blue, green,
 //! red, unused) that the tile codec diffs and encodes. [`X11Source`] reads
-//! the real X11 screen through scrap's MIT-SHM capturer; [`FakeSource`] is a
-//! deterministic test double.
+//! the real X11 screen: what X DAMAGE reports as changed by GetImage (x11rb),
+//! large changes through scrap's MIT-SHM capturer, and the whole screen every
+//! [`FULL_CHECK`] regardless; [`FakeSource`] is a deterministic test double.
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod damage;
@@ -71,6 +72,8 @@ pub trait ScreenSource {
     }
 
     /// Captures the screen as it is now (not as it was at some earlier call).
+    /// After a [`ScreenSource::may_have_changed`] yes, a source may read only
+    /// the parts its hints name and keep the rest from earlier reads.
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError>;
 
     /// Where the mouse pointer is, in frame pixels, if the source knows
