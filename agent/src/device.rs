@@ -93,3 +93,73 @@ mod tests {
         assert!(!device_name(None).unwrap().is_empty());
     }
 }
+
+/// The OS account this agent runs as, and its real name (GECOS) when the
+/// account has one: the "affected user" of the support procedure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub login: String,
+    pub real_name: String,
+}
+
+impl Account {
+    /// Read from /proc/self/status (the real uid) and /etc/passwd; the
+    /// `USER` variable when those say nothing.
+    pub fn current() -> Account {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next().map(str::to_string))
+            });
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        uid.and_then(|uid| Account::from_passwd(&passwd, &uid))
+            .unwrap_or_else(|| Account {
+                login: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                real_name: String::new(),
+            })
+    }
+
+    /// The entry for `uid` in passwd(5) text.
+    fn from_passwd(passwd: &str, uid: &str) -> Option<Account> {
+        passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            match f.as_slice() {
+                [login, _, entry_uid, _, gecos, ..] if *entry_uid == uid => Some(Account {
+                    login: login.to_string(),
+                    real_name: gecos.split(',').next().unwrap_or("").trim().to_string(),
+                }),
+                _ => None,
+            }
+        })
+    }
+
+    /// "Ada Lovelace (ada)", or "ada" without a real name.
+    pub fn display(&self) -> String {
+        if self.real_name.is_empty() {
+            self.login.clone()
+        } else {
+            format!("{} ({})", self.real_name, self.login)
+        }
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::Account;
+
+    #[test]
+    fn passwd_entries_give_login_and_real_name() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      ada:x:1000:1000:Ada Lovelace,Room 1,,:/home/ada:/bin/bash\n\
+                      svc:x:1001:1001::/srv:/usr/sbin/nologin\n";
+        let ada = Account::from_passwd(passwd, "1000").unwrap();
+        assert_eq!(ada.display(), "Ada Lovelace (ada)");
+        assert_eq!(
+            Account::from_passwd(passwd, "1001").unwrap().display(),
+            "svc"
+        );
+        assert_eq!(Account::from_passwd(passwd, "42"), None);
+    }
+}

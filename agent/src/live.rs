@@ -78,6 +78,12 @@ impl LiveSession {
     pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> String {
         self.ui.show(self.live_info());
         self.tell_scope().await;
+        let account = crate::device::Account::current();
+        let who = SessionMsg::AffectedUser {
+            login: account.login.chars().take(128).collect(),
+            real_name: account.real_name.chars().take(128).collect(),
+        };
+        let _ = self.tx.send(&who).await;
         self.capturing = self.guarded.request_frame(true);
         let end_message = loop {
             let ended = match self.next_wake(commands).await {

@@ -18,6 +18,8 @@ pub struct PromptText {
     /// Set when a live session asks for more: the scope in force, which a
     /// no (or no answer) keeps.
     pub in_force: Option<Scope>,
+    /// The account the session would run in ("signed in as").
+    pub account: String,
 }
 
 impl PromptText {
@@ -33,6 +35,7 @@ impl PromptText {
             scope: offer.scope,
             verification_code: sanitize(verification_code, 16),
             in_force: None,
+            account: crate::device::Account::current().display(),
         }
     }
 
@@ -91,6 +94,7 @@ impl PromptText {
         if !self.summary.is_empty() && self.summary != "unnamed" {
             lines.push(format!("Summary: {}", self.summary));
         }
+        lines.push(format!("Signed in as: {}", self.account));
         lines.push(format!(
             "Verification code: {} (your technician sees the same code)",
             self.verification_code

@@ -151,6 +151,15 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
     let note = relay
         .wait_record(WAIT, |r| r["event"] == "session_note")
         .expect("session_note");
+    // The affected user is the agent's OS account (this test's own), not
+    // a placeholder.
+    let whoami = Command::new("whoami").output().unwrap();
+    let login = String::from_utf8_lossy(&whoami.stdout).trim().to_string();
+    let affected = note["affected_user"].as_str().unwrap_or_default();
+    assert!(
+        affected.contains(&format!("({login})")) || affected.starts_with(&format!("{login} on ")),
+        "affected user {affected:?}, expected the account {login:?}"
+    );
     let result = note["result"].as_str().unwrap_or_default();
     assert!(
         result.contains("Tested with the user") && result.contains("It works"),

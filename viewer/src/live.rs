@@ -109,6 +109,17 @@ impl LiveView<'_> {
                 }
             }
             Ok(SessionMsg::Control(SessionControl::End)) => return Some(ended("agent_ended")),
+            Ok(SessionMsg::AffectedUser { login, real_name }) => {
+                let login = sanitize(&login, 128);
+                let who = if real_name.trim().is_empty() {
+                    login
+                } else {
+                    format!("{} ({login})", sanitize(&real_name, 128))
+                };
+                let mut s = lock(&self.state);
+                let device = s.device.clone();
+                s.note.set("Affected User", format!("{who} on {device}"));
+            }
             Ok(SessionMsg::ValidationAnswer {
                 number,
                 answer,

@@ -127,6 +127,12 @@ pub enum SessionMsg {
         number: u32,
         what: String,
     },
+    /// Who is being helped: the agent's OS account and its real name, sent
+    /// once the session is live (the note's "Affected User").
+    AffectedUser {
+        login: String,
+        real_name: String,
+    },
     /// The user's answer to request `number`, with an optional comment
     /// (the relay gets the answer, signed, but never the comment).
     ValidationAnswer {
@@ -172,6 +178,11 @@ impl SessionMsg {
             }
             SessionMsg::Chat(t) if t.chars().count() > MAX_CHAT || t.trim().is_empty() => {
                 Err(FrameError::Decode("chat message empty or too long".into()))
+            }
+            SessionMsg::AffectedUser { login, real_name }
+                if login.chars().count() > 128 || real_name.chars().count() > 128 =>
+            {
+                Err(FrameError::Decode("account name too long".into()))
             }
             SessionMsg::ValidationRequest { what: t, .. }
             | SessionMsg::ValidationAnswer { comment: t, .. }
