@@ -59,6 +59,22 @@ struct Measured {
     updates_per_sec: Vec<f64>,
     rss: u64,
     peak_rss: u64,
+    /// RssAnon, RssFile, RssShmem at the end, bytes.
+    parts: [u64; 3],
+}
+
+/// Where a process's resident memory is: anonymous (heap, buffers), file
+/// (program and libraries), shared memory (e.g. an MIT-SHM segment).
+fn rss_parts(pid: u32) -> [u64; 3] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    ["RssAnon:", "RssFile:", "RssShmem:"].map(|key| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    })
 }
 
 /// Samples `proc` once a second for `window`; `updates` is the client's
@@ -82,6 +98,7 @@ async fn sample(
     let secs = (prev.2 - start.2).as_secs_f64().max(1e-3);
     m.cpu_whole = (prev.0.cpu_secs - start.0.cpu_secs) / secs;
     (m.rss, m.peak_rss) = (prev.0.rss, prev.0.peak_rss);
+    m.parts = rss_parts(proc.pid());
     Ok(m)
 }
 
@@ -248,6 +265,20 @@ fn figures_for(screen: Screen, a: &Measured, v: Option<&Measured>) -> Vec<Figure
             "MB",
             Better::Lower,
             mb(a.peak_rss),
+        ),
+        Figure::single(
+            G,
+            format!("{n}: agent RSS anon (heap, buffers)"),
+            "MB",
+            Better::Lower,
+            mb(a.parts[0]),
+        ),
+        Figure::single(
+            G,
+            format!("{n}: agent RSS file + shmem"),
+            "MB",
+            Better::Lower,
+            mb(a.parts[1] + a.parts[2]),
         ),
         ups,
     ]);
