@@ -9,7 +9,7 @@ use assent_proto::identity::SecretKey;
 use assent_proto::session_msg::{Control, InputEvent, Key, MouseButton, SessionMsg};
 use assent_proto::wire::{
     self, ClientMsg, ConsentDecision, EndReason, ErrorKind, Impact, InviteRequest, RelayMsg, Role,
-    Scope, SessionOffer,
+    Scope, SessionOffer, Validation,
 };
 
 mod channel;
@@ -200,6 +200,15 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
                 receipt: vec![9; 64],
             }),
         ),
+        ("chat-sent", encode(&ClientMsg::ChatSent)),
+        (
+            "user-validation",
+            encode(&ClientMsg::UserValidation {
+                number: 1,
+                answer: Validation::StillBroken,
+                receipt: vec![9; 64],
+            }),
+        ),
     ];
     // Hostile: a signature claiming 1 GiB with nothing behind it; a note
     // claiming 2^32 fields; a string length past the end; trailing bytes.
@@ -275,6 +284,13 @@ fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
             encode(&RelayMsg::SessionStarted {
                 session: "s1".into(),
                 scope: Scope::View,
+            }),
+        ),
+        (
+            "scope-recorded",
+            encode(&RelayMsg::ScopeRecorded {
+                change: 1,
+                recorded: false,
             }),
         ),
         (
@@ -356,6 +372,33 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
             enc(SessionMsg::Control(Control::KeyframeRequest)),
         ),
         ("frame-ack", enc(SessionMsg::FrameAck { seq: u64::MAX })),
+        (
+            "chat",
+            enc(SessionMsg::Chat("type your password now".into())),
+        ),
+        ("chat-max", enc(SessionMsg::Chat("é".repeat(2000)))),
+        (
+            "validation-request",
+            enc(SessionMsg::ValidationRequest {
+                number: 1,
+                what: "Open Outlook".into(),
+            }),
+        ),
+        (
+            "validation-answer",
+            enc(SessionMsg::ValidationAnswer {
+                number: 1,
+                answer: Validation::Works,
+                comment: "it works".into(),
+            }),
+        ),
+        (
+            "affected-user",
+            enc(SessionMsg::AffectedUser {
+                login: "ada".into(),
+                real_name: "Ada Lovelace".into(),
+            }),
+        ),
         (
             "frame-claims-1gib",
             [vec![0], varint(u64::from(GIB))].concat(),
