@@ -4,8 +4,11 @@
 //! started only with a [`Grant`]; the session talks to them only through
 //! [`Guarded`], which asks the gate first.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use assent_capture::{CaptureError, ScreenSource};
 use assent_codec::{EncodedFrame, Encoder, FrameRef};
@@ -47,6 +50,9 @@ pub struct Guarded {
     capture: std_mpsc::Sender<CaptureCmd>,
     input: std_mpsc::Sender<InputCmd>,
     threads: Vec<JoinHandle<()>>,
+    /// Whether the gate lets the screen out now, for the capture thread
+    /// while it waits for a change (set after every change to the gate).
+    screen_allowed: Arc<AtomicBool>,
 }
 
 impl Guarded {
@@ -59,9 +65,11 @@ impl Guarded {
     ) -> std::io::Result<(Guarded, mpsc::Receiver<CaptureResult>)> {
         let (capture_tx, capture_rx) = std_mpsc::channel::<CaptureCmd>();
         let (frames_tx, frames_rx) = mpsc::channel::<CaptureResult>(2);
+        let screen_allowed = Arc::new(AtomicBool::new(true));
+        let allowed = screen_allowed.clone();
         let capture_thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(screen, capture_rx, frames_tx))?;
+            .spawn(move || capture_loop(screen, capture_rx, frames_tx, &allowed))?;
         let (input_tx, input_rx) = std_mpsc::channel::<InputCmd>();
         let input_thread = std::thread::Builder::new()
             .name("input".into())
@@ -69,6 +77,7 @@ impl Guarded {
         Ok((
             Guarded {
                 gate: Gate::new(grant),
+                screen_allowed,
                 capture: capture_tx,
                 input: input_tx,
                 threads: vec![capture_thread, input_thread],
@@ -106,8 +115,15 @@ impl Guarded {
         }
     }
 
+    /// Tells the capture thread what the gate now allows.
+    fn mirror_gate(&self) {
+        let screen = matches!(self.gate.frame_policy(), FramePolicy::Screen);
+        self.screen_allowed.store(screen, Ordering::SeqCst);
+    }
+
     pub fn pause(&mut self) -> bool {
         let changed = self.gate.pause();
+        self.mirror_gate();
         // Whatever the technician held down must not stay down while the
         // user types their password.
         let _ = self.input.send(InputCmd::ReleaseAll);
@@ -115,17 +131,21 @@ impl Guarded {
     }
 
     pub fn resume(&mut self) -> bool {
-        self.gate.resume()
+        let changed = self.gate.resume();
+        self.mirror_gate();
+        changed
     }
 
     pub fn regrant(&mut self, grant: Grant) {
         self.gate.regrant(grant);
+        self.mirror_gate();
         let _ = self.input.send(InputCmd::ReleaseAll);
     }
 
     /// Ends: releases held keys and stops both threads.
     pub fn end(mut self) {
         self.gate.end();
+        self.mirror_gate();
         let _ = self.input.send(InputCmd::ReleaseAll);
         let Guarded {
             capture,
@@ -145,6 +165,7 @@ fn capture_loop(
     make: ScreenFactory,
     requests: std_mpsc::Receiver<CaptureCmd>,
     frames: mpsc::Sender<CaptureResult>,
+    allowed: &AtomicBool,
 ) {
     let mut source = match make() {
         Ok(s) => s,
@@ -168,17 +189,22 @@ fn capture_loop(
             stale = true;
             encode_placeholder(&mut encoder, &mut placeholder, source.size(), keyframe)
         } else {
-            // Asked even when the answer is not needed: a yes subtracts the
-            // damage that the capture below then covers.
+            // Asked even when the answer is not needed: the hints it
+            // collects say what the capture below must read.
             let changed = source.may_have_changed();
-            if changed || keyframe || stale {
+            if changed || keyframe || stale || wait_for_change(&mut *source, allowed) {
                 let r = encode_screen(&mut *source, &mut encoder, keyframe);
                 stale = r.is_err();
                 r
             } else {
+                // Never where the pointer is once the gate has closed.
+                let cursor = allowed
+                    .load(Ordering::SeqCst)
+                    .then(|| source.cursor())
+                    .flatten();
                 Ok(Captured {
                     frame: None,
-                    cursor: source.cursor(),
+                    cursor,
                 })
             }
         };
@@ -186,6 +212,33 @@ fn capture_loop(
             break;
         }
     }
+}
+
+/// How often the capture thread looks for a change while it waits.
+const WAIT_STEP: Duration = Duration::from_millis(16);
+/// How long it waits for one before answering "nothing changed".
+const WAIT_FOR: Duration = Duration::from_millis(250);
+
+/// Nothing changed: rather than answer at once (and be asked again 16 ms
+/// later, waking the session's runtime each time), wait here for a change,
+/// looking every [`WAIT_STEP`] as the session would, up to [`WAIT_FOR`].
+/// Returns early, without a change, when the pointer moves (so the viewer
+/// still sees it promptly) or the gate no longer lets the screen out.
+/// Sources without change hints always say "changed", so never wait.
+fn wait_for_change(source: &mut dyn ScreenSource, allowed: &AtomicBool) -> bool {
+    let cursor = source.cursor();
+    let until = Instant::now() + WAIT_FOR;
+    while Instant::now() < until {
+        std::thread::sleep(WAIT_STEP);
+        if !allowed.load(Ordering::SeqCst) || source.cursor() != cursor {
+            return false;
+        }
+        if source.may_have_changed() {
+            // Checked again: the gate may have closed while reading hints.
+            return allowed.load(Ordering::SeqCst);
+        }
+    }
+    false
 }
 
 /// The paused placeholder (built once per screen size), encoded.
