@@ -220,8 +220,11 @@ impl Desktop {
         let stop = Arc::new(AtomicBool::new(false));
         let (display, flag) = (self.display().to_string(), stop.clone());
         let thread = std::thread::spawn(move || {
-            if let Err(e) = office_driver(&display, &windows, Instant::now(), true, &flag) {
-                tracing::warn!(error = %e, "typing driver stopped");
+            // A failed step (e.g. a loaded machine refusing a fork) only
+            // restarts the typing, so the run measures what it says.
+            while let Err(e) = office_driver(&display, &windows, Instant::now(), true, &flag) {
+                tracing::warn!(error = format!("{e:#}"), "typing driver step failed");
+                std::thread::sleep(Duration::from_millis(100));
             }
         });
         self.driver = Some((stop, thread));
