@@ -24,6 +24,7 @@ pub fn request(scope: Scope) -> InviteRequest {
         summary: "Benchmark run".into(),
         impact: Impact::Normal,
         scope,
+        identity_check: String::new(),
     }
 }
 

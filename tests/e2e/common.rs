@@ -14,6 +14,7 @@ pub fn request(ticket: &str, scope: Scope) -> InviteRequest {
         summary: "Outlook does not start".into(),
         impact: Impact::High,
         scope,
+        identity_check: String::new(),
     }
 }
 

@@ -61,6 +61,8 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
             "T-7001",
             "--relay",
             &relay.addr,
+            "--identity-check",
+            "phone-callback",
         ])
         .arg("--ca")
         .arg(relay.ca())
@@ -160,6 +162,14 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
         affected.contains(&format!("({login})")) || affected.starts_with(&format!("{login} on ")),
         "affected user {affected:?}, expected the account {login:?}"
     );
+    assert!(
+        affected.contains("identity verified by phone-callback"),
+        "{affected:?}"
+    );
+    let invite = relay
+        .wait_record(WAIT, |r| r["event"] == "invite_created")
+        .unwrap();
+    assert_eq!(invite["identity_check"], "phone-callback");
     let result = note["result"].as_str().unwrap_or_default();
     assert!(
         result.contains("Tested with the user") && result.contains("It works"),
@@ -239,5 +249,27 @@ async fn forged_replayed_and_foreign_answers_are_refused_and_audited() {
         refusals(&relay),
         3,
         "replay and foreign answers refused and audited"
+    );
+}
+
+#[test]
+fn an_unknown_identity_check_is_bad_usage() {
+    let out = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--headless",
+            "--ticket",
+            "T-7002",
+            "--relay",
+            "127.0.0.1:9",
+        ])
+        .args(["--ca", "/nonexistent", "--identity-check", "trust me"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("phone-callback") && said.contains("other:TEXT"),
+        "{said}"
     );
 }

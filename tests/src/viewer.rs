@@ -59,6 +59,7 @@ pub async fn connect(
         summary: "Printer queue stuck".into(),
         impact: Impact::Normal,
         scope,
+        identity_check: String::new(),
     };
     Ok(Viewer::connect(relay, ca, key, request).await?)
 }

@@ -51,6 +51,8 @@ pub struct LiveView<'a> {
     pub chat_received: u32,
     /// "Please test" requests sent (the last one is the one answered).
     pub validations_asked: u32,
+    /// How the technician verified the requester (`--identity-check`).
+    pub identity_check: String,
 }
 
 impl LiveView<'_> {
@@ -118,7 +120,9 @@ impl LiveView<'_> {
                 };
                 let mut s = lock(&self.state);
                 let device = s.device.clone();
-                s.note.set("Affected User", format!("{who} on {device}"));
+                let check = crate::session::identity_note(&self.identity_check);
+                s.note
+                    .set("Affected User", format!("{who} on {device}{check}"));
             }
             Ok(SessionMsg::ValidationAnswer {
                 number,

@@ -128,6 +128,12 @@ struct ConnectArgs {
     /// What to ask the user for: seeing the screen, or also using mouse and keyboard.
     #[arg(long, default_value = "view", value_parser = ["view", "control"])]
     scope: String,
+    /// How you verified who is asking for help, before the session (support
+    /// procedure: confirm user identity): phone-callback, ticket-history, email,
+    /// in-person, manager, or other:TEXT. Recorded in the relay's invite_created
+    /// and in the note.
+    #[arg(long, value_name = "HOW", value_parser = assent_proto::text::identity_check)]
+    identity_check: Option<String>,
     /// No window: JSON statistics on stdout each second; ends on SIGTERM or stdin EOF.
     /// A line `control` or `view` on stdin asks the user for that scope mid-session;
     /// `chat TEXT` sends TEXT to the user, whose chat lines come out on stdout as
@@ -215,6 +221,7 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
         summary: text::optional_line("--summary", &args.summary, text::MAX_SUMMARY)?,
         impact: args.impact.parse().map_err(anyhow::Error::msg)?,
         scope: args.scope.parse().map_err(anyhow::Error::msg)?,
+        identity_check: args.identity_check.clone().unwrap_or_default(),
     };
     if !args.headless && std::env::var_os("DISPLAY").is_none() {
         bail!("no display for the session window (DISPLAY is not set); use --headless for scripts");

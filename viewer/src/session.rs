@@ -270,6 +270,7 @@ async fn run_session(
         chat_sent: 0,
         chat_received: 0,
         validations_asked: 0,
+        identity_check: ctx.config.request.identity_check.clone(),
     };
     let (end, tx, rx) = live.run(commands).await;
     let finished = close_out(ctx, viewer, session, end, commands, wait_for_close).await;
@@ -340,7 +341,9 @@ async fn pair(
         s.device = device.clone();
         s.phase = Phase::AwaitingConsent;
         s.note.set("Device", device.clone());
-        s.note.set("Affected User", format!("user of {device}"));
+        let check = identity_note(&ctx.config.request.identity_check);
+        s.note
+            .set("Affected User", format!("user of {device}{check}"));
     }
     (ctx.repaint)();
     let handshake = assent_client::e2e::initiate(viewer, &ctx.config.key, device_key);
@@ -431,6 +434,15 @@ async fn close_out(
     );
     viewer.control.end().await;
     Ok(finished(Some(session), &reason, note_path))
+}
+
+/// What the note adds to the affected user about how the technician
+/// verified them.
+pub(crate) fn identity_note(check: &str) -> String {
+    match check {
+        "" => "; identity verification not recorded".to_string(),
+        c => format!("; identity verified by {}", c.trim_start_matches("other:")),
+    }
 }
 
 /// The reason a request taken back before the session started ends with.

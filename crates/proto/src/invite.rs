@@ -269,6 +269,7 @@ mod tests {
             summary: "printer".into(),
             impact: Impact::Normal,
             scope: Scope::View,
+            identity_check: String::new(),
         }
     }
 

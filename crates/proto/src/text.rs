@@ -48,6 +48,38 @@ pub fn optional_line(field: &'static str, value: &str, max: usize) -> Result<Str
     check(field, value, max, false)
 }
 
+/// How a technician can have verified who asked for help (the support
+/// procedure's "confirm user identity"), as `connect --identity-check` takes
+/// it; `other:TEXT` says how in their words.
+pub const IDENTITY_CHECKS: &[&str] = &[
+    "phone-callback",
+    "ticket-history",
+    "email",
+    "in-person",
+    "manager",
+];
+
+/// Longest `other:TEXT` identity check.
+pub const MAX_IDENTITY_CHECK: usize = 100;
+
+/// A valid identity check (one of [`IDENTITY_CHECKS`] or `other:TEXT`), or
+/// empty when none was given; the error says what is accepted.
+pub fn identity_check(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || IDENTITY_CHECKS.contains(&value) {
+        return Ok(value.to_string());
+    }
+    match value.strip_prefix("other:") {
+        Some(how) => single_line("identity check", how, MAX_IDENTITY_CHECK)
+            .map(|how| format!("other:{how}"))
+            .map_err(|e| e.to_string()),
+        None => Err(format!(
+            "unknown identity check {value:?}: expected {} or other:TEXT",
+            IDENTITY_CHECKS.join(", ")
+        )),
+    }
+}
+
 /// Multi-line text (session note fields): newlines allowed, nothing else.
 pub fn multi_line(field: &'static str, value: &str, max: usize) -> Result<String, TextError> {
     if value.trim().is_empty() {
@@ -94,6 +126,20 @@ pub fn sanitize(value: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_checks_are_known_words_or_other_text() {
+        assert_eq!(identity_check("").unwrap(), "");
+        assert_eq!(identity_check("phone-callback").unwrap(), "phone-callback");
+        assert_eq!(
+            identity_check("other:badge shown on video").unwrap(),
+            "other:badge shown on video"
+        );
+        assert!(identity_check("trust me").is_err());
+        assert!(identity_check("other:").is_err());
+        assert!(identity_check("other:a\u{1b}[2Jb").is_err());
+        assert!(identity_check(&format!("other:{}", "x".repeat(101))).is_err());
+    }
 
     #[test]
     fn accepts_ordinary_text() {

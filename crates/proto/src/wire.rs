@@ -199,6 +199,9 @@ pub struct InviteRequest {
     pub summary: String,
     pub impact: Impact,
     pub scope: Scope,
+    /// How the technician verified who asked (`text::identity_check`);
+    /// empty when not recorded.
+    pub identity_check: String,
 }
 
 /// What the relay attests to the agent before consent: who asks, for which
@@ -420,6 +423,7 @@ mod tests {
                 summary: "printer".into(),
                 impact: Impact::High,
                 scope: Scope::Control,
+                identity_check: String::new(),
             }),
             ClientMsg::Consent {
                 decision: ConsentDecision::Denied,

@@ -88,6 +88,7 @@ async fn open_invite(
         "invite" => invite.id,
         "session" => session,
         "expires_in_secs" => shared.config.limits.invite_ttl_secs,
+        "identity_check" => if request.identity_check.is_empty() { "not_recorded" } else { request.identity_check.as_str() },
     };
     if shared.audit.record("invite_created", fields).await.is_err() {
         // An invite that is not on record must not be usable.
@@ -244,5 +245,6 @@ fn validate_request(r: InviteRequest) -> Result<InviteRequest, String> {
         summary: text::optional_line("summary", &r.summary, text::MAX_SUMMARY).map_err(e)?,
         impact: r.impact,
         scope: r.scope,
+        identity_check: text::identity_check(&r.identity_check)?,
     })
 }

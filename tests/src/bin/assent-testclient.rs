@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
                 summary: "test".into(),
                 impact: Impact::Normal,
                 scope,
+                identity_check: String::new(),
             };
             let mut viewer = Viewer::connect(&relay, &ca, &key, request).await?;
             println!("code: {}", viewer.invite.code);

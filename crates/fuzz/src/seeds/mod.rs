@@ -121,6 +121,7 @@ fn request() -> InviteRequest {
         summary: "Outlook crashes on start".into(),
         impact: Impact::High,
         scope: Scope::Control,
+        identity_check: String::new(),
     }
 }
 
