@@ -194,30 +194,7 @@ impl X11Source {
 
     /// Reads the whole screen through SHM into the frame buffer.
     fn read_shm(&mut self) -> Result<(), CaptureError> {
-        if let Shm::Closed(display) = &mut self.shm {
-            let display = display.take().ok_or(CaptureError::Disconnected)?;
-            self.shm = Shm::Open(Capturer::new(display).map_err(CaptureError::Setup)?);
-        }
-        let Shm::Open(capturer) = &mut self.shm else {
-            return Err(CaptureError::Disconnected);
-        };
-        let raw = capturer.display().server().raw().cast::<c_void>();
-        // scrap's frame() returns the image its PREVIOUS call requested and
-        // then requests the next one. How stale that image is depends on
-        // when libxcb sends the request: libxcb 1.15 buffers it until the
-        // next frame() waits for the reply (so it happens to be current),
-        // but any earlier flush makes it as old as the previous call. So
-        // the first call only collects the pending image and requests a
-        // new one, and the second returns that: never older than this call,
-        // for one extra SHM GetImage (~0.7 ms at 1080p). The X11 backend
-        // blocks for the reply, so there is no WouldBlock to retry.
-        capturer.frame();
-        let data = capturer.frame();
-        // SAFETY: `raw` is the live connection owned (through an Rc) by the
-        // capturer, which outlives this call; the function only reads a flag.
-        if unsafe { xcb_connection_has_error(raw) } != 0 {
-            return Err(CaptureError::Disconnected);
-        }
+        let data = shm_image(&mut self.shm)?;
         let stride = data.len() / self.height as usize;
         let row_len = self.width as usize * BYTES_PER_PIXEL;
         for (dst, src) in self
@@ -229,6 +206,35 @@ impl X11Source {
         }
         Ok(())
     }
+}
+
+/// The whole screen through SHM, opening scrap's capturer on first use.
+fn shm_image(shm: &mut Shm) -> Result<&[u8], CaptureError> {
+    if let Shm::Closed(display) = shm {
+        let display = display.take().ok_or(CaptureError::Disconnected)?;
+        *shm = Shm::Open(Capturer::new(display).map_err(CaptureError::Setup)?);
+    }
+    let Shm::Open(capturer) = shm else {
+        return Err(CaptureError::Disconnected);
+    };
+    let raw = capturer.display().server().raw().cast::<c_void>();
+    // scrap's frame() returns the image its PREVIOUS call requested and
+    // then requests the next one. How stale that image is depends on
+    // when libxcb sends the request: libxcb 1.15 buffers it until the
+    // next frame() waits for the reply (so it happens to be current),
+    // but any earlier flush makes it as old as the previous call. So
+    // the first call only collects the pending image and requests a
+    // new one, and the second returns that: never older than this call,
+    // for one extra SHM GetImage (~0.7 ms at 1080p). The X11 backend
+    // blocks for the reply, so there is no WouldBlock to retry.
+    capturer.frame();
+    let data = capturer.frame();
+    // SAFETY: `raw` is the live connection owned (through an Rc) by the
+    // capturer, which outlives this call; the function only reads a flag.
+    if unsafe { xcb_connection_has_error(raw) } != 0 {
+        return Err(CaptureError::Disconnected);
+    }
+    Ok(data)
 }
 
 impl ScreenSource for X11Source {
@@ -285,7 +291,18 @@ impl ScreenSource for X11Source {
             height: self.height,
         };
         match read {
-            Read::Unknown | Read::Large => self.read_shm()?,
+            Read::Unknown => {
+                // No hints: the SHM image as it is, no copy; the frame
+                // buffer stays unprimed for any later hinted capture.
+                let data = shm_image(&mut self.shm)?;
+                return Ok(CapturedFrame {
+                    data,
+                    width: self.width,
+                    height: self.height,
+                    stride: data.len() / self.height as usize,
+                });
+            }
+            Read::Large => self.read_shm()?,
             Read::Check => {
                 if !self.read_part(whole)? {
                     self.read_shm()?;
