@@ -201,16 +201,8 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
                 receipt: vec![9; 64],
             }),
         ),
-        ("chat-sent", encode(&ClientMsg::ChatSent)),
-        (
-            "user-validation",
-            encode(&ClientMsg::UserValidation {
-                number: 1,
-                answer: Validation::StillBroken,
-                receipt: vec![9; 64],
-            }),
-        ),
     ];
+    out.extend(procedure_client_msgs());
     // Hostile: a signature claiming 1 GiB with nothing behind it; a note
     // claiming 2^32 fields; a string length past the end; trailing bytes.
     out.push(("viewer-auth-1gib-signature", {
@@ -374,33 +366,6 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("frame-ack", enc(SessionMsg::FrameAck { seq: u64::MAX })),
         (
-            "chat",
-            enc(SessionMsg::Chat("type your password now".into())),
-        ),
-        ("chat-max", enc(SessionMsg::Chat("é".repeat(2000)))),
-        (
-            "validation-request",
-            enc(SessionMsg::ValidationRequest {
-                number: 1,
-                what: "Open Outlook".into(),
-            }),
-        ),
-        (
-            "validation-answer",
-            enc(SessionMsg::ValidationAnswer {
-                number: 1,
-                answer: Validation::Works,
-                comment: "it works".into(),
-            }),
-        ),
-        (
-            "affected-user",
-            enc(SessionMsg::AffectedUser {
-                login: "ada".into(),
-                real_name: "Ada Lovelace".into(),
-            }),
-        ),
-        (
             "frame-claims-1gib",
             [vec![0], varint(u64::from(GIB))].concat(),
         ),
@@ -409,6 +374,9 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
             [enc(SessionMsg::FrameAck { seq: 1 }), vec![0]].concat(),
         ),
     ]
+    .into_iter()
+    .chain(procedure_session_msgs())
+    .collect()
 }
 
 fn identity_texts() -> Vec<(&'static str, Vec<u8>)> {
@@ -435,5 +403,55 @@ fn identity_texts() -> Vec<(&'static str, Vec<u8>)> {
         ("bidi", "invoice\u{202E}fdp.exe".as_bytes().to_vec()),
         ("note", b"line one\nline two\r\n".to_vec()),
         ("long", vec![b'x'; 5000]),
+    ]
+}
+
+/// The support procedure's session messages (chat, "please test", who is
+/// helped).
+fn procedure_session_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    let enc = |m: SessionMsg| m.encode().expect("small");
+    vec![
+        (
+            "chat",
+            enc(SessionMsg::Chat("type your password now".into())),
+        ),
+        ("chat-max", enc(SessionMsg::Chat("é".repeat(2000)))),
+        (
+            "validation-request",
+            enc(SessionMsg::ValidationRequest {
+                number: 1,
+                what: "Open Outlook".into(),
+            }),
+        ),
+        (
+            "validation-answer",
+            enc(SessionMsg::ValidationAnswer {
+                number: 1,
+                answer: Validation::Works,
+                comment: "it works".into(),
+            }),
+        ),
+        (
+            "affected-user",
+            enc(SessionMsg::AffectedUser {
+                login: "ada".into(),
+                real_name: "Ada Lovelace".into(),
+            }),
+        ),
+    ]
+}
+
+/// The support procedure's control messages.
+fn procedure_client_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("chat-sent", encode(&ClientMsg::ChatSent)),
+        (
+            "user-validation",
+            encode(&ClientMsg::UserValidation {
+                number: 1,
+                answer: Validation::StillBroken,
+                receipt: vec![9; 64],
+            }),
+        ),
     ]
 }
