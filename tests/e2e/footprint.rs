@@ -93,11 +93,15 @@ async fn single_pixel_changes_all_reach_the_viewer() {
     let pairing = tokio::spawn(async move { viewer::pair(v, &key).await });
     let mut agent = spawn_agent(&xvfb, &relay, dir.path(), &code);
     let lines = assent_tests::lines(agent.child.stderr.take().unwrap());
-    tokio::task::spawn_blocking(move || {
-        assent_tests::wait_line(&lines, |l| l.contains("Type your answer"), "prompt")
+    let lines = tokio::task::spawn_blocking(move || {
+        assent_tests::wait_line(&lines, |l| l.contains("Type your answer"), "prompt");
+        lines
     })
     .await
     .unwrap();
+    // Keep draining the agent's stderr: a closed pipe would make its next
+    // line fail (and the agent with it), ending the session mid-test.
+    std::thread::spawn(move || for _ in lines {});
     let mut stdin = agent.child.stdin.take().unwrap();
     stdin.write_all(b"v\n").unwrap();
     let mut v = match tokio::time::timeout(WAIT, pairing)
