@@ -2,6 +2,16 @@
 //! as the window, as lines on stderr, and answers, commands and chat read
 //! from stdin.
 
+/// A line on the terminal. A terminal that went away (a closed pipe) must
+/// not take the session down with a panic the way `eprintln!` would: the
+/// user can still end it, and the relay's and viewer's records stay right.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,56 +56,56 @@ static TTY_QUESTION_SHOWN: std::sync::atomic::AtomicBool =
 impl UiSink for TtyUi {
     fn show(&self, event: UiEvent) {
         match event {
-            UiEvent::Connecting => eprintln!("Connecting to your technician…"),
+            UiEvent::Connecting => say!("Connecting to your technician…"),
             UiEvent::Prompt { text, deadline } => {
                 TTY_QUESTION_SHOWN.store(true, std::sync::atomic::Ordering::SeqCst);
-                eprintln!();
-                eprintln!("== {PROMPT_TITLE} ==");
+                say!();
+                say!("== {PROMPT_TITLE} ==");
                 for line in text.lines() {
-                    eprintln!("{line}");
+                    say!("{line}");
                 }
                 let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                eprintln!(
+                say!(
                     "{}   ({} automatically in {left} s)",
                     text.keys_hint(),
                     text.timeout_hint()
                 );
-                eprintln!("Type your answer and press Enter:");
+                say!("Type your answer and press Enter:");
             }
             UiEvent::Live(info) => {
-                eprintln!();
-                eprintln!("== {LIVE_TITLE} ==");
-                eprintln!(
+                say!();
+                say!("== {LIVE_TITLE} ==");
+                say!(
                     "{} can {} (ticket {}). Verification code: {}",
                     info.technician,
                     info.scope.plain_words(),
                     info.ticket,
                     info.verification_code
                 );
-                eprintln!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
-                eprintln!("Any other line is sent to your technician as a chat message.");
+                say!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
+                say!("Any other line is sent to your technician as a chat message.");
             }
             UiEvent::Paused(true) => {
-                eprintln!("Session paused: the technician sees a placeholder and cannot type.")
+                say!("Session paused: the technician sees a placeholder and cannot type.")
             }
-            UiEvent::Paused(false) => eprintln!("Session resumed."),
-            UiEvent::Ended(msg) => eprintln!("{msg}"),
+            UiEvent::Paused(false) => say!("Session resumed."),
+            UiEvent::Ended(msg) => say!("{msg}"),
             UiEvent::RequestClosed(msg) => {
-                eprintln!();
-                eprintln!("== {CLOSED_TITLE} ==");
-                eprintln!("{msg}");
+                say!();
+                say!("== {CLOSED_TITLE} ==");
+                say!("{msg}");
             }
             UiEvent::Chat(line) if !line.mine => {
-                eprintln!("[{}] {}: {}", line.at, line.from, line.text)
+                say!("[{}] {}: {}", line.at, line.from, line.text)
             }
             UiEvent::Chat(_) => {}
             UiEvent::Validation(ask) => {
                 TTY_VALIDATION.store(ask.number, std::sync::atomic::Ordering::SeqCst);
-                eprintln!("{} asks you to test whether it works now.", ask.technician);
+                say!("{} asks you to test whether it works now.", ask.technician);
                 if !ask.what.is_empty() {
-                    eprintln!("What to test: {}", ask.what);
+                    say!("What to test: {}", ask.what);
                 }
-                eprintln!("Type `works` or `broken`, optionally followed by a comment, and Enter.");
+                say!("Type `works` or `broken`, optionally followed by a comment, and Enter.");
             }
         }
     }
@@ -128,7 +138,7 @@ pub fn spawn_tty_reader(
                 (false, Some(_))
                     if !TTY_QUESTION_SHOWN.load(std::sync::atomic::Ordering::SeqCst) =>
                 {
-                    eprintln!("Please wait for the request to appear, then answer.");
+                    say!("Please wait for the request to appear, then answer.");
                     None
                 }
                 (false, Some(scope)) => match crate::prompt::decision_for_key(&line, scope) {
@@ -137,7 +147,7 @@ pub fn spawn_tty_reader(
                         Some(UiCommand::Decide(d))
                     }
                     None => {
-                        eprintln!("Please type one of the keys shown.");
+                        say!("Please type one of the keys shown.");
                         None
                     }
                 },

@@ -139,3 +139,75 @@ fn chat_goes_both_ways_and_only_its_counts_reach_the_relay() {
     }
     assert!(viewer_audit.contains("\"chat_sent\":2"), "{viewer_audit}");
 }
+
+/// A terminal that goes away (the agent's stderr closed) must not end the
+/// session with a panic: the user's `e` still ends it as theirs.
+#[test]
+fn a_closed_terminal_does_not_take_the_session_down() {
+    use std::io::{BufRead as _, BufReader};
+    let display = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--headless",
+            "--ticket",
+            "T-6002",
+            "--relay",
+            &relay.addr,
+        ])
+        .arg("--ca")
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let viewer_out = lines(viewer.stdout.take().unwrap());
+    let code = wait_line(&viewer_out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut viewer = Side {
+        stdin: viewer.stdin.take().unwrap(),
+        _proc: Proc::new(viewer),
+        out: viewer_out,
+    };
+    let mut agent = Command::new(bin("assent-agent"))
+        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg(&code)
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env("DISPLAY", display.display())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent_stdin = agent.stdin.take().unwrap();
+    let mut terminal = BufReader::new(agent.stderr.take().unwrap());
+    let _agent = Proc::new(agent);
+    let mut line = String::new();
+    while !line.contains("d or Escape = deny") {
+        line.clear();
+        assert!(terminal.read_line(&mut line).unwrap() > 0, "no prompt");
+    }
+    writeln!(agent_stdin, "v").unwrap();
+    viewer.hear("\"fps\"");
+    // The terminal goes away; the technician's chat lines now have nowhere
+    // to be printed.
+    drop(terminal);
+    viewer.say(&format!("chat {TO_USER}"));
+    viewer.say(&format!("chat {WHILE_PAUSED}"));
+    std::thread::sleep(Duration::from_millis(500));
+    writeln!(agent_stdin, "e").unwrap();
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended", "{end}");
+}
