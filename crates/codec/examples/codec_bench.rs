@@ -239,7 +239,7 @@ fn run(
             Some(e) => {
                 let start = Instant::now();
                 decoder.decode(&e.bytes).unwrap();
-                (start.elapsed(), e.bytes.len(), e.tiles)
+                (start.elapsed(), e.bytes.len(), e.rects)
             }
             None => (Duration::ZERO, 0, 0),
         };

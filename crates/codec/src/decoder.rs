@@ -3,9 +3,13 @@
 // A decoder of untrusted bytes: no panicking shortcuts (its tests may).
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use crate::wire::{self, Header};
-use crate::{CodecError, Grid, Rect, Result};
-use zstd::bulk::Decompressor;
+use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
+
+use crate::wire::{self, Header, Kind, Op, OpReader};
+use crate::{CodecError, Rect, Result, MAX_WINDOW_LOG};
+
+/// More dirty rectangles than this are reported as their bounding box.
+const MAX_DIRTY: usize = 256;
 
 /// What one update changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,22 +19,33 @@ pub struct DecodedUpdate {
     /// The screen's size after this update.
     pub width: u32,
     pub height: u32,
-    /// Areas to re-upload: the whole screen for a keyframe, otherwise runs
-    /// of adjacent changed tiles within a tile row.
+    /// Areas to re-upload: the whole screen for a keyframe, otherwise the
+    /// update's rectangles (their bounding box when there are very many).
     pub dirty: Vec<Rect>,
 }
 
 /// Holds the viewer's copy of the screen (RGBA, A = 255) and applies
 /// updates from an [`Encoder`](crate::Encoder).
 pub struct Decoder {
-    decompressor: Decompressor<'static>,
+    zstd: ZstdDecoder<'static>,
     /// Packed RGBA rows; empty until the first keyframe.
     pixels: Vec<u8>,
-    grid: Option<Grid>,
+    size: Option<(u32, u32)>,
     last_seq: u64,
-    // Scratch buffers kept between updates.
-    tiles: Vec<u32>,
+    /// Whether the zstd stream is where the encoder's was after the last
+    /// applied update; false after any error, until a keyframe.
+    in_sync: bool,
+    // Scratch kept between updates.
     raw: Vec<u8>,
+}
+
+/// An update's rectangles, checked.
+struct Plan<'a> {
+    ops: &'a [u8],
+    payload: &'a [u8],
+    /// Decompressed size of the payload: 3 bytes per "pixels" pixel.
+    expected: usize,
+    dirty: Vec<Rect>,
 }
 
 impl Default for Decoder {
@@ -42,13 +57,17 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder waiting for its first keyframe.
     pub fn new() -> Self {
+        // Creating a context fails only if zstd cannot allocate, and the
+        // parameter is within zstd's range.
+        let mut zstd = ZstdDecoder::new().expect("zstd decompression context");
+        zstd.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
+            .expect("zstd window limit is valid");
         Self {
-            // Creating a context fails only if zstd cannot allocate.
-            decompressor: Decompressor::new().expect("zstd decompression context"),
+            zstd,
             pixels: Vec::new(),
-            grid: None,
+            size: None,
             last_seq: 0,
-            tiles: Vec::new(),
+            in_sync: false,
             raw: Vec::new(),
         }
     }
@@ -61,93 +80,81 @@ impl Decoder {
 
     /// Screen width in pixels (0 before the first keyframe).
     pub fn width(&self) -> u32 {
-        self.grid.map_or(0, |g| g.width)
+        self.size.map_or(0, |s| s.0)
     }
 
     /// Screen height in pixels (0 before the first keyframe).
     pub fn height(&self) -> u32 {
-        self.grid.map_or(0, |g| g.height)
+        self.size.map_or(0, |s| s.1)
     }
 
     /// Applies one encoded update.
     ///
     /// `bytes` may be anything: it is fully checked and decompressed
-    /// (into at most the size its tile list implies) before the screen is
-    /// touched, so on error the screen is as it was. Ask for a keyframe then.
+    /// (into at most the size its rectangles imply) before the screen is
+    /// touched, so on error the screen is as it was. Ask for a keyframe
+    /// then: deltas are refused until one arrives.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<DecodedUpdate> {
-        let (header, grid) = self.check_and_decompress(bytes)?;
-        // Valid: apply.
-        self.apply(header.seq, grid)?;
+        let result = self.check_and_decompress(bytes);
+        let (header, plan) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.in_sync = false;
+                return Err(e);
+            }
+        };
+        let (width, height) = (header.width, header.height);
+        self.apply(&header, &plan)?;
         let dirty = if header.keyframe {
             vec![Rect {
                 x: 0,
                 y: 0,
-                width: grid.width,
-                height: grid.height,
+                width,
+                height,
             }]
         } else {
-            dirty_runs(grid, &self.tiles)
+            plan.dirty
         };
         Ok(DecodedUpdate {
             seq: header.seq,
             keyframe: header.keyframe,
-            width: grid.width,
-            height: grid.height,
+            width,
+            height,
             dirty,
         })
     }
 
     /// Everything that can refuse an update, before the screen is touched:
-    /// the header against the current screen, the tile list into `tiles`,
-    /// and the payload decompressed into `raw` at exactly the tiles' size.
-    fn check_and_decompress(&mut self, bytes: &[u8]) -> Result<(Header, Grid)> {
+    /// the header against the current screen, the rectangles, and the
+    /// payload decompressed into `raw` at exactly their size.
+    fn check_and_decompress<'a>(&mut self, bytes: &'a [u8]) -> Result<(Header, Plan<'a>)> {
         let (header, rest) = Header::read(bytes)?;
-        let grid = Grid::new(header.width, header.height);
-        let payload = self.read_tiles(&header, grid, rest)?;
-
-        // Tiles are distinct and inside the frame, so this sum is at most
-        // 8192 * 8192 * 3; checked all the same.
-        let expected = self
-            .tiles
-            .iter()
-            .try_fold(0usize, |sum, &index| {
-                let tile = grid.tile(index);
-                sum.checked_add(tile.width as usize * tile.height as usize * 3)
-            })
-            .ok_or(CodecError::BadPayload("size overflows"))?;
-        wire::check_payload_len(payload, expected)?;
-        // zstd writes into the spare capacity and can never grow the Vec,
-        // so output is bounded by `expected` (or by a previous, larger
-        // frame's size), and nothing is zero-filled in advance.
-        self.raw.clear();
-        self.raw.reserve_exact(expected);
-        let written = self
-            .decompressor
-            .decompress_to_buffer(payload, &mut self.raw)
-            .map_err(CodecError::Zstd)?;
-        if written != expected {
-            return Err(CodecError::BadPayload("wrong number of pixels"));
+        if !header.keyframe {
+            self.check_delta(&header)?;
         }
-        Ok((header, grid))
+        let plan = plan(rest, header.width, header.height)?;
+        wire::check_payload_len(plan.payload, plan.expected)?;
+        if header.keyframe {
+            self.zstd.reinit().map_err(CodecError::Zstd)?;
+        }
+        self.decompress(plan.payload, plan.expected)?;
+        Ok((header, plan))
     }
 
-    /// Fills `tiles` with the tiles the update carries (all of them for a
-    /// keyframe) and returns the payload after the tile list. A delta must
-    /// follow the previous update on a screen of the same size.
-    fn read_tiles<'a>(&mut self, header: &Header, grid: Grid, rest: &'a [u8]) -> Result<&'a [u8]> {
-        self.tiles.clear();
-        if header.keyframe {
-            self.tiles.extend(0..grid.count());
-            return Ok(rest);
-        }
-        let current = self.grid.ok_or(CodecError::NoKeyframe)?;
-        if current != grid {
+    /// A delta must follow the previous update, on a screen of the same
+    /// size, with the zstd stream intact.
+    fn check_delta(&self, header: &Header) -> Result<()> {
+        let (width, height) = self.size.ok_or(CodecError::NoKeyframe)?;
+        if (width, height) != (header.width, header.height) {
             return Err(CodecError::ResolutionMismatch {
-                width: current.width,
-                height: current.height,
-                got_width: grid.width,
-                got_height: grid.height,
+                width,
+                height,
+                got_width: header.width,
+                got_height: header.height,
             });
+        }
+        if !self.in_sync {
+            return Err(CodecError::NotInSync);
         }
         let expected = self.last_seq.wrapping_add(1);
         if header.seq != expected {
@@ -156,58 +163,184 @@ impl Decoder {
                 got: header.seq,
             });
         }
-        wire::read_tile_list(rest, grid, &mut self.tiles)
+        Ok(())
     }
 
-    /// Writes the checked tiles in `raw` onto the screen.
-    fn apply(&mut self, seq: u64, grid: Grid) -> Result<()> {
-        let row_len = grid.width as usize * 4;
-        if self.grid != Some(grid) {
-            // Only a keyframe gets here, and it covers every pixel.
-            self.pixels = vec![0; row_len * grid.height as usize];
-            self.grid = Some(grid);
+    /// Decompresses the stream's next part into `raw`: exactly `expected`
+    /// bytes, the whole payload used, nothing left over in zstd.
+    fn decompress(&mut self, payload: &[u8], expected: usize) -> Result<()> {
+        self.raw.clear();
+        if expected == 0 {
+            return match payload.is_empty() {
+                true => Ok(()),
+                false => Err(CodecError::BadPayload("payload without pixels")),
+            };
         }
-        self.last_seq = seq;
+        // zstd writes into the spare capacity and can never grow the Vec,
+        // so output is bounded by `expected` (or by a previous, larger
+        // update's size), and nothing is zero-filled in advance.
+        self.raw.reserve_exact(expected);
+        let mut input = InBuffer::around(payload);
+        loop {
+            let before = (input.pos(), self.raw.len());
+            let mut out = OutBuffer::around_pos(&mut self.raw, before.1);
+            self.zstd
+                .run(&mut input, &mut out)
+                .map_err(CodecError::Zstd)?;
+            if (input.pos(), self.raw.len()) == before {
+                break;
+            }
+        }
+        if self.raw.len() != expected {
+            return Err(CodecError::BadPayload("wrong number of pixels"));
+        }
+        if input.pos() != payload.len() {
+            return Err(CodecError::BadPayload("bytes after the pixels"));
+        }
+        // Anything zstd still holds would be more pixels than listed.
+        let mut probe = [0u8; 1];
+        let mut out = OutBuffer::around(&mut probe[..]);
+        self.zstd
+            .run(&mut InBuffer::around(&[]), &mut out)
+            .map_err(CodecError::Zstd)?;
+        if out.pos() != 0 {
+            return Err(CodecError::BadPayload("more pixels than listed"));
+        }
+        Ok(())
+    }
+
+    /// Applies the checked rectangles, with the pixels in `raw`.
+    fn apply(&mut self, header: &Header, plan: &Plan<'_>) -> Result<()> {
+        let size = (header.width, header.height);
+        if self.size != Some(size) {
+            // Only a keyframe gets here; opaque black until it is drawn.
+            let pixels = size.0 as usize * size.1 as usize;
+            self.pixels = [0, 0, 0, 255].repeat(pixels);
+            self.size = Some(size);
+        }
+        self.last_seq = header.seq;
+        self.in_sync = true;
+        let row_len = size.0 as usize * 4;
         let mut src = &self.raw[..];
-        for &index in &self.tiles {
-            let tile = grid.tile(index);
-            let (x, w) = (tile.x as usize * 4, tile.width as usize);
-            for y in tile.y as usize..(tile.y + tile.height) as usize {
-                let start = y * row_len + x;
-                // Neither fails: the payload was exactly the tiles' size,
-                // and every tile lies inside the grid the screen was sized
-                // for.
-                let (rgb, after) = src
-                    .split_at_checked(w * 3)
-                    .ok_or(CodecError::BadPayload("wrong number of pixels"))?;
-                let row = self
-                    .pixels
-                    .get_mut(start..start + w * 4)
-                    .ok_or(CodecError::BadTileList("tile outside the frame"))?;
-                unfilter_rgb_to_rgba(rgb, row);
-                src = after;
+        let pixels = &mut self.pixels;
+        let mut reader = OpReader::new(plan.ops, size.0, size.1)?;
+        // Checked in `plan`, so none of this fails.
+        while let Some(op) = reader.next_op()? {
+            match op.kind {
+                Kind::Pixels => src = put_pixels(pixels, row_len, op.rect, src)?,
+                Kind::Fill(rgb) => fill(pixels, row_len, op.rect, rgb)?,
+                Kind::Copy { x, y } => copy(pixels, row_len, op.rect, (x, y))?,
             }
         }
         Ok(())
     }
 }
 
-/// Merges consecutive tiles of one tile row into one rectangle, so a
-/// viewer makes a few wide uploads rather than many small ones.
-fn dirty_runs(grid: Grid, tiles: &[u32]) -> Vec<Rect> {
-    let mut runs: Vec<Rect> = Vec::new();
-    let mut last = None;
-    for &index in tiles {
-        let tile = grid.tile(index);
-        match runs.last_mut() {
-            Some(run) if last == Some(index.wrapping_sub(1)) && tile.x != 0 => {
-                run.width += tile.width
-            }
-            _ => runs.push(tile),
-        }
-        last = Some(index);
+/// Unfilters one rectangle's rows from `src` onto the screen; returns the
+/// rest of `src`.
+fn put_pixels<'s>(
+    pixels: &mut [u8],
+    row_len: usize,
+    r: Rect,
+    mut src: &'s [u8],
+) -> Result<&'s [u8]> {
+    let (x, w) = (r.x as usize * 4, r.width as usize);
+    for y in r.y as usize..(r.y + r.height) as usize {
+        let (rgb, after) = src
+            .split_at_checked(w * 3)
+            .ok_or(CodecError::BadPayload("wrong number of pixels"))?;
+        let row = pixels
+            .get_mut(y * row_len + x..y * row_len + x + w * 4)
+            .ok_or(CodecError::BadRects("rectangle outside the screen"))?;
+        unfilter_rgb_to_rgba(rgb, row);
+        src = after;
     }
-    runs
+    Ok(src)
+}
+
+/// Checks every rectangle of an update on a `width` x `height` screen:
+/// inside it, "pixels" covering at most its area, all of them at most four
+/// times that (which bounds the work of fills and copies). Returns the
+/// payload after them, its decompressed size, and the dirty rectangles.
+fn plan(bytes: &[u8], width: u32, height: u32) -> Result<Plan<'_>> {
+    let screen = u64::from(width) * u64::from(height);
+    let mut reader = OpReader::new(bytes, width, height)?;
+    let (mut pixels, mut total) = (0u64, 0u64);
+    let mut dirty: Vec<Rect> = Vec::new();
+    let mut bounds: Option<Rect> = None;
+    let mut count = 0usize;
+    while let Some(Op { rect, kind }) = reader.next_op()? {
+        count += 1;
+        let area = u64::from(rect.width) * u64::from(rect.height);
+        total += area;
+        if kind == Kind::Pixels {
+            pixels += area;
+        }
+        if pixels > screen || total > 4 * screen {
+            return Err(CodecError::BadRects("rectangles cover too much"));
+        }
+        bounds = Some(bounds.map_or(rect, |b| union(b, rect)));
+        if dirty.len() < MAX_DIRTY {
+            dirty.push(rect);
+        }
+    }
+    if count > MAX_DIRTY {
+        // Too many to upload one by one: one box holds them all.
+        dirty = bounds.into_iter().collect();
+    }
+    let ops_len = bytes.len() - reader.rest().len();
+    Ok(Plan {
+        ops: bytes.get(..ops_len).unwrap_or_default(),
+        payload: reader.rest(),
+        // At most 8192 * 8192 * 3.
+        expected: (pixels * 3) as usize,
+        dirty,
+    })
+}
+
+fn union(a: Rect, b: Rect) -> Rect {
+    let (x0, y0) = (a.x.min(b.x), a.y.min(b.y));
+    let x1 = (a.x + a.width).max(b.x + b.width);
+    let y1 = (a.y + a.height).max(b.y + b.height);
+    Rect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    }
+}
+
+/// Paints a checked rectangle one colour.
+fn fill(pixels: &mut [u8], row_len: usize, r: Rect, [red, green, blue]: [u8; 3]) -> Result<()> {
+    let (x, w) = (r.x as usize * 4, r.width as usize * 4);
+    for y in r.y as usize..(r.y + r.height) as usize {
+        let row = pixels
+            .get_mut(y * row_len + x..y * row_len + x + w)
+            .ok_or(CodecError::BadRects("rectangle outside the screen"))?;
+        let (row, _) = row.as_chunks_mut::<4>();
+        row.fill([red, green, blue, 255]);
+    }
+    Ok(())
+}
+
+/// Copies the checked rectangle at `from` to `r` (they may overlap: rows
+/// are taken in the order that reads each before it is overwritten).
+fn copy(pixels: &mut [u8], row_len: usize, r: Rect, from: (u32, u32)) -> Result<()> {
+    let w = r.width as usize * 4;
+    let rows: Box<dyn Iterator<Item = usize>> = if from.1 < r.y {
+        Box::new((0..r.height as usize).rev())
+    } else {
+        Box::new(0..r.height as usize)
+    };
+    for i in rows {
+        let src = (from.1 as usize + i) * row_len + from.0 as usize * 4;
+        let dst = (r.y as usize + i) * row_len + r.x as usize * 4;
+        if src.max(dst) + w > pixels.len() {
+            return Err(CodecError::BadRects("copy outside the screen"));
+        }
+        pixels.copy_within(src..src + w, dst);
+    }
+    Ok(())
 }
 
 /// Undoes the encoder's "sub" filter on one row and writes it as RGBA.

@@ -1,32 +1,41 @@
-//! The agent side: diff against the previous frame, compress changed tiles.
+//! The agent side: find the changed rectangles, send fills as colours and
+//! the rest as filtered pixels through the session's zstd stream.
 
-use crate::wire::{self, Header};
-use crate::{CodecError, FrameRef, Grid, Rect, Result, ZSTD_LEVEL};
-use zstd::bulk::Compressor;
+use zstd::stream::raw::{CParameter, Encoder as ZstdEncoder, InBuffer, Operation, OutBuffer};
+
+use crate::regions::{self, Diff, Scratch};
+use crate::wire::{self, Header, Kind, Op};
+use crate::{CodecError, FrameRef, Grid, Rect, Result, ZSTD_LEVEL, ZSTD_WINDOW_LOG};
 
 /// One encoded update, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
     /// Counts updates from 0; a decoder refuses a gap in non-keyframes.
     pub seq: u64,
-    /// Carries every tile, so it can start (or restart) a decoder.
+    /// Covers the whole screen and restarts the zstd stream, so it can start
+    /// (or restart) a decoder.
     pub keyframe: bool,
     /// The self-describing wire form (see the crate docs).
     pub bytes: Vec<u8>,
-    /// How many tiles it carries.
-    pub tiles: usize,
+    /// How many rectangles it carries.
+    pub rects: usize,
 }
 
-/// Turns successive BGRX frames into updates holding only changed tiles.
+/// Turns successive BGRX frames into updates holding only what changed.
+///
+/// Every update it returns continues one zstd stream, so each must reach
+/// the decoder, in order; after a loss the decoder needs a keyframe
+/// (`force_keyframe`).
 pub struct Encoder {
-    compressor: Compressor<'static>,
+    zstd: ZstdEncoder<'static>,
     /// The last frame encoded, packed BGRX (`stride = width * 4`), and its
-    /// grid; `None` until the first frame.
+    /// grid; `None` until the first frame or after a failure.
     previous: Vec<u8>,
     grid: Option<Grid>,
     next_seq: u64,
-    // Scratch buffers kept between frames to avoid reallocating.
-    changed: Vec<u32>,
+    // Scratch kept between frames to avoid reallocating.
+    scratch: Scratch,
+    ops: Vec<Op>,
     raw: Vec<u8>,
     compressed: Vec<u8>,
 }
@@ -40,19 +49,23 @@ impl Default for Encoder {
 impl Encoder {
     /// An encoder whose first frame will be a keyframe.
     pub fn new() -> Self {
+        // Both fail only on invalid parameters, and these are valid.
+        let mut zstd = ZstdEncoder::new(ZSTD_LEVEL).expect("zstd level is valid");
+        zstd.set_parameter(CParameter::WindowLog(ZSTD_WINDOW_LOG))
+            .expect("zstd window is valid");
         Self {
-            // Fails only on an invalid level, and ZSTD_LEVEL is valid.
-            compressor: Compressor::new(ZSTD_LEVEL).expect("zstd level is valid"),
+            zstd,
             previous: Vec::new(),
             grid: None,
             next_seq: 0,
-            changed: Vec::new(),
+            scratch: Scratch::default(),
+            ops: Vec::new(),
             raw: Vec::new(),
             compressed: Vec::new(),
         }
     }
 
-    /// Encodes `frame` against the previous one.
+    /// Encodes `frame` against the previous one, looking everywhere.
     ///
     /// Returns `None` when no pixel changed and no keyframe is due. A
     /// keyframe is sent for the first frame, on `force_keyframe` (e.g. a
@@ -62,51 +75,59 @@ impl Encoder {
         frame: FrameRef<'_>,
         force_keyframe: bool,
     ) -> Result<Option<EncodedFrame>> {
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            width: frame.width,
+            height: frame.height,
+        };
+        self.encode_within(frame, force_keyframe, &[whole])
+    }
+
+    /// Like [`Encoder::encode`], but compares only within `changed`: the
+    /// caller promises that no pixel outside these rectangles differs from
+    /// the previous frame given to this encoder (a capture that knows what
+    /// it re-read). Rectangles may reach past the frame; they are clipped.
+    pub fn encode_within(
+        &mut self,
+        frame: FrameRef<'_>,
+        force_keyframe: bool,
+        changed: &[Rect],
+    ) -> Result<Option<EncodedFrame>> {
         frame.validate()?;
         let grid = Grid::new(frame.width, frame.height);
         let keyframe = force_keyframe || self.grid != Some(grid);
-        let row_len = frame.width as usize * 4;
-
-        self.changed.clear();
+        let whole = [Rect {
+            x: 0,
+            y: 0,
+            width: frame.width,
+            height: frame.height,
+        }];
         if keyframe {
-            self.previous.clear();
-            self.previous.reserve(row_len * frame.height as usize);
-            for y in 0..frame.height as usize {
-                self.previous.extend_from_slice(frame.row(y));
-            }
+            let len = frame.width as usize * 4 * frame.height as usize;
+            self.previous.resize(len, 0);
             self.grid = Some(grid);
-            self.changed.extend(0..grid.count());
-        } else {
-            for index in 0..grid.count() {
-                if self.update_tile(&frame, grid.tile(index)) {
-                    self.changed.push(index);
-                }
-            }
-            if self.changed.is_empty() {
-                return Ok(None);
-            }
         }
-
-        // Pack the changed tiles as filtered RGB, one after another.
-        self.raw.clear();
-        for &index in &self.changed {
-            let tile = grid.tile(index);
-            let (x, w) = (tile.x as usize * 4, tile.width as usize * 4);
-            for y in tile.y as usize..(tile.y + tile.height) as usize {
-                let start = y * row_len + x;
-                bgrx_to_rgb_sub(&self.previous[start..start + w], &mut self.raw);
-            }
+        let diff = Diff {
+            grid,
+            areas: if keyframe { &whole } else { changed },
+            keyframe,
+        };
+        self.ops.clear();
+        regions::diff(
+            &diff,
+            &frame,
+            &mut self.previous,
+            &mut self.ops,
+            &mut self.scratch,
+        );
+        if self.ops.is_empty() {
+            return Ok(None);
         }
-
-        self.compressed.clear();
-        self.compressed
-            .reserve(zstd::compress_bound(self.raw.len()));
-        if let Err(e) = self
-            .compressor
-            .compress_to_buffer(&self.raw, &mut self.compressed)
-        {
-            // `previous` already holds changes that will never be sent:
-            // start over with a keyframe.
+        self.pack(frame.width);
+        if let Err(e) = self.compress(keyframe) {
+            // `previous` already holds changes that will never be sent,
+            // and the stream is broken: start over with a keyframe.
             self.grid = None;
             return Err(CodecError::Zstd(e));
         }
@@ -120,37 +141,62 @@ impl Encoder {
             seq,
         };
         let mut bytes =
-            Vec::with_capacity(wire::HEADER_LEN + 3 * self.changed.len() + self.compressed.len());
+            Vec::with_capacity(wire::HEADER_LEN + 12 * self.ops.len() + self.compressed.len() + 8);
         header.write(&mut bytes);
-        if !keyframe {
-            wire::write_tile_list(&self.changed, &mut bytes);
-        }
+        wire::write_ops(&self.ops, &mut bytes);
         bytes.extend_from_slice(&self.compressed);
         Ok(Some(EncodedFrame {
             seq,
             keyframe,
             bytes,
-            tiles: self.changed.len(),
+            rects: self.ops.len(),
         }))
     }
 
-    /// Compares one tile of `frame` with the previous frame, copying it over
-    /// if it differs. Returns whether it did.
-    fn update_tile(&mut self, frame: &FrameRef<'_>, tile: Rect) -> bool {
-        let row_len = frame.width as usize * 4;
-        let (x, w) = (tile.x as usize * 4, tile.width as usize * 4);
-        let rows = tile.y as usize..(tile.y + tile.height) as usize;
-        let differs = rows.clone().any(|y| {
-            let start = y * row_len + x;
-            frame.row(y)[x..x + w] != self.previous[start..start + w]
-        });
-        if differs {
-            for y in rows {
-                let start = y * row_len + x;
-                self.previous[start..start + w].copy_from_slice(&frame.row(y)[x..x + w]);
+    /// Packs the "pixels" rectangles, as filtered RGB, one after another.
+    fn pack(&mut self, width: u32) {
+        let stride = width as usize * 4;
+        self.raw.clear();
+        for op in self.ops.iter().filter(|op| op.kind == Kind::Pixels) {
+            let r = op.rect;
+            let (x, w) = (r.x as usize * 4, r.width as usize * 4);
+            for y in r.y as usize..(r.y + r.height) as usize {
+                let start = y * stride + x;
+                bgrx_to_rgb_sub(&self.previous[start..start + w], &mut self.raw);
             }
         }
-        differs
+    }
+
+    /// Compresses `raw` as the stream's next part, flushed so the decoder
+    /// can decode it all now; a keyframe starts a new stream.
+    fn compress(&mut self, keyframe: bool) -> std::io::Result<()> {
+        if keyframe {
+            self.zstd.reinit()?;
+        }
+        self.compressed.clear();
+        if self.raw.is_empty() {
+            return Ok(());
+        }
+        // Room for the worst case, a new frame header and the flush.
+        self.compressed
+            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()) + 64);
+        let mut input = InBuffer::around(&self.raw);
+        while input.pos() < self.raw.len() {
+            let at = self.compressed.len();
+            let mut out = OutBuffer::around_pos(&mut self.compressed, at);
+            // Writes into the spare capacity and sets the length.
+            self.zstd.run(&mut input, &mut out)?;
+            self.compressed.reserve(4096);
+        }
+        loop {
+            let at = self.compressed.len();
+            let mut out = OutBuffer::around_pos(&mut self.compressed, at);
+            let left = self.zstd.flush(&mut out)?;
+            if left == 0 {
+                return Ok(());
+            }
+            self.compressed.reserve(left.max(4096));
+        }
     }
 }
 

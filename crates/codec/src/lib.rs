@@ -1,43 +1,60 @@
-//! Lossless tile-diff codec for screen frames.
+//! Lossless screen codec: exact changed regions, solid fills, and one
+//! zstd stream per session.
 //!
-//! The agent captures BGRX frames; the [`Encoder`] cuts each one into
-//! [`TILE_SIZE`]-pixel square tiles, keeps the previous frame, and sends only
-//! the tiles that changed (every tile on a keyframe), as one zstd stream of
-//! filtered RGB pixels. The viewer's [`Decoder`] applies updates to an RGBA screen and
-//! reports the dirty rectangles so only those need uploading.
+//! The agent captures BGRX frames; the [`Encoder`] keeps the previous frame,
+//! finds what changed (within [`TILE_SIZE`]-pixel tiles, each trimmed to the
+//! rows and columns that changed, neighbours merged back into larger
+//! rectangles), and sends each changed rectangle either as a solid colour
+//! or as filtered RGB pixels. The pixels of all updates of a session go
+//! through one zstd stream, flushed at the end of every update, so an
+//! update can refer to anything sent in the last [`ZSTD_WINDOW_LOG`] bits'
+//! worth of earlier updates (a glyph typed again, a window shown again)
+//! instead of starting cold. The viewer's [`Decoder`] keeps the matching
+//! decompression context, applies updates to an RGBA screen and reports the
+//! dirty rectangles so only those need uploading.
 //!
 //! Pure Rust API, no I/O. The decoder treats its input as hostile: every
-//! length is checked, sizes are capped by [`MAX_DIMENSION`], and the
-//! decompressed size is bounded by what the tile list implies.
+//! length is checked, sizes are capped by [`MAX_DIMENSION`], rectangles
+//! must lie inside the screen and cover at most the screen's area in
+//! pixels (so decompression is bounded by the rectangle list, and the work
+//! of fills by a few screens), the zstd window by [`MAX_WINDOW_LOG`].
 //!
-//! # Wire format
+//! # Wire format (version 2)
 //!
-//! All integers little-endian.
+//! All integers little-endian; "varint" is LEB128 (at most 10 bytes).
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 1 | version, [`FORMAT_VERSION`] |
+//! | 1 | version, [`FORMAT_VERSION`]; anything else is refused |
 //! | 1 | flags: bit 0 = keyframe; other bits must be zero |
 //! | 4 | width in pixels, 1..=[`MAX_DIMENSION`] |
 //! | 4 | height in pixels, 1..=[`MAX_DIMENSION`] |
 //! | 8 | sequence number |
-//! | var | non-keyframes only: tile list (LEB128 count, then LEB128 gaps) |
-//! | rest | zstd payload |
+//! | var | varint rectangle count, 1..=[`MAX_RECTS`] |
+//! | var | that many rectangles: varint x, y, width, height (each side at least 1, inside the screen), then a kind byte: 0 = pixels (in the payload), 1 = fill (3 bytes R, G, B follow), 2 = copy (varint source x, y follow: the same size from there, inside the screen) |
+//! | rest | zstd payload: the next part of the session's stream, ending in a flush; empty when no rectangle is "pixels" |
 //!
-//! Tiles are numbered row-major over the tile grid. The tile list holds
-//! strictly increasing indices, each stored as the gap after the previous
-//! one (`index = previous + 1 + gap`, the first is the gap itself), so it
-//! cannot repeat a tile or exceed the grid. A keyframe carries every tile.
-//! The payload decompresses to the listed tiles' pixels in list order, each
-//! tile row by row, 3 bytes (R, G, B) per pixel: the X byte carries nothing
-//! and dropping it saves a quarter of the work for zstd. Each byte holds the
-//! difference (mod 256) from the same channel of the pixel to its left in the
-//! tile row, the first pixel of a tile row from 0 (PNG's "sub" filter).
+//! Rectangles apply in order. A copy reads the screen as the rectangles
+//! before it left it (source and destination may overlap). The payload
+//! decompresses to the "pixels" rectangles' pixels in list order, each row by
+//! row, 3 bytes (R, G, B) per pixel: the X byte carries nothing and dropping
+//! it saves a quarter of the work for zstd. Each byte holds the difference
+//! (mod 256) from the same channel of the pixel to its left in the
+//! rectangle's row, the first pixel of a row from 0 (PNG's "sub" filter).
+//! "Pixels" rectangles together cover at most width x height pixels, and all
+//! rectangles at most four times that.
+//!
+//! A keyframe restarts the zstd stream (the encoder's and the decoder's
+//! contexts are reset) and its rectangles cover the whole screen; every other
+//! update continues the stream, so it must follow the previous update
+//! exactly (sequence number + 1, same size) and the decoder refuses any
+//! delta after an error until the next keyframe.
 
 #![forbid(unsafe_code)]
 
 mod decoder;
 mod encoder;
+mod regions;
 mod wire;
 
 pub use decoder::{DecodedUpdate, Decoder};
@@ -49,12 +66,27 @@ pub const TILE_SIZE: u32 = 64;
 /// Largest width or height either side accepts (bounds decoder memory).
 pub const MAX_DIMENSION: u32 = 8192;
 
-/// Version byte at the start of every encoded frame.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version byte at the start of every encoded frame. Agent and viewer agree
+/// on it when the session starts; version 1 (whole 64x64 tiles, each update
+/// compressed cold) is no longer read or written.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// zstd level the encoder uses: level 1 keeps a full 1080p frame near
 /// 3 ms on one core while compressing far better than lz4.
 pub const ZSTD_LEVEL: i32 = 1;
+
+/// The encoder's zstd window (2^22 = 4 MiB): how far back in the session's
+/// pixel stream an update can find a match. Most of a 1080p keyframe's
+/// 6 MB, and hours of typing; each side holds one window in memory.
+pub const ZSTD_WINDOW_LOG: u32 = 22;
+
+/// The largest zstd window the decoder accepts (2^23 = 8 MiB), so a hostile
+/// stream cannot make it allocate more.
+pub const MAX_WINDOW_LOG: u32 = 23;
+
+/// The most rectangles one update may carry (a 1080p screen has 510 tiles;
+/// an 8192x8192 one 16 384).
+pub const MAX_RECTS: u64 = 1 << 16;
 
 /// Result of this crate's operations.
 pub type Result<T> = std::result::Result<T, CodecError>;
@@ -74,7 +106,7 @@ pub enum CodecError {
     /// The frame's buffer is shorter than its size and stride require.
     #[error("frame data is {got} bytes, {needed} needed")]
     FrameTooShort { needed: usize, got: usize },
-    /// The encoded update ends before its header or tile list does.
+    /// The encoded update ends before its header or rectangle list does.
     #[error("encoded update is truncated")]
     Truncated,
     /// Written by a newer (or unknown) encoder.
@@ -98,12 +130,16 @@ pub enum CodecError {
     /// lost, so applying this one would show a wrong picture.
     #[error("expected update {expected}, got {got}")]
     SequenceGap { expected: u64, got: u64 },
-    /// The tile list is empty, too long, out of range or malformed.
-    #[error("bad tile list: {0}")]
-    BadTileList(&'static str),
-    /// The payload is not the size the tile list implies.
-    #[error("payload does not match the tile list: {0}")]
+    /// The rectangle list is empty, too long, out of range or malformed.
+    #[error("bad rectangle list: {0}")]
+    BadRects(&'static str),
+    /// The payload is not the size the rectangle list implies.
+    #[error("payload does not match the rectangle list: {0}")]
     BadPayload(&'static str),
+    /// An earlier update failed, so the zstd stream this delta continues is
+    /// lost: a keyframe must come first.
+    #[error("update needs a keyframe after an earlier error")]
+    NotInSync,
     /// zstd failed (corrupt stream, or it would exceed the expected size).
     #[error("zstd: {0}")]
     Zstd(#[source] std::io::Error),
@@ -203,10 +239,6 @@ impl Grid {
             cols: width.div_ceil(TILE_SIZE),
             rows: height.div_ceil(TILE_SIZE),
         }
-    }
-
-    fn count(&self) -> u32 {
-        self.cols * self.rows
     }
 
     /// The pixels tile `index` covers; `index` must be below `count()`.

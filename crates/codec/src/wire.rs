@@ -1,11 +1,11 @@
-//! Header and tile-list encoding (see the crate docs' "Wire format").
+//! Header and rectangle-list encoding (see the crate docs' "Wire format").
 
 // A decoder of untrusted bytes: no panicking shortcuts (its tests may).
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use crate::{check_dimensions, CodecError, Grid, Result, FORMAT_VERSION};
+use crate::{check_dimensions, CodecError, Rect, Result, FORMAT_VERSION, MAX_RECTS};
 
-/// Bytes before the tile list.
+/// Bytes before the rectangle list.
 pub(crate) const HEADER_LEN: usize = 18;
 
 const FLAG_KEYFRAME: u8 = 1;
@@ -58,52 +58,149 @@ impl Header {
     }
 }
 
-/// Appends strictly increasing tile indices as a count and gaps.
-pub(crate) fn write_tile_list(tiles: &[u32], out: &mut Vec<u8>) {
-    write_varint(tiles.len() as u64, out);
-    let mut next = 0;
-    for &index in tiles {
-        write_varint(u64::from(index - next), out);
-        next = index + 1;
+/// What a rectangle of an update holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Its pixels are the next ones in the payload.
+    Pixels,
+    /// Every pixel is this colour (R, G, B).
+    Fill([u8; 3]),
+    /// The same-sized rectangle at this position, as the screen is when
+    /// this rectangle applies.
+    Copy { x: u32, y: u32 },
+}
+
+const KIND_PIXELS: u8 = 0;
+const KIND_FILL: u8 = 1;
+const KIND_COPY: u8 = 2;
+
+/// One rectangle of an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Op {
+    pub rect: Rect,
+    pub kind: Kind,
+}
+
+/// Appends the rectangle count and the rectangles.
+pub(crate) fn write_ops(ops: &[Op], out: &mut Vec<u8>) {
+    write_varint(ops.len() as u64, out);
+    for op in ops {
+        let r = op.rect;
+        for v in [r.x, r.y, r.width, r.height] {
+            write_varint(u64::from(v), out);
+        }
+        match op.kind {
+            Kind::Pixels => out.push(KIND_PIXELS),
+            Kind::Fill(rgb) => {
+                out.push(KIND_FILL);
+                out.extend_from_slice(&rgb);
+            }
+            Kind::Copy { x, y } => {
+                out.push(KIND_COPY);
+                write_varint(u64::from(x), out);
+                write_varint(u64::from(y), out);
+            }
+        }
     }
 }
 
-/// Reads a tile list into `tiles` (cleared first); returns the bytes after
-/// it. Every index is below `grid.count()` and larger than the one before.
-pub(crate) fn read_tile_list<'a>(
+/// Reads the rectangles of an update on a `width` x `height` screen one by
+/// one, each checked to lie inside the screen (a copy's source too). After
+/// the last one, [`OpReader::rest`] is the payload.
+pub(crate) struct OpReader<'a> {
     bytes: &'a [u8],
-    grid: Grid,
-    tiles: &mut Vec<u32>,
-) -> Result<&'a [u8]> {
-    tiles.clear();
-    let total = u64::from(grid.count());
-    let (count, mut rest) = read_varint(bytes)?;
-    if count == 0 {
-        return Err(CodecError::BadTileList("no tiles"));
+    left: u64,
+    width: u32,
+    height: u32,
+}
+
+impl<'a> OpReader<'a> {
+    /// Reads the count: 1..=[`MAX_RECTS`], and no more than the bytes could
+    /// hold (each rectangle takes at least 5).
+    pub fn new(bytes: &'a [u8], width: u32, height: u32) -> Result<Self> {
+        let (count, bytes) = read_varint(bytes)?;
+        if count == 0 {
+            return Err(CodecError::BadRects("no rectangles"));
+        }
+        if count > MAX_RECTS || count > bytes.len() as u64 / 5 {
+            return Err(CodecError::BadRects("too many rectangles"));
+        }
+        Ok(Self {
+            bytes,
+            left: count,
+            width,
+            height,
+        })
     }
-    if count > total {
-        return Err(CodecError::BadTileList("more tiles than the frame has"));
+
+    /// The bytes after the rectangles read so far.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
     }
-    let mut next = 0u64;
-    for _ in 0..count {
-        let (gap, after) = read_varint(rest)?;
-        rest = after;
-        let index = next
-            .checked_add(gap)
-            .filter(|&index| index < total)
-            .ok_or(CodecError::BadTileList("tile outside the frame"))?;
-        // `index < total <= u32::MAX`, so neither conversion nor `+ 1` overflows.
-        tiles.push(index as u32);
-        next = index + 1;
+
+    fn number(&mut self) -> Result<u64> {
+        let (value, rest) = read_varint(self.bytes)?;
+        self.bytes = rest;
+        Ok(value)
     }
-    Ok(rest)
+
+    /// The next rectangle, or `None` after the last.
+    pub fn next_op(&mut self) -> Result<Option<Op>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        let (x, y, w, h) = (
+            self.number()?,
+            self.number()?,
+            self.number()?,
+            self.number()?,
+        );
+        let (sw, sh) = (u64::from(self.width), u64::from(self.height));
+        if w == 0 || h == 0 || x.saturating_add(w) > sw || y.saturating_add(h) > sh {
+            return Err(CodecError::BadRects("rectangle outside the screen"));
+        }
+        let (&kind, rest) = self.bytes.split_first().ok_or(CodecError::Truncated)?;
+        self.bytes = rest;
+        let kind = match kind {
+            KIND_PIXELS => Kind::Pixels,
+            KIND_FILL => {
+                let (rgb, rest) = self
+                    .bytes
+                    .split_first_chunk::<3>()
+                    .ok_or(CodecError::Truncated)?;
+                self.bytes = rest;
+                Kind::Fill(*rgb)
+            }
+            KIND_COPY => {
+                let (sx, sy) = (self.number()?, self.number()?);
+                if sx.saturating_add(w) > sw || sy.saturating_add(h) > sh {
+                    return Err(CodecError::BadRects("copy from outside the screen"));
+                }
+                // Below the screen's size, so within u32.
+                Kind::Copy {
+                    x: sx as u32,
+                    y: sy as u32,
+                }
+            }
+            _ => return Err(CodecError::BadRects("unknown rectangle kind")),
+        };
+        // Each is at most the screen's size (checked above), so within u32.
+        let rect = Rect {
+            x: x as u32,
+            y: y as u32,
+            width: w as u32,
+            height: h as u32,
+        };
+        Ok(Some(Op { rect, kind }))
+    }
 }
 
 /// Refuses a payload too short to decompress to `expected` bytes.
 pub(crate) fn check_payload_len(payload: &[u8], expected: usize) -> Result<()> {
     let min_len = expected.div_ceil(MAX_BLOCK_OUTPUT) * MIN_BLOCK_BYTES;
     if payload.len() < min_len {
-        return Err(CodecError::BadPayload("too short for the tile list"));
+        return Err(CodecError::BadPayload("too short for the rectangles"));
     }
     Ok(())
 }
@@ -123,7 +220,7 @@ fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8])> {
         let bits = u64::from(byte & 0x7f);
         let shift = 7 * i as u32;
         if shift == 63 && bits > 1 {
-            return Err(CodecError::BadTileList("number too large"));
+            return Err(CodecError::BadRects("number too large"));
         }
         value |= bits << shift;
         if byte & 0x80 == 0 {
@@ -133,7 +230,7 @@ fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8])> {
         }
     }
     if bytes.len() >= 10 {
-        Err(CodecError::BadTileList("number too large"))
+        Err(CodecError::BadRects("number too large"))
     } else {
         Err(CodecError::Truncated)
     }
@@ -154,7 +251,7 @@ mod tests {
         }
         assert!(matches!(
             read_varint(&[0x80; 11]),
-            Err(CodecError::BadTileList(_))
+            Err(CodecError::BadRects(_))
         ));
         assert!(matches!(
             read_varint(&[0xff; 9]),
@@ -164,32 +261,74 @@ mod tests {
         too_big.push(0x02);
         assert!(matches!(
             read_varint(&too_big),
-            Err(CodecError::BadTileList(_))
+            Err(CodecError::BadRects(_))
         ));
     }
 
     #[test]
-    fn tile_list_round_trips_and_rejects_out_of_range() {
-        let grid = Grid::new(200, 100); // 4 x 2 tiles
+    fn rectangles_round_trip_and_reject_out_of_range() {
+        let rect = |x, y, width, height| Rect {
+            x,
+            y,
+            width,
+            height,
+        };
+        let ops = [
+            Op {
+                rect: rect(0, 0, 200, 100),
+                kind: Kind::Fill([1, 2, 3]),
+            },
+            Op {
+                rect: rect(10, 20, 5, 6),
+                kind: Kind::Pixels,
+            },
+            Op {
+                rect: rect(100, 0, 100, 99),
+                kind: Kind::Copy { x: 0, y: 1 },
+            },
+        ];
         let mut out = Vec::new();
-        write_tile_list(&[0, 3, 7], &mut out);
-        let mut tiles = Vec::new();
-        assert!(read_tile_list(&out, grid, &mut tiles).unwrap().is_empty());
-        assert_eq!(tiles, [0, 3, 7]);
+        write_ops(&ops, &mut out);
+        out.push(0xaa);
+        let mut reader = OpReader::new(&out, 200, 100).unwrap();
+        for op in ops {
+            assert_eq!(reader.next_op().unwrap(), Some(op));
+        }
+        assert_eq!(reader.next_op().unwrap(), None);
+        assert_eq!(reader.rest(), [0xaa]);
 
-        out.clear();
-        write_tile_list(&[8], &mut out);
+        for (bad, screen) in [
+            (rect(0, 0, 201, 1), (200, 100)),
+            (rect(199, 99, 1, 2), (200, 100)),
+            (rect(0, 0, 0, 1), (200, 100)),
+            (rect(u32::MAX, 0, 1, 1), (200, 100)),
+        ] {
+            let mut out = Vec::new();
+            let op = Op {
+                rect: bad,
+                kind: Kind::Pixels,
+            };
+            write_ops(&[op, op], &mut out);
+            let mut reader = OpReader::new(&out, screen.0, screen.1).unwrap();
+            assert!(matches!(reader.next_op(), Err(CodecError::BadRects(_))));
+        }
+        let mut out = Vec::new();
+        let op = Op {
+            rect: rect(0, 0, 10, 10),
+            kind: Kind::Copy { x: 195, y: 0 },
+        };
+        write_ops(&[op], &mut out);
+        out.extend([0; 8]);
+        let mut reader = OpReader::new(&out, 200, 100).unwrap();
+        assert!(matches!(reader.next_op(), Err(CodecError::BadRects(_))));
         assert!(matches!(
-            read_tile_list(&out, grid, &mut tiles),
-            Err(CodecError::BadTileList(_))
+            OpReader::new(&[0, 0, 0, 0, 0, 0], 200, 100),
+            Err(CodecError::BadRects(_))
         ));
+        // A count the bytes after it cannot hold.
         assert!(matches!(
-            read_tile_list(&[9], grid, &mut tiles),
-            Err(CodecError::BadTileList(_))
-        ));
-        assert!(matches!(
-            read_tile_list(&[0], grid, &mut tiles),
-            Err(CodecError::BadTileList(_))
+            OpReader::new(&[3, 0, 0, 1, 1, 0], 200, 100),
+            Err(CodecError::BadRects(_))
         ));
     }
 }

@@ -3,7 +3,8 @@
 #![forbid(unsafe_code)]
 
 use assent_codec::{
-    placeholder_frame, CodecError, Decoder, EncodedFrame, Encoder, FrameRef, Rect, MAX_DIMENSION,
+    placeholder_frame, CodecError, Decoder, EncodedFrame, Encoder, FrameRef, Rect, FORMAT_VERSION,
+    MAX_DIMENSION,
 };
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -102,9 +103,16 @@ fn random_frames_round_trip_exactly() {
             let y0 = rng.next() as u32 % height;
             let x1 = x0 + rng.next() as u32 % (width - x0) + 1;
             let y1 = y0 + rng.next() as u32 % (height - y0) + 1;
+            // Half noise, half one colour (sent as a fill).
+            let solid = rng.next().is_multiple_of(2);
+            let colour = rng.next().to_le_bytes();
             for y in y0..y1 {
                 for x in x0..x1 {
-                    let px = rng.next().to_le_bytes();
+                    let px = if solid {
+                        colour
+                    } else {
+                        rng.next().to_le_bytes()
+                    };
                     set_pixel(&mut data, width, x, y, [px[0], px[1], px[2], px[3]]);
                 }
             }
@@ -118,37 +126,159 @@ fn random_frames_round_trip_exactly() {
 }
 
 #[test]
-fn one_changed_pixel_sends_one_small_tile() {
+fn one_changed_pixel_sends_one_pixel() {
     let (width, height) = (1280, 720);
     let mut data = desktop(width, height, &mut Rng(7));
     let mut encoder = Encoder::new();
     let mut decoder = Decoder::new();
     let key = encode(&mut encoder, &data, width, height).unwrap();
-    assert_eq!(key.tiles, 20 * 12);
+    // Every tile, merged back into one rectangle.
+    assert_eq!(key.rects, 1);
     decoder.decode(&key.bytes).unwrap();
 
     set_pixel(&mut data, width, 700, 300, [1, 2, 3, 0]);
     let delta = encode(&mut encoder, &data, width, height).unwrap();
     assert!(!delta.keyframe);
-    assert_eq!(delta.tiles, 1);
+    assert_eq!(delta.rects, 1);
     assert_eq!(delta.seq, key.seq + 1);
-    assert!(
-        delta.bytes.len() * 50 < key.bytes.len(),
-        "delta {} bytes, keyframe {}",
-        delta.bytes.len(),
-        key.bytes.len()
-    );
+    assert!(delta.bytes.len() < 48, "delta {} bytes", delta.bytes.len());
 
     let update = decoder.decode(&delta.bytes).unwrap();
     assert_eq!(
         update.dirty,
         [Rect {
-            x: 640,
-            y: 256,
-            width: 64,
-            height: 64
+            x: 700,
+            y: 300,
+            width: 1,
+            height: 1
         }]
     );
+    assert_eq!(decoder.pixels(), expected_rgba(&data));
+}
+
+#[test]
+fn a_typed_glyph_costs_its_own_pixels_and_a_screen_of_one_colour_one_fill() {
+    let (width, height) = (1920, 1080);
+    let mut data = desktop(width, height, &mut Rng(14));
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    decoder
+        .decode(&encode(&mut encoder, &data, width, height).unwrap().bytes)
+        .unwrap();
+    // A 9x17 glyph straddling a tile edge, and the text cursor beside it.
+    let mut rng = Rng(15);
+    for y in 120..137 {
+        for x in 60..69 {
+            // Ink or paper, like a glyph.
+            let v = if rng.next().is_multiple_of(3) {
+                0x20
+            } else {
+                0xf0
+            };
+            set_pixel(&mut data, width, x, y, [v, v, v, 0]);
+        }
+        for x in 69..78 {
+            set_pixel(&mut data, width, x, y, [0, 0, 0, 0]);
+        }
+    }
+    let delta = encode(&mut encoder, &data, width, height).unwrap();
+    let update = decoder.decode(&delta.bytes).unwrap();
+    assert_eq!(
+        update.dirty,
+        [Rect {
+            x: 60,
+            y: 120,
+            width: 18,
+            height: 17
+        }]
+    );
+    assert_eq!(decoder.pixels(), expected_rgba(&data));
+    assert!(delta.bytes.len() < 200, "{} bytes", delta.bytes.len());
+
+    let blue: Vec<u8> = [200, 40, 10, 0].repeat((width * height) as usize);
+    let delta = encode(&mut encoder, &blue, width, height).unwrap();
+    assert_eq!(delta.rects, 1);
+    assert!(delta.bytes.len() < 40, "{} bytes", delta.bytes.len());
+    decoder.decode(&delta.bytes).unwrap();
+    assert_eq!(decoder.pixels(), expected_rgba(&blue));
+}
+
+#[test]
+fn pixels_sent_before_cost_little_the_next_time() {
+    let (width, height) = (640, 480);
+    let blank = vec![0xff; (width * height * 4) as usize];
+    let patch = Rng(16).bytes(40 * 40 * 4);
+    let with_patch_at = |x0: u32, y0: u32| {
+        let mut data = blank.clone();
+        for y in 0..40 {
+            for x in 0..40 {
+                let at = ((y * 40 + x) * 4) as usize;
+                let px = [patch[at], patch[at + 1], patch[at + 2], 0];
+                set_pixel(&mut data, width, x0 + x, y0 + y, px);
+            }
+        }
+        data
+    };
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    let mut sizes = Vec::new();
+    for data in [
+        blank.clone(),
+        with_patch_at(10, 10),
+        blank.clone(),
+        with_patch_at(10, 10),
+    ] {
+        let update = encode(&mut encoder, &data, width, height).unwrap();
+        sizes.push(update.bytes.len());
+        decoder.decode(&update.bytes).unwrap();
+        assert_eq!(decoder.pixels(), expected_rgba(&data));
+    }
+    // Noise does not compress (4.8 KB), but the second time it is a match
+    // in the session's stream.
+    assert!(sizes[1] > 4000, "{sizes:?}");
+    assert!(sizes[3] * 10 < sizes[1], "{sizes:?}");
+}
+
+#[test]
+fn encode_within_compares_only_the_given_areas() {
+    let (width, height) = (300, 200);
+    let mut data = desktop(width, height, &mut Rng(17));
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    decoder
+        .decode(&encode(&mut encoder, &data, width, height).unwrap().bytes)
+        .unwrap();
+    set_pixel(&mut data, width, 10, 10, [1, 2, 3, 0]);
+    set_pixel(&mut data, width, 250, 150, [4, 5, 6, 0]);
+    let area = Rect {
+        x: 200,
+        y: 100,
+        width: 500, // past the edge: clipped
+        height: 60,
+    };
+    let update = encoder
+        .encode_within(frame(&data, width, height), false, &[area])
+        .unwrap()
+        .unwrap();
+    let dirty = decoder.decode(&update.bytes).unwrap().dirty;
+    assert_eq!(
+        dirty,
+        [Rect {
+            x: 250,
+            y: 150,
+            width: 1,
+            height: 1
+        }]
+    );
+    // Nothing in the areas: nothing to send; a whole look finds the rest.
+    assert_eq!(
+        encoder
+            .encode_within(frame(&data, width, height), false, &[])
+            .unwrap(),
+        None
+    );
+    let update = encode(&mut encoder, &data, width, height).unwrap();
+    decoder.decode(&update.bytes).unwrap();
     assert_eq!(decoder.pixels(), expected_rgba(&data));
 }
 
@@ -180,7 +310,7 @@ fn forced_keyframe_carries_every_tile_and_restarts_a_decoder() {
         .unwrap()
         .unwrap();
     assert!(forced.keyframe);
-    assert_eq!(forced.tiles, 4 * 2);
+    assert_eq!(forced.rects, 1);
     assert_eq!(forced.seq, 1);
 
     // A viewer joining late starts from it.
@@ -212,7 +342,7 @@ fn resolution_change_is_a_keyframe() {
 
     let resized = encode(&mut encoder, &large, 300, 150).unwrap();
     assert!(resized.keyframe);
-    assert_eq!(resized.tiles, 5 * 3);
+    assert_eq!(resized.rects, 1);
     let update = decoder.decode(&resized.bytes).unwrap();
     assert_eq!((update.width, update.height), (300, 150));
     assert_eq!(decoder.pixels(), expected_rgba(&large));
@@ -272,7 +402,7 @@ fn edge_tiles_cover_sizes_not_multiple_of_64() {
     let mut data = desktop(width, height, &mut Rng(9));
     let mut encoder = Encoder::new();
     let mut decoder = Decoder::new();
-    assert_eq!(encode(&mut encoder, &data, width, height).unwrap().tiles, 4);
+    assert_eq!(encode(&mut encoder, &data, width, height).unwrap().rects, 1);
     decoder
         .decode(
             &encoder
@@ -285,15 +415,15 @@ fn edge_tiles_cover_sizes_not_multiple_of_64() {
 
     set_pixel(&mut data, width, 99, 69, [1, 2, 3, 4]);
     let delta = encode(&mut encoder, &data, width, height).unwrap();
-    assert_eq!(delta.tiles, 1);
+    assert_eq!(delta.rects, 1);
     let update = decoder.decode(&delta.bytes).unwrap();
     assert_eq!(
         update.dirty,
         [Rect {
-            x: 64,
-            y: 64,
-            width: 36,
-            height: 6
+            x: 99,
+            y: 69,
+            width: 1,
+            height: 1
         }]
     );
     assert_eq!(
@@ -301,31 +431,31 @@ fn edge_tiles_cover_sizes_not_multiple_of_64() {
         [3, 2, 1, 255]
     );
 
-    // Two adjacent tiles in a row are one dirty rectangle; the next row's
-    // tile is another.
+    // Changes in three tiles that do not touch are three rectangles;
+    // two that meet across a tile edge are one.
     for (x, y) in [(0, 0), (70, 0), (0, 65)] {
         set_pixel(&mut data, width, x, y, [7, 7, 7, 7]);
     }
     let update = decoder
         .decode(&encode(&mut encoder, &data, width, height).unwrap().bytes)
         .unwrap();
+    let rect = |x, y, width, height| Rect {
+        x,
+        y,
+        width,
+        height,
+    };
     assert_eq!(
         update.dirty,
-        [
-            Rect {
-                x: 0,
-                y: 0,
-                width: 100,
-                height: 64
-            },
-            Rect {
-                x: 0,
-                y: 64,
-                width: 64,
-                height: 6
-            }
-        ]
+        [rect(0, 0, 1, 1), rect(70, 0, 1, 1), rect(0, 65, 1, 1)]
     );
+    for (x, y) in [(63, 10), (64, 10)] {
+        set_pixel(&mut data, width, x, y, [8, 8, 8, 8]);
+    }
+    let update = decoder
+        .decode(&encode(&mut encoder, &data, width, height).unwrap().bytes)
+        .unwrap();
+    assert_eq!(update.dirty, [rect(63, 10, 2, 1)]);
     assert_eq!(decoder.pixels(), expected_rgba(&data));
 }
 
@@ -402,7 +532,7 @@ fn bad_frames_are_errors() {
     ));
 }
 
-/// A hand-built update: header, optional tile list bytes, payload.
+/// A hand-built update: header, rectangle list bytes, payload.
 fn update_bytes(
     keyframe: bool,
     width: u32,
@@ -411,7 +541,7 @@ fn update_bytes(
     list: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut out = vec![1, u8::from(keyframe)];
+    let mut out = vec![FORMAT_VERSION, u8::from(keyframe)];
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&height.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
@@ -424,7 +554,9 @@ fn update_bytes(
 fn huge_header_with_tiny_payload_is_refused_before_allocating() {
     let mut decoder = Decoder::new();
     let payload = zstd::bulk::compress(&[0; 300], 1).unwrap();
-    let bytes = update_bytes(true, MAX_DIMENSION, MAX_DIMENSION, 0, &[], &payload);
+    // One "pixels" rectangle over the whole 8192x8192 screen.
+    let list = [1, 0, 0, 0x80, 0x40, 0x80, 0x40, 0];
+    let bytes = update_bytes(true, MAX_DIMENSION, MAX_DIMENSION, 0, &list, &payload);
     // Refused by the length check, before the 200 MB buffer this would need.
     let err = decoder.decode(&bytes).unwrap_err();
     assert!(
@@ -439,59 +571,158 @@ fn huge_header_with_tiny_payload_is_refused_before_allocating() {
     ));
 }
 
+/// One "pixels" rectangle at (x, y), w x h.
+fn pixels_rect(x: u8, y: u8, w: u8, h: u8) -> [u8; 6] {
+    [1, x, y, w, h, 0]
+}
+
 #[test]
-fn payload_must_be_exactly_the_tiles() {
+fn payload_must_be_exactly_the_rectangles() {
     let mut decoder = Decoder::new();
+    let whole = pixels_rect(0, 0, 10, 10);
     let pixels = 10 * 10 * 3;
     let short = zstd::bulk::compress(&vec![7; pixels - 1], 1).unwrap();
     let long = zstd::bulk::compress(&vec![7; pixels + 1], 1).unwrap();
     let exact = zstd::bulk::compress(&vec![7; pixels], 1).unwrap();
     assert!(matches!(
-        decoder.decode(&update_bytes(true, 10, 10, 0, &[], &short)),
+        decoder.decode(&update_bytes(true, 10, 10, 0, &whole, &short)),
         Err(CodecError::BadPayload(_))
     ));
     // Refused by zstd (no room) or after it (more than expected).
     assert!(matches!(
-        decoder.decode(&update_bytes(true, 10, 10, 0, &[], &long)),
+        decoder.decode(&update_bytes(true, 10, 10, 0, &whole, &long)),
         Err(CodecError::Zstd(_) | CodecError::BadPayload(_))
     ));
-    let mut trailing = update_bytes(true, 10, 10, 0, &[], &exact);
-    trailing.push(0);
-    assert!(decoder.decode(&trailing).is_err());
     decoder
-        .decode(&update_bytes(true, 10, 10, 0, &[], &exact))
+        .decode(&update_bytes(true, 10, 10, 0, &whole, &exact))
         .unwrap();
     assert_eq!(decoder.pixels()[..4], [7, 7, 7, 255]);
 
-    // Deltas: an empty list, or one longer than the frame's tile count.
-    let one_tile = zstd::bulk::compress(&vec![1; pixels], 1).unwrap();
-    assert!(matches!(
-        decoder.decode(&update_bytes(false, 10, 10, 1, &[0], &one_tile)),
-        Err(CodecError::BadTileList(_))
-    ));
-    assert!(matches!(
-        decoder.decode(&update_bytes(false, 10, 10, 1, &[2, 0, 0], &one_tile)),
-        Err(CodecError::BadTileList(_))
-    ));
-    assert!(matches!(
-        decoder.decode(&update_bytes(false, 10, 10, 1, &[1, 1], &one_tile)),
-        Err(CodecError::BadTileList(_))
-    ));
+    // Deltas: an empty list, a count the bytes cannot hold, a rectangle
+    // outside the screen, "pixels" covering more than the screen.
+    let ones = zstd::bulk::compress(&vec![1; pixels], 1).unwrap();
+    for list in [
+        &[0][..],
+        &[2, 0, 0],
+        &pixels_rect(5, 5, 10, 10),
+        &[2, 0, 0, 10, 10, 0, 0, 0, 10, 10, 0],
+        &[1, 0, 0, 10, 10, 9],
+    ] {
+        let mut decoder = Decoder::new();
+        decoder
+            .decode(&update_bytes(true, 10, 10, 0, &whole, &exact))
+            .unwrap();
+        assert!(matches!(
+            decoder.decode(&update_bytes(false, 10, 10, 1, list, &ones)),
+            Err(CodecError::BadRects(_))
+        ));
+        assert_eq!(decoder.pixels()[..4], [7, 7, 7, 255]);
+    }
     decoder
-        .decode(&update_bytes(false, 10, 10, 1, &[1, 0], &one_tile))
+        .decode(&update_bytes(false, 10, 10, 1, &whole, &ones))
         .unwrap();
     assert_eq!(decoder.pixels()[..4], [1, 1, 1, 255]);
+    // Fills and copies carry no payload.
+    assert!(matches!(
+        decoder.decode(&update_bytes(
+            false,
+            10,
+            10,
+            2,
+            &[1, 0, 0, 1, 1, 1, 9, 9, 9],
+            &[0]
+        )),
+        Err(CodecError::BadPayload(_))
+    ));
+}
+
+#[test]
+fn after_an_error_deltas_wait_for_a_keyframe() {
+    let mut data = desktop(200, 100, &mut Rng(13));
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    let key = encode(&mut encoder, &data, 200, 100).unwrap();
+    decoder.decode(&key.bytes).unwrap();
+    set_pixel(&mut data, 200, 9, 9, [1, 1, 1, 1]);
+    let delta = encode(&mut encoder, &data, 200, 100).unwrap();
+    let mut broken = delta.bytes.clone();
+    let last = broken.len() - 1;
+    broken[last] ^= 0x55;
+    broken.truncate(last - 1);
+    assert!(decoder.decode(&broken).is_err());
+    // The genuine delta now continues a stream the decoder has lost.
+    assert!(matches!(
+        decoder.decode(&delta.bytes),
+        Err(CodecError::NotInSync)
+    ));
+    let key = encoder
+        .encode(frame(&data, 200, 100), true)
+        .unwrap()
+        .unwrap();
+    decoder.decode(&key.bytes).unwrap();
+    assert_eq!(decoder.pixels(), expected_rgba(&data));
+}
+
+#[test]
+fn copies_apply_in_order_and_may_overlap() {
+    let (width, height) = (8u8, 8u8);
+    let mut decoder = Decoder::new();
+    // Row y has the colour (y, y, y).
+    let raw: Vec<u8> = (0..height)
+        .flat_map(|y| [y, y, y].into_iter().chain([0; 3 * 7]))
+        .collect();
+    let key = update_bytes(
+        true,
+        8,
+        8,
+        0,
+        &pixels_rect(0, 0, width, height),
+        &zstd::bulk::compress(&raw, 1).unwrap(),
+    );
+    decoder.decode(&key).unwrap();
+    // Scroll up by 2 (copy rows 2..8 to 0..6), then fill the two new rows.
+    let list = [
+        2, 0, 0, 8, 6, 2, 0, 2, // copy from (0, 2)
+        0, 6, 8, 2, 1, 0xff, 0, 0, // fill red
+    ];
+    let update = decoder
+        .decode(&update_bytes(false, 8, 8, 1, &list, &[]))
+        .unwrap();
+    assert_eq!(update.dirty.len(), 2);
+    let row = |d: &Decoder, y: usize| d.pixels()[y * 32..y * 32 + 4].to_vec();
+    for y in 0..6 {
+        assert_eq!(
+            row(&decoder, y),
+            [y as u8 + 2, y as u8 + 2, y as u8 + 2, 255]
+        );
+    }
+    assert_eq!(row(&decoder, 7), [0xff, 0, 0, 255]);
+    // Down by 3, overlapping the other way.
+    let list = [1, 0, 3, 8, 5, 2, 0, 0];
+    decoder
+        .decode(&update_bytes(false, 8, 8, 2, &list, &[]))
+        .unwrap();
+    assert_eq!(row(&decoder, 3), [2, 2, 2, 255]);
+    assert_eq!(row(&decoder, 7), [6, 6, 6, 255]);
+    // A copy from outside the screen is refused.
+    let list = [1, 0, 0, 8, 5, 2, 0, 4];
+    assert!(matches!(
+        decoder.decode(&update_bytes(false, 8, 8, 3, &list, &[])),
+        Err(CodecError::BadRects(_))
+    ));
 }
 
 #[test]
 fn unknown_versions_and_flags_are_refused() {
     let mut bytes = update_bytes(true, 10, 10, 0, &[], &[]);
-    bytes[0] = 2;
-    assert!(matches!(
-        Decoder::new().decode(&bytes),
-        Err(CodecError::UnsupportedVersion(2))
-    ));
-    bytes[0] = 1;
+    for version in [0, 1, FORMAT_VERSION + 1] {
+        bytes[0] = version;
+        assert!(matches!(
+            Decoder::new().decode(&bytes),
+            Err(CodecError::UnsupportedVersion(v)) if v == version
+        ));
+    }
+    bytes[0] = FORMAT_VERSION;
     bytes[1] = 0x81;
     assert!(matches!(
         Decoder::new().decode(&bytes),

@@ -47,7 +47,7 @@ fn declared_size(update: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// What decoding one update may allocate: the RGBA screen (4 bytes a pixel)
-/// and the decompressed RGB tiles (3) for the size the header claims, and
+/// and the decompressed RGB rectangles (3) for the size the header claims, and
 /// no more, however far the payload would decompress.
 fn budget(update: &[u8]) -> usize {
     let screen = declared_size(update).map_or(0, |(w, h)| 8 * w * h);

@@ -1,6 +1,7 @@
-//! Seeds of `codec_frame`: real encoder output, headers, zstd bombs.
+//! Seeds of `codec_frame`: real encoder output, headers, rectangle lists
+//! (fills, copies, out of bounds, too many), zstd bombs and windows.
 
-use assent_codec::{Encoder, FrameRef};
+use assent_codec::{Encoder, FrameRef, FORMAT_VERSION};
 
 use crate::codec::join_updates;
 
@@ -33,7 +34,7 @@ fn encoded_stream(width: u32, height: u32, deltas: u32) -> Vec<Vec<u8>> {
 
 /// An update header (see the codec's wire format).
 fn header(keyframe: bool, width: u32, height: u32, seq: u64) -> Vec<u8> {
-    let mut out = vec![1, u8::from(keyframe)];
+    let mut out = vec![FORMAT_VERSION, u8::from(keyframe)];
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&height.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
@@ -66,12 +67,22 @@ pub fn zstd_bomb(blocks: u32, declared: bool) -> Vec<u8> {
     out
 }
 
+/// A zstd frame header asking for a 2^`log` window (no content size).
+fn zstd_window(log: u8) -> Vec<u8> {
+    vec![0x28, 0xb5, 0x2f, 0xfd, 0, (log - 10) << 3, 1, 0, 0]
+}
+
+/// A list of `count` identical rectangles of one kind (see the wire format).
+fn rects(count: u8, rect: &[u8]) -> Vec<u8> {
+    [vec![count], rect.repeat(count.into())].concat()
+}
+
 pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
     let desktop = encoded_stream(150, 90, 4);
     let edges = encoded_stream(130, 65, 2);
     let single = encoded_stream(64, 64, 0);
     let refs = |v: &[Vec<u8>]| join_updates(v.iter().map(Vec::as_slice));
-    // A delta whose tile count claims 2^63 tiles, after a valid keyframe.
+    // A delta whose rectangle count claims 2^63, after a valid keyframe.
     let huge_count = [
         header(false, 150, 90, 1),
         vec![0xff; 8],
@@ -79,7 +90,8 @@ pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
         vec![0; 8],
     ]
     .concat();
-    vec![
+    let whole_64 = rects(1, &[0, 0, 64, 64, 0]);
+    let mut seeds = vec![
         ("desktop-keyframe-and-deltas", refs(&desktop)),
         ("edge-tiles", refs(&edges)),
         ("single-tile", refs(&single)),
@@ -90,27 +102,97 @@ pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
         ("delta-without-keyframe", refs(&desktop[1..])),
         (
             "bomb-1gib-in-64x64",
-            join_updates([&[header(true, 64, 64, 0), zstd_bomb(8192, false)].concat()[..]]),
+            join_updates([&[
+                header(true, 64, 64, 0),
+                whole_64.clone(),
+                zstd_bomb(8192, false),
+            ]
+            .concat()[..]]),
         ),
         (
             "bomb-1gib-declared",
-            join_updates([&[header(true, 64, 64, 0), zstd_bomb(8192, true)].concat()[..]]),
+            join_updates([&[
+                header(true, 64, 64, 0),
+                whole_64.clone(),
+                zstd_bomb(8192, true),
+            ]
+            .concat()[..]]),
         ),
         (
             "bomb-16mib-delta",
             join_updates([
                 &desktop[0][..],
-                &[header(false, 150, 90, 1), vec![1, 0], zstd_bomb(128, false)].concat(),
+                &[
+                    header(false, 150, 90, 1),
+                    whole_64.clone(),
+                    zstd_bomb(128, false),
+                ]
+                .concat(),
             ]),
         ),
         (
             "max-size-tiny-payload",
-            join_updates([&[header(true, 8192, 8192, 0), vec![0; 12]].concat()[..]]),
+            join_updates([&[
+                header(true, 8192, 8192, 0),
+                rects(1, &[0, 0, 0x80, 0x40, 0x80, 0x40, 0]),
+                vec![0; 12],
+            ]
+            .concat()[..]]),
         ),
         (
             "tile-count-2-63",
             join_updates([&desktop[0][..], &huge_count]),
         ),
         ("truncated-header", desktop[0][..10].to_vec()),
+    ];
+    seeds.extend(hostile_rects(&desktop[0]));
+    seeds
+}
+
+/// Rectangle lists and streams a hostile agent could send after a valid
+/// 150x90 keyframe `key`.
+fn hostile_rects(key: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let after_key = |list: Vec<u8>, payload: Vec<u8>| {
+        join_updates([key, &[header(false, 150, 90, 1), list, payload].concat()])
+    };
+    // Fill whole screen red; copy the top half down by one row.
+    let fill = [0, 0, 150, 90, 1, 0xff, 0, 0];
+    let scroll = [0, 1, 150, 45, 2, 0, 0];
+    let mut v1 = header(true, 64, 64, 0);
+    v1[0] = 1;
+    vec![
+        (
+            "fill-then-copy",
+            after_key([&[2][..], &fill, &scroll].concat(), vec![]),
+        ),
+        ("copy-scroll", after_key(rects(1, &scroll), vec![])),
+        (
+            "copy-from-outside",
+            after_key(rects(1, &[0, 1, 150, 45, 2, 1, 46]), vec![]),
+        ),
+        (
+            "rect-outside",
+            after_key(rects(1, &[100, 0, 51, 1, 1, 0, 0, 0]), vec![]),
+        ),
+        // Five screens of fills: more work than the limit allows.
+        ("fills-cover-too-much", after_key(rects(5, &fill), vec![])),
+        (
+            "unknown-kind",
+            after_key(rects(1, &[0, 0, 1, 1, 7]), vec![]),
+        ),
+        (
+            "window-too-large",
+            join_updates([&[
+                header(true, 64, 64, 0),
+                rects(1, &[0, 0, 64, 64, 0]),
+                zstd_window(31),
+            ]
+            .concat()[..]]),
+        ),
+        (
+            "pixels-after-fills-only",
+            after_key(rects(1, &fill), vec![0x28, 0xb5, 0x2f, 0xfd]),
+        ),
+        ("version-1", join_updates([&[v1, vec![0; 12]].concat()[..]])),
     ]
 }
