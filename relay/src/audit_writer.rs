@@ -4,10 +4,13 @@
 //! `record` returns only after the record is on disk: callers let the event
 //! take effect after that, never before.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
 use assent_audit::{AuditLog, Fields};
 use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
 
 /// Most records committed in one group.
 const MAX_BATCH: usize = 512;
@@ -22,16 +25,21 @@ struct Request {
 #[error("audit log write failed: {0}")]
 pub struct AuditFailed(pub String);
 
-/// Cloneable handle to the writer thread.
+/// Cloneable handle to the writer thread. Every record the serving relay
+/// writes passes here, so this is also where the metrics learn of it.
 #[derive(Clone)]
 pub struct AuditHandle {
     tx: mpsc::Sender<Request>,
+    metrics: Arc<Metrics>,
 }
 
 impl AuditHandle {
     /// Starts the writer. It stops once every handle is dropped, after
     /// committing what was queued.
-    pub fn spawn(mut log: AuditLog) -> std::io::Result<(AuditHandle, std::thread::JoinHandle<()>)> {
+    pub fn spawn(
+        mut log: AuditLog,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(AuditHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -63,11 +71,23 @@ impl AuditHandle {
                     }
                 }
             })?;
-        Ok((AuditHandle { tx }, thread))
+        Ok((AuditHandle { tx, metrics }, thread))
     }
 
     /// Appends a record and waits until it is fsynced. Returns its `seq`.
     pub async fn record(&self, event: &str, fields: Fields) -> Result<u64, AuditFailed> {
+        let started = Instant::now();
+        // Kept for the metrics, which count only what reached the disk.
+        let copy = fields.clone();
+        let result = self.append(event, fields).await;
+        match &result {
+            Ok(_) => self.metrics.observe(event, &copy, started.elapsed()),
+            Err(_) => self.metrics.audit_failed(),
+        }
+        result
+    }
+
+    async fn append(&self, event: &str, fields: Fields) -> Result<u64, AuditFailed> {
         if injected_failure(event) {
             return Err(AuditFailed(format!("injected failure for {event}")));
         }

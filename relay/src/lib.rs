@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod audit_writer;
 pub mod config;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod session;
@@ -155,11 +156,17 @@ pub async fn serve(
     let signing = store::load_signing_key(&dir)?;
     let technicians = registry::load(&dir)?;
     let log = open_audit_after_crash(&dir)?;
-    let (audit, writer) = AuditHandle::spawn(log).context("starting the audit writer")?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (audit, writer) =
+        AuditHandle::spawn(log, metrics.clone()).context("starting the audit writer")?;
     let endpoint = assent_net::server_endpoint(listen, &dir.cert(), &dir.key())
         .context("starting the QUIC endpoint")?;
     let local = endpoint.local_addr().context("reading the bound address")?;
     let admin_listener = admin::bind(&dir.admin_socket())?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = initial_state(&config.limits, Instant::now());
@@ -168,6 +175,7 @@ pub async fn serve(
         config: config.clone(),
         signing,
         audit: audit.clone(),
+        metrics: metrics.clone(),
         technicians: Registry::new(technicians),
         state: Mutex::new(state),
         shutdown: shutdown_rx,
@@ -185,15 +193,21 @@ pub async fn serve(
     let housekeeping = tokio::spawn(housekeeping(shared.clone()));
     let admin_task = tokio::spawn(admin::serve(shared.clone(), admin_listener));
     let accept = tokio::spawn(server::accept_loop(shared.clone(), endpoint.clone()));
+    let metrics_task = metrics_listener.map(|l| spawn_metrics(&shared, l));
+    metrics.set_listening(true);
     ready(local);
 
     wait_for_signal().await?;
     info!("shutting down: ending live sessions");
+    metrics.set_listening(false);
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, shared.tasks.wait_idle()).await;
     let _ = accept.await;
     let _ = admin_task.await;
     housekeeping.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     audit
         .record("relay_stopped", fields! {"reason" => "signal"})
         .await
@@ -210,6 +224,18 @@ pub async fn serve(
         .ok();
     info!("relay stopped");
     Ok(())
+}
+
+/// Serves the metrics endpoint; logs its address (the port when `listen`
+/// asked for port 0).
+fn spawn_metrics(
+    shared: &Arc<Shared>,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+    }
+    tokio::spawn(metrics::serve(shared.clone(), listener))
 }
 
 /// No invites, sessions or strikes yet; the tables sized by `limits`.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit_writer::AuditHandle;
 use crate::config::RelayConfig;
+use crate::metrics::{ForwardedBytes, Metrics};
 use crate::registry::Registry;
 use crate::store::DataDir;
 
@@ -54,6 +55,30 @@ impl EntryPhase {
 pub struct Counters {
     pub to_viewer: AtomicU64,
     pub to_agent: AtomicU64,
+    /// The relay-wide totals the metrics show (none in unit tests).
+    pub relay: Option<ForwardedBytes>,
+}
+
+impl Counters {
+    pub fn new(relay: ForwardedBytes) -> Counters {
+        Counters {
+            relay: Some(relay),
+            ..Counters::default()
+        }
+    }
+
+    /// Counts `n` bytes forwarded to the viewer or to the agent.
+    pub fn add(&self, to_viewer: bool, n: u64) {
+        let (session, relay) = if to_viewer {
+            (&self.to_viewer, self.relay.as_ref().map(|r| &r.to_viewer))
+        } else {
+            (&self.to_agent, self.relay.as_ref().map(|r| &r.to_agent))
+        };
+        session.fetch_add(n, Ordering::Relaxed);
+        if let Some(r) = relay {
+            r.inc_by(n);
+        }
+    }
 }
 
 /// What the admin socket and the accept loop know of a session.
@@ -96,6 +121,7 @@ pub struct Shared {
     pub config: RelayConfig,
     pub signing: SecretKey,
     pub audit: AuditHandle,
+    pub metrics: Arc<Metrics>,
     pub technicians: Registry,
     pub state: Mutex<State>,
     pub shutdown: watch::Receiver<bool>,

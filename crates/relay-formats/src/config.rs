@@ -17,6 +17,20 @@ pub struct RelayConfig {
     pub public_name: String,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// `[metrics]`: the HTTP listener for Prometheus and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// TCP address of `/metrics`, `/healthz` and `/readyz`. Off when unset:
+    /// the endpoint has no authentication, so the admin chooses where it is
+    /// reachable, and a fixed default port would collide between two relays
+    /// on one host.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +203,12 @@ code_failures_per_minute = {}
 
 # Seconds a new connection has to authenticate before it is dropped.
 auth_timeout_secs = {}
+
+[metrics]
+# Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz)
+# over plain HTTP on this TCP address; off while unset. It has no
+# authentication: keep it on loopback or a management network, e.g.
+# listen = "127.0.0.1:9464"
 "#,
             l.max_sessions,
             l.max_pending_invites_per_technician,
@@ -217,6 +237,17 @@ mod tests {
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.limits.max_sessions, Limits::default().max_sessions);
         assert_eq!(c.limits.invite_ttl_secs, 600);
+        assert_eq!(c.metrics.listen, None);
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_checked() {
+        let c = RelayConfig::parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(c.metrics.listen, Some(([127, 0, 0, 1], 9464).into()));
+        let err = RelayConfig::parse("[metrics]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+        let err = RelayConfig::parse("[metrics]\nport = 9464\n").unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
         let allowed = shared.lock().conn_rate.allow(&peer.ip(), Instant::now());
         if !allowed {
             warn!(%peer, "connection refused: per-address connection rate exceeded");
+            shared.metrics.admission_refused("connection_rate");
             incoming.refuse();
             continue;
         }
@@ -231,6 +232,9 @@ pub async fn refuse(
             .await;
     } else {
         info!(kind = ?refusal.kind, "refused: {}", refusal.message);
+        shared
+            .metrics
+            .admission_refused(crate::metrics::kind_label(refusal.kind));
     }
     let _ = assent_net::send_msg(
         &mut send,

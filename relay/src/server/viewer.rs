@@ -16,7 +16,7 @@ use super::{refuse_peer, Refusal, Stop};
 use crate::fields;
 use crate::registry::KeyStatus;
 use crate::session::{run_session, SessionSetup};
-use crate::state::{AgentArrival, EntryPhase, Peer, SessionEntry, Shared};
+use crate::state::{AgentArrival, Counters, EntryPhase, Peer, SessionEntry, Shared};
 
 /// A technician's invite, created, audited and handed out: what the
 /// session task needs besides the viewer's connection.
@@ -222,7 +222,7 @@ fn register_invite(
             started: None,
             created: now,
             phase: EntryPhase::WaitingForAgent,
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new(shared.metrics.forwarded_bytes())),
             control: control_tx,
             holds_slot: false,
         },

@@ -2,7 +2,6 @@
 //! address), and the forwarders that move the opaque session bytes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,11 +94,6 @@ pub(super) async fn pump(
     counters: Arc<Counters>,
     to_viewer: bool,
 ) {
-    let counter = if to_viewer {
-        &counters.to_viewer
-    } else {
-        &counters.to_agent
-    };
     loop {
         match from.read_chunk(CHUNK, true).await {
             Ok(Some(chunk)) => {
@@ -107,7 +101,7 @@ pub(super) async fn pump(
                 if to.write_chunk(chunk.bytes).await.is_err() {
                     break;
                 }
-                counter.fetch_add(n, Ordering::Relaxed);
+                counters.add(to_viewer, n);
             }
             Ok(None) => {
                 let _ = to.finish();
