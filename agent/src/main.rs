@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: assent_cli::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     let Command::Join {
         relay,
         ca,
@@ -62,9 +65,8 @@ fn main() -> ExitCode {
         tty,
         device_name,
         code,
-    } = Cli::parse().command;
-    let mut filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    } = cli.command;
+    let mut filter = assent_cli::env_filter("warn");
     // The input libraries log what they type (enigo prints the text at
     // debug): whatever RUST_LOG says, they stay at warn, so no password
     // typed by the technician ever reaches a log.
@@ -73,11 +75,7 @@ fn main() -> ExitCode {
             filter = filter.add_directive(directive);
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    assent_cli::init_logging(cli.log.log_format, filter);
     match join(relay, ca, consent_timeout, tty, device_name, code.join(" ")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -163,10 +163,7 @@ pub async fn serve(
         .context("starting the QUIC endpoint")?;
     let local = endpoint.local_addr().context("reading the bound address")?;
     let admin_listener = admin::bind(&dir.admin_socket())?;
-    let metrics_listener = match config.metrics.listen {
-        Some(addr) => Some(metrics::bind(addr).await?),
-        None => None,
-    };
+    let metrics_listener = metrics::bind(config.metrics.listen).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = initial_state(&config.limits, Instant::now());
@@ -188,6 +185,7 @@ pub async fn serve(
         )
         .await
         .context("writing relay_started")?;
+    let stop = signals().await?;
     info!(%local, "relay listening");
 
     let housekeeping = tokio::spawn(housekeeping(shared.clone()));
@@ -197,7 +195,7 @@ pub async fn serve(
     metrics.set_listening(true);
     ready(local);
 
-    wait_for_signal().await?;
+    stop.await;
     info!("shutting down: ending live sessions");
     metrics.set_listening(false);
     let _ = shutdown_tx.send(true);
@@ -269,13 +267,17 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT, caught from the moment this is called: installed
+/// before the relay says it listens, so a signal sent as soon as it does
+/// ends it cleanly instead of killing it without `relay_stopped`.
+async fn signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

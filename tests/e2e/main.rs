@@ -9,6 +9,7 @@ mod chat;
 mod common;
 mod desktop;
 mod footprint;
+mod logs;
 mod metrics;
 mod pending;
 mod prompt;

@@ -22,6 +22,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: assent_cli::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -83,13 +85,7 @@ fn keygen(path: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    assent_cli::init_logging(cli.log.log_format, assent_cli::env_filter("warn"));
     let result = match cli.command {
         Command::Keygen { key } => keygen(key),
         Command::Connect(args) => connect(args),

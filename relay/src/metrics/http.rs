@@ -35,12 +35,17 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// Written, fsynced and removed by every `/readyz`.
 const PROBE: &str = ".readyz-probe";
 
-/// Binds the endpoint before the relay says it is listening, so a taken
-/// port stops `serve` with a clear error instead of a relay without metrics.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// Binds the endpoint, when configured, before the relay says it is
+/// listening, so a taken port stops `serve` with a clear error instead of
+/// a relay without metrics.
+pub async fn bind(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the metrics endpoint ([metrics] listen = \"{addr}\")"))
+        .with_context(|| format!("binding the metrics endpoint ([metrics] listen = \"{addr}\")"))?;
+    Ok(Some(listener))
 }
 
 /// Serves until the task is aborted (after the relay's shutdown grace, so

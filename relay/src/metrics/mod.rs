@@ -221,6 +221,7 @@ impl Metrics {
         m.register(bytes_family)
     }
 
+    /// The session and authentication metrics.
     fn register(mut self, bytes: Family<Direction, Counter>) -> Metrics {
         let r = &mut self.registry;
         r.register(
@@ -278,6 +279,12 @@ impl Metrics {
             "Code attempts refused by the wrong-code throttle (scope address or relay)",
             self.code_throttled.clone(),
         );
+        self.register_relay(bytes)
+    }
+
+    /// The relay-wide metrics (refusals, bytes, audit, UDP).
+    fn register_relay(mut self, bytes: Family<Direction, Counter>) -> Metrics {
+        let r = &mut self.registry;
         r.register(
             "admission_refusals",
             "Connections and requests refused for a reason other than authentication",
