@@ -13,7 +13,9 @@ use assent_proto::session_msg::{
     Control as SessionControl, SessionMsg, MAX_CHAT, MAX_VALIDATION_TEXT,
 };
 use assent_proto::text::sanitize;
-use assent_proto::wire::{ClientMsg, ConsentDecision, RelayMsg, Scope, SessionOffer, Validation};
+use assent_proto::wire::{
+    ClientMsg, Confirmation, ConsentDecision, EndReason, RelayMsg, Scope, SessionOffer, Validation,
+};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -22,10 +24,15 @@ use crate::flow::FlowWindow;
 use crate::guarded::{CaptureResult, Guarded};
 use crate::prompt::PromptText;
 use crate::session::Stats;
-use crate::ui::{ChatLine, LiveInfo, UiCommand, UiEvent, UiSink, ValidationAsk};
+use crate::ui::{ChatLine, EndQuestion, LiveInfo, UiCommand, UiEvent, UiSink, ValidationAsk};
 
 /// When nothing changed, look again after this long (caps polling at ~60 Hz).
 const IDLE_POLL: Duration = Duration::from_millis(16);
+/// How long the question after the end stays (the relay keeps the agent's
+/// connection open for ten minutes after the end).
+const CONFIRM_WAIT: Duration = Duration::from_secs(590);
+/// How long the end waits for the relay to confirm it.
+const END_NOTICE_WAIT: Duration = Duration::from_secs(3);
 /// How long a wider scope waits for the relay's record before the old
 /// scope is kept.
 const SCOPE_RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -70,6 +77,12 @@ pub struct LiveSession {
     pub chat_sent: u32,
     /// The "please test" the user has not answered yet.
     pub validation_pending: Option<u32>,
+    /// Why the relay says the session ended, once it said so.
+    pub relay_end: Option<EndReason>,
+    /// The terminal's input ended: nothing can be asked after the end.
+    pub input_closed: bool,
+    /// The end-to-end channel closed under the session.
+    pub channel_closed: bool,
 }
 
 impl LiveSession {
@@ -101,7 +114,7 @@ impl LiveSession {
                 break message;
             }
         };
-        self.finish(end_message).await
+        self.finish(end_message, commands).await
     }
 
     async fn next_wake(&mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> Wake {
@@ -129,6 +142,8 @@ impl LiveSession {
             None => return Err("Screen capture stopped.".into()),
             Some(Err(e)) => {
                 warn!(error = %e, "capture failed");
+                // Ended here, by this side: the relay records agent_ended.
+                let _ = self.control.send(&ClientMsg::End).await;
                 return Err(format!("Screen capture failed: {e}"));
             }
             Some(Ok(c)) => c,
@@ -145,6 +160,7 @@ impl LiveSession {
         };
         self.flow.on_sent(encoded.seq, Instant::now());
         if let Err(e) = self.tx.send(&SessionMsg::Frame(encoded.bytes)).await {
+            self.channel_closed = true;
             return Err(format!("The connection to the technician failed: {e}"));
         }
         self.stats.frames_sent.fetch_add(1, Relaxed);
@@ -167,7 +183,10 @@ impl LiveSession {
                 self.on_scope_request(requested).await
             }
             Ok(SessionMsg::Control(SessionControl::End)) => {
-                return Err("The technician ended the session.".into())
+                return Err(crate::prompt::session_ended(
+                    EndReason::ViewerClosed,
+                    &self.technician(),
+                ))
             }
             Ok(SessionMsg::Chat(text)) => self.show_chat(&text),
             Ok(SessionMsg::ValidationRequest { number, what }) => {
@@ -180,7 +199,11 @@ impl LiveSession {
                 }));
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("The session channel closed: {e}")),
+            Err(e) => {
+                // Usually the other side ended: the relay says how (see `finish`).
+                self.channel_closed = true;
+                return Err(format!("The session channel closed: {e}"));
+            }
         }
         Ok(())
     }
@@ -188,7 +211,8 @@ impl LiveSession {
     fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Result<(), Ended> {
         match msg {
             Ok(RelayMsg::SessionEnded { reason }) => {
-                Err(format!("The session ended ({}).", reason.as_str()))
+                self.relay_end = Some(reason);
+                Err(crate::prompt::session_ended(reason, &self.technician()))
             }
             Ok(_) => Ok(()),
             Err(e) => Err(format!("The connection to the relay was lost: {e}")),
@@ -224,6 +248,9 @@ impl LiveSession {
                 return Err("You ended the session.".into());
             }
             Some(UiCommand::Decide(d)) => return self.on_scope_answer(d).await,
+            Some(UiCommand::InputClosed) => self.input_closed = true,
+            // Only asked after the end (see `finish`).
+            Some(UiCommand::Confirm(_)) => {}
             Some(UiCommand::Chat(text)) => self.send_chat(text).await,
             Some(UiCommand::Validate {
                 number,
@@ -373,7 +400,8 @@ impl LiveSession {
                     warn!("the relay did not record the scope change; the old scope stays")
                 }
                 Err(ClientError::Ended(reason)) => {
-                    return Err(format!("The session ended ({}).", reason.as_str()))
+                    self.relay_end = Some(reason);
+                    return Err(crate::prompt::session_ended(reason, &self.technician()));
                 }
                 Err(e) => {
                     warn!(error = %e, "could not report the scope change; the old scope stays")
@@ -410,14 +438,29 @@ impl LiveSession {
         })
     }
 
-    /// Stops capturing and releases held keys before anything else, then
-    /// tells the user and closes.
-    async fn finish(self, end_message: String) -> String {
+    /// The technician's name as shown to the user.
+    fn technician(&self) -> String {
+        sanitize(&self.offer.technician, 64)
+    }
+
+    /// Stops capturing and releases held keys before anything else; then,
+    /// with nothing shared any more, tells the user and asks whether the
+    /// problem was solved (the signed answer goes to the relay), and closes.
+    async fn finish(
+        self,
+        end_message: String,
+        commands: &mut mpsc::UnboundedReceiver<UiCommand>,
+    ) -> String {
+        let technician = self.technician();
         let LiveSession {
             guarded,
-            control,
+            mut control,
+            reporter,
             ui,
             stats,
+            relay_end,
+            input_closed,
+            channel_closed,
             ..
         } = self;
         stats
@@ -426,12 +469,66 @@ impl LiveSession {
         tokio::task::spawn_blocking(move || guarded.end())
             .await
             .ok();
-        ui.show(UiEvent::Ended(end_message.clone()));
         // The End the relay records was sent above if the user ended; if the
         // technician did, their viewer tells the relay, and saying End here
         // too could reach the relay first and be recorded as the user's.
+        let relay_end = match relay_end {
+            Some(reason) => Some(reason),
+            None => relay_says_ended(&mut control).await,
+        };
+        // The channel closing says only that the other side went: the
+        // relay's reason says who ended it.
+        let end_message = match relay_end {
+            Some(reason) if channel_closed => crate::prompt::session_ended(reason, &technician),
+            _ => end_message,
+        };
+        let askable = relay_end
+            .is_some_and(|r| !matches!(r, EndReason::AgentLost | EndReason::RelayShutdown));
+        if askable && !input_closed {
+            let deadline = Instant::now() + CONFIRM_WAIT;
+            let question = EndQuestion::new(&technician, &chat_time(), &end_message, deadline);
+            ui.show(UiEvent::Confirm(question));
+            if let Some(answer) = confirmation(commands, deadline).await {
+                info!(answer = answer.as_str(), "user confirmed the end");
+                if let Err(e) = reporter.report_confirmation(&mut control, answer).await {
+                    warn!(error = %e, "the answer could not be sent to the relay");
+                }
+            }
+        }
+        ui.show(UiEvent::Ended(end_message.clone()));
         control.close_when_ended(Duration::from_secs(2)).await;
         end_message
+    }
+}
+
+/// Waits a moment for the relay to confirm the end (it follows an End the
+/// user gave, or the technician's): why it ended, or `None` when the relay
+/// is gone.
+async fn relay_says_ended(control: &mut Control) -> Option<EndReason> {
+    let deadline = tokio::time::Instant::now() + END_NOTICE_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, control.recv()).await {
+            Ok(Ok(RelayMsg::SessionEnded { reason })) => return Some(reason),
+            Ok(Ok(_)) => continue,
+            Ok(Err(ClientError::Ended(reason))) => return Some(reason),
+            Ok(Err(_)) | Err(_) => return None,
+        }
+    }
+}
+
+/// The user's answer to "Was your problem solved?"; `None` when they close
+/// the window, the terminal ends, or `deadline` passes.
+async fn confirmation(
+    commands: &mut mpsc::UnboundedReceiver<UiCommand>,
+    deadline: Instant,
+) -> Option<Confirmation> {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    loop {
+        match tokio::time::timeout_at(deadline, commands.recv()).await {
+            Ok(Some(UiCommand::Confirm(answer))) => return Some(answer),
+            Ok(Some(UiCommand::End | UiCommand::InputClosed) | None) | Err(_) => return None,
+            Ok(Some(_)) => continue,
+        }
     }
 }
 

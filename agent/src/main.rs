@@ -159,10 +159,15 @@ fn join(
     Ok(())
 }
 
-/// SIGTERM/SIGINT end the session cleanly (the relay records agent_ended).
+/// SIGTERM/SIGINT end the session cleanly (the relay records agent_ended);
+/// after the end, one skips the question about it.
 async fn end_on_signal(commands: mpsc::UnboundedSender<UiCommand>) {
-    assent_client::termination_signal().await;
-    let _ = commands.send(UiCommand::End);
+    loop {
+        assent_client::termination_signal().await;
+        if commands.send(UiCommand::End).is_err() {
+            return;
+        }
+    }
 }
 
 /// The last words on stderr.

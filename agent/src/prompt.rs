@@ -3,7 +3,7 @@
 
 use assent_proto::identity::PublicKey;
 use assent_proto::text::sanitize;
-use assent_proto::wire::{ConsentDecision, ErrorKind, Scope, SessionOffer};
+use assent_proto::wire::{ConsentDecision, EndReason, ErrorKind, Scope, SessionOffer};
 
 /// What the user is asked, in plain words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,21 @@ pub fn decision_for_key(key: &str, requested: Scope) -> Option<ConsentDecision> 
 /// What the user reads when a request ends before their answer counted:
 /// who or what ended it, in their words, and that nothing was shared.
 /// `None` is a connection lost without a word from the relay.
+/// Why a live session ended, in the user's words (`technician` named).
+pub fn session_ended(reason: EndReason, technician: &str) -> String {
+    match reason {
+        EndReason::ViewerClosed => format!("{technician} ended the session."),
+        EndReason::AgentEnded => "You ended the session.".to_string(),
+        EndReason::ViewerLost => format!("The connection to {technician} was lost."),
+        EndReason::AgentLost => "The connection to the relay was lost.".to_string(),
+        EndReason::AdminKilled => "A relay administrator ended the session.".to_string(),
+        EndReason::TechnicianRevoked => format!("{technician}'s access was revoked."),
+        EndReason::IdleTimeout => "The session ended after a while without activity.".to_string(),
+        EndReason::MaxDuration => "The session reached its time limit.".to_string(),
+        EndReason::RelayShutdown => "The relay shut down.".to_string(),
+    }
+}
+
 pub fn request_closed(kind: Option<ErrorKind>, offer: &SessionOffer) -> String {
     let technician = sanitize(&offer.technician, 64);
     let ticket = sanitize(&offer.ticket, 64);

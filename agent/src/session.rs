@@ -128,6 +128,9 @@ pub async fn run(
         scope_prompt_until: None,
         chat_sent: 0,
         validation_pending: None,
+        relay_end: None,
+        input_closed: false,
+        channel_closed: false,
     };
     Ok(Outcome::Ended(session.run(&mut commands).await))
 }

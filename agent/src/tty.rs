@@ -18,7 +18,7 @@ use std::time::Instant;
 use assent_proto::wire::{Scope, Validation};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::ui::{UiCommand, UiEvent, UiSink, CLOSED_TITLE, LIVE_TITLE, PROMPT_TITLE};
+use crate::ui::{UiCommand, UiEvent, UiSink, CLOSED_TITLE, ENDED_TITLE, LIVE_TITLE, PROMPT_TITLE};
 
 /// The terminal's side of the UI (`--tty`).
 pub struct TtyUi;
@@ -46,6 +46,27 @@ fn validation_answer(line: &str) -> Option<UiCommand> {
         answer,
         comment: comment.trim().to_string(),
     })
+}
+
+/// Set while "Was your problem solved?" waits for an answer.
+static TTY_CONFIRM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The answer to "Was your problem solved?" while it is asked.
+fn confirm_answer(line: &str) -> Option<UiCommand> {
+    use std::sync::atomic::Ordering::SeqCst;
+    if !TTY_CONFIRM.load(SeqCst) {
+        return None;
+    }
+    match crate::ui::ended::confirmation_for_key(line) {
+        Some(answer) => {
+            TTY_CONFIRM.store(false, SeqCst);
+            Some(UiCommand::Confirm(answer))
+        }
+        None => {
+            say!("Please type y, n or u and press Enter (or Ctrl-D to skip).");
+            None
+        }
+    }
 }
 
 /// Set once the first question is on the terminal: a line typed before it
@@ -99,6 +120,18 @@ impl UiSink for TtyUi {
                 say!("[{}] {}: {}", line.at, line.from, line.text)
             }
             UiEvent::Chat(_) => {}
+            UiEvent::Confirm(question) => {
+                TTY_CONFIRM.store(true, std::sync::atomic::Ordering::SeqCst);
+                say!();
+                say!("== {ENDED_TITLE} ==");
+                say!("{}", question.headline);
+                say!("{}", question.why);
+                say!(
+                    "{} ({}, then Enter; Ctrl-D skips)",
+                    crate::ui::ended::QUESTION,
+                    crate::ui::ended::KEYS_HINT
+                );
+            }
             UiEvent::Validation(ask) => {
                 TTY_VALIDATION.store(ask.number, std::sync::atomic::Ordering::SeqCst);
                 say!("{} asks you to test whether it works now.", ask.technician);
@@ -126,6 +159,12 @@ pub fn spawn_tty_reader(
             match stdin.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
+            }
+            if TTY_CONFIRM.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(cmd) = confirm_answer(&line) {
+                    let _ = commands.send(cmd);
+                }
+                continue;
             }
             let scope = *requested.lock().unwrap_or_else(|p| p.into_inner());
             let answer = if decided {
@@ -171,5 +210,8 @@ pub fn spawn_tty_reader(
                 }
             }
         }
+        // Nothing more can be asked on this terminal (the question after
+        // the end is then skipped rather than waited for).
+        let _ = commands.send(UiCommand::InputClosed);
     });
 }

@@ -5,14 +5,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assent_proto::wire::{ConsentDecision, Scope, Validation};
+use assent_proto::wire::{Confirmation, ConsentDecision, Scope, Validation};
 use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::prompt::PromptText;
 pub use crate::tty::{spawn_tty_reader, TtyUi};
 
+pub mod ended;
 mod panels;
+
+pub use ended::EndQuestion;
 
 pub const PROMPT_TITLE: &str = "Assent — support request";
 pub const LIVE_TITLE: &str = "Assent — session live";
@@ -20,6 +23,8 @@ pub const LIVE_TITLE: &str = "Assent — session live";
 pub const CONNECTING_TITLE: &str = "Assent — connecting";
 /// The request ended before the user's answer counted; the window says why.
 pub const CLOSED_TITLE: &str = "Assent — request closed";
+/// After the end, while the user is asked whether the problem was solved.
+pub const ENDED_TITLE: &str = "Assent — session ended";
 /// How long the "request closed" message stays if the user does not close it.
 const CLOSED_MESSAGE_FOR: Duration = Duration::from_secs(6);
 
@@ -40,6 +45,9 @@ pub enum UiEvent {
     Chat(ChatLine),
     /// The technician asks the user to test the fix.
     Validation(ValidationAsk),
+    /// The session is over (screen and input already stopped): "Was your
+    /// problem solved?"
+    Confirm(EndQuestion),
 }
 
 /// "Please test", as the user sees it.
@@ -89,6 +97,10 @@ pub enum UiCommand {
         answer: Validation,
         comment: String,
     },
+    /// The user's answer, after the end, to "Was your problem solved?".
+    Confirm(Confirmation),
+    /// The terminal's input ended (`--tty`): nothing more can be asked there.
+    InputClosed,
 }
 
 /// Where the session sends [`UiEvent`]s.
@@ -113,6 +125,11 @@ enum Phase {
         paused: bool,
     },
     Ended(String),
+    /// After the end: "Was your problem solved?" until answered or closed.
+    Confirm {
+        question: EndQuestion,
+        answered: bool,
+    },
     /// Shown until the user closes it or `until` passes; keys answer nothing.
     RequestClosed {
         message: String,
@@ -199,6 +216,10 @@ impl UiSink for WindowUi {
             },
             (UiEvent::Paused(_), other) => other.clone(),
             (UiEvent::Ended(msg), _) => Phase::Ended(msg),
+            (UiEvent::Confirm(question), _) => Phase::Confirm {
+                question,
+                answered: false,
+            },
             (UiEvent::RequestClosed(message), _) => Phase::RequestClosed {
                 message,
                 until: Instant::now() + CLOSED_MESSAGE_FOR,
@@ -353,6 +374,14 @@ impl eframe::App for AgentWindow {
             Phase::Ended(msg) => {
                 ui.heading(msg);
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            Phase::Confirm { question, answered } => {
+                self.set_title(&ctx, ENDED_TITLE);
+                if close_requested {
+                    // Closing the window skips the question.
+                    self.send(UiCommand::End);
+                }
+                self.confirm(ui, &question, answered);
             }
             Phase::RequestClosed { message, until } => {
                 self.set_title(&ctx, CLOSED_TITLE);

@@ -15,7 +15,7 @@ use assent_capture::{FakeSource, ScreenSource};
 use assent_input::{InputError, InputSink, RecordingSink};
 use assent_proto::identity::SecretKey;
 use assent_proto::session_msg::{InputEvent, Key, MouseButton};
-use assent_proto::wire::{ConsentDecision, Scope};
+use assent_proto::wire::{Confirmation, ConsentDecision, Scope};
 use assent_tests::viewer::{self, Pairing};
 use assent_tests::{eventually_every_async, TestRelay};
 use tokio::sync::mpsc;
@@ -54,6 +54,12 @@ pub(crate) struct ScriptedUi {
     /// The answer to a mid-session request for more scope (none: let it
     /// time out).
     pub(crate) scope_answer: Mutex<Option<ConsentDecision>>,
+    /// The answer to "Was your problem solved?" after the end (none: the
+    /// window is closed, which skips it).
+    pub(crate) confirm_answer: Mutex<Option<Confirmation>>,
+    /// Frames the agent had sent when the question after the end appeared.
+    pub(crate) frames_when_asked: Mutex<Option<u64>>,
+    stats: Mutex<Option<Arc<Stats>>>,
     commands: mpsc::UnboundedSender<UiCommand>,
     shown: Mutex<Vec<UiEvent>>,
 }
@@ -69,6 +75,20 @@ impl UiSink for ScriptedUi {
                 let _ = self.commands.send(UiCommand::Decide(d));
             }
         }
+        if let UiEvent::Confirm(_) = &event {
+            let sent = self
+                .stats
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|s| s.frames_sent.load(Relaxed));
+            *self.frames_when_asked.lock().unwrap() = sent;
+            let cmd = match *self.confirm_answer.lock().unwrap() {
+                Some(answer) => UiCommand::Confirm(answer),
+                None => UiCommand::End,
+            };
+            let _ = self.commands.send(cmd);
+        }
         self.shown.lock().unwrap().push(event);
     }
 }
@@ -82,6 +102,9 @@ impl ScriptedUi {
         ScriptedUi {
             answer,
             scope_answer: Mutex::new(None),
+            confirm_answer: Mutex::new(None),
+            frames_when_asked: Mutex::new(None),
+            stats: Mutex::new(None),
             commands,
             shown: Mutex::new(Vec::new()),
         }
@@ -136,6 +159,7 @@ pub(crate) fn start_agent_via(
     let ui = Arc::new(ScriptedUi::answering(answer, tx.clone()));
     let sink = SharedSink::default();
     let stats = Arc::new(Stats::default());
+    *ui.stats.lock().unwrap() = Some(stats.clone());
     let config = JoinConfig {
         relay: addr.to_string(),
         ca: relay.ca(),

@@ -381,9 +381,25 @@ async fn consent_window_by_xdotool_then_exact_pixels_and_view_only_input_dropped
         took < Duration::from_millis(200),
         "agent_ended {took:?} after the click"
     );
+    // The window turns into the end and "Was your problem solved?",
+    // answered with a key once the question is armed.
+    let ended = wait_window(&xvfb, "Assent — session ended").await;
+    xdotool(&xvfb, &["mousemove", "--window", &ended, "40", "20"]);
+    xdotool(&xvfb, &["windowfocus", &ended]);
+    tokio::time::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(300)).await;
+    let _ = xvfb
+        .command("import")
+        .args(["-window", "root"])
+        .arg(artifacts().join("session-ended.png"))
+        .status();
+    xdotool(&xvfb, &["key", "y"]);
+    let confirmed = relay
+        .wait_record(WAIT, |r| r["event"] == "user_confirmation")
+        .expect("user_confirmation from the window");
+    assert_eq!(confirmed["answer"], "yes");
     let status = agent
         .wait_timeout(Duration::from_secs(10))
-        .expect("agent exits");
+        .expect("agent exits once answered");
     assert!(status.success(), "{status:?}");
 }
 

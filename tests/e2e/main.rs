@@ -7,6 +7,7 @@ mod agent;
 mod audit_first;
 mod chat;
 mod common;
+mod confirmation;
 mod desktop;
 mod footprint;
 mod logs;

@@ -21,6 +21,8 @@ pub(crate) struct Session {
     pub(crate) viewer_out: mpsc::Receiver<String>,
     pub(crate) agent: Proc,
     pub(crate) agent_stdin: std::process::ChildStdin,
+    /// The agent's stderr lines (also kept in `home/agent.log`).
+    pub(crate) agent_err: mpsc::Receiver<String>,
     pub(crate) code: String,
 }
 
@@ -78,7 +80,6 @@ pub(crate) fn live_session_logging(log: &str) -> Session {
     );
     let mut agent_stdin = agent_child.stdin.take().unwrap();
     agent_stdin.write_all(b"v\n").unwrap();
-    std::thread::spawn(move || for _ in agent_err {});
     Session {
         _xvfb: xvfb,
         relay,
@@ -88,6 +89,7 @@ pub(crate) fn live_session_logging(log: &str) -> Session {
         viewer_out,
         agent: Proc::new(agent_child),
         agent_stdin,
+        agent_err,
         code,
     }
 }
@@ -122,6 +124,9 @@ pub(crate) fn spawn_headless_viewer(
             "high",
         ])
         .args(["--scope", scope, "--headless"])
+        // A complete note, as a script files it.
+        .args(["--result", "resolved", "--tick", "all"])
+        .args(["--actions-taken", "Reset the VPN profile"])
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("RUST_LOG", log)
@@ -164,9 +169,10 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
     assert!(v["frames"].as_u64().unwrap() >= 1);
     assert!(v["bytes"].as_u64().unwrap() > 0);
 
-    // stdin EOF = closing the window: viewer_closed at the relay, the agent
-    // gone soon after (3 s: the bound for a vanished viewer, with room for a
-    // loaded CI machine).
+    // stdin EOF = closing the window: viewer_closed at the relay, and the
+    // user told soon after (3 s: the bound for a vanished viewer, with room
+    // for a loaded CI machine) that nothing is shared any more, then asked
+    // whether the problem was solved.
     let closed = Instant::now();
     drop(s.viewer_stdin.take());
     let end = s
@@ -174,15 +180,38 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
         .wait_record(WAIT, |r| r["event"] == "session_end")
         .expect("session_end");
     assert_eq!(end["reason"], "viewer_closed");
-    assert!(
-        s.agent.wait_timeout(Duration::from_secs(3)).is_some(),
-        "agent still running"
+    let headline = wait_line(
+        &s.agent_err,
+        |l| l.contains("can no longer see or control this computer"),
+        "the end, told to the user",
+    );
+    assert!(headline.contains("UTC: alice"), "{headline}");
+    wait_line(
+        &s.agent_err,
+        |l| l.contains("Was your problem solved?"),
+        "question",
     );
     let took = closed.elapsed();
     assert!(
         took < Duration::from_secs(3),
-        "agent ended {took:?} after the close"
+        "the user was told {took:?} after the close"
     );
+    s.agent_stdin.write_all(b"y\n").unwrap();
+    assert!(
+        s.agent.wait_timeout(Duration::from_secs(5)).is_some(),
+        "agent still running after the answer"
+    );
+    let confirmed = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "user_confirmation")
+        .expect("user_confirmation");
+    assert_eq!(confirmed["answer"], "yes");
+    assert_eq!(confirmed["session"], end["session"]);
+    let update = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "session_note_update")
+        .expect("the answer is added to the note filed before it");
+    assert_eq!(update["user_confirmation"], "yes");
     assert!(s
         .viewer
         .wait_timeout(Duration::from_secs(5))
@@ -289,10 +318,28 @@ fn killed_viewer_is_noticed_and_the_agent_stops() {
         "noticed after {:?}",
         killed.elapsed()
     );
-    assert!(
-        s.agent.wait_timeout(Duration::from_secs(3)).is_some(),
-        "agent still running"
+    // The agent stopped sharing and says so (the user is then asked
+    // whether the problem was solved; their answer still goes on record).
+    let told = wait_line(
+        &s.agent_err,
+        |l| l.contains("can no longer see or control this computer"),
+        "the end, told to the user",
     );
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "the user was told after {:?}: {told}",
+        killed.elapsed()
+    );
+    s.agent_stdin.write_all(b"u\n").unwrap();
+    assert!(
+        s.agent.wait_timeout(Duration::from_secs(5)).is_some(),
+        "agent still running after the answer"
+    );
+    let confirmed = s
+        .relay
+        .wait_record(WAIT, |r| r["event"] == "user_confirmation")
+        .expect("user_confirmation");
+    assert_eq!(confirmed["answer"], "not_sure");
 }
 
 #[test]
@@ -305,6 +352,12 @@ fn when_the_user_ends_the_session_the_note_still_reaches_the_relay() {
         .wait_record(WAIT, |r| r["event"] == "session_end")
         .expect("session_end");
     assert_eq!(end["reason"], "agent_ended");
+    wait_line(
+        &s.agent_err,
+        |l| l.contains("Was your problem solved?"),
+        "question",
+    );
+    s.agent_stdin.write_all(b"n\n").unwrap();
     assert!(s.agent.wait_timeout(Duration::from_secs(5)).is_some());
     // The headless viewer sends its note after the end; the relay took it.
     let note = s

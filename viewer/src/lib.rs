@@ -5,7 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checklist;
 pub mod live;
+pub mod note_input;
 pub mod paths;
 pub mod record;
 pub mod session;

@@ -16,6 +16,7 @@ use assent_proto::wire::{EndReason, RelayMsg, Scope, Validation};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::checklist::Fact;
 use crate::record::AuditWriter;
 use crate::session::{fields, lock, ChatLine, Command, SharedState, ValidationResult};
 
@@ -317,6 +318,11 @@ impl LiveView<'_> {
                 .collect::<Vec<_>>()
                 .join("\n");
             s.note.set("Result", result);
+            // The last answer is what counts for "resolution tested".
+            match answer {
+                Validation::Works => s.checklist.know(Fact::TestedWorks),
+                Validation::StillBroken => s.checklist.forget(Fact::TestedWorks),
+            }
             s.validations.push(ValidationResult {
                 number,
                 answer,

@@ -41,7 +41,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  assent-viewer connect --relay relay.example.com:4433 --ca ca.pem --ticket T-1042 --client 'Acme Ltd' --summary 'Outlook crashes' --impact high --scope control"
     )]
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
 }
 
 use assent_viewer::paths::default_key;
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     assent_cli::init_logging(cli.log.log_format, assent_cli::env_filter("warn"));
     let result = match cli.command {
         Command::Keygen { key } => keygen(key),
-        Command::Connect(args) => connect(args),
+        Command::Connect(args) => connect(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +137,48 @@ struct ConnectArgs {
     /// asks the user to test the fix, whose answer comes out as `{"validation": {...}}`.
     #[arg(long)]
     headless: bool,
+    /// The note's Result: resolved, monitoring, escalated or follow-up-required.
+    /// Required to file a complete note (the window asks for it; `--headless`
+    /// also takes a `result X` line on stdin).
+    #[arg(long, value_name = "RESULT", value_parser = parse_outcome)]
+    result: Option<assent_viewer::checklist::Outcome>,
+    /// The note's Next Action (required unless the result is resolved; stdin:
+    /// `next-action TEXT`).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    next_action: String,
+    /// The note's Actions Taken (stdin: `actions-taken TEXT`).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    actions_taken: String,
+    /// The note's Changes Made (stdin: `changes-made TEXT`).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    changes_made: String,
+    /// Checklist items you confirmed, comma-separated, or `all`:
+    /// client_user_confirmed, device_confirmed, issue_impact_confirmed,
+    /// confidential_items_avoided, within_scope, credentials_not_exposed
+    /// (stdin: `tick ITEMS`, `untick ITEMS`). The others are ticked from facts.
+    #[arg(long, value_name = "ITEMS", value_parser = parse_ticks)]
+    tick: Vec<String>,
+}
+
+fn parse_ticks(s: &str) -> Result<String, String> {
+    let mut probe = assent_viewer::checklist::Checklist::default();
+    for key in s
+        .split(',')
+        .map(str::trim)
+        .filter(|k| *k != "all" && !k.is_empty())
+    {
+        if !probe.set(key, true) {
+            return Err(format!(
+                "{key:?} is not an item you tick; {}",
+                assent_viewer::note_input::tickable()
+            ));
+        }
+    }
+    Ok(s.to_string())
+}
+
+fn parse_outcome(s: &str) -> Result<assent_viewer::checklist::Outcome, String> {
+    s.parse()
 }
 
 fn connect(args: ConnectArgs) -> anyhow::Result<()> {
@@ -144,8 +186,17 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     use std::sync::{Arc, Mutex};
 
     let headless = args.headless;
+    let note_args = NoteArgs {
+        result: args.result,
+        next_action: args.next_action.clone(),
+        actions_taken: args.actions_taken.clone(),
+        changes_made: args.changes_made.clone(),
+        tick: args.tick.clone(),
+    };
     let config = connect_config(args)?;
-    let state = Arc::new(Mutex::new(ViewState::new(&config.request)));
+    let mut view = ViewState::new(&config.request);
+    note_args.apply(&mut view)?;
+    let state = Arc::new(Mutex::new(view));
     let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let repaint: assent_viewer::window::RepaintSlot = Arc::new(Mutex::new(None));
@@ -172,7 +223,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         .await
     });
     if headless {
-        spawn_stdin_reader(commands_tx.clone());
+        spawn_stdin_reader(commands_tx.clone(), state.clone());
         runtime.spawn(print_stats(state.clone()));
         runtime.spawn(print_chat(state.clone()));
     } else {
@@ -192,8 +243,46 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     if let Some(p) = finished.note_path {
         eprintln!("Session note: {}", p.display());
     }
+    if finished.note_incomplete.contains(&"result") {
+        eprintln!("error: the note was filed without a Result (give --result or a `result X` line: resolved, monitoring, escalated, follow-up-required); it names what is missing: {}", finished.note_incomplete.join(", "));
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        std::process::exit(1);
+    }
+    if !finished.note_incomplete.is_empty() {
+        eprintln!(
+            "Note filed incomplete: {}",
+            finished.note_incomplete.join(", ")
+        );
+    }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
+}
+
+/// The note as the command line fills it.
+struct NoteArgs {
+    result: Option<assent_viewer::checklist::Outcome>,
+    next_action: String,
+    actions_taken: String,
+    changes_made: String,
+    tick: Vec<String>,
+}
+
+impl NoteArgs {
+    fn apply(self, view: &mut assent_viewer::session::ViewState) -> anyhow::Result<()> {
+        view.outcome = self.result;
+        for (field, value) in [
+            ("Next Action", self.next_action),
+            ("Actions Taken", self.actions_taken),
+            ("Changes Made", self.changes_made),
+        ] {
+            view.note.set(field, value);
+        }
+        for keys in &self.tick {
+            assent_viewer::note_input::tick(view, keys, true)
+                .map_err(|e| anyhow::anyhow!("--tick: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// The key, the validated request and the paths, from the command line.
@@ -261,12 +350,22 @@ async fn end_on_signal(
 /// to the user.
 fn spawn_stdin_reader(
     commands: tokio::sync::mpsc::UnboundedSender<assent_viewer::session::Command>,
+    state: assent_viewer::session::SharedState,
 ) {
     use assent_viewer::session::Command as SessionCommand;
     std::thread::spawn(move || {
         for line in std::io::BufRead::lines(std::io::stdin().lock()) {
             let Ok(line) = line else { break };
-            if let Some(text) = line.strip_prefix("chat ") {
+            let noted = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                assent_viewer::note_input::apply_line(&mut s, &line)
+            };
+            if let Some(done) = noted {
+                match done {
+                    Ok(what) => eprintln!("note: {what}"),
+                    Err(why) => eprintln!("note: {why}"),
+                }
+            } else if let Some(text) = line.strip_prefix("chat ") {
                 let _ = commands.send(SessionCommand::Chat(text.to_string()));
             } else if line.trim() == "validate" || line.starts_with("validate ") {
                 let what = line.trim().trim_start_matches("validate").trim();

@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use assent_audit::{AuditError, AuditLog, Fields, Position};
 use tracing::warn;
 
+use crate::checklist::{check, Checklist, NoteProblem, Outcome, ITEMS};
+
 /// How long a record waits for another viewer window's lock before it is
 /// reported as not written.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
@@ -125,6 +127,11 @@ pub const NOTE_FIELDS: [&str; 13] = [
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionNote {
     pub values: Vec<(String, String)>,
+    /// The completion checklist, once the note is filed.
+    pub checklist: Option<Checklist>,
+    /// What the note lacks (`result`, `next_action`, unticked items):
+    /// named in the note and the relay's record, never dropped silently.
+    pub incomplete: Vec<&'static str>,
 }
 
 impl SessionNote {
@@ -134,7 +141,40 @@ impl SessionNote {
                 .iter()
                 .map(|f| (f.to_string(), String::new()))
                 .collect(),
+            ..SessionNote::default()
         }
+    }
+
+    /// The note as filed: the Result chosen (with what the user said when
+    /// testing), the checklist, and what is missing.
+    pub fn finalized(&self, checklist: &Checklist, outcome: Option<Outcome>) -> SessionNote {
+        let mut note = self.clone();
+        let details = self.get("Result").trim().to_string();
+        let result = match (outcome, details.is_empty()) {
+            (Some(o), true) => o.words().to_string(),
+            (Some(o), false) => format!("{}. {details}", o.words()),
+            (None, _) => details,
+        };
+        note.set("Result", result);
+        note.incomplete = match check(outcome, self.get("Next Action"), checklist) {
+            None => Vec::new(),
+            Some(NoteProblem::NoResult) => {
+                let mut missing = vec!["result"];
+                if self.get("Next Action").trim().is_empty() {
+                    missing.push("next_action");
+                }
+                missing.extend(checklist.gaps());
+                missing
+            }
+            Some(NoteProblem::NoNextAction) => {
+                let mut missing = vec!["next_action"];
+                missing.extend(checklist.gaps());
+                missing
+            }
+            Some(NoteProblem::Gaps(gaps)) => gaps,
+        };
+        note.checklist = Some(checklist.clone());
+        note
     }
 
     pub fn set(&mut self, field: &str, value: impl Into<String>) {
@@ -159,12 +199,32 @@ impl SessionNote {
             let v = if v.trim().is_empty() { "N/A" } else { v.trim() };
             out.push_str(&format!("**{k}:** {v}  \n"));
         }
+        if let Some(c) = &self.checklist {
+            out.push_str("\n## Checklist\n\n");
+            out.push_str(&c.to_markdown());
+        }
+        if !self.incomplete.is_empty() {
+            out.push_str(&format!(
+                "\n**Checklist incomplete:** {}\n",
+                self.incomplete.join(", ")
+            ));
+        }
         out
     }
 
     /// Fields as the relay's `session_note` record takes them: snake_case
     /// keys, text validated (no control characters, bounded).
     pub fn to_wire(&self) -> Vec<(String, String)> {
+        let checklist = self.checklist.as_ref().map(|c| {
+            let done = ITEMS.len() - c.gaps().len();
+            ("checklist".to_string(), format!("{done}/{}", ITEMS.len()))
+        });
+        let incomplete = (!self.incomplete.is_empty()).then(|| {
+            (
+                "checklist_incomplete".to_string(),
+                self.incomplete.join(", "),
+            )
+        });
         self.values
             .iter()
             .map(|(k, v)| {
@@ -176,6 +236,8 @@ impl SessionNote {
                         });
                 (key, value)
             })
+            .chain(checklist)
+            .chain(incomplete)
             .collect()
     }
 

@@ -11,10 +11,11 @@ use assent_client::{Viewer, ViewerEvent};
 use assent_codec::{Decoder, Rect};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::session_msg::InputEvent;
-use assent_proto::wire::{ConsentDecision, ErrorKind, InviteRequest, Scope};
+use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, InviteRequest, Scope};
 use tokio::sync::mpsc;
 use tracing::info;
 
+use crate::checklist::{Checklist, Fact, NoteProblem, Outcome};
 use crate::live::{LiveEnd, LiveView};
 use crate::record::{AuditWriter, SessionNote};
 
@@ -73,6 +74,14 @@ pub struct ViewState {
     pub chat: Vec<ChatLine>,
     /// The user's answers to "please test", in order.
     pub validations: Vec<ValidationResult>,
+    /// The completion checklist: facts the software knows, the
+    /// technician's ticks.
+    pub checklist: Checklist,
+    /// The note's Result, required to file it.
+    pub outcome: Option<Outcome>,
+    /// Why the window did not close (the note is not ready), shown in the
+    /// note panel; set when the technician tried.
+    pub note_problem: Option<NoteProblem>,
 }
 
 /// The user's answer to one "please test".
@@ -113,6 +122,12 @@ impl ViewState {
             "Remote Tool Used",
             format!("Assent {}", env!("CARGO_PKG_VERSION")),
         );
+        let mut checklist = Checklist::default();
+        checklist.know(Fact::TicketRecorded);
+        checklist.know(Fact::ApprovedTool);
+        if !request.identity_check.is_empty() {
+            checklist.know(Fact::IdentityChecked);
+        }
         ViewState {
             phase: Phase::Connecting,
             device: String::new(),
@@ -127,6 +142,9 @@ impl ViewState {
             quit: false,
             chat: Vec::new(),
             validations: Vec::new(),
+            checklist,
+            outcome: None,
+            note_problem: None,
         }
     }
 }
@@ -176,6 +194,8 @@ pub struct Finished {
     pub session: Option<String>,
     pub reason: String,
     pub note_path: Option<PathBuf>,
+    /// What the filed note lacks (`result`, `next_action`, unticked items).
+    pub note_incomplete: Vec<&'static str>,
 }
 
 /// Runs a session until it ends. `on_invite` gets the code to print.
@@ -255,6 +275,7 @@ async fn run_session(
         let mut s = lock(ctx.state);
         s.scope = paired.scope;
         s.phase = Phase::Live;
+        s.checklist.know(Fact::ConsentObtained);
     }
     (ctx.repaint)();
     let live = LiveView {
@@ -396,26 +417,33 @@ async fn close_out(
         s.note
             .set("Session Ended", format!("Yes ({})", crate::now()));
         s.phase = Phase::Ended(reason.clone());
+        s.checklist.know(Fact::Disconnected);
     }
     (ctx.repaint)();
     ctx.audit.record(
         "session_end",
         fields! {"session" => session, "reason" => reason, "chat_sent" => end.chat.0, "chat_received" => end.chat.1},
     );
-    // If the technician ended it, the agent hears of the end from the relay,
-    // which records it as theirs once the note and End below arrive
-    // (telling the agent first, end to end, let it reach the relay first).
-    // Ended by the user, a limit or an admin: the technician finishes the
-    // note in the window; the relay keeps the connection for it.
-    if !end.by_viewer && wait_for_close {
-        info!("session ended ({reason}); waiting for the window to close");
+    // The technician ended it: the relay hears so at once (it records the
+    // end as theirs and tells the user), and keeps this connection open for
+    // the note, which the technician finishes in the window.
+    if end.by_viewer {
+        let _ = viewer.control.send(&ClientMsg::End).await;
+    }
+    if wait_for_close {
+        // The window sends End once the note may be filed (or on SIGTERM).
+        info!("session ended ({reason}); waiting for the note and the window to close");
         while let Some(cmd) = commands.recv().await {
             if cmd == Command::End {
                 break;
             }
         }
     }
-    let note = lock(ctx.state).note.clone();
+    let note = {
+        let mut s = lock(ctx.state);
+        s.checklist.know(Fact::NoteDocumented);
+        s.note.finalized(&s.checklist, s.outcome)
+    };
     let ticket = &ctx.config.request.ticket;
     let note_path = note.write(&ctx.config.notes_dir, &session, ticket).ok();
     let _ = viewer
@@ -430,10 +458,12 @@ async fn close_out(
         .unwrap_or_default();
     ctx.audit.record(
         "session_note",
-        fields! {"session" => session, "path" => path},
+        fields! {"session" => session, "path" => path, "checklist_incomplete" => note.incomplete.join(", ")},
     );
     viewer.control.end().await;
-    Ok(finished(Some(session), &reason, note_path))
+    let mut finished = finished(Some(session), &reason, note_path);
+    finished.note_incomplete = note.incomplete;
+    Ok(finished)
 }
 
 /// What the note adds to the affected user about how the technician
@@ -513,6 +543,7 @@ fn finished(session: Option<String>, reason: &str, note_path: Option<PathBuf>) -
         session,
         reason: reason.to_string(),
         note_path,
+        note_incomplete: Vec::new(),
     }
 }
 

@@ -11,17 +11,10 @@ use assent_proto::wire::Scope;
 use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::session::{ChatLine, Command, Phase, SharedState, Stats, ValidationResult};
+use crate::checklist::{check, Fact};
+use crate::session::{Command, Phase, SharedState, Stats};
 
-/// The note fields the technician types (the rest are filled in).
-const TYPED_FIELDS: [&str; 6] = [
-    "Issue Summary",
-    "Business Impact",
-    "Actions Taken",
-    "Changes Made",
-    "Result",
-    "Next Action",
-];
+mod panels;
 
 pub type RepaintSlot = Arc<Mutex<Option<Box<dyn Fn() + Send + Sync>>>>;
 
@@ -302,7 +295,7 @@ impl eframe::App for ViewerWindow {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         if ctx.input(|i| i.viewport().close_requested()) {
-            let _ = self.commands.send(Command::End);
+            self.on_close_requested(&ctx);
         }
         if self.state.lock().unwrap_or_else(|p| p.into_inner()).quit {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
@@ -328,13 +321,52 @@ impl eframe::App for ViewerWindow {
         });
         egui::Panel::right("note")
             .default_size(280.0)
-            .show(ui, |ui| self.note_panel(ui));
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("side")
+                    .show(ui, |ui| self.note_panel(ui))
+            });
         egui::CentralPanel::default().show(ui, |ui| self.central(ui, &snap));
         ctx.request_repaint_after(Duration::from_millis(250));
     }
 }
 
 impl ViewerWindow {
+    /// Closing while live ends the session and keeps the window for the
+    /// note. Closing after the end files the note: not without a Result (or
+    /// a Next Action unless resolved); with checklist gaps, only when asked
+    /// a second time. SIGTERM closes regardless.
+    fn on_close_requested(&mut self, ctx: &egui::Context) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let keep_open = match &s.phase {
+            _ if s.quit => false,
+            Phase::Live => true,
+            Phase::Ended(_) => {
+                let mut checklist = s.checklist.clone();
+                checklist.know(Fact::NoteDocumented);
+                match check(s.outcome, s.note.get("Next Action"), &checklist) {
+                    None => false,
+                    Some(p) if p.may_file_anyway() && s.note_problem.as_ref() == Some(&p) => false,
+                    Some(p) => {
+                        s.note_problem = Some(p);
+                        true
+                    }
+                }
+            }
+            // Before the session: closing withdraws the request.
+            _ => false,
+        };
+        let ended = matches!(s.phase, Phase::Ended(_));
+        drop(s);
+        if keep_open {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+        // While live, End ends the session; after it, End files the note.
+        if !(ended && keep_open) {
+            let _ = self.commands.send(Command::End);
+        }
+    }
+
     fn update_title(&mut self, ctx: &egui::Context, snap: &Snapshot) {
         let want = title(&snap.device, &snap.ticket);
         if want != self.title {
@@ -403,83 +435,6 @@ impl ViewerWindow {
         ui.checkbox(&mut self.one_to_one, "1:1");
     }
 
-    fn note_panel(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Session note");
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for field in TYPED_FIELDS {
-            ui.label(field);
-            let mut value = s.note.get(field).to_string();
-            if ui
-                .add(egui::TextEdit::multiline(&mut value).desired_rows(2))
-                .changed()
-            {
-                s.note.set(field, value);
-            }
-        }
-        ui.small(
-            "Client, user, device, tool, consent, end time and technician are filled in for you.",
-        );
-        let live = s.phase == Phase::Live;
-        let lines = s.chat.clone();
-        let last_test = s.validations.last().cloned();
-        drop(s);
-        ui.separator();
-        self.test_panel(ui, last_test, live);
-        ui.separator();
-        self.chat_panel(ui, &lines, live);
-    }
-
-    /// "Ask the user to test": the user answers in their window; the last
-    /// answer shows here and goes into the note's Result.
-    fn test_panel(&mut self, ui: &mut egui::Ui, last: Option<ValidationResult>, live: bool) {
-        ui.heading("Validate the fix with the user");
-        ui.add_enabled_ui(live, |ui| {
-            ui.horizontal(|ui| {
-                ui.label("What to test:");
-                ui.text_edit_singleline(&mut self.test_draft);
-            });
-            if ui.button("Ask the user to test").clicked() {
-                let what = std::mem::take(&mut self.test_draft);
-                let _ = self.commands.send(Command::AskValidation(what));
-            }
-        });
-        if let Some(v) = last {
-            let comment = if v.comment.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", v.comment)
-            };
-            ui.label(format!(
-                "User ({}): {}{comment}",
-                v.at,
-                v.answer.plain_words()
-            ));
-        }
-    }
-
-    /// The chat with the user: kept only in this window and theirs.
-    fn chat_panel(&mut self, ui: &mut egui::Ui, lines: &[ChatLine], live: bool) {
-        ui.heading("Chat with the user");
-        egui::ScrollArea::vertical()
-            .id_salt("chat")
-            .max_height(160.0)
-            .stick_to_bottom(true)
-            .show(ui, |ui| {
-                for line in lines {
-                    ui.label(format!("[{}] {}: {}", line.at, line.from, line.text));
-                }
-            });
-        ui.add_enabled_ui(live, |ui| {
-            let edit = ui.text_edit_singleline(&mut self.chat_draft);
-            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
-                let text = std::mem::take(&mut self.chat_draft);
-                let _ = self.commands.send(Command::Chat(text));
-                edit.request_focus();
-            }
-        });
-    }
-
     fn central(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
         match &snap.phase {
             Phase::Connecting => {
@@ -502,7 +457,7 @@ impl ViewerWindow {
             Phase::Ended(reason) => {
                 ui.colored_label(
                     egui::Color32::LIGHT_RED,
-                    format!("Session ended ({reason}). Finish the note, then close the window."),
+                    format!("Session ended ({reason}). Choose the Result, finish the note and the checklist, then close the window to file it."),
                 );
             }
             Phase::Live => {}

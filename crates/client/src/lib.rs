@@ -12,8 +12,8 @@ use std::path::Path;
 use assent_net::{close, Connection, Endpoint, FrameReader, NetError, RecvStream, SendStream};
 use assent_proto::identity::{self, PublicKey, SecretKey};
 use assent_proto::wire::{
-    ClientMsg, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Role, Scope,
-    SessionOffer, Validation, DATA_PREAMBLE,
+    ClientMsg, Confirmation, ConsentDecision, EndReason, ErrorKind, InviteRequest, RelayMsg, Role,
+    Scope, SessionOffer, Validation, DATA_PREAMBLE,
 };
 use assent_proto::PROTOCOL_VERSION;
 
@@ -395,6 +395,12 @@ pub struct AgentLive {
 }
 
 impl AgentLive {
+    /// The relay-signed offer this session runs under, as signed: receipts
+    /// of the user's answers are bound to it.
+    pub fn offer_bytes(&self) -> &[u8] {
+        &self.offer_bytes
+    }
+
     /// What reports scope changes of this session to the relay (kept apart
     /// so the data stream can be moved into the end-to-end channel).
     pub fn scope_reporter(&self) -> ScopeReporter {
@@ -460,6 +466,22 @@ impl ScopeReporter {
                 answer,
                 receipt,
             })
+            .await
+    }
+
+    /// Tells the relay, after the end, the user's answer to "Was your
+    /// problem solved?" with a receipt signed by the device key (recorded
+    /// as `user_confirmation`).
+    pub async fn report_confirmation(
+        &self,
+        control: &mut Control,
+        answer: Confirmation,
+    ) -> Result<(), ClientError> {
+        let receipt = self
+            .device_key
+            .sign(&identity::confirmation_payload(&self.offer_bytes, answer));
+        control
+            .send(&ClientMsg::UserConfirmation { answer, receipt })
             .await
     }
 

@@ -10,7 +10,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::wire::{ConsentDecision, Role, Scope, Validation};
+use crate::wire::{Confirmation, ConsentDecision, Role, Scope, Validation};
 
 /// Length of the TLS exporter value that binds an authentication signature to
 /// one QUIC connection.
@@ -23,6 +23,7 @@ const OFFER_DOMAIN: &[u8] = b"assent/1 session offer\0";
 const CONSENT_DOMAIN: &[u8] = b"assent/1 consent receipt\0";
 const SCOPE_CHANGE_DOMAIN: &[u8] = b"assent/1 scope change receipt\0";
 const VALIDATION_DOMAIN: &[u8] = b"assent/1 user validation receipt\0";
+const CONFIRMATION_DOMAIN: &[u8] = b"assent/1 user confirmation receipt\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
@@ -209,9 +210,37 @@ pub fn validation_payload(offer_bytes: &[u8], number: u32, answer: Validation) -
     out
 }
 
+/// What the agent signs when its user answers "Was your problem solved?"
+/// after the end: bound to the offer of that session and the answer.
+pub fn confirmation_payload(offer_bytes: &[u8], answer: Confirmation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CONFIRMATION_DOMAIN.len() + 32 + 1);
+    out.extend_from_slice(CONFIRMATION_DOMAIN);
+    out.extend_from_slice(&Sha256::digest(offer_bytes));
+    out.push(answer as u8);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confirmation_receipts_are_bound_to_session_and_answer() {
+        let key = SecretKey::from_seed(&[7; 32]);
+        let sig = key.sign(&confirmation_payload(b"offer-a", Confirmation::Yes));
+        let ok = |offer: &[u8], a| {
+            key.public()
+                .verify(&confirmation_payload(offer, a), &sig)
+                .is_ok()
+        };
+        assert!(ok(b"offer-a", Confirmation::Yes));
+        assert!(!ok(b"offer-b", Confirmation::Yes), "another session");
+        assert!(!ok(b"offer-a", Confirmation::No), "another answer");
+        assert_ne!(
+            confirmation_payload(b"o", Confirmation::Yes),
+            consent_payload(b"o", ConsentDecision::View)
+        );
+    }
 
     #[test]
     fn validation_receipts_are_bound_to_session_number_and_answer() {

@@ -161,6 +161,34 @@ impl Validation {
     }
 }
 
+/// The user's answer, after the end, to "Was your problem solved?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Confirmation {
+    Yes = 1,
+    No = 2,
+    NotSure = 3,
+}
+
+impl Confirmation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confirmation::Yes => "yes",
+            Confirmation::No => "no",
+            Confirmation::NotSure => "not_sure",
+        }
+    }
+
+    /// The words on the buttons and in the note.
+    pub fn plain_words(self) -> &'static str {
+        match self {
+            Confirmation::Yes => "Yes",
+            Confirmation::No => "No",
+            Confirmation::NotSure => "Not sure",
+        }
+    }
+}
+
 /// Why a live session ended (the INTERFACE.md vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndReason {
@@ -284,6 +312,13 @@ pub enum ClientMsg {
     UserValidation {
         number: u32,
         answer: Validation,
+        receipt: Vec<u8>,
+    },
+    /// Agent, after the session ended: the user's answer to "Was your
+    /// problem solved?", signed by the device key over
+    /// [`crate::identity::confirmation_payload`]. At most one per session.
+    UserConfirmation {
+        answer: Confirmation,
         receipt: Vec<u8>,
     },
 }

@@ -1,82 +1,196 @@
 //! The end of a session task: the last word to each side, the entries
-//! removed, and the technician's connection kept open for the note when the
-//! session was not theirs to end.
+//! removed, then what still belongs to the session after its end: the
+//! technician's note (when the session was not theirs to end, they are
+//! still writing it) and the user's answer to "Was your problem solved?".
 
-use assent_proto::session::{AbortReason, Phase};
-use assent_proto::wire::{ClientMsg, EndReason, RelayMsg};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::records::{abort_message, record_note};
+use assent_proto::session::{AbortReason, Phase, SessionMachine};
+use assent_proto::wire::{ClientMsg, Confirmation, EndReason, RelayMsg};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::records::{
+    abort_message, record_confirmation, record_note, record_note_update, ReceiptCtx, UserAnswers,
+};
+use super::side::{Agent, Side};
 use super::{SessionTask, NOTE_GRACE};
+use crate::state::Shared;
+
+/// How long the user has, after the end, to say whether the problem was
+/// solved; the agent's connection stays open for it.
+pub(super) const CONFIRM_GRACE: Duration = Duration::from_secs(10 * 60);
 
 impl SessionTask {
-    /// Goodbyes and cleanup. A session the technician did not end
-    /// themselves (the user clicked End, a limit, an admin) leaves them
-    /// writing the note: keep their connection open for it, for a while.
+    /// Goodbyes and cleanup, then the note and the user's confirmation for
+    /// as long as each side may still send them.
     pub(super) async fn farewell(self) {
-        let SessionTask {
-            shared,
-            id,
-            invite,
-            machine,
-            mut viewer,
-            agent,
-            mut shutdown,
-            ..
-        } = self;
-        let last = match machine.phase() {
+        let last = match self.machine.phase() {
             Phase::Ended { reason, .. } => RelayMsg::SessionEnded { reason },
             Phase::Aborted { reason } => abort_message(reason),
             _ => RelayMsg::SessionEnded {
                 reason: EndReason::RelayShutdown,
             },
         };
-        {
-            let mut st = shared.lock();
-            st.sessions.remove(&id);
-            st.waiting.remove(&invite.id);
-            if machine.phase()
-                == (Phase::Aborted {
-                    reason: AbortReason::Withdrawn,
-                })
-            {
-                st.invites.withdraw(&invite.id);
-            } else {
-                st.invites.cancel(&invite.id);
+        self.forget();
+        let ended_by = match self.machine.phase() {
+            Phase::Ended { reason, .. } => Some(reason),
+            _ => None,
+        };
+        // The technician finishes the note after the end, whoever ended it
+        // (a viewer that closed its connection has nothing more to say).
+        let note_expected = ended_by
+            .is_some_and(|r| !matches!(r, EndReason::ViewerLost | EndReason::RelayShutdown));
+        // The user is asked after every end their agent is still there for.
+        let confirmation_expected =
+            ended_by.is_some_and(|r| !matches!(r, EndReason::AgentLost | EndReason::RelayShutdown));
+        let SessionTask {
+            shared,
+            id,
+            machine,
+            viewer,
+            agent,
+            shutdown,
+            offer_bytes,
+            answers,
+            note_filed,
+            ..
+        } = self;
+        let viewer_bye = async {
+            let mut v = viewer;
+            if note_expected {
+                v.tell(&last).await;
+                return Some(v);
             }
-        }
+            v.finish(last.clone()).await;
+            None
+        };
         let agent_bye = async {
-            if let Some(a) = agent {
-                a.side.finish(last.clone()).await;
-            }
-        };
-        let viewer_may_write_note = matches!(
-            machine.phase(),
-            Phase::Ended { reason, .. } if !matches!(
-                reason,
-                EndReason::ViewerClosed | EndReason::ViewerLost | EndReason::RelayShutdown
-            )
-        );
-        if !viewer_may_write_note {
-            tokio::join!(viewer.finish(last.clone()), agent_bye);
-            return;
-        }
-        viewer.tell(&last).await;
-        let note_wait = async {
-            let deadline = tokio::time::Instant::now() + NOTE_GRACE;
-            loop {
-                tokio::select! {
-                    msg = viewer.messages.recv() => match msg {
-                        Some(Ok(ClientMsg::SessionNote { fields })) => {
-                            record_note(&shared, &id, &machine, fields).await;
-                        }
-                        Some(Ok(_)) | Some(Err(_)) | None => break,
-                    },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = shutdown.changed() => break,
+            match agent {
+                Some(mut a) if confirmation_expected => {
+                    a.side.tell(&last).await;
+                    Some(a)
                 }
+                Some(a) => {
+                    a.side.finish(last.clone()).await;
+                    None
+                }
+                None => None,
             }
         };
-        tokio::join!(note_wait, agent_bye);
-        viewer.close();
+        let (viewer, agent) = tokio::join!(viewer_bye, agent_bye);
+        let mut aftercare = Aftercare {
+            shared,
+            id,
+            machine,
+            offer_bytes,
+            answers,
+            note_filed,
+            shutdown,
+        };
+        aftercare.run(viewer, agent).await;
+    }
+
+    /// Removes the session and its invite from the relay's tables.
+    fn forget(&self) {
+        let mut st = self.shared.lock();
+        st.sessions.remove(&self.id);
+        st.waiting.remove(&self.invite.id);
+        let withdrawn = Phase::Aborted {
+            reason: AbortReason::Withdrawn,
+        };
+        if self.machine.phase() == withdrawn {
+            st.invites.withdraw(&self.invite.id);
+        } else {
+            st.invites.cancel(&self.invite.id);
+        }
+    }
+}
+
+/// What a session still takes after its end.
+struct Aftercare {
+    shared: Arc<Shared>,
+    id: String,
+    machine: SessionMachine,
+    offer_bytes: Vec<u8>,
+    answers: UserAnswers,
+    note_filed: bool,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Aftercare {
+    /// Waits for the note (from `viewer`) and the user's confirmation (from
+    /// `agent`), each until its side closes or its grace period passes.
+    async fn run(&mut self, mut viewer: Option<Side>, mut agent: Option<Agent>) {
+        let note_until = Instant::now() + NOTE_GRACE;
+        let confirm_until = Instant::now() + CONFIRM_GRACE;
+        while viewer.is_some() || agent.is_some() {
+            tokio::select! {
+                msg = next_msg(viewer.as_mut()), if viewer.is_some() => match msg {
+                    Some(ClientMsg::SessionNote { fields }) => {
+                        let filed =
+                            record_note(&self.shared, &self.id, &self.machine, fields, self.answers);
+                        self.note_filed |= filed.await;
+                    }
+                    Some(_) | None => close_side(&mut viewer),
+                },
+                msg = next_msg(agent.as_mut().map(|a| &mut a.side)), if agent.is_some() => match msg {
+                    Some(ClientMsg::UserConfirmation { answer, receipt }) => {
+                        if let Some(a) = agent.take() {
+                            self.on_confirmation(&a, answer, &receipt).await;
+                            a.side.close();
+                        }
+                    }
+                    // Sent before the agent saw the end: not for after it.
+                    Some(_) => {}
+                    None => close_agent(&mut agent),
+                },
+                _ = tokio::time::sleep_until(note_until), if viewer.is_some() => close_side(&mut viewer),
+                _ = tokio::time::sleep_until(confirm_until), if agent.is_some() => close_agent(&mut agent),
+                _ = self.shutdown.changed() => break,
+            }
+        }
+        close_side(&mut viewer);
+        close_agent(&mut agent);
+    }
+
+    async fn on_confirmation(&mut self, a: &Agent, answer: Confirmation, receipt: &[u8]) {
+        let ctx = ReceiptCtx {
+            shared: &self.shared,
+            session: &self.id,
+            machine: &self.machine,
+            device_key: a.device_key,
+            peer: a.side.addr,
+            offer_bytes: &self.offer_bytes,
+        };
+        let already = self.answers.confirmation;
+        let Some(answer) = record_confirmation(&ctx, already, answer, receipt).await else {
+            return;
+        };
+        self.answers.confirmation = Some(answer);
+        if self.note_filed {
+            record_note_update(&self.shared, &self.id, self.answers).await;
+        }
+    }
+}
+
+fn close_side(side: &mut Option<Side>) {
+    if let Some(s) = side.take() {
+        s.close();
+    }
+}
+
+fn close_agent(agent: &mut Option<Agent>) {
+    if let Some(a) = agent.take() {
+        a.side.close();
+    }
+}
+
+/// The next message of a side still open; `None` when it closed or failed.
+async fn next_msg(side: Option<&mut Side>) -> Option<ClientMsg> {
+    match side?.messages.recv().await {
+        Some(Ok(msg)) => Some(msg),
+        Some(Err(_)) | None => None,
     }
 }

@@ -30,7 +30,7 @@ use crate::fields;
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
 use records::{
     record_note, record_scope_change, record_validation, ReceiptCtx, Receipted, ScopeChange,
-    ScopeOutcome,
+    ScopeOutcome, UserAnswers,
 };
 use side::{lost_or_closed, open_data, pump, Agent, Side};
 
@@ -96,6 +96,11 @@ struct SessionTask {
     chat_from_agent: u32,
     /// Number of the last user validation on record.
     last_validation: u32,
+    /// The user's answers on record, for the note.
+    answers: UserAnswers,
+    /// Whether the technician's note is on record (a later answer of the
+    /// user is then appended as `session_note_update`).
+    note_filed: bool,
 }
 
 impl SessionTask {
@@ -132,6 +137,8 @@ impl SessionTask {
             chat_from_viewer: 0,
             chat_from_agent: 0,
             last_validation: 0,
+            answers: UserAnswers::default(),
+            note_filed: false,
         }
     }
 
@@ -219,7 +226,9 @@ impl SessionTask {
                 None
             }
             Some(Ok(ClientMsg::SessionNote { fields })) => {
-                record_note(&self.shared, &self.id, &self.machine, fields).await;
+                let answers = self.answers;
+                self.note_filed |=
+                    record_note(&self.shared, &self.id, &self.machine, fields, answers).await;
                 None
             }
             Some(Ok(_)) => {
@@ -302,7 +311,9 @@ impl SessionTask {
             peer: a.side.addr,
             offer_bytes: &self.offer_bytes,
         };
-        record_validation(&ctx, &mut self.last_validation, validation).await;
+        if let Some(answer) = record_validation(&ctx, &mut self.last_validation, validation).await {
+            self.answers.validation = Some(answer);
+        }
     }
 
     /// The user's signed answer: believed only with a receipt from the

@@ -5,7 +5,7 @@
 use assent_proto::identity::{self, PublicKey};
 use assent_proto::session::{AbortReason, Phase, SessionMachine};
 use assent_proto::text;
-use assent_proto::wire::{ErrorKind, RelayMsg, Scope, Validation};
+use assent_proto::wire::{Confirmation, ErrorKind, RelayMsg, Scope, Validation};
 use tracing::warn;
 
 use crate::fields;
@@ -137,10 +137,10 @@ pub(super) async fn record_validation(
     ctx: &ReceiptCtx<'_>,
     last: &mut u32,
     v: Receipted<Validation>,
-) {
+) -> Option<Validation> {
     if !matches!(ctx.machine.phase(), Phase::Live { .. }) {
         warn!(session = %ctx.session, "validation outside a live session; ignored");
-        return;
+        return None;
     }
     let payload = identity::validation_payload(ctx.offer_bytes, v.number, v.answer);
     let believed = v.number > *last && ctx.device_key.verify(&payload, &v.receipt).is_ok();
@@ -161,25 +161,97 @@ pub(super) async fn record_validation(
     };
     if let Err(e) = ctx.shared.audit.record(event, fields).await {
         warn!(session = %ctx.session, error = %e, "{event} not recorded");
+        return None;
+    }
+    believed.then_some(v.answer)
+}
+
+/// Records the user's answer, after the end, to "Was your problem solved?"
+/// (`user_confirmation`): believed once per session, with a receipt of the
+/// device key over this session's offer; anything else is refused and
+/// audited (`auth_failed`, `bad_confirmation_receipt`).
+pub(super) async fn record_confirmation(
+    ctx: &ReceiptCtx<'_>,
+    already: Option<Confirmation>,
+    answer: Confirmation,
+    receipt: &[u8],
+) -> Option<Confirmation> {
+    let payload = identity::confirmation_payload(ctx.offer_bytes, answer);
+    let believed = already.is_none()
+        && matches!(ctx.machine.phase(), Phase::Ended { .. })
+        && ctx.device_key.verify(&payload, receipt).is_ok();
+    let (event, fields) = if believed {
+        let fields = fields! {
+            "session" => ctx.session, "answer" => answer.as_str(),
+            "receipt" => hex::encode(receipt), "device_key" => ctx.device_key.fingerprint(),
+        };
+        ("user_confirmation", fields)
+    } else {
+        warn!(session = %ctx.session, "user confirmation with a forged or repeated receipt; refused");
+        let fields = fields! {
+            "role" => "agent", "peer" => ctx.peer.to_string(),
+            "reason" => "bad_confirmation_receipt", "session" => ctx.session,
+        };
+        ("auth_failed", fields)
+    };
+    if let Err(e) = ctx.shared.audit.record(event, fields).await {
+        warn!(session = %ctx.session, error = %e, "{event} not recorded");
+        return None;
+    }
+    believed.then_some(answer)
+}
+
+/// What the relay itself knows of the user's answers, added to the note:
+/// from signed receipts, so a viewer cannot write them.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct UserAnswers {
+    pub validation: Option<Validation>,
+    pub confirmation: Option<Confirmation>,
+}
+
+impl UserAnswers {
+    fn insert_into(&self, fields: &mut assent_audit::Fields) {
+        if let Some(v) = self.validation {
+            fields.insert("user_validation".into(), v.as_str().into());
+        }
+        if let Some(c) = self.confirmation {
+            fields.insert("user_confirmation".into(), c.as_str().into());
+        }
     }
 }
 
+/// Field names only the relay writes into a note.
+const RELAY_NOTE_FIELDS: [&str; 2] = ["user_validation", "user_confirmation"];
+
+/// An answer that arrived after the note was filed: appended to it as
+/// `session_note_update` (the chain stays append-only).
+pub(super) async fn record_note_update(shared: &Shared, session: &str, answers: UserAnswers) {
+    let mut fields = fields! {"session" => session};
+    answers.insert_into(&mut fields);
+    if let Err(e) = shared.audit.record("session_note_update", fields).await {
+        warn!(session = %session, error = %e, "session_note_update not recorded");
+    }
+}
+
+/// Records the technician's note, with what the relay knows of the user's
+/// answers. `true` when it is on record.
 pub(super) async fn record_note(
     shared: &Shared,
     session: &str,
     machine: &SessionMachine,
     note: Vec<(String, String)>,
-) {
+    answers: UserAnswers,
+) -> bool {
     if matches!(
         machine.phase(),
         Phase::AwaitingAgent { .. } | Phase::AwaitingConsent { .. } | Phase::Recording { .. }
     ) {
         warn!(session = %session, "session note before the session started; ignored");
-        return;
+        return false;
     }
     if note.len() > MAX_NOTE_FIELDS {
         warn!(session = %session, "session note with too many fields; ignored");
-        return;
+        return false;
     }
     let mut fields = fields! {"session" => session};
     for (key, value) in note {
@@ -187,10 +259,12 @@ pub(super) async fn record_note(
             Ok(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => k,
             _ => {
                 warn!(session = %session, "session note field with a bad name; ignored");
-                return;
+                return false;
             }
         };
-        if assent_audit::RESERVED_FIELDS.contains(&key.as_str()) || key == "session" {
+        let reserved = assent_audit::RESERVED_FIELDS.contains(&key.as_str())
+            || RELAY_NOTE_FIELDS.contains(&key.as_str());
+        if reserved || key == "session" {
             continue;
         }
         match text::multi_line("note field", &value, text::MAX_NOTE_FIELD) {
@@ -199,11 +273,16 @@ pub(super) async fn record_note(
             }
             Err(e) => {
                 warn!(session = %session, error = %e, "session note refused");
-                return;
+                return false;
             }
         }
     }
-    if let Err(e) = shared.audit.record("session_note", fields).await {
-        warn!(session = %session, error = %e, "session note not recorded");
+    answers.insert_into(&mut fields);
+    match shared.audit.record("session_note", fields).await {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(session = %session, error = %e, "session note not recorded");
+            false
+        }
     }
 }

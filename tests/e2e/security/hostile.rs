@@ -213,6 +213,8 @@ fn s17_no_secret_in_any_log_audit_or_note() {
     );
     drop(s.viewer_stdin.take());
     assert!(s.viewer.wait_timeout(WAIT).is_some(), "viewer did not end");
+    // The user skips the question after the end (their terminal closes).
+    drop(s.agent_stdin);
     assert!(s.agent.wait_timeout(WAIT).is_some(), "agent did not end");
     let mut codes = vec![s.code.clone()];
 
@@ -287,6 +289,7 @@ fn s17_no_secret_in_any_log_audit_or_note() {
         }
         live.viewer.control.end().await;
     });
+    drop(agent_stdin);
     assert!(agent.wait_timeout(WAIT).is_some(), "agent did not end");
     relay
         .wait_record(WAIT, |r| {

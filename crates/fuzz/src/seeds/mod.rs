@@ -8,8 +8,8 @@ use assent_proto::framing::{encode_frame, MAX_CONTROL_FRAME};
 use assent_proto::identity::SecretKey;
 use assent_proto::session_msg::{Control, InputEvent, Key, MouseButton, SessionMsg};
 use assent_proto::wire::{
-    self, ClientMsg, ConsentDecision, EndReason, ErrorKind, Impact, InviteRequest, RelayMsg, Role,
-    Scope, SessionOffer, Validation,
+    self, ClientMsg, Confirmation, ConsentDecision, EndReason, ErrorKind, Impact, InviteRequest,
+    RelayMsg, Role, Scope, SessionOffer, Validation,
 };
 
 mod channel;
@@ -451,6 +451,13 @@ fn procedure_client_msgs() -> Vec<(&'static str, Vec<u8>)> {
                 number: 1,
                 answer: Validation::StillBroken,
                 receipt: vec![9; 64],
+            }),
+        ),
+        (
+            "user-confirmation",
+            encode(&ClientMsg::UserConfirmation {
+                answer: Confirmation::NotSure,
+                receipt: vec![8; 64],
             }),
         ),
     ]

@@ -1,0 +1,246 @@
+//! Confirming the end with the user (issue 13 items 4 and 8): after every
+//! kind of end the agent's connection stays open for "Was your problem
+//! solved?"; the signed answer is recorded as `user_confirmation` and added
+//! to the session's note (`session_note_update` when the note came first).
+//! A forged, repeated or other session's answer is refused and audited.
+
+use std::time::{Duration, Instant};
+
+use assent_client::AgentLive;
+use assent_proto::identity::{self, PublicKey, SecretKey};
+use assent_proto::wire::{ClientMsg, Confirmation, ConsentDecision, RelayMsg, Scope};
+use assent_tests::{run, TestRelay};
+
+use crate::agent::live_pair;
+use crate::common::{pair, WAIT};
+
+/// Waits for the relay's `SessionEnded` on the agent's control stream.
+async fn ended(agent: &mut AgentLive) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the agent never heard the end");
+        match tokio::time::timeout(WAIT, agent.control.recv()).await {
+            Ok(Ok(RelayMsg::SessionEnded { reason })) => return reason.as_str().to_string(),
+            Ok(Ok(_)) => continue,
+            other => panic!("agent control: {other:?}"),
+        }
+    }
+}
+
+fn records_of(relay: &TestRelay, event: &str, session: &str) -> Vec<serde_json::Value> {
+    relay
+        .records()
+        .into_iter()
+        .filter(|r| r["event"] == event && r["session"] == session)
+        .collect()
+}
+
+async fn wait_records(
+    relay: &TestRelay,
+    event: &str,
+    session: &str,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + WAIT;
+    while records_of(relay, event, session).len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    records_of(relay, event, session)
+}
+
+/// The record's receipt verifies with the session's device key over the
+/// session's own offer.
+fn assert_signed(rec: &serde_json::Value, agent: &AgentLive, answer: Confirmation) {
+    let receipt = hex::decode(rec["receipt"].as_str().expect("receipt")).unwrap();
+    let payload = identity::confirmation_payload(agent.offer_bytes(), answer);
+    PublicKey(agent.offer.device_key)
+        .verify(&payload, &receipt)
+        .expect("the recorded receipt verifies with the device key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_end_is_confirmed_with_a_signed_answer() {
+    let relay = TestRelay::started(&[("idle_timeout_secs", "2")]);
+    let key = relay.enrol("alice");
+    let ends = [
+        "viewer_closed",
+        "agent_ended",
+        "admin_killed",
+        "idle_timeout",
+    ];
+    for (i, how) in ends.into_iter().enumerate() {
+        let (v, _data, mut agent) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+        let session = agent.session.clone();
+        let mut v = Some(v);
+        match how {
+            "viewer_closed" => v.take().unwrap().control.end().await,
+            "agent_ended" => agent.control.send(&ClientMsg::End).await.unwrap(),
+            "admin_killed" => {
+                let out = run(
+                    "assent-relay",
+                    &["kill", "--data-dir", relay.data_dir(), &session],
+                );
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            _ => {} // the idle timeout ends it: nothing moves on this session
+        }
+        assert_eq!(ended(&mut agent).await, how);
+        let answer = [Confirmation::Yes, Confirmation::No, Confirmation::NotSure][i % 3];
+        agent
+            .scope_reporter()
+            .report_confirmation(&mut agent.control, answer)
+            .await
+            .unwrap();
+        let recs = wait_records(&relay, "user_confirmation", &session, 1).await;
+        assert_eq!(recs.len(), 1, "{how}: {:?}", relay.events());
+        assert_eq!(recs[0]["answer"], answer.as_str());
+        assert_signed(&recs[0], &agent, answer);
+        drop(v);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_joins_the_note_before_or_after_it_is_filed() {
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+
+    // The technician files the note and closes first: the later answer is
+    // appended as session_note_update.
+    let (mut v, _data, mut agent) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let session = agent.session.clone();
+    let note = vec![
+        ("result".to_string(), "Resolved".to_string()),
+        (
+            "user_confirmation".to_string(),
+            "forged by the viewer".to_string(),
+        ),
+    ];
+    v.control
+        .send(&ClientMsg::SessionNote { fields: note })
+        .await
+        .unwrap();
+    v.control.end().await;
+    assert_eq!(ended(&mut agent).await, "viewer_closed");
+    let notes = wait_records(&relay, "session_note", &session, 1).await;
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].get("user_confirmation").is_none(),
+        "the viewer cannot write the user's answer: {}",
+        notes[0]
+    );
+    agent
+        .scope_reporter()
+        .report_confirmation(&mut agent.control, Confirmation::Yes)
+        .await
+        .unwrap();
+    let updates = wait_records(&relay, "session_note_update", &session, 1).await;
+    assert_eq!(updates.len(), 1, "{:?}", relay.events());
+    assert_eq!(updates[0]["user_confirmation"], "yes");
+
+    // The user ends and answers first; the technician's note, filed after,
+    // carries the answer.
+    let (mut v, _data, mut agent) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let session = agent.session.clone();
+    agent.control.send(&ClientMsg::End).await.unwrap();
+    assert_eq!(ended(&mut agent).await, "agent_ended");
+    agent
+        .scope_reporter()
+        .report_confirmation(&mut agent.control, Confirmation::No)
+        .await
+        .unwrap();
+    wait_records(&relay, "user_confirmation", &session, 1).await;
+    let note = vec![("result".to_string(), "Follow-up Required".to_string())];
+    v.control
+        .send(&ClientMsg::SessionNote { fields: note })
+        .await
+        .unwrap();
+    v.control.end().await;
+    let notes = wait_records(&relay, "session_note", &session, 1).await;
+    assert_eq!(notes.len(), 1, "{:?}", relay.events());
+    assert_eq!(notes[0]["user_confirmation"], "no");
+    assert!(records_of(&relay, "session_note_update", &session).is_empty());
+}
+
+fn refusals(relay: &TestRelay) -> usize {
+    relay
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "auth_failed" && r["reason"] == "bad_confirmation_receipt")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_foreign_answers_are_refused_and_audited() {
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let (va, _da, mut a) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let (vb, _db, mut b) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    va.control.end().await;
+    vb.control.end().await;
+    ended(&mut a).await;
+    ended(&mut b).await;
+
+    // Signed with another key.
+    let forged = SecretKey::generate().unwrap().sign(b"anything");
+    let msg = ClientMsg::UserConfirmation {
+        answer: Confirmation::Yes,
+        receipt: forged,
+    };
+    a.control.send(&msg).await.unwrap();
+    // Session A's receipt, sent in session B.
+    a.scope_reporter()
+        .report_confirmation(&mut b.control, Confirmation::Yes)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while refusals(&relay) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refusals(&relay), 2, "{:?}", relay.events());
+    assert!(
+        !relay.events().iter().any(|e| e == "user_confirmation"),
+        "a refused answer is not on record"
+    );
+}
+
+/// The real agent (in-process, fake screen): the question appears only
+/// after capture stopped, and the answer reaches the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_asks_after_capture_stopped_and_reports_the_answer() {
+    let relay = TestRelay::started(&[]);
+    let (mut viewer, agent) = live_pair(&relay, Scope::View, ConsentDecision::View).await;
+    *agent.ui.confirm_answer.lock().unwrap() = Some(Confirmation::Yes);
+    assert!(viewer.next_frame(WAIT).await.unwrap(), "a first frame");
+    viewer.viewer.control.end().await;
+    let outcome = tokio::time::timeout(WAIT, agent.task)
+        .await
+        .expect("the agent exits once answered")
+        .unwrap()
+        .unwrap();
+    assert!(
+        format!("{outcome:?}").contains("ended the session"),
+        "{outcome:?}"
+    );
+    let asked_at = agent
+        .ui
+        .frames_when_asked
+        .lock()
+        .unwrap()
+        .expect("the user was asked");
+    let sent = agent
+        .stats
+        .frames_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        asked_at, sent,
+        "a frame went out after the question appeared"
+    );
+    let rec = relay
+        .wait_record(WAIT, |r| r["event"] == "user_confirmation")
+        .expect("user_confirmation");
+    assert_eq!(rec["answer"], "yes");
+}

@@ -1,0 +1,132 @@
+//! The session window's side panel: the note with its Result and the
+//! completion checklist, "Ask the user to test", and the chat.
+
+use eframe::egui;
+
+use super::ViewerWindow;
+use crate::checklist::{Outcome, TickedBy, ITEMS};
+use crate::session::{ChatLine, Command, Phase, ValidationResult};
+
+/// The note fields the technician types (the rest are filled in).
+const TYPED_FIELDS: [&str; 6] = [
+    "Issue Summary",
+    "Business Impact",
+    "Actions Taken",
+    "Changes Made",
+    "Result",
+    "Next Action",
+];
+
+impl ViewerWindow {
+    pub(super) fn note_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Session note");
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(problem) = &s.note_problem {
+            ui.colored_label(egui::Color32::LIGHT_RED, problem.message());
+        }
+        let mut outcome = s.outcome;
+        egui::ComboBox::from_label("Result (required)")
+            .selected_text(outcome.map_or("choose…", Outcome::words))
+            .show_ui(ui, |ui| {
+                for o in Outcome::ALL {
+                    ui.selectable_value(&mut outcome, Some(o), o.words());
+                }
+            });
+        if outcome != s.outcome {
+            s.outcome = outcome;
+            s.note_problem = None;
+        }
+        for field in TYPED_FIELDS {
+            let label = match field {
+                "Result" => "Result details (the user's test answers land here)",
+                "Next Action" if s.outcome != Some(Outcome::Resolved) => "Next Action (required)",
+                other => other,
+            };
+            ui.label(label);
+            let mut value = s.note.get(field).to_string();
+            if ui
+                .add(egui::TextEdit::multiline(&mut value).desired_rows(2))
+                .changed()
+            {
+                s.note.set(field, value);
+                s.note_problem = None;
+            }
+        }
+        ui.small(
+            "Client, user, device, tool, consent, end time and technician are filled in for you.",
+        );
+        ui.collapsing("Completion checklist", |ui| {
+            for item in &ITEMS {
+                let mut on = s.checklist.is_ticked(item);
+                let fact = matches!(item.ticked_by, TickedBy::Fact(_));
+                // Facts are ticked by the software and cannot be changed.
+                let changed = ui
+                    .add_enabled(!fact, egui::Checkbox::new(&mut on, item.label))
+                    .changed();
+                if changed {
+                    s.checklist.set(item.key, on);
+                    s.note_problem = None;
+                }
+            }
+        });
+        let live = s.phase == Phase::Live;
+        let lines = s.chat.clone();
+        let last_test = s.validations.last().cloned();
+        drop(s);
+        ui.separator();
+        self.test_panel(ui, last_test, live);
+        ui.separator();
+        self.chat_panel(ui, &lines, live);
+    }
+
+    /// "Ask the user to test": the user answers in their window; the last
+    /// answer shows here and goes into the note's Result.
+    fn test_panel(&mut self, ui: &mut egui::Ui, last: Option<ValidationResult>, live: bool) {
+        ui.heading("Validate the fix with the user");
+        ui.add_enabled_ui(live, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("What to test:");
+                ui.text_edit_singleline(&mut self.test_draft);
+            });
+            if ui.button("Ask the user to test").clicked() {
+                let what = std::mem::take(&mut self.test_draft);
+                let _ = self.commands.send(Command::AskValidation(what));
+            }
+        });
+        if let Some(v) = last {
+            let comment = if v.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", v.comment)
+            };
+            ui.label(format!(
+                "User ({}): {}{comment}",
+                v.at,
+                v.answer.plain_words()
+            ));
+        }
+    }
+
+    /// The chat with the user: kept only in this window and theirs.
+    fn chat_panel(&mut self, ui: &mut egui::Ui, lines: &[ChatLine], live: bool) {
+        ui.heading("Chat with the user");
+        egui::ScrollArea::vertical()
+            .id_salt("chat")
+            .max_height(160.0)
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                for line in lines {
+                    ui.label(format!("[{}] {}: {}", line.at, line.from, line.text));
+                }
+            });
+        ui.add_enabled_ui(live, |ui| {
+            let edit = ui.text_edit_singleline(&mut self.chat_draft);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
+                let text = std::mem::take(&mut self.chat_draft);
+                let _ = self.commands.send(Command::Chat(text));
+                edit.request_focus();
+            }
+        });
+    }
+}
