@@ -77,6 +77,13 @@ pub struct LiveSession {
     pub chat_sent: u32,
     /// The "please test" the user has not answered yet.
     pub validation_pending: Option<u32>,
+    /// What is known of the end before it comes.
+    pub end: EndSignals,
+}
+
+/// What the live session learns that matters once it ends.
+#[derive(Debug, Default)]
+pub struct EndSignals {
     /// Why the relay says the session ended, once it said so.
     pub relay_end: Option<EndReason>,
     /// The terminal's input ended: nothing can be asked after the end.
@@ -160,7 +167,7 @@ impl LiveSession {
         };
         self.flow.on_sent(encoded.seq, Instant::now());
         if let Err(e) = self.tx.send(&SessionMsg::Frame(encoded.bytes)).await {
-            self.channel_closed = true;
+            self.end.channel_closed = true;
             return Err(format!("The connection to the technician failed: {e}"));
         }
         self.stats.frames_sent.fetch_add(1, Relaxed);
@@ -201,7 +208,7 @@ impl LiveSession {
             Ok(_) => {}
             Err(e) => {
                 // Usually the other side ended: the relay says how (see `finish`).
-                self.channel_closed = true;
+                self.end.channel_closed = true;
                 return Err(format!("The session channel closed: {e}"));
             }
         }
@@ -211,7 +218,7 @@ impl LiveSession {
     fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Result<(), Ended> {
         match msg {
             Ok(RelayMsg::SessionEnded { reason }) => {
-                self.relay_end = Some(reason);
+                self.end.relay_end = Some(reason);
                 Err(crate::prompt::session_ended(reason, &self.technician()))
             }
             Ok(_) => Ok(()),
@@ -248,7 +255,7 @@ impl LiveSession {
                 return Err("You ended the session.".into());
             }
             Some(UiCommand::Decide(d)) => return self.on_scope_answer(d).await,
-            Some(UiCommand::InputClosed) => self.input_closed = true,
+            Some(UiCommand::InputClosed) => self.end.input_closed = true,
             // Only asked after the end (see `finish`).
             Some(UiCommand::Confirm(_)) => {}
             Some(UiCommand::Chat(text)) => self.send_chat(text).await,
@@ -400,7 +407,7 @@ impl LiveSession {
                     warn!("the relay did not record the scope change; the old scope stays")
                 }
                 Err(ClientError::Ended(reason)) => {
-                    self.relay_end = Some(reason);
+                    self.end.relay_end = Some(reason);
                     return Err(crate::prompt::session_ended(reason, &self.technician()));
                 }
                 Err(e) => {
@@ -458,9 +465,12 @@ impl LiveSession {
             reporter,
             ui,
             stats,
-            relay_end,
-            input_closed,
-            channel_closed,
+            end:
+                EndSignals {
+                    relay_end,
+                    input_closed,
+                    channel_closed,
+                },
             ..
         } = self;
         stats

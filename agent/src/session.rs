@@ -71,10 +71,8 @@ pub async fn run(
     .await
     .map_err(explain)?;
     let offer = pending.offer.clone();
-    let technician_key = PublicKey(offer.technician_key);
     info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
-
-    let e2e = match handshake(&mut pending, technician_key).await? {
+    let e2e = match handshake(&mut pending, PublicKey(offer.technician_key)).await? {
         Ok(e2e) => e2e,
         // The request ended (withdrawn, cancelled) before the user was asked.
         Err(kind) => return Ok(close_request(&*ui, kind, &offer)),
@@ -128,9 +126,7 @@ pub async fn run(
         scope_prompt_until: None,
         chat_sent: 0,
         validation_pending: None,
-        relay_end: None,
-        input_closed: false,
-        channel_closed: false,
+        end: Default::default(),
     };
     Ok(Outcome::Ended(session.run(&mut commands).await))
 }
