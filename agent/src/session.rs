@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::{AgentPending, ClientError};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::wire::{ConsentDecision, ErrorKind, RelayMsg, SessionOffer};
@@ -102,7 +103,7 @@ pub async fn run(
         Err(e) => return Err(explain(e)),
     };
     let reporter = live.scope_reporter();
-    let (tx, rx) = e2e.into_channel(live.data.send, live.data.recv);
+    let (tx, rx) = agree_screen_format(e2e.into_channel(live.data.send, live.data.recv)).await?;
     let (guarded, frames) =
         Guarded::start(grant, screen, input).context("starting screen capture and input")?;
     let session = LiveSession {
@@ -129,6 +130,18 @@ pub async fn run(
         end: Default::default(),
     };
     Ok(Outcome::Ended(session.run(&mut commands).await))
+}
+
+/// Before any frame: a viewer that cannot read this agent's frames ends
+/// the session with the reason, not with a blank screen.
+async fn agree_screen_format(
+    (mut tx, mut rx): (ChannelWriter, ChannelReader),
+) -> anyhow::Result<(ChannelWriter, ChannelReader)> {
+    let formats = [assent_codec::FORMAT_VERSION];
+    assent_client::e2e::offer_screen_formats(&mut tx, &mut rx, &formats)
+        .await
+        .context("agreeing on the screen format with the technician's viewer")?;
+    Ok((tx, rx))
 }
 
 /// The end-to-end handshake, before the prompt so the user sees the

@@ -49,7 +49,11 @@ pub async fn pair(mut viewer: Viewer, key: SecretKey) -> anyhow::Result<LiveView
         }
     }
     let data = viewer.control.accept_data().await.context("data stream")?;
-    let (tx, rx) = e2e.into_channel(data.send, data.recv);
+    let (mut tx, mut rx) = e2e.into_channel(data.send, data.recv);
+    let formats = [assent_codec::FORMAT_VERSION];
+    assent_client::e2e::choose_screen_format(&mut tx, &mut rx, &formats)
+        .await
+        .context("screen format")?;
     Ok(LiveViewer {
         _viewer: viewer,
         tx,

@@ -94,7 +94,11 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         }
     };
     let data = viewer.control.accept_data().await.context("data stream")?;
-    let (tx, rx) = e2e.into_channel(data.send, data.recv);
+    let (mut tx, mut rx) = e2e.into_channel(data.send, data.recv);
+    let formats = [assent_codec::FORMAT_VERSION];
+    if let Err(e) = assent_client::e2e::choose_screen_format(&mut tx, &mut rx, &formats).await {
+        return Ok(Pairing::Refused(e.to_string()));
+    }
     Ok(Pairing::Live(Box::new(LiveViewer {
         viewer,
         tx,

@@ -265,12 +265,24 @@ async fn run_session(
         .await
         .context("opening the session stream")?;
     let code = paired.e2e.verification_code().to_string();
-    let (tx, rx) = paired.e2e.into_channel(data.send, data.recv);
+    let (mut tx, mut rx) = paired.e2e.into_channel(data.send, data.recv);
     let session = paired.session;
     ctx.audit.record(
         "session_start",
         fields! {"session" => session, "device" => paired.device, "device_key" => paired.device_key.fingerprint(), "scope" => paired.scope.as_str(), "verification_code" => code},
     );
+    // Before any frame: an agent whose frames this viewer cannot decode
+    // ends the session with the reason, not with a blank screen.
+    let formats = [assent_codec::FORMAT_VERSION];
+    if let Err(e) = assent_client::e2e::choose_screen_format(&mut tx, &mut rx, &formats).await {
+        tracing::warn!(error = %e, "no common screen format");
+        let end = LiveEnd {
+            reason: e.to_string(),
+            by_viewer: true,
+            chat: (0, 0),
+        };
+        return close_out(ctx, viewer, session, end, commands, wait_for_close).await;
+    }
     {
         let mut s = lock(ctx.state);
         s.scope = paired.scope;

@@ -2,11 +2,13 @@
 //! consent prompt: the Noise handshake's messages travel as `Handshake`
 //! control messages the relay passes on unread while consent is pending,
 //! so the user sees the verification code while deciding. Once the session
-//! is live, the established keys seal the data stream.
+//! is live, the established keys seal the data stream, and the first
+//! messages on it agree on the screen format.
 
 use assent_channel::{Established, Handshake};
 use assent_net::{RecvStream, SendStream};
 use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::session_msg::SessionMsg;
 use assent_proto::wire::{ClientMsg, RelayMsg};
 
 use crate::{AgentPending, ClientError, Control, Viewer, ViewerEvent};
@@ -119,4 +121,73 @@ pub async fn respond(
     Ok(E2e {
         established: hs.into_established().map_err(channel_error)?,
     })
+}
+
+/// Agent and viewer could not agree on a screen format, or the channel
+/// failed while they tried; the message says which side to update.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScreenFormatError(pub String);
+
+fn channel_failed(e: assent_channel::ChannelError) -> ScreenFormatError {
+    ScreenFormatError(format!("the session channel failed: {e}"))
+}
+
+/// How long either side waits for the other's screen formats.
+const FORMATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The agent's side of the screen-format agreement, the first thing on the
+/// live channel: says which formats it can send (best first) and returns
+/// the one the viewer chose. Nothing else is sent until it returns.
+pub async fn offer_screen_formats(
+    tx: &mut ChannelWriter,
+    rx: &mut ChannelReader,
+    formats: &[u8],
+) -> Result<u8, ScreenFormatError> {
+    tx.send(&SessionMsg::ScreenFormats(formats.to_vec()))
+        .await
+        .map_err(channel_failed)?;
+    let answer = tokio::time::timeout(FORMATS_TIMEOUT, rx.recv()).await;
+    let chosen = match answer {
+        Err(_) => None,
+        Ok(Ok(SessionMsg::ScreenFormats(chosen))) => chosen.first().copied(),
+        Ok(_) => None,
+    };
+    chosen.filter(|c| formats.contains(c)).ok_or_else(|| {
+        ScreenFormatError(format!(
+            "the technician's viewer did not agree on a screen format (this agent sends \
+             format {formats:?}): it is probably older than this agent; update the viewer"
+        ))
+    })
+}
+
+/// The viewer's side: reads the agent's formats (its first message) and
+/// answers with the first one in `readable` it offers. An agent that sends
+/// anything else first predates the agreement (its frames would not decode).
+pub async fn choose_screen_format(
+    tx: &mut ChannelWriter,
+    rx: &mut ChannelReader,
+    readable: &[u8],
+) -> Result<u8, ScreenFormatError> {
+    let offer = tokio::time::timeout(FORMATS_TIMEOUT, rx.recv()).await;
+    let offered = match offer {
+        Ok(Ok(SessionMsg::ScreenFormats(offered))) => offered,
+        Err(_) | Ok(Ok(_)) => {
+            return Err(ScreenFormatError(format!(
+                "the agent did not say which screen format it sends: it is older than this \
+                 viewer (which reads format {readable:?}); the user needs to update the agent"
+            )))
+        }
+        Ok(Err(e)) => return Err(channel_failed(e)),
+    };
+    let Some(&chosen) = readable.iter().find(|f| offered.contains(f)) else {
+        return Err(ScreenFormatError(format!(
+            "the agent sends screen format {offered:?}, this viewer reads {readable:?}: \
+             update the older of the two"
+        )));
+    };
+    tx.send(&SessionMsg::ScreenFormats(vec![chosen]))
+        .await
+        .map_err(channel_failed)?;
+    Ok(chosen)
 }

@@ -140,7 +140,16 @@ pub enum SessionMsg {
         answer: Validation,
         comment: String,
     },
+    /// Screen formats (`assent-codec` format versions) the sender can use.
+    /// The agent's first message once live lists those it can send; the
+    /// viewer's first answers with the one it will read. No frame flows
+    /// before both, so a peer without a common format gets a clear error
+    /// instead of frames it cannot decode.
+    ScreenFormats(Vec<u8>),
 }
+
+/// Most formats one `ScreenFormats` may list.
+pub const MAX_SCREEN_FORMATS: usize = 16;
 
 impl SessionMsg {
     pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
@@ -190,6 +199,9 @@ impl SessionMsg {
             {
                 Err(FrameError::Decode("validation text too long".into()))
             }
+            SessionMsg::ScreenFormats(f) if f.is_empty() || f.len() > MAX_SCREEN_FORMATS => Err(
+                FrameError::Decode("screen format list empty or too long".into()),
+            ),
             SessionMsg::Input(InputEvent::Wheel { dx, dy })
                 if dx.unsigned_abs() > 100 || dy.unsigned_abs() > 100 =>
             {
@@ -216,6 +228,7 @@ mod tests {
             SessionMsg::Input(InputEvent::Text("hello".into())),
             SessionMsg::Control(Control::ScopeRequest(Scope::Control)),
             SessionMsg::FrameAck { seq: 7 },
+            SessionMsg::ScreenFormats(vec![2]),
             SessionMsg::Chat("Please type your password now".into()),
             SessionMsg::ValidationRequest {
                 number: 1,
@@ -242,6 +255,10 @@ mod tests {
             what: "x".repeat(MAX_VALIDATION_TEXT + 1),
         };
         assert!(SessionMsg::decode(&long.encode().unwrap()).is_err());
+        for bad in [vec![], vec![2; MAX_SCREEN_FORMATS + 1]] {
+            let formats = SessionMsg::ScreenFormats(bad);
+            assert!(SessionMsg::decode(&formats.encode().unwrap()).is_err());
+        }
         for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
             let chat = SessionMsg::Chat(bad);
             assert!(SessionMsg::decode(&chat.encode().unwrap()).is_err());
