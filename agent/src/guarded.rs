@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use assent_capture::{CaptureError, ScreenSource};
-use assent_codec::{EncodedFrame, Encoder, FrameRef};
+use assent_codec::{EncodedFrame, Encoder, FrameRef, Rect};
 use assent_input::InputSink;
 use assent_proto::session_msg::InputEvent;
 use tokio::sync::mpsc;
@@ -193,7 +193,7 @@ fn capture_loop(
             // collects say what the capture below must read.
             let changed = source.may_have_changed();
             if changed || keyframe || stale || wait_for_change(&mut *source, allowed) {
-                let r = encode_screen(&mut *source, &mut encoder, keyframe);
+                let r = encode_screen(&mut *source, &mut encoder, keyframe, !stale);
                 stale = r.is_err();
                 r
             } else {
@@ -275,24 +275,38 @@ fn encode_placeholder(
         .map_err(|e| e.to_string())
 }
 
-/// The screen as it is now, encoded against the previous frame.
+/// The screen as it is now, encoded against the previous frame. With
+/// `in_step` (the encoder's last frame was this source's last capture),
+/// compared only where the capture says it re-read: a typed key costs a
+/// look at a few glyphs, not a diff of the whole screen.
 fn encode_screen(
     source: &mut dyn ScreenSource,
     encoder: &mut Encoder,
     keyframe: bool,
+    in_step: bool,
 ) -> CaptureResult {
     let encoded = match source.capture() {
-        Ok(frame) => encoder
-            .encode(
-                FrameRef {
-                    data: frame.data,
-                    width: frame.width,
-                    height: frame.height,
-                    stride: frame.stride,
-                },
-                keyframe,
-            )
-            .map_err(|e| e.to_string()),
+        Ok(frame) => {
+            let image = FrameRef {
+                data: frame.data,
+                width: frame.width,
+                height: frame.height,
+                stride: frame.stride,
+            };
+            match frame.changed.filter(|_| in_step) {
+                Some(a) => {
+                    let area = Rect {
+                        x: a.x,
+                        y: a.y,
+                        width: a.width,
+                        height: a.height,
+                    };
+                    encoder.encode_within(image, keyframe, &[area])
+                }
+                None => encoder.encode(image, keyframe),
+            }
+            .map_err(|e| e.to_string())
+        }
         Err(e) => Err(format!("screen capture failed: {e}")),
     };
     encoded.map(|frame| Captured {

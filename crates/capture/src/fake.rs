@@ -114,6 +114,8 @@ impl ScreenSource for FakeSource {
             width: self.width,
             height: self.height,
             stride: self.stride,
+            // It redraws the whole frame each time.
+            changed: None,
         })
     }
 }

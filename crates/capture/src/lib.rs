@@ -33,6 +33,21 @@ pub struct CapturedFrame<'a> {
     pub height: u32,
     /// Bytes from the start of one row to the start of the next.
     pub stride: usize,
+    /// Where this frame may differ from the source's previous capture:
+    /// `Some(area)` when the source read only that part of the screen and
+    /// kept the rest from earlier reads (an empty area: it read nothing),
+    /// `None` when any pixel may have changed. An encoder that saw the
+    /// previous capture needs to compare only within it.
+    pub changed: Option<Area>,
+}
+
+/// A rectangle in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Area {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
 }
 
 impl CapturedFrame<'_> {

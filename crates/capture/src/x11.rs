@@ -12,7 +12,7 @@ use x11rb::connection::Connection as _;
 use x11rb::rust_connection::RustConnection;
 
 use crate::damage::{DamageWatch, Hint, Rect};
-use crate::{CaptureError, CapturedFrame, ScreenSource, BYTES_PER_PIXEL};
+use crate::{Area, CaptureError, CapturedFrame, ScreenSource, BYTES_PER_PIXEL};
 
 // libxcb is already linked by scrap; scrap just never asks it whether the
 // connection died (its frame() then silently returns the old image).
@@ -282,6 +282,17 @@ impl ScreenSource for X11Source {
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
         let read = self.next.take().unwrap_or(Read::Unknown);
+        // Only a part read leaves the rest of the buffer as the previous
+        // capture had it, and only of a buffer that held a whole read.
+        let mut changed = match read {
+            Read::Part(r) if self.primed => Some(Area {
+                x: r.x as u32,
+                y: r.y as u32,
+                width: r.width,
+                height: r.height,
+            }),
+            _ => None,
+        };
         // Until this read is done, a failure leaves the buffer partly old.
         let primed = std::mem::replace(&mut self.primed, false);
         let whole = Rect {
@@ -300,6 +311,7 @@ impl ScreenSource for X11Source {
                     width: self.width,
                     height: self.height,
                     stride: data.len() / self.height as usize,
+                    changed: None,
                 });
             }
             Read::Large => self.read_shm()?,
@@ -312,6 +324,7 @@ impl ScreenSource for X11Source {
             Read::Part(r) => {
                 if !self.read_part(r)? {
                     self.read_shm()?;
+                    changed = None;
                 }
             }
         }
@@ -321,6 +334,7 @@ impl ScreenSource for X11Source {
             width: self.width,
             height: self.height,
             stride: self.width as usize * BYTES_PER_PIXEL,
+            changed,
         })
     }
 }

@@ -204,6 +204,13 @@ fn no_change_is_missed() {
                 let frame = source.capture().unwrap();
                 pending.retain(|c| {
                     let seen = frame.pixel(c.x, c.y).is_some_and(|p| p[..3] == c.bgr);
+                    // Not in the previous capture, so in the area this one
+                    // says it re-read (the encoder compares only there).
+                    if let (true, Some(a)) = (seen, frame.changed) {
+                        let inside = (a.x..a.x + a.width).contains(&c.x)
+                            && (a.y..a.y + a.height).contains(&c.y);
+                        assert!(inside, "({}, {}) changed outside {a:?}", c.x, c.y);
+                    }
                     if seen {
                         worst = worst.max(polled.elapsed() + (polled - c.drawn));
                         done += 1;
