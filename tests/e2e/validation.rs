@@ -63,6 +63,12 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
             &relay.addr,
             "--identity-check",
             "phone-callback",
+            // Everything the technician confirms, as a script files a
+            // complete note.
+            "--result",
+            "resolved",
+            "--tick",
+            "all",
         ])
         .arg("--ca")
         .arg(relay.ca())
@@ -172,9 +178,15 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
     assert_eq!(invite["identity_check"], "phone-callback");
     let result = note["result"].as_str().unwrap_or_default();
     assert!(
-        result.contains("Tested with the user") && result.contains("It works"),
+        result.starts_with("Resolved. ")
+            && result.contains("Tested with the user")
+            && result.contains("It works"),
         "{note}"
     );
+    // Identity recorded, consent, "It works", the end, the note, and every
+    // item the technician ticked: the checklist is complete.
+    assert_eq!(note["checklist"], "13/13", "{note}");
+    assert!(note.get("checklist_incomplete").is_none(), "{note}");
     let audit = std::fs::read_to_string(relay.audit_path()).unwrap();
     assert!(
         !audit.contains(WHAT),
@@ -185,6 +197,9 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect::<String>();
     assert!(notes.contains("It works"), "{notes}");
+    assert!(notes.contains("- [x] Resolution tested with user"), "{notes}");
+    assert!(!notes.contains("- [ ]"), "{notes}");
+    assert!(!notes.contains("Checklist incomplete"), "{notes}");
     drop(agent.stdin.take());
     let _ = agent.proc.wait_timeout(Duration::from_secs(5));
 }
@@ -250,6 +265,83 @@ async fn forged_replayed_and_foreign_answers_are_refused_and_audited() {
         3,
         "replay and foreign answers refused and audited"
     );
+}
+
+/// A note without a Result is refused (the headless viewer exits 1 and
+/// says why) and filed naming what is missing, as is every unticked item.
+#[test]
+fn a_note_without_result_is_refused_and_names_its_gaps() {
+    let display = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args(["connect", "--headless", "--ticket", "T-7003"])
+        .args(["--relay", &relay.addr, "--tick", "device_confirmed"])
+        .arg("--ca")
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(viewer.stdout.take().unwrap());
+    let err = lines(viewer.stderr.take().unwrap());
+    let code = wait_line(&out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut viewer_stdin = viewer.stdin.take();
+    let mut viewer = Proc::new(viewer);
+    let mut agent = Command::new(bin("assent-agent"))
+        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg(&code)
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env("DISPLAY", display.display())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent_err = lines(agent.stderr.take().unwrap());
+    wait_line(&agent_err, |l| l.contains("d or Escape = deny"), "prompt");
+    let mut agent_stdin = agent.stdin.take().unwrap();
+    writeln!(agent_stdin, "v").unwrap();
+    let mut agent = Proc::new(agent);
+    wait_line(&out, |l| l.contains("\"fps\""), "frames");
+    // A bad tick on stdin is answered, and changes nothing.
+    let stdin = viewer_stdin.as_mut().unwrap();
+    writeln!(stdin, "tick consent_obtained").unwrap();
+    wait_line(&err, |l| l.contains("not a checklist item you tick"), "refusal");
+    writeln!(stdin, "next-action Call the user back on Monday").unwrap();
+    wait_line(&err, |l| l.contains("note: Next Action set"), "ack");
+    drop(viewer_stdin.take());
+    let status = viewer.wait_timeout(WAIT).expect("viewer exits");
+    assert_eq!(status.code(), Some(1), "a note without a Result");
+    wait_line(&err, |l| l.contains("error: the note was filed without a Result"), "error");
+    let note = relay
+        .wait_record(WAIT, |r| r["event"] == "session_note")
+        .expect("the note is still filed");
+    let missing = note["checklist_incomplete"].as_str().unwrap_or_default();
+    for gap in ["result", "identity_verified", "resolution_tested", "within_scope"] {
+        assert!(missing.contains(gap), "{gap} not named: {note}");
+    }
+    for done in ["device_confirmed", "consent_obtained", "next_action"] {
+        assert!(!missing.contains(done), "{done} named: {note}");
+    }
+    let notes = std::fs::read_dir(home.path().join("data/assent/notes"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(notes.contains("**Checklist incomplete:** result"), "{notes}");
+    assert!(notes.contains("- [x] Device confirmed"), "{notes}");
+    assert!(notes.contains("- [ ] User identity verified"), "{notes}");
+    drop(agent_stdin);
+    assert!(agent.wait_timeout(WAIT).is_some(), "agent did not exit");
 }
 
 #[test]
