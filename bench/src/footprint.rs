@@ -5,7 +5,8 @@
 //! through the relay, x11vnc our minimal Tight client ([`crate::rfb`]).
 //! After a settle, `window` seconds: CPU (utime+stime from /proc, per
 //! second and over the whole window), RSS and peak RSS, and updates a
-//! second at the client.
+//! second at the client, with the bytes they carried (the agent's frame
+//! payload at the viewer; x11vnc's RFB messages at our client).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +58,10 @@ struct Measured {
     cpu_per_sec: Vec<f64>,
     cpu_whole: f64,
     updates_per_sec: Vec<f64>,
+    mbit_per_sec: Vec<f64>,
+    /// Over the whole window.
+    updates: u64,
+    bytes: u64,
     rss: u64,
     peak_rss: u64,
     /// RssAnon, RssFile, RssShmem at the end, bytes.
@@ -78,11 +83,11 @@ fn rss_parts(pid: u32) -> [u64; 3] {
 }
 
 /// Samples `proc` once a second for `window`; `updates` is the client's
-/// running count of updates.
+/// running count of updates and of the bytes they carried.
 async fn sample(
     proc: &Proc,
     window: Duration,
-    mut updates: impl FnMut() -> anyhow::Result<u64>,
+    mut updates: impl FnMut() -> anyhow::Result<(u64, u64)>,
 ) -> anyhow::Result<Measured> {
     let start = (proc.usage()?, updates()?, Instant::now());
     let mut prev = start;
@@ -92,9 +97,13 @@ async fn sample(
         let now = (proc.usage()?, updates()?, Instant::now());
         let dt = (now.2 - prev.2).as_secs_f64().max(1e-3);
         m.cpu_per_sec.push((now.0.cpu_secs - prev.0.cpu_secs) / dt);
-        m.updates_per_sec.push((now.1 - prev.1) as f64 / dt);
+        m.updates_per_sec.push((now.1 .0 - prev.1 .0) as f64 / dt);
+        m.mbit_per_sec
+            .push((now.1 .1 - prev.1 .1) as f64 * 8.0 / 1e6 / dt);
         prev = now;
     }
+    m.updates = prev.1 .0 - start.1 .0;
+    m.bytes = prev.1 .1 - start.1 .1;
     let secs = (prev.2 - start.2).as_secs_f64().max(1e-3);
     m.cpu_whole = (prev.0.cpu_secs - start.0.cpu_secs) / secs;
     (m.rss, m.peak_rss) = (prev.0.rss, prev.0.peak_rss);
@@ -112,14 +121,14 @@ async fn agent(screen: Screen, settle: Duration, window: Duration) -> anyhow::Re
     tokio::time::sleep(settle).await;
     // The viewer prints its running totals once a second; the sampler
     // reads the latest.
-    let mut frames = 0u64;
+    let mut totals = (0u64, 0u64);
     let m = sample(&agent.proc, window, || {
         while let Ok(line) = out.try_recv() {
             if let Some(s) = parse_stats(&line) {
-                frames = s.frames;
+                totals = (s.frames, s.bytes);
             }
         }
-        Ok(frames)
+        Ok(totals)
     })
     .await?;
     if !agent.proc.alive() || !viewer.alive() {
@@ -162,9 +171,10 @@ async fn x11vnc(screen: Screen, settle: Duration, window: Duration) -> anyhow::R
         }
     };
     tokio::time::sleep(settle).await;
-    let updates = client.updates.clone();
+    let (updates, bytes) = (client.updates.clone(), client.bytes.clone());
     let m = sample(&vnc, window, || {
-        Ok(updates.load(std::sync::atomic::Ordering::Relaxed))
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Ok((load(&updates), load(&bytes)))
     })
     .await?;
     if !vnc.alive() {
@@ -213,6 +223,7 @@ pub async fn run(
             None
         };
         figures.extend(figures_for(screen, &a, v.as_ref()));
+        figures.extend(bytes_for(screen, &a, v.as_ref()));
     }
     Ok(figures)
 }
@@ -337,6 +348,43 @@ fn figures_for(screen: Screen, a: &Measured, v: Option<&Measured>) -> Vec<Figure
                 ratio(a.rss as f64, v.rss as f64),
             ),
         ]);
+    }
+    out
+}
+
+/// Mbit/s and bytes per update of both, and the ratio of their bytes.
+fn bytes_for(screen: Screen, a: &Measured, v: Option<&Measured>) -> Vec<Figure> {
+    let n = screen.name();
+    let per_update = |m: &Measured| (m.updates > 0).then(|| m.bytes as f64 / m.updates as f64);
+    let mut out = Vec::new();
+    for (who, m) in [("agent", Some(a)), ("x11vnc", v)] {
+        let Some(m) = m else { continue };
+        out.extend([
+            Figure::from_samples(
+                G,
+                format!("{n}: {who} Mbit/s"),
+                "Mbit/s",
+                Better::Lower,
+                &m.mbit_per_sec,
+            ),
+            Figure::single(
+                G,
+                format!("{n}: {who} bytes per update"),
+                "B",
+                Better::Lower,
+                per_update(m),
+            ),
+        ]);
+    }
+    if let Some(v) = v {
+        let ratio = (v.bytes > 0).then(|| a.bytes as f64 / v.bytes as f64);
+        out.push(Figure::single(
+            G,
+            format!("{n}: agent/x11vnc bytes"),
+            "x",
+            Better::Lower,
+            ratio,
+        ));
     }
     out
 }

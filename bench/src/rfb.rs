@@ -22,6 +22,9 @@ pub struct RfbClient {
     stream: TcpStream,
     /// Framebuffer updates with at least one rectangle received so far.
     pub updates: Arc<AtomicU64>,
+    /// Bytes of server messages read since the first update (headers
+    /// included), to set beside the agent's frame bytes.
+    pub bytes: Arc<AtomicU64>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -34,12 +37,15 @@ impl RfbClient {
         s.set_nodelay(true)?;
         let tpixel = handshake(&mut s)?;
         let updates = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
         let mut reader = Reader {
             s: s.try_clone()?,
             tpixel,
+            read: bytes.clone(),
         };
         // The first, full update before measuring anything.
         reader.message()?;
+        bytes.store(0, Ordering::Relaxed);
         let u = updates.clone();
         let thread = std::thread::spawn(move || loop {
             reader.s.write_all(&update_request(true))?;
@@ -53,6 +59,7 @@ impl RfbClient {
         Ok(RfbClient {
             stream: s,
             updates,
+            bytes,
             thread: Some(thread),
         })
     }
@@ -125,17 +132,20 @@ fn read_u32(s: &mut impl Read) -> anyhow::Result<u32> {
 struct Reader {
     s: TcpStream,
     tpixel: usize,
+    read: Arc<AtomicU64>,
 }
 
 impl Reader {
     fn bytes<const N: usize>(&mut self) -> anyhow::Result<[u8; N]> {
         let mut b = [0u8; N];
         self.s.read_exact(&mut b)?;
+        self.read.fetch_add(N as u64, Ordering::Relaxed);
         Ok(b)
     }
 
     fn skip(&mut self, n: u64) -> anyhow::Result<()> {
         let got = std::io::copy(&mut (&mut self.s).take(n), &mut std::io::sink())?;
+        self.read.fetch_add(got, Ordering::Relaxed);
         if got != n {
             bail!("the server closed the connection");
         }
