@@ -57,6 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    assent_cli::assets::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let Command::Join {
         relay,

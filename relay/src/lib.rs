@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit_writer;
+pub mod check;
 pub mod config;
 pub mod metrics;
 pub mod registry;

@@ -77,6 +77,14 @@ enum Command {
         data_dir: PathBuf,
         session_id: String,
     },
+    /// Check relay.toml, the keys, the technician registry and the audit log before serving.
+    #[command(
+        after_help = "Exit 0 when `serve` has everything it needs; 1 naming each problem.\n\nExample:\n  assent-relay check-config --data-dir /var/lib/assent-relay"
+    )]
+    CheckConfig {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Verify or show the audit log.
     Audit {
         #[command(subcommand)]
@@ -139,6 +147,7 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    assent_cli::assets::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     assent_cli::init_logging(
         cli.log.log_format,
@@ -221,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => return audit(command),
+        Command::CheckConfig { data_dir } => return Ok(check_config(&data_dir)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -287,6 +297,26 @@ async fn change_technician(data_dir: &Path, change: Change) -> anyhow::Result<St
         Change::Add { .. } => format!("enrolled {} ({})", t.name, t.fingerprint()),
         Change::Revoke { .. } => format!("revoked {}", t.name),
     })
+}
+
+/// Prints every finding; exit 1 when any is a problem.
+fn check_config(data_dir: &Path) -> ExitCode {
+    let findings = assent_relay::check::check(&DataDir::new(data_dir));
+    let problems = findings.iter().filter(|f| !f.ok).count();
+    for f in &findings {
+        if f.ok {
+            println!("ok: {}", f.what);
+        } else {
+            eprintln!("error: {}", f.what);
+        }
+    }
+    if problems == 0 {
+        println!("{} is ready to serve", data_dir.display());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{problems} problem(s) in {}", data_dir.display());
+        ExitCode::from(1)
+    }
 }
 
 fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {

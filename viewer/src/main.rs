@@ -84,6 +84,7 @@ fn keygen(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    assent_cli::assets::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     assent_cli::init_logging(cli.log.log_format, assent_cli::env_filter("warn"));
     let result = match cli.command {

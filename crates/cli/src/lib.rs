@@ -1,7 +1,11 @@
 //! What `assent-relay`, `assent-agent` and `assent-viewer` share on their
-//! command line: the `--log-format` flag and the logger it selects.
+//! command line: the `--log-format` flag and the logger it selects, and
+//! the man pages and shell completions generated from their clap
+//! definitions ([`assets`]).
 
 #![forbid(unsafe_code)]
+
+pub mod assets;
 
 use std::io::IsTerminal as _;
 

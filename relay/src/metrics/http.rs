@@ -166,7 +166,7 @@ fn audit_dir(log: &Path) -> PathBuf {
 
 /// Creates, fsyncs and removes a small file beside the audit log: what an
 /// append needs (space, a writable directory, a disk that syncs).
-fn write_probe(dir: &Path) -> std::io::Result<()> {
+pub fn write_probe(dir: &Path) -> std::io::Result<()> {
     use std::io::Write as _;
     let path = dir.join(PROBE);
     let mut f = std::fs::File::create(&path)?;

@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use http::{bind, serve};
+pub use http::{bind, serve, write_probe};
 
 /// `session_end` reasons (`EndReason::as_str`).
 const END_REASONS: &[&str] = &[
