@@ -6,7 +6,7 @@
 use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
 
 use crate::wire::{self, Header, Kind, Op, OpReader};
-use crate::{CodecError, Rect, Result, MAX_WINDOW_LOG};
+use crate::{copy_rect, CodecError, Rect, Result, MAX_WINDOW_LOG};
 
 /// More dirty rectangles than this are reported as their bounding box.
 const MAX_DIRTY: usize = 256;
@@ -229,7 +229,7 @@ impl Decoder {
             match op.kind {
                 Kind::Pixels => src = put_pixels(pixels, row_len, op.rect, src)?,
                 Kind::Fill(rgb) => fill(pixels, row_len, op.rect, rgb)?,
-                Kind::Copy { x, y } => copy(pixels, row_len, op.rect, (x, y))?,
+                Kind::Copy { x, y } => copy_rect(pixels, row_len, op.rect, (x, y))?,
             }
         }
         Ok(())
@@ -319,26 +319,6 @@ fn fill(pixels: &mut [u8], row_len: usize, r: Rect, [red, green, blue]: [u8; 3])
             .ok_or(CodecError::BadRects("rectangle outside the screen"))?;
         let (row, _) = row.as_chunks_mut::<4>();
         row.fill([red, green, blue, 255]);
-    }
-    Ok(())
-}
-
-/// Copies the checked rectangle at `from` to `r` (they may overlap: rows
-/// are taken in the order that reads each before it is overwritten).
-fn copy(pixels: &mut [u8], row_len: usize, r: Rect, from: (u32, u32)) -> Result<()> {
-    let w = r.width as usize * 4;
-    let rows: Box<dyn Iterator<Item = usize>> = if from.1 < r.y {
-        Box::new((0..r.height as usize).rev())
-    } else {
-        Box::new(0..r.height as usize)
-    };
-    for i in rows {
-        let src = (from.1 as usize + i) * row_len + from.0 as usize * 4;
-        let dst = (r.y as usize + i) * row_len + r.x as usize * 4;
-        if src.max(dst) + w > pixels.len() {
-            return Err(CodecError::BadRects("copy outside the screen"));
-        }
-        pixels.copy_within(src..src + w, dst);
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 use zstd::stream::raw::{CParameter, Encoder as ZstdEncoder, InBuffer, Operation, OutBuffer};
 
 use crate::regions::{self, Diff, Scratch};
+use crate::scroll::{self, Scroll};
 use crate::wire::{self, Header, Kind, Op};
-use crate::{CodecError, FrameRef, Grid, Rect, Result, ZSTD_LEVEL, ZSTD_WINDOW_LOG};
+use crate::{copy_rect, CodecError, FrameRef, Grid, Rect, Result, ZSTD_LEVEL, ZSTD_WINDOW_LOG};
 
 /// One encoded update, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,7 @@ pub struct Encoder {
     next_seq: u64,
     // Scratch kept between frames to avoid reallocating.
     scratch: Scratch,
+    scroll: Scroll,
     ops: Vec<Op>,
     raw: Vec<u8>,
     compressed: Vec<u8>,
@@ -59,6 +61,7 @@ impl Encoder {
             grid: None,
             next_seq: 0,
             scratch: Scratch::default(),
+            scroll: Scroll::default(),
             ops: Vec::new(),
             raw: Vec::new(),
             compressed: Vec::new(),
@@ -114,8 +117,12 @@ impl Encoder {
             keyframe,
         };
         self.ops.clear();
-        regions::diff(
-            &diff,
+        regions::find(&diff, &frame, &self.previous, &mut self.scratch);
+        if !keyframe {
+            self.find_scroll(grid, &frame);
+        }
+        regions::emit(
+            grid,
             &frame,
             &mut self.previous,
             &mut self.ops,
@@ -151,6 +158,36 @@ impl Encoder {
             bytes,
             rects: self.ops.len(),
         }))
+    }
+
+    /// When much changed, looks for a vertical scroll in it: its copies go
+    /// first in `ops` and into `previous`, and the diff is redone against
+    /// that, leaving only the residual to send.
+    fn find_scroll(&mut self, grid: Grid, frame: &FrameRef<'_>) {
+        let (area, Some(around)) = regions::found_extent(&self.scratch) else {
+            return;
+        };
+        if area < scroll::MIN_AREA {
+            return;
+        }
+        let copies = self.scroll.detect(frame, &self.previous, around);
+        if copies.is_empty() {
+            return;
+        }
+        let row_len = grid.width as usize * 4;
+        for op in &copies {
+            if let Kind::Copy { x, y } = op.kind {
+                // Inside the frame by construction.
+                let _ = copy_rect(&mut self.previous, row_len, op.rect, (x, y));
+            }
+        }
+        self.ops.extend(copies);
+        let diff = Diff {
+            grid,
+            areas: &[around],
+            keyframe: false,
+        };
+        regions::find(&diff, frame, &self.previous, &mut self.scratch);
     }
 
     /// Packs the "pixels" rectangles, as filtered RGB, one after another.

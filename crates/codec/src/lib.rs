@@ -55,6 +55,7 @@
 mod decoder;
 mod encoder;
 mod regions;
+mod scroll;
 mod wire;
 
 pub use decoder::{DecodedUpdate, Decoder};
@@ -252,6 +253,26 @@ impl Grid {
             height: TILE_SIZE.min(self.height - y),
         }
     }
+}
+
+/// Copies the rectangle at `from` to `r` within packed rows of `row_len`
+/// bytes, 4 bytes a pixel (the decoder's RGBA screen, the encoder's BGRX
+/// copy of it). They may overlap: rows are taken in the order that reads
+/// each before it is overwritten, so both sides get the same result.
+fn copy_rect(pixels: &mut [u8], row_len: usize, r: Rect, from: (u32, u32)) -> Result<()> {
+    let w = r.width as usize * 4;
+    let rows = 0..r.height as usize;
+    let down = from.1 < r.y;
+    for k in rows {
+        let i = if down { r.height as usize - 1 - k } else { k };
+        let src = (from.1 as usize + i) * row_len + from.0 as usize * 4;
+        let dst = (r.y as usize + i) * row_len + r.x as usize * 4;
+        if src.max(dst) + w > pixels.len() {
+            return Err(CodecError::BadRects("copy outside the screen"));
+        }
+        pixels.copy_within(src..src + w, dst);
+    }
+    Ok(())
 }
 
 /// A BGRX "sharing paused" screen to send instead of the real one.

@@ -28,13 +28,15 @@ struct Box {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     boxes: Vec<Option<Box>>,
+    /// The boxes [`find`] found, with their band.
+    found: Vec<(u32, Box)>,
     /// Indices in the output of rectangles reaching the current band's
     /// bottom edge, for merging with the band below.
     open: Vec<usize>,
     next_open: Vec<usize>,
 }
 
-/// Everything `diff` needs besides the frames.
+/// Everything [`find`] needs besides the frames.
 pub(crate) struct Diff<'a> {
     pub grid: Grid,
     /// Where pixels may differ (the rest is known to be unchanged); on a
@@ -43,24 +45,16 @@ pub(crate) struct Diff<'a> {
     pub keyframe: bool,
 }
 
-/// Appends to `ops` the rectangles where `frame` differs from `previous`
-/// (packed BGRX of the same size) within `d.areas`, and copies those
-/// pixels into `previous`.
-pub(crate) fn diff(
-    d: &Diff<'_>,
-    frame: &FrameRef<'_>,
-    previous: &mut [u8],
-    ops: &mut Vec<Op>,
-    s: &mut Scratch,
-) {
+/// Finds, per tile, the box around the pixels where `frame` differs from
+/// `previous` (packed BGRX of the same size) within `d.areas`, into
+/// `s.found` (in band order), without changing anything.
+pub(crate) fn find(d: &Diff<'_>, frame: &FrameRef<'_>, previous: &[u8], s: &mut Scratch) {
     let grid = d.grid;
-    s.open.clear();
+    s.found.clear();
     for band in 0..grid.rows {
         let y0 = band * TILE_SIZE;
         let y1 = (y0 + TILE_SIZE).min(grid.height);
-        s.next_open.clear();
         let Some((x0, x1)) = span(d, y0, y1) else {
-            std::mem::swap(&mut s.open, &mut s.next_open);
             continue;
         };
         s.boxes.clear();
@@ -76,23 +70,61 @@ pub(crate) fn diff(
                 });
             }
         } else {
-            find_boxes(
-                frame,
-                previous,
-                grid.width,
-                (x0, x1),
-                (y0, y1),
-                &mut s.boxes,
-            );
+            let (xs, ys) = ((x0, x1), (y0, y1));
+            find_boxes(frame, previous, grid.width, xs, ys, &mut s.boxes);
+        }
+        s.found.extend(s.boxes.iter().flatten().map(|b| (band, *b)));
+    }
+}
+
+/// What [`find`] found: how many pixels changed, and the rectangle
+/// around them all.
+pub(crate) fn found_extent(s: &Scratch) -> (u64, Option<Rect>) {
+    let mut area = 0u64;
+    let mut bounds: Option<Box> = None;
+    for &(_, b) in &s.found {
+        area += u64::from(b.x1 - b.x0) * u64::from(b.y1 - b.y0);
+        bounds = Some(match bounds {
+            None => b,
+            Some(o) => Box {
+                x0: o.x0.min(b.x0),
+                x1: o.x1.max(b.x1),
+                y0: o.y0.min(b.y0),
+                y1: o.y1.max(b.y1),
+            },
+        });
+    }
+    (area, bounds.map(rect))
+}
+
+/// Appends to `ops` the boxes [`find`] found, as fills or pixels, merged,
+/// and copies those pixels of `frame` into `previous`.
+pub(crate) fn emit(
+    grid: Grid,
+    frame: &FrameRef<'_>,
+    previous: &mut [u8],
+    ops: &mut Vec<Op>,
+    s: &mut Scratch,
+) {
+    s.open.clear();
+    let mut i = 0;
+    while i < s.found.len() {
+        let band = s.found[i].0;
+        let (y0, y1) = (band * TILE_SIZE, ((band + 1) * TILE_SIZE).min(grid.height));
+        s.next_open.clear();
+        if !s.open.is_empty() && i > 0 && s.found[i - 1].0 + 1 != band {
+            // A band without changes in between: nothing above to join.
+            s.open.clear();
         }
         let first = ops.len();
-        for b in s.boxes.iter().flatten() {
-            copy_box(frame, previous, grid.width, b);
-            let kind = match solid(previous, grid.width, b) {
+        while let Some(&(_, b)) = s.found.get(i).filter(|f| f.0 == band) {
+            copy_box(frame, previous, grid.width, &b);
+            let kind = match solid(previous, grid.width, &b) {
                 Some(rgb) => Kind::Fill(rgb),
                 None => Kind::Pixels,
             };
-            push_beside(ops, first, *b, kind);
+            push_beside(ops, first, b, kind);
+            i += 1;
         }
         stack(ops, first, y0, y1, s);
     }

@@ -282,6 +282,58 @@ fn encode_within_compares_only_the_given_areas() {
     assert_eq!(decoder.pixels(), expected_rgba(&data));
 }
 
+/// An 800x600 screen with a 600x480 page of text lines (16 rows each,
+/// line `k` the same pixels wherever it is shown) scrolled down by `top`
+/// lines, and a scroll bar whose thumb follows.
+fn scrolled_page(top: u32) -> Vec<u8> {
+    let (width, height) = (800, 600);
+    let mut data = [0xd0, 0xd0, 0xd0, 0].repeat((width * height) as usize);
+    for y in 0..480 {
+        let line = top + y / 16;
+        let mut rng = Rng(0x9e37_79b9 ^ u64::from(line) << 8 ^ u64::from(y % 16));
+        for x in 0..590 {
+            let ink = y % 16 < 12 && rng.next().is_multiple_of(5);
+            let v = if ink { 0x10 } else { 0xff };
+            set_pixel(&mut data, width, 100 + x, 60 + y, [v, v, v, 0]);
+        }
+        let thumb = (top * 4..top * 4 + 120).contains(&y);
+        for x in 690..700 {
+            let v = if thumb { 0x60 } else { 0xa0 };
+            set_pixel(&mut data, width, x, 60 + y, [v, v, v, 0]);
+        }
+    }
+    data
+}
+
+#[test]
+fn a_scroll_is_sent_as_a_copy_and_the_lines_scrolled_in() {
+    let (width, height) = (800, 600);
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    let key = encode(&mut encoder, &scrolled_page(0), width, height).unwrap();
+    decoder.decode(&key.bytes).unwrap();
+    // Down by 3 lines, then back up by 2, then a jump too far to match.
+    for top in [3, 1, 40] {
+        let page = scrolled_page(top);
+        let delta = encode(&mut encoder, &page, width, height).unwrap();
+        let update = decoder.decode(&delta.bytes).unwrap();
+        assert_eq!(decoder.pixels(), expected_rgba(&page), "top {top}");
+        let tallest = update.dirty.iter().map(|r| r.height).max().unwrap();
+        if top == 40 {
+            assert!(delta.bytes.len() * 3 > key.bytes.len(), "top {top}");
+        } else {
+            // The copy covers most of the page; the rest is a few lines.
+            assert!(tallest >= 400, "top {top}: {:?}", update.dirty);
+            assert!(
+                delta.bytes.len() * 4 < key.bytes.len(),
+                "top {top}: delta {} bytes, keyframe {}",
+                delta.bytes.len(),
+                key.bytes.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn unchanged_frame_encodes_to_nothing() {
     let data = desktop(200, 100, &mut Rng(3));
