@@ -47,7 +47,7 @@ fn spawn_agent(xvfb: &Xvfb, relay: &TestRelay, config: &Path, code: &str, tty: b
 }
 
 /// Where desktop tests leave screenshots for people to look at.
-fn artifacts() -> std::path::PathBuf {
+pub(crate) fn artifacts() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
 }
 

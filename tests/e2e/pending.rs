@@ -40,7 +40,8 @@ fn spawn_viewer(relay: &TestRelay, home: &Path, ticket: &str, display: Option<&s
     let mut cmd = Command::new(bin("assent-viewer"));
     cmd.args(["connect", "--relay", &relay.addr, "--ca"])
         .arg(relay.ca())
-        .args(["--ticket", ticket, "--scope", "control", "--key"])
+        .args(["--ticket", ticket, "--scope", "control"])
+        .args(["--identity-check", "in-person", "--key"])
         .arg(&key)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("RUST_LOG", "info")

@@ -197,7 +197,10 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect::<String>();
     assert!(notes.contains("It works"), "{notes}");
-    assert!(notes.contains("- [x] Resolution tested with user"), "{notes}");
+    assert!(
+        notes.contains("- [x] Resolution tested with user"),
+        "{notes}"
+    );
     assert!(!notes.contains("- [ ]"), "{notes}");
     assert!(!notes.contains("Checklist incomplete"), "{notes}");
     drop(agent.stdin.take());
@@ -316,18 +319,31 @@ fn a_note_without_result_is_refused_and_names_its_gaps() {
     // A bad tick on stdin is answered, and changes nothing.
     let stdin = viewer_stdin.as_mut().unwrap();
     writeln!(stdin, "tick consent_obtained").unwrap();
-    wait_line(&err, |l| l.contains("not a checklist item you tick"), "refusal");
+    wait_line(
+        &err,
+        |l| l.contains("not a checklist item you tick"),
+        "refusal",
+    );
     writeln!(stdin, "next-action Call the user back on Monday").unwrap();
     wait_line(&err, |l| l.contains("note: Next Action set"), "ack");
     drop(viewer_stdin.take());
     let status = viewer.wait_timeout(WAIT).expect("viewer exits");
     assert_eq!(status.code(), Some(1), "a note without a Result");
-    wait_line(&err, |l| l.contains("error: the note was filed without a Result"), "error");
+    wait_line(
+        &err,
+        |l| l.contains("error: the note was filed without a Result"),
+        "error",
+    );
     let note = relay
         .wait_record(WAIT, |r| r["event"] == "session_note")
         .expect("the note is still filed");
     let missing = note["checklist_incomplete"].as_str().unwrap_or_default();
-    for gap in ["result", "identity_verified", "resolution_tested", "within_scope"] {
+    for gap in [
+        "result",
+        "identity_verified",
+        "resolution_tested",
+        "within_scope",
+    ] {
         assert!(missing.contains(gap), "{gap} not named: {note}");
     }
     for done in ["device_confirmed", "consent_obtained", "next_action"] {
@@ -337,7 +353,10 @@ fn a_note_without_result_is_refused_and_names_its_gaps() {
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect::<String>();
-    assert!(notes.contains("**Checklist incomplete:** result"), "{notes}");
+    assert!(
+        notes.contains("**Checklist incomplete:** result"),
+        "{notes}"
+    );
     assert!(notes.contains("- [x] Device confirmed"), "{notes}");
     assert!(notes.contains("- [ ] User identity verified"), "{notes}");
     drop(agent_stdin);

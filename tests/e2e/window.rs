@@ -130,14 +130,29 @@ fn window_session(control: bool) {
         .spawn()
         .unwrap();
     let viewer_out = lines(viewer.stdout.take().unwrap());
-    let _viewer = Proc::new(viewer);
-    let code = wait_line(
-        &viewer_out,
-        |l| l.starts_with("Invite code: "),
-        "invite code",
-    )
-    .trim_start_matches("Invite code: ")
-    .to_string();
+    let mut viewer = Proc::new(viewer);
+    // Without --identity-check the window first asks how the requester was
+    // verified; the first choice (phone call-back, at the top left) is
+    // clicked until the invite comes (the window may not have drawn yet).
+    let asking = window_id(&display_b, "Assent — waiting for the user — T-4004");
+    let mut code = None;
+    for _ in 0..10 {
+        xdotool(
+            &display_b,
+            &["mousemove", "--window", &asking, "60", "60", "click", "1"],
+        );
+        if let Ok(line) = viewer_out.recv_timeout(Duration::from_secs(2)) {
+            if let Some(c) = line.strip_prefix("Invite code: ") {
+                code = Some(c.to_string());
+                break;
+            }
+        }
+    }
+    let code = code.expect("no invite after answering the identity question");
+    let invite = relay
+        .wait_record(WAIT, |r| r["event"] == "invite_created")
+        .expect("invite_created");
+    assert_eq!(invite["identity_check"], "phone-callback", "{invite}");
 
     let mut agent = Command::new(bin("assent-agent"))
         .args([
@@ -246,5 +261,23 @@ fn window_session(control: bool) {
         closed.elapsed() < Duration::from_secs(3),
         "agent ended {:?} after the close",
         closed.elapsed()
+    );
+    // The window stays for the note; closing it again without a Result is
+    // refused (the window says why) and files nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    assent_tests::x11::close_window(display_b.display(), window.parse().unwrap());
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = display_b
+        .command("import")
+        .args(["-window", "root"])
+        .arg(crate::desktop::artifacts().join(format!("viewer-note-{scope}.png")))
+        .status();
+    assert!(
+        viewer.wait_timeout(Duration::from_millis(100)).is_none(),
+        "the window closed without a Result"
+    );
+    assert!(
+        !relay.events().iter().any(|e| e == "session_note"),
+        "a note without a Result was filed"
     );
 }

@@ -230,6 +230,8 @@ impl LiveView<'_> {
                 self.ask_validation(what).await;
                 None
             }
+            // Asked before the invite only.
+            Some(Command::IdentityCheck(_)) => None,
             Some(Command::End) | None => Some(LiveEnd {
                 reason: EndReason::ViewerClosed.as_str().into(),
                 by_viewer: true,

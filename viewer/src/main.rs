@@ -236,7 +236,9 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let finished = runtime
         .block_on(task)
         .context("the session task failed")??;
-    if finished.reason == session::WITHDRAWN {
+    if finished.reason == session::NOT_STARTED {
+        eprintln!("Closed before any invite was created.");
+    } else if finished.reason == session::WITHDRAWN {
         eprintln!("Request withdrawn: the user's prompt was taken away; nothing was shared.");
     } else {
         eprintln!("Session ended ({}).", finished.reason);

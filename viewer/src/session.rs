@@ -31,6 +31,8 @@ pub struct ConnectConfig {
 /// Where the session is, for the window's banner and status bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
+    /// The window asks how the requester's identity was verified.
+    AskIdentity,
     Connecting,
     /// Waiting for the user to type the code.
     Invited {
@@ -170,6 +172,8 @@ pub enum Command {
     Chat(String),
     /// Ask the user to test the fix; the text says what to test (may be empty).
     AskValidation(String),
+    /// How the technician verified the requester (empty: not verified).
+    IdentityCheck(String),
 }
 
 pub type SharedState = Arc<Mutex<ViewState>>;
@@ -207,6 +211,13 @@ pub async fn run(
     repaint: Arc<dyn Fn() + Send + Sync>,
     wait_for_close: bool,
 ) -> anyhow::Result<Finished> {
+    let mut config = config;
+    if wait_for_close && config.request.identity_check.is_empty() {
+        match crate::identity_ask::ask(&state, &mut commands, &repaint).await {
+            Some(check) => config.request.identity_check = check,
+            None => return Ok(finished(None, NOT_STARTED, None)),
+        }
+    }
     let audit = AuditWriter::start(config.audit_path.clone())?;
     let ctx = Ctx {
         config: &config,
@@ -489,6 +500,8 @@ pub(crate) fn identity_note(check: &str) -> String {
 
 /// The reason a request taken back before the session started ends with.
 pub const WITHDRAWN: &str = "withdrawn";
+/// The window was closed before any invite was asked for.
+pub const NOT_STARTED: &str = "not_started";
 
 /// Runs `fut` unless the technician gives up first (window closed,
 /// SIGTERM/SIGINT, stdin EOF): then `None`. Other commands before the

@@ -71,6 +71,7 @@ pub fn run(
                 rates: (0.0, 0.0),
                 chat_draft: String::new(),
                 test_draft: String::new(),
+                identity_other: String::new(),
             }))
         }),
     )
@@ -93,6 +94,8 @@ struct ViewerWindow {
     chat_draft: String,
     /// What the user is asked to test.
     test_draft: String,
+    /// "Other" way the requester's identity was verified, being typed.
+    identity_other: String,
 }
 
 impl ViewerWindow {
@@ -316,16 +319,20 @@ impl eframe::App for ViewerWindow {
         };
         self.update_title(&ctx, &snap);
         self.update_rates(&snap.stats);
-        egui::Panel::bottom("status").show(ui, |ui| {
-            ui.horizontal(|ui| self.status_bar(ui, &snap));
-        });
-        egui::Panel::right("note")
-            .default_size(280.0)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("side")
-                    .show(ui, |ui| self.note_panel(ui))
+        // Before the invite there is no session or note yet: the identity
+        // question alone (and first for the keyboard).
+        if snap.phase != Phase::AskIdentity {
+            egui::Panel::bottom("status").show(ui, |ui| {
+                ui.horizontal(|ui| self.status_bar(ui, &snap));
             });
+            egui::Panel::right("note")
+                .default_size(280.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical()
+                        .id_salt("side")
+                        .show(ui, |ui| self.note_panel(ui))
+                });
+        }
         egui::CentralPanel::default().show(ui, |ui| self.central(ui, &snap));
         ctx.request_repaint_after(Duration::from_millis(250));
     }
@@ -437,6 +444,7 @@ impl ViewerWindow {
 
     fn central(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
         match &snap.phase {
+            Phase::AskIdentity => self.identity_form(ui),
             Phase::Connecting => {
                 ui.heading("Connecting to the relay…");
             }

@@ -5,6 +5,7 @@ use eframe::egui;
 
 use super::ViewerWindow;
 use crate::checklist::{Outcome, TickedBy, ITEMS};
+use crate::identity_ask::CHOICES;
 use crate::session::{ChatLine, Command, Phase, ValidationResult};
 
 /// The note fields the technician types (the rest are filled in).
@@ -55,20 +56,22 @@ impl ViewerWindow {
         ui.small(
             "Client, user, device, tool, consent, end time and technician are filled in for you.",
         );
-        ui.collapsing("Completion checklist", |ui| {
-            for item in &ITEMS {
-                let mut on = s.checklist.is_ticked(item);
-                let fact = matches!(item.ticked_by, TickedBy::Fact(_));
-                // Facts are ticked by the software and cannot be changed.
-                let changed = ui
-                    .add_enabled(!fact, egui::Checkbox::new(&mut on, item.label))
-                    .changed();
-                if changed {
-                    s.checklist.set(item.key, on);
-                    s.note_problem = None;
+        egui::CollapsingHeader::new("Completion checklist")
+            .default_open(true)
+            .show(ui, |ui| {
+                for item in &ITEMS {
+                    let mut on = s.checklist.is_ticked(item);
+                    let fact = matches!(item.ticked_by, TickedBy::Fact(_));
+                    // Facts are ticked by the software and cannot be changed.
+                    let changed = ui
+                        .add_enabled(!fact, egui::Checkbox::new(&mut on, item.label))
+                        .changed();
+                    if changed {
+                        s.checklist.set(item.key, on);
+                        s.note_problem = None;
+                    }
                 }
-            }
-        });
+            });
         let live = s.phase == Phase::Live;
         let lines = s.chat.clone();
         let last_test = s.validations.last().cloned();
@@ -128,5 +131,38 @@ impl ViewerWindow {
                 edit.request_focus();
             }
         });
+    }
+
+    /// Before the invite: how the technician verified who is asking for
+    /// help. The buttons come first so the keyboard reaches them (Tab,
+    /// Space); "Other" takes a short text.
+    pub(super) fn identity_form(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Before the invite: how did you verify who is asking for help?");
+        ui.label("The support procedure asks you to confirm the user's identity first. Your answer goes into the relay's record and the session note.");
+        let mut chosen = None;
+        for (check, words) in CHOICES {
+            if ui.button(words).clicked() {
+                chosen = Some(check.to_string());
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label("Other:");
+            ui.text_edit_singleline(&mut self.identity_other);
+            if ui.button("Use this").clicked() {
+                chosen = Some(format!("other:{}", self.identity_other.trim()));
+            }
+        });
+        if ui.button("Not verified (the note will say so)").clicked() {
+            chosen = Some(String::new());
+        }
+        let Some(check) = chosen else { return };
+        match assent_proto::text::identity_check(&check) {
+            Ok(check) => {
+                let _ = self.commands.send(Command::IdentityCheck(check));
+            }
+            Err(e) => {
+                ui.colored_label(egui::Color32::LIGHT_RED, e);
+            }
+        }
     }
 }
