@@ -19,7 +19,14 @@ use assent_proto::identity::SecretKey;
 pub mod viewer;
 
 /// Path of a workspace binary (built by `cargo test --workspace`).
+/// `ASSENT_BIN_DIR=/usr/bin` runs the three programs from there instead:
+/// `scripts/package-test` runs a session through the installed packages.
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("ASSENT_BIN_DIR") {
+        if ["assent-relay", "assent-agent", "assent-viewer"].contains(&name) {
+            return PathBuf::from(dir).join(name);
+        }
+    }
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/e2e-xxxx → target/debug/NAME
     let dir = exe
