@@ -258,7 +258,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
             Ok(Box::new(AgentWindow {
                 ui,
                 commands,
-                title: CONNECTING_TITLE,
+                title: CONNECTING_TITLE.to_string(),
                 titles,
                 arming: Arming::default(),
                 chat_draft: String::new(),
@@ -272,7 +272,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
 struct AgentWindow {
     ui: WindowUi,
     commands: UnboundedSender<UiCommand>,
-    title: &'static str,
+    title: String,
     titles: Option<assent_wintitle::TitleSetter>,
     arming: Arming,
     /// The chat message being typed.
@@ -318,9 +318,9 @@ impl AgentWindow {
         let _ = self.commands.send(cmd);
     }
 
-    fn set_title(&mut self, ctx: &egui::Context, title: &'static str) {
+    fn set_title(&mut self, ctx: &egui::Context, title: &str) {
         if self.title != title {
-            self.title = title;
+            self.title = title.to_string();
             match &self.titles {
                 Some(t) => t.set(title),
                 None => ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.to_string())),
@@ -365,7 +365,18 @@ impl eframe::App for AgentWindow {
                 started,
                 paused,
             } => {
-                self.set_title(&ctx, LIVE_TITLE);
+                // Unread chat shows in the title too (the taskbar), so a
+                // user working in another window sees the technician wrote.
+                let unread = self
+                    .ui
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .unread;
+                match unread {
+                    0 => self.set_title(&ctx, LIVE_TITLE),
+                    n => self.set_title(&ctx, &format!("{LIVE_TITLE} ({n} new)")),
+                }
                 if close_requested {
                     self.send(UiCommand::End);
                 }

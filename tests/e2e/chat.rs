@@ -211,3 +211,112 @@ fn a_closed_terminal_does_not_take_the_session_down() {
         .expect("session_end");
     assert_eq!(end["reason"], "agent_ended", "{end}");
 }
+
+fn xdotool(display: &assent_xvfb::Xvfb, args: &[&str]) -> String {
+    let out = display.command("xdotool").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn window(display: &assent_xvfb::Xvfb, title: &str) -> String {
+    assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let id = xdotool(display, &["search", "--name", title]);
+        id.lines()
+            .next()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+    })
+    .unwrap_or_else(|| panic!("no window titled {title:?}"))
+}
+
+/// The real agent window under Xvfb: a line from the technician raises the
+/// unread count in its title while the user works elsewhere; the user types
+/// an answer in the window's chat (keyboard only) and the technician gets it.
+#[test]
+fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
+    let display = assent_xvfb::Xvfb::start_with_size(640, 480);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args(["connect", "--headless", "--ticket", "T-6003"])
+        .args(["--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let viewer_out = lines(viewer.stdout.take().unwrap());
+    let code = wait_line(&viewer_out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut viewer = Side {
+        stdin: viewer.stdin.take().unwrap(),
+        _proc: Proc::new(viewer),
+        out: viewer_out,
+    };
+    // Something else for the user to work in.
+    let xev = display
+        .command("xev")
+        .args(["-geometry", "200x100+420+360"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _xev = Proc::new(xev);
+    let agent = Command::new(bin("assent-agent"))
+        .args(["join", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg(&code)
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env("DISPLAY", display.display())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _agent = Proc::new(agent);
+    let prompt = window(&display, "Assent — support request");
+    xdotool(&display, &["mousemove", "--window", &prompt, "40", "20"]);
+    xdotool(&display, &["windowfocus", &prompt]);
+    std::thread::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(500));
+    xdotool(&display, &["key", "v"]);
+    let live = window(&display, "Assent — session live");
+    viewer.hear("\"fps\"");
+
+    // The user works elsewhere; the technician writes.
+    let tester = window(&display, "Event Tester");
+    xdotool(&display, &["windowfocus", &tester]);
+    std::thread::sleep(Duration::from_millis(300));
+    viewer.say(&format!("chat {TO_USER}"));
+    let unread = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let name = xdotool(&display, &["getwindowname", &live]);
+        name.contains("(1 new)").then_some(name)
+    });
+    assert!(unread.is_some(), "the title never showed the unread line");
+    let _ = display
+        .command("import")
+        .args(["-window", "root"])
+        .arg(crate::desktop::artifacts().join("agent-chat.png"))
+        .status();
+
+    // The user comes back (the count clears) and answers with the keyboard:
+    // Tab past Pause and End to the chat line, type, Enter.
+    xdotool(&display, &["mousemove", "--window", &live, "300", "10"]);
+    xdotool(&display, &["windowfocus", &live]);
+    let read = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let name = xdotool(&display, &["getwindowname", &live]);
+        (!name.contains("new")).then_some(())
+    });
+    assert!(read.is_some(), "the unread count did not clear on focus");
+    xdotool(&display, &["key", "Tab", "Tab", "Tab"]);
+    xdotool(&display, &["type", "--delay", "30", TO_TECH]);
+    xdotool(&display, &["key", "Return"]);
+    let line = viewer.hear("\"chat\"");
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["chat"]["text"], TO_TECH, "{json}");
+    assert_eq!(json["chat"]["from"], "user");
+}
