@@ -319,4 +319,25 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
     let json: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(json["chat"]["text"], TO_TECH, "{json}");
     assert_eq!(json["chat"]["from"], "user");
+
+    // "Please test", answered in the window: Escape leaves the chat line,
+    // then Tab past Pause, End and the comment to "It works", Space.
+    viewer.say("validate Send yourself a test mail");
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = display
+        .command("import")
+        .args(["-window", "root"])
+        .arg(crate::desktop::artifacts().join("agent-please-test.png"))
+        .status();
+    xdotool(
+        &display,
+        &["key", "Escape", "Tab", "Tab", "Tab", "Tab", "space"],
+    );
+    let answer = viewer.hear("\"validation\"");
+    let json: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["validation"]["answer"], "works", "{json}");
+    let rec = relay
+        .wait_record(WAIT, |r| r["event"] == "user_validation")
+        .expect("user_validation from the window");
+    assert_eq!(rec["answer"], "works");
 }
