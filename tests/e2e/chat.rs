@@ -4,42 +4,17 @@
 //! its log nor any audit holds the text.
 
 use std::io::Write as _;
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
+use assent_tests::{bin, Proc, TestRelay};
 
 use crate::common::WAIT;
+use crate::people::{technician, user};
 
 const TO_USER: &str = "Please type your password now, tell me when done";
 const TO_TECH: &str = "Done, the password is entered";
 const WHILE_PAUSED: &str = "Still paused, one moment please";
-
-struct Side {
-    _proc: Proc,
-    stdin: ChildStdin,
-    out: Receiver<String>,
-}
-
-impl Side {
-    fn say(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn hear(&self, what: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.out.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
-        panic!("never heard {what:?}");
-    }
-}
 
 #[test]
 fn chat_goes_both_ways_and_only_its_counts_reach_the_relay() {
@@ -48,54 +23,8 @@ fn chat_goes_both_ways_and_only_its_counts_reach_the_relay() {
     let home = assent_tests::tempdir();
     let key = home.path().join("tech.key");
     relay.enrol_keyfile("alice", &key);
-    let mut viewer = Command::new(bin("assent-viewer"))
-        .args([
-            "connect",
-            "--headless",
-            "--ticket",
-            "T-6001",
-            "--relay",
-            &relay.addr,
-        ])
-        .arg("--ca")
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let viewer_out = lines(viewer.stdout.take().unwrap());
-    let code = wait_line(&viewer_out, |l| l.starts_with("Invite code: "), "code")
-        .trim_start_matches("Invite code: ")
-        .to_string();
-    let mut viewer = Side {
-        stdin: viewer.stdin.take().unwrap(),
-        _proc: Proc::new(viewer),
-        out: viewer_out,
-    };
-    let mut agent = Command::new(bin("assent-agent"))
-        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .arg(&code)
-        .env("XDG_CONFIG_HOME", home.path().join("agent"))
-        .env("RUST_LOG", "trace")
-        .env("DISPLAY", display.display())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let agent_out = lines(agent.stderr.take().unwrap());
-    let mut agent = Side {
-        stdin: agent.stdin.take().unwrap(),
-        _proc: Proc::new(agent),
-        out: agent_out,
-    };
-    agent.hear("d or Escape = deny");
+    let (mut viewer, code) = technician(&relay, (home.path(), &key), "T-6001", &[], "trace");
+    let mut agent = user(&relay, home.path(), display.display(), &code, "trace");
     agent.say("v");
     agent.hear("Any other line is sent to your technician");
     viewer.hear("\"fps\"");
@@ -127,7 +56,7 @@ fn chat_goes_both_ways_and_only_its_counts_reach_the_relay() {
     let relay_text = std::fs::read_to_string(relay.audit_path()).unwrap() + &relay.log_text();
     let viewer_audit =
         std::fs::read_to_string(home.path().join("data/assent/audit.jsonl")).unwrap_or_default();
-    let viewer_log = std::fs::read_to_string(home.path().join("viewer.log")).unwrap();
+    let viewer_log = std::fs::read_to_string(home.path().join("viewer-T-6001.log")).unwrap();
     for text in [TO_USER, TO_TECH, WHILE_PAUSED] {
         for (name, haystack) in [
             ("relay audit and log", &relay_text),
@@ -150,34 +79,7 @@ fn a_closed_terminal_does_not_take_the_session_down() {
     let home = assent_tests::tempdir();
     let key = home.path().join("tech.key");
     relay.enrol_keyfile("alice", &key);
-    let mut viewer = Command::new(bin("assent-viewer"))
-        .args([
-            "connect",
-            "--headless",
-            "--ticket",
-            "T-6002",
-            "--relay",
-            &relay.addr,
-        ])
-        .arg("--ca")
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let viewer_out = lines(viewer.stdout.take().unwrap());
-    let code = wait_line(&viewer_out, |l| l.starts_with("Invite code: "), "code")
-        .trim_start_matches("Invite code: ")
-        .to_string();
-    let mut viewer = Side {
-        stdin: viewer.stdin.take().unwrap(),
-        _proc: Proc::new(viewer),
-        out: viewer_out,
-    };
+    let (mut viewer, code) = technician(&relay, (home.path(), &key), "T-6002", &[], "info");
     let mut agent = Command::new(bin("assent-agent"))
         .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
         .arg(relay.ca())
@@ -238,27 +140,7 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
     let home = assent_tests::tempdir();
     let key = home.path().join("tech.key");
     relay.enrol_keyfile("alice", &key);
-    let mut viewer = Command::new(bin("assent-viewer"))
-        .args(["connect", "--headless", "--ticket", "T-6003"])
-        .args(["--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let viewer_out = lines(viewer.stdout.take().unwrap());
-    let code = wait_line(&viewer_out, |l| l.starts_with("Invite code: "), "code")
-        .trim_start_matches("Invite code: ")
-        .to_string();
-    let mut viewer = Side {
-        stdin: viewer.stdin.take().unwrap(),
-        _proc: Proc::new(viewer),
-        out: viewer_out,
-    };
+    let (mut viewer, code) = technician(&relay, (home.path(), &key), "T-6003", &[], "info");
     // Something else for the user to work in.
     let xev = display
         .command("xev")

@@ -4,47 +4,18 @@
 //! in the note. A forged, replayed or other session's answer is refused and
 //! audited.
 
-use std::io::Write as _;
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use assent_proto::identity::SecretKey;
 use assent_proto::wire::{ClientMsg, ConsentDecision, Scope, Validation};
-use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
+use assent_tests::{bin, TestRelay};
 
 use crate::common::{pair, WAIT};
+use crate::people::{technician, user};
 
 const WHAT: &str = "Open Outlook and send yourself a test mail";
 const COMMENT: &str = "Outlook opens and the mail arrived";
-
-struct Side {
-    proc: Proc,
-    stdin: Option<ChildStdin>,
-    out: Receiver<String>,
-}
-
-impl Side {
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn hear(&self, what: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.out.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => break,
-            }
-        }
-        let seen: Vec<_> = seen.iter().filter(|l| !l.contains("\"fps\"")).collect();
-        panic!("never heard {what:?}; heard {seen:#?}");
-    }
-}
 
 #[test]
 fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
@@ -53,62 +24,18 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
     let home = assent_tests::tempdir();
     let key = home.path().join("tech.key");
     relay.enrol_keyfile("alice", &key);
-    let mut viewer = Command::new(bin("assent-viewer"))
-        .args([
-            "connect",
-            "--headless",
-            "--ticket",
-            "T-7001",
-            "--relay",
-            &relay.addr,
-            "--identity-check",
-            "phone-callback",
-            // Everything the technician confirms, as a script files a
-            // complete note.
-            "--result",
-            "resolved",
-            "--tick",
-            "all",
-        ])
-        .arg("--ca")
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let out = lines(viewer.stdout.take().unwrap());
-    let code = wait_line(&out, |l| l.starts_with("Invite code: "), "code")
-        .trim_start_matches("Invite code: ")
-        .to_string();
-    let mut viewer = Side {
-        stdin: viewer.stdin.take(),
-        proc: Proc::new(viewer),
-        out,
-    };
-    let mut agent = Command::new(bin("assent-agent"))
-        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .arg(&code)
-        .env("XDG_CONFIG_HOME", home.path().join("agent"))
-        .env("DISPLAY", display.display())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let agent_out = lines(agent.stderr.take().unwrap());
-    let mut agent = Side {
-        stdin: agent.stdin.take(),
-        proc: Proc::new(agent),
-        out: agent_out,
-    };
-    agent.hear("d or Escape = deny");
+    let extra = [
+        "--identity-check",
+        "phone-callback",
+        // Everything the technician confirms, as a script files a
+        // complete note.
+        "--result",
+        "resolved",
+        "--tick",
+        "all",
+    ];
+    let (mut viewer, code) = technician(&relay, (home.path(), &key), "T-7001", &extra, "info");
+    let mut agent = user(&relay, home.path(), display.display(), &code, "info");
     agent.say("v");
     viewer.hear("\"fps\"");
 
@@ -127,7 +54,7 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
         }
         panic!(
             "viewer log:\n{}\nagent: {agent_lines:#?}\nrelay events: {:?}",
-            std::fs::read_to_string(home.path().join("viewer.log")).unwrap_or_default(),
+            std::fs::read_to_string(home.path().join("viewer-T-7001.log")).unwrap_or_default(),
             relay.events()
         )
     });
@@ -151,7 +78,7 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
     );
 
     // The technician closes; the note carries the user's answer.
-    drop(viewer.stdin.take());
+    viewer.hang_up();
     assert!(
         viewer.proc.wait_timeout(WAIT).is_some(),
         "viewer still running"
@@ -203,7 +130,7 @@ fn the_user_answers_please_test_and_the_note_and_audit_say_so() {
     );
     assert!(!notes.contains("- [ ]"), "{notes}");
     assert!(!notes.contains("Checklist incomplete"), "{notes}");
-    drop(agent.stdin.take());
+    agent.hang_up();
     let _ = agent.proc.wait_timeout(Duration::from_secs(5));
 }
 
@@ -279,60 +206,33 @@ fn a_note_without_result_is_refused_and_names_its_gaps() {
     let home = assent_tests::tempdir();
     let key = home.path().join("tech.key");
     relay.enrol_keyfile("alice", &key);
-    let mut viewer = Command::new(bin("assent-viewer"))
-        .args(["connect", "--headless", "--ticket", "T-7003"])
-        .args(["--relay", &relay.addr, "--tick", "device_confirmed"])
-        .arg("--ca")
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(viewer.stdout.take().unwrap());
-    let err = lines(viewer.stderr.take().unwrap());
-    let code = wait_line(&out, |l| l.starts_with("Invite code: "), "code")
-        .trim_start_matches("Invite code: ")
-        .to_string();
-    let mut viewer_stdin = viewer.stdin.take();
-    let mut viewer = Proc::new(viewer);
-    let mut agent = Command::new(bin("assent-agent"))
-        .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .arg(&code)
-        .env("XDG_CONFIG_HOME", home.path().join("agent"))
-        .env("DISPLAY", display.display())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let agent_err = lines(agent.stderr.take().unwrap());
-    wait_line(&agent_err, |l| l.contains("d or Escape = deny"), "prompt");
-    let mut agent_stdin = agent.stdin.take().unwrap();
-    writeln!(agent_stdin, "v").unwrap();
-    let mut agent = Proc::new(agent);
-    wait_line(&out, |l| l.contains("\"fps\""), "frames");
+    let extra = ["--tick", "device_confirmed"];
+    let (mut viewer, code) = technician(&relay, (home.path(), &key), "T-7003", &extra, "info");
+    let mut agent = user(&relay, home.path(), display.display(), &code, "info");
+    agent.say("v");
+    viewer.hear("\"fps\"");
     // A bad tick on stdin is answered, and changes nothing.
-    let stdin = viewer_stdin.as_mut().unwrap();
-    writeln!(stdin, "tick consent_obtained").unwrap();
-    wait_line(
-        &err,
-        |l| l.contains("not a checklist item you tick"),
-        "refusal",
+    viewer.say("tick consent_obtained");
+    let log = home.path().join("viewer-T-7003.log");
+    assert!(
+        crate::viewer::file_contains_within(&log, "not a checklist item you tick", WAIT),
+        "no refusal"
     );
-    writeln!(stdin, "next-action Call the user back on Monday").unwrap();
-    wait_line(&err, |l| l.contains("note: Next Action set"), "ack");
-    drop(viewer_stdin.take());
-    let status = viewer.wait_timeout(WAIT).expect("viewer exits");
+    viewer.say("next-action Call the user back on Monday");
+    assert!(
+        crate::viewer::file_contains_within(&log, "note: Next Action set", WAIT),
+        "no acknowledgement"
+    );
+    viewer.hang_up();
+    let status = viewer.proc.wait_timeout(WAIT).expect("viewer exits");
     assert_eq!(status.code(), Some(1), "a note without a Result");
-    wait_line(
-        &err,
-        |l| l.contains("error: the note was filed without a Result"),
-        "error",
+    assert!(
+        crate::viewer::file_contains_within(
+            &log,
+            "error: the note was filed without a Result",
+            WAIT
+        ),
+        "no error naming the Result"
     );
     let note = relay
         .wait_record(WAIT, |r| r["event"] == "session_note")
@@ -359,8 +259,11 @@ fn a_note_without_result_is_refused_and_names_its_gaps() {
     );
     assert!(notes.contains("- [x] Device confirmed"), "{notes}");
     assert!(notes.contains("- [ ] User identity verified"), "{notes}");
-    drop(agent_stdin);
-    assert!(agent.wait_timeout(WAIT).is_some(), "agent did not exit");
+    agent.hang_up();
+    assert!(
+        agent.proc.wait_timeout(WAIT).is_some(),
+        "agent did not exit"
+    );
 }
 
 #[test]
