@@ -16,7 +16,6 @@ mod pending;
 mod people;
 mod prompt;
 mod relay;
-mod reload;
 mod security;
 mod validation;
 mod viewer;
