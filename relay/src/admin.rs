@@ -165,7 +165,7 @@ async fn change(shared: &Shared, change: Change) -> Result<Technician, ChangeErr
 /// A revocation's effect, once it is on record and in the registry: the
 /// technician's pending invites are cancelled and sessions end. Returns how
 /// many sessions were told to end.
-async fn end_technician(shared: &Shared, technician: &str) -> usize {
+pub(crate) async fn end_technician(shared: &Shared, technician: &str) -> usize {
     let targets: Vec<_> = {
         let mut st = shared.lock();
         st.invites.cancel_technician(technician);

@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod metrics;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod state;
@@ -170,7 +171,7 @@ pub async fn serve(
     let state = initial_state(&config.limits, Instant::now());
     let shared = Arc::new(Shared {
         dir: dir.clone(),
-        config: config.clone(),
+        limits: std::sync::RwLock::new(config.limits.clone()),
         signing,
         audit: audit.clone(),
         metrics: metrics.clone(),
@@ -186,13 +187,12 @@ pub async fn serve(
         )
         .await
         .context("writing relay_started")?;
-    let stop = signals().await?;
+    let (stop, hangup) = signals().await?;
     info!(%local, "relay listening");
 
-    let housekeeping = tokio::spawn(housekeeping(shared.clone()));
+    let helpers = spawn_helpers(&shared, metrics_listener, hangup);
     let admin_task = tokio::spawn(admin::serve(shared.clone(), admin_listener));
     let accept = tokio::spawn(server::accept_loop(shared.clone(), endpoint.clone()));
-    let metrics_task = metrics_listener.map(|l| spawn_metrics(&shared, l));
     metrics.set_listening(true);
     ready(local);
 
@@ -203,10 +203,7 @@ pub async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, shared.tasks.wait_idle()).await;
     let _ = accept.await;
     let _ = admin_task.await;
-    housekeeping.abort();
-    if let Some(task) = metrics_task {
-        task.abort();
-    }
+    helpers.iter().for_each(tokio::task::JoinHandle::abort);
     audit
         .record("relay_stopped", fields! {"reason" => "signal"})
         .await
@@ -225,16 +222,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves the metrics endpoint; logs its address (the port when `listen`
-/// asked for port 0).
-fn spawn_metrics(
+/// The tasks that stop with the relay without a say in its shutdown:
+/// housekeeping, the SIGHUP reload, and the metrics endpoint (its address
+/// is logged, which names the port when `listen` asked for port 0).
+fn spawn_helpers(
     shared: &Arc<Shared>,
-    listener: tokio::net::TcpListener,
-) -> tokio::task::JoinHandle<()> {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+    metrics_listener: Option<tokio::net::TcpListener>,
+    hangup: tokio::signal::unix::Signal,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(housekeeping(shared.clone())),
+        tokio::spawn(reload::on_hangup(shared.clone(), hangup)),
+    ];
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+        }
+        tasks.push(tokio::spawn(metrics::serve(shared.clone(), listener)));
     }
-    tokio::spawn(metrics::serve(shared.clone(), listener))
+    tasks
 }
 
 /// No invites, sessions or strikes yet; the tables sized by `limits`.
@@ -268,17 +274,23 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
-/// SIGTERM and SIGINT, caught from the moment this is called: installed
-/// before the relay says it listens, so a signal sent as soon as it does
-/// ends it cleanly instead of killing it without `relay_stopped`.
-async fn signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// SIGTERM and SIGINT (the future: stop), and SIGHUP (reload), caught from
+/// the moment this is called: installed before the relay says it listens,
+/// so a signal sent as soon as it does is handled instead of killing it
+/// without `relay_stopped`.
+async fn signals() -> anyhow::Result<(
+    impl std::future::Future<Output = ()>,
+    tokio::signal::unix::Signal,
+)> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
+    let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let stop = async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-    })
+    };
+    Ok((stop, hangup))
 }

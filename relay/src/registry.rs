@@ -153,6 +153,24 @@ impl Registry {
         self.current.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Replaces the whole registry with `technicians.json` as read again
+    /// (SIGHUP), between admin changes, never during one. Returns the
+    /// technicians active before and not after (revoked or removed by hand).
+    pub async fn replace(&self, technicians: Technicians) -> Vec<String> {
+        let _one_at_a_time = self.changes.lock().await;
+        let active = |t: &Technicians| -> Vec<String> {
+            t.list
+                .iter()
+                .filter(|t| t.revoked.is_none())
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        let after = active(&technicians);
+        let before = active(&self.read());
+        *self.write() = technicians;
+        before.into_iter().filter(|n| !after.contains(n)).collect()
+    }
+
     /// What the registry says of a key presented at authentication.
     pub fn status(&self, key: &PublicKey) -> KeyStatus {
         self.read().status(key)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use assent_net::{Connection, NetError, RecvStream, SendStream};
@@ -17,7 +17,7 @@ use assent_proto::wire::{ClientMsg, Scope};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit_writer::AuditHandle;
-use crate::config::RelayConfig;
+use crate::config::Limits;
 use crate::metrics::{ForwardedBytes, Metrics};
 use crate::registry::Registry;
 use crate::store::DataDir;
@@ -118,7 +118,9 @@ pub struct State {
 
 pub struct Shared {
     pub dir: DataDir,
-    pub config: RelayConfig,
+    /// `[limits]` of relay.toml, replaced by a SIGHUP reload: read it
+    /// through [`Shared::limits`] at each use, never keep a copy.
+    pub limits: RwLock<Limits>,
     pub signing: SecretKey,
     pub audit: AuditHandle,
     pub metrics: Arc<Metrics>,
@@ -134,6 +136,14 @@ impl Shared {
         if let Some(e) = self.lock().sessions.get_mut(session) {
             e.phase = phase;
         }
+    }
+
+    /// The limits in force now (they change on a SIGHUP reload).
+    pub fn limits(&self) -> Limits {
+        self.limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {

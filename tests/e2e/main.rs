@@ -16,6 +16,7 @@ mod pending;
 mod people;
 mod prompt;
 mod relay;
+mod reload;
 mod security;
 mod validation;
 mod viewer;

@@ -141,6 +141,13 @@ impl InviteBook {
         }
     }
 
+    /// New limits (the relay's SIGHUP reload). Invites already handed out
+    /// keep the expiry they were created with.
+    pub fn set_limits(&mut self, ttl: Duration, max_pending_per_technician: usize) {
+        self.ttl = ttl;
+        self.max_pending_per_technician = max_pending_per_technician;
+    }
+
     /// Creates an invite bound to this technician and request.
     pub fn create(
         &mut self,

@@ -70,6 +70,12 @@ impl<K: Hash + Eq + Clone> ConnectionRate<K> {
         }
     }
 
+    /// A new allowance (the relay's SIGHUP reload); buckets keep their
+    /// tokens, capped by the new allowance as they refill.
+    pub fn set_per_period(&mut self, per_period: u32) {
+        self.per_period = per_period;
+    }
+
     /// Whether a new connection from `addr` may proceed now.
     pub fn allow(&mut self, addr: &K, now: Instant) -> bool {
         if self.buckets.len() >= MAX_TRACKED {
@@ -155,6 +161,12 @@ impl<K: Hash + Eq + Clone> CodeGuard<K> {
             addrs: HashMap::new(),
             budget: Bucket::full(config.global_budget, now),
         }
+    }
+
+    /// New delays and budget (the relay's SIGHUP reload). Addresses keep
+    /// the lockouts they earned: a reload never forgives a guesser.
+    pub fn set_config(&mut self, config: CodeGuardConfig) {
+        self.config = config;
     }
 
     /// Call before checking a code from `addr`. `Ok` means the check may

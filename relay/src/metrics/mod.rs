@@ -84,6 +84,8 @@ const EVENTS: &[&str] = &[
     "session_end",
     "user_validation",
     "session_note",
+    "config_reloaded",
+    "config_reload_failed",
 ];
 
 /// `value` if it is one of `known`, else `other`: a label can only ever

@@ -147,7 +147,7 @@ fn hand_to_session(
 ) -> Result<oneshot::Sender<AgentArrival>, Refusal> {
     let mut st = shared.lock();
     let busy =
-        st.sessions.values().filter(|s| s.holds_slot).count() >= shared.config.limits.max_sessions;
+        st.sessions.values().filter(|s| s.holds_slot).count() >= shared.limits().max_sessions;
     match st.waiting.remove(&invite.id) {
         None => Err(Refusal::new(
             ErrorKind::PeerGone,

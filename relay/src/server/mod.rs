@@ -84,7 +84,7 @@ pub async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
 
 async fn handle_connection(shared: Arc<Shared>, conn: Connection) {
     let peer = conn.remote_address();
-    let auth_timeout = Duration::from_secs(shared.config.limits.auth_timeout_secs);
+    let auth_timeout = Duration::from_secs(shared.limits().auth_timeout_secs);
     let Some((mut send, mut recv)) = control_stream(&conn, auth_timeout).await else {
         return;
     };

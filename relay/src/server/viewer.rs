@@ -87,7 +87,7 @@ async fn open_invite(
         "scope" => request.scope.as_str(),
         "invite" => invite.id,
         "session" => session,
-        "expires_in_secs" => shared.config.limits.invite_ttl_secs,
+        "expires_in_secs" => shared.limits().invite_ttl_secs,
         "identity_check" => if request.identity_check.is_empty() { "not_recorded" } else { request.identity_check.as_str() },
     };
     if shared.audit.record("invite_created", fields).await.is_err() {
@@ -100,7 +100,7 @@ async fn open_invite(
     let created = RelayMsg::InviteCreated {
         invite: invite.id.clone(),
         code: code.grouped(),
-        expires_in_secs: u32::try_from(shared.config.limits.invite_ttl_secs).unwrap_or(u32::MAX),
+        expires_in_secs: u32::try_from(shared.limits().invite_ttl_secs).unwrap_or(u32::MAX),
     };
     drop(code);
     if assent_net::send_msg(&mut peer.send, &created)

@@ -105,7 +105,7 @@ struct SessionTask {
 
 impl SessionTask {
     fn new(shared: Arc<Shared>, setup: SessionSetup) -> SessionTask {
-        let limits = shared.config.limits.session();
+        let limits = shared.limits().session();
         let counters = shared
             .lock()
             .sessions
@@ -422,7 +422,7 @@ impl SessionTask {
     /// Sends the relay-signed offer to the agent and tells the viewer who joined.
     async fn ask_consent(&mut self) {
         let Some(a) = self.agent.as_mut() else { return };
-        let limits = self.shared.config.limits.session();
+        let limits = self.shared.limits().session();
         let offer = SessionOffer {
             session: self.id.clone(),
             technician: self.technician.clone(),
