@@ -813,3 +813,27 @@ async fn handshake_messages_pass_only_while_consent_is_pending_and_bounded() {
     let extra = tokio::time::timeout(Duration::from_millis(300), pending.control.recv()).await;
     assert!(extra.is_err(), "unexpected {extra:?}");
 }
+
+/// A client of another protocol version is refused with the versions named,
+/// before anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_protocol_version_is_refused_clearly() {
+    use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, Role};
+    let relay = TestRelay::started(&[]);
+    let (_endpoint, conn) = assent_net::connect(&relay.addr, &relay.ca()).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = ClientMsg::Hello {
+        version: assent_proto::PROTOCOL_VERSION - 1,
+        role: Role::Agent,
+    };
+    assent_net::send_msg(&mut send, &hello).await.unwrap();
+    let answer: RelayMsg = assent_net::recv_msg(&mut recv).await.unwrap();
+    match answer {
+        RelayMsg::Error { kind, message } => {
+            assert_eq!(kind, ErrorKind::BadVersion);
+            let speaks = format!("speaks {}", assent_proto::PROTOCOL_VERSION);
+            assert!(message.contains(&speaks), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

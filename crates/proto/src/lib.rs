@@ -17,8 +17,12 @@ pub mod session_msg;
 pub mod text;
 pub mod wire;
 
-/// Protocol version carried in `Hello`; a peer with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Protocol version carried in `Hello`; a peer with another version is
+/// refused with a clear error rather than misreading messages it does not
+/// know. 2: the support procedure's messages (chat counts, "please test",
+/// the confirmation after the end, scope records) and the screen-format
+/// agreement on the session channel.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// ALPN identifier negotiated on every QUIC connection.
 pub const ALPN: &[u8] = b"assent/1";
