@@ -468,7 +468,16 @@ async fn close_out(
         s.note.finalized(&s.checklist, s.outcome)
     };
     let ticket = &ctx.config.request.ticket;
-    let note_path = note.write(&ctx.config.notes_dir, &session, ticket).ok();
+    // The relay gets the note either way; the technician must hear when
+    // their own copy could not be written.
+    let note_path = match note.write(&ctx.config.notes_dir, &session, ticket) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the session note file was not written");
+            eprintln!("warning: the session note file was not written ({e:#}); the relay has it");
+            None
+        }
+    };
     let _ = viewer
         .control
         .send(&assent_proto::wire::ClientMsg::SessionNote {
