@@ -418,7 +418,12 @@ impl ViewerWindow {
             Scope::View => ("Ask for control", Scope::Control),
             Scope::Control => ("Give up control", Scope::View),
         };
-        if ui.small_button(label).clicked() {
+        // Only a live session has a user to ask.
+        let live = snap.phase == Phase::Live;
+        if ui
+            .add_enabled(live, egui::Button::new(label).small())
+            .clicked()
+        {
             let _ = self.commands.send(Command::RequestScope(wanted));
         }
         ui.separator();
