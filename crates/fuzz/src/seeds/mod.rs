@@ -365,6 +365,11 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
             enc(SessionMsg::Control(Control::KeyframeRequest)),
         ),
         ("frame-ack", enc(SessionMsg::FrameAck { seq: u64::MAX })),
+        ("screen-formats", enc(SessionMsg::ScreenFormats(vec![2, 1]))),
+        (
+            "screen-formats-too-many",
+            enc(SessionMsg::ScreenFormats(vec![2; 17])),
+        ),
         (
             "frame-claims-1gib",
             [vec![0], varint(u64::from(GIB))].concat(),
