@@ -195,6 +195,17 @@ async fn forged_replayed_and_foreign_answers_are_refused_and_audited() {
         3,
         "replay and foreign answers refused and audited"
     );
+    // The one on record verifies with the session's device key.
+    let rec = relay
+        .records()
+        .into_iter()
+        .find(|r| r["event"] == "user_validation")
+        .unwrap();
+    let receipt = hex::decode(rec["receipt"].as_str().unwrap()).unwrap();
+    let payload = assent_proto::identity::validation_payload(a.offer_bytes(), 1, Validation::Works);
+    assent_proto::identity::PublicKey(a.offer.device_key)
+        .verify(&payload, &receipt)
+        .expect("the recorded receipt verifies");
 }
 
 /// A note without a Result is refused (the headless viewer exits 1 and
