@@ -189,7 +189,7 @@ impl Desktop {
                 ];
                 let stop = stop.clone();
                 std::thread::spawn(move || {
-                    if let Err(e) = office_driver(&display, &windows, started, false, &stop) {
+                    if let Err(e) = office_driver(&display, &windows, started, None, &stop) {
                         tracing::warn!(error = %e, "office driver stopped");
                     }
                 })
@@ -212,6 +212,12 @@ impl Desktop {
     /// Starts typing into the terminal, as the office driver's typing
     /// phase does, without the other phases.
     pub fn start_typing(&mut self) -> anyhow::Result<()> {
+        self.start_phase(0)
+    }
+
+    /// Starts one phase of the office driver alone, for good: 0 typing,
+    /// 1 dragging a window, 2 scrolling the page.
+    pub fn start_phase(&mut self, phase: usize) -> anyhow::Result<()> {
         let windows = [
             self.window(TYPE_TITLE)?,
             self.window(PAGE_TITLE)?,
@@ -222,8 +228,9 @@ impl Desktop {
         let thread = std::thread::spawn(move || {
             // A failed step (e.g. a loaded machine refusing a fork) only
             // restarts the typing, so the run measures what it says.
-            while let Err(e) = office_driver(&display, &windows, Instant::now(), true, &flag) {
-                tracing::warn!(error = format!("{e:#}"), "typing driver step failed");
+            while let Err(e) = office_driver(&display, &windows, Instant::now(), Some(phase), &flag)
+            {
+                tracing::warn!(error = format!("{e:#}"), "office driver step failed");
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -241,6 +248,33 @@ impl Desktop {
         let thread = std::thread::spawn(move || {
             if let Err(e) = photo.run(hz, &flag) {
                 tracing::warn!(error = %e, "photo mover stopped");
+            }
+        });
+        self.driver = Some((stop, thread));
+        Ok(())
+    }
+
+    /// Turns the root window (the desktop behind the office windows) from
+    /// one colour to another `hz` times a second: most of the screen
+    /// changes at once, to one colour.
+    pub fn start_colours(&mut self, hz: u32) -> anyhow::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (display, flag) = (self.display().to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let step = Duration::from_secs(1) / hz.max(1);
+            let mut n = 0u32;
+            while !flag.load(Ordering::Relaxed) {
+                let rgb = if n.is_multiple_of(2) {
+                    0x20_40_80
+                } else {
+                    0x80_40_20
+                };
+                if let Err(e) = paint_root(&display, rgb) {
+                    tracing::warn!(error = %e, "colour changer stopped");
+                    return;
+                }
+                n += 1;
+                std::thread::sleep(step);
             }
         });
         self.driver = Some((stop, thread));
@@ -320,7 +354,7 @@ fn office_driver(
     display: &str,
     windows: &[String; 3],
     started: Instant,
-    typing_only: bool,
+    only_phase: Option<usize>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     const TEXT: &str = "the quick brown fox jumps over the lazy dog 0123456789 ";
@@ -328,11 +362,7 @@ fn office_driver(
     let (mut typed_n, mut moves, mut clicks) = (0usize, 0usize, 0usize);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let phase = if typing_only {
-            0
-        } else {
-            office_phase_index(started.elapsed())
-        };
+        let phase = only_phase.unwrap_or_else(|| office_phase_index(started.elapsed()));
         let (args, step): (Vec<String>, Duration) = match phase {
             0 => {
                 let key = if typed_n % 60 == 59 {

@@ -1,6 +1,8 @@
 //! Group 7: the agent's footprint on the user's machine beside x11vnc's, on
 //! the same screens in the same run: a static desktop, typing into a
-//! terminal, and a photo dragged around. Each program serves one connected
+//! terminal, a photo dragged around, and (for the bytes, issue 15) a window
+//! dragged, a page scrolled, the desktop changing colour, and the video
+//! pattern. Each program serves one connected
 //! client: the agent a live view-only session to the real headless viewer
 //! through the relay, x11vnc our minimal Tight client ([`crate::rfb`]).
 //! After a settle, `window` seconds: CPU (utime+stime from /proc, per
@@ -27,26 +29,52 @@ pub enum Screen {
     Static,
     Typing,
     Photo,
+    Drag,
+    Scrolling,
+    Colour,
+    Video,
 }
 
 impl Screen {
-    const ALL: [Screen; 3] = [Screen::Static, Screen::Typing, Screen::Photo];
+    const ALL: [Screen; 7] = [
+        Screen::Static,
+        Screen::Typing,
+        Screen::Photo,
+        Screen::Drag,
+        Screen::Scrolling,
+        Screen::Colour,
+        Screen::Video,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Screen::Static => "static",
             Screen::Typing => "typing",
             Screen::Photo => "moving photo",
+            Screen::Drag => "window drag",
+            Screen::Scrolling => "scrolling",
+            Screen::Colour => "colour change",
+            Screen::Video => "video",
         }
     }
 
-    /// The office windows, then this screen's activity.
+    /// The office windows, then this screen's activity (the office
+    /// script's phases one at a time; the desktop behind the windows
+    /// changing colour twice a second; the video pattern at 30 Hz).
     fn desktop(self) -> anyhow::Result<Desktop> {
+        if self == Screen::Video {
+            let mut d = Desktop::start(Workload::Video)?;
+            d.start_driver(Workload::Video, 30)?;
+            return Ok(d);
+        }
         let mut d = Desktop::start(Workload::Static)?;
         match self {
-            Screen::Static => {}
+            Screen::Static | Screen::Video => {}
             Screen::Typing => d.start_typing()?,
             Screen::Photo => d.start_photo(20)?,
+            Screen::Drag => d.start_phase(1)?,
+            Screen::Scrolling => d.start_phase(2)?,
+            Screen::Colour => d.start_colours(2)?,
         }
         Ok(d)
     }

@@ -67,8 +67,9 @@ enum Group {
     Relay,
     /// Agent and viewer CPU and memory during office work.
     Processes,
-    /// Agent CPU, memory and updates/s beside x11vnc's on static, typing
-    /// and moving-photo screens (x11vnc skipped in smoke runs).
+    /// Agent CPU, memory, updates/s and bytes beside x11vnc's on static,
+    /// typing, moving-photo, window-drag, scrolling, colour-change and video
+    /// screens (x11vnc skipped in smoke runs).
     Footprint,
 }
 
