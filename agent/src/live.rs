@@ -498,7 +498,7 @@ impl LiveSession {
             let deadline = Instant::now() + CONFIRM_WAIT;
             let question = EndQuestion::new(&technician, &chat_time(), &end_message, deadline);
             ui.show(UiEvent::Confirm(question));
-            if let Some(answer) = confirmation(commands, deadline).await {
+            if let Some(answer) = confirmation(commands, &mut control, deadline).await {
                 info!(answer = answer.as_str(), "user confirmed the end");
                 if let Err(e) = reporter.report_confirmation(&mut control, answer).await {
                     warn!(error = %e, "the answer could not be sent to the relay");
@@ -527,17 +527,29 @@ async fn relay_says_ended(control: &mut Control) -> Option<EndReason> {
 }
 
 /// The user's answer to "Was your problem solved?"; `None` when they close
-/// the window, the terminal ends, or `deadline` passes.
+/// the window, the terminal ends, `deadline` passes, or the relay goes away
+/// (the answer could not be recorded any more).
 async fn confirmation(
     commands: &mut mpsc::UnboundedReceiver<UiCommand>,
+    control: &mut Control,
     deadline: Instant,
 ) -> Option<Confirmation> {
     let deadline = tokio::time::Instant::from_std(deadline);
     loop {
-        match tokio::time::timeout_at(deadline, commands.recv()).await {
-            Ok(Some(UiCommand::Confirm(answer))) => return Some(answer),
-            Ok(Some(UiCommand::End | UiCommand::InputClosed) | None) | Err(_) => return None,
-            Ok(Some(_)) => continue,
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(UiCommand::Confirm(answer)) => return Some(answer),
+                Some(UiCommand::End | UiCommand::InputClosed) | None => return None,
+                Some(_) => continue,
+            },
+            msg = control.recv() => match msg {
+                Ok(_) => continue,
+                Err(e) => {
+                    info!(error = %e, "the relay went away before the user answered");
+                    return None;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => return None,
         }
     }
 }

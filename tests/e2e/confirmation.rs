@@ -13,6 +13,7 @@ use assent_tests::{run, TestRelay};
 
 use crate::agent::live_pair;
 use crate::common::{pair, WAIT};
+use crate::people::{technician, user};
 
 /// Waits for the relay's `SessionEnded` on the agent's control stream.
 async fn ended(agent: &mut AgentLive) -> String {
@@ -243,4 +244,28 @@ async fn the_agent_asks_after_capture_stopped_and_reports_the_answer() {
         .wait_record(WAIT, |r| r["event"] == "user_confirmation")
         .expect("user_confirmation");
     assert_eq!(rec["answer"], "yes");
+}
+
+/// The relay going away while the user is asked takes the question away:
+/// the agent exits rather than wait for an answer nobody can record.
+#[test]
+fn the_question_goes_when_the_relay_does() {
+    let display = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let mut relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let (mut tech, code) = technician(&relay, (home.path(), &key), "T-8001", &[], "info");
+    let mut user = user(&relay, home.path(), display.display(), &code, "info");
+    user.say("v");
+    tech.hear("\"fps\"");
+    tech.hang_up();
+    user.hear("Was your problem solved?");
+    let stopped = Instant::now();
+    assert!(relay.stop().is_some(), "relay did not stop");
+    assert!(
+        user.proc.wait_timeout(WAIT).is_some(),
+        "the agent kept asking after the relay went away"
+    );
+    assert!(stopped.elapsed() < WAIT);
 }
