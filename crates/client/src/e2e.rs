@@ -10,6 +10,7 @@ use assent_net::{RecvStream, SendStream};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::session_msg::SessionMsg;
 use assent_proto::wire::{ClientMsg, RelayMsg};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{AgentPending, ClientError, Control, Viewer, ViewerEvent};
 
@@ -139,11 +140,15 @@ const FORMATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The agent's side of the screen-format agreement, the first thing on the
 /// live channel: says which formats it can send (best first) and returns
 /// the one the viewer chose. Nothing else is sent until it returns.
-pub async fn offer_screen_formats(
-    tx: &mut ChannelWriter,
-    rx: &mut ChannelReader,
+pub async fn offer_screen_formats<S, R>(
+    tx: &mut assent_channel::ChannelWriter<S>,
+    rx: &mut assent_channel::ChannelReader<R>,
     formats: &[u8],
-) -> Result<u8, ScreenFormatError> {
+) -> Result<u8, ScreenFormatError>
+where
+    S: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
     tx.send(&SessionMsg::ScreenFormats(formats.to_vec()))
         .await
         .map_err(channel_failed)?;
@@ -164,11 +169,15 @@ pub async fn offer_screen_formats(
 /// The viewer's side: reads the agent's formats (its first message) and
 /// answers with the first one in `readable` it offers. An agent that sends
 /// anything else first predates the agreement (its frames would not decode).
-pub async fn choose_screen_format(
-    tx: &mut ChannelWriter,
-    rx: &mut ChannelReader,
+pub async fn choose_screen_format<S, R>(
+    tx: &mut assent_channel::ChannelWriter<S>,
+    rx: &mut assent_channel::ChannelReader<R>,
     readable: &[u8],
-) -> Result<u8, ScreenFormatError> {
+) -> Result<u8, ScreenFormatError>
+where
+    S: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
     let offer = tokio::time::timeout(FORMATS_TIMEOUT, rx.recv()).await;
     let offered = match offer {
         Ok(Ok(SessionMsg::ScreenFormats(offered))) => offered,
@@ -190,4 +199,84 @@ pub async fn choose_screen_format(
         .await
         .map_err(channel_failed)?;
     Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assent_channel::{accept_agent, connect_viewer, Channel};
+    use assent_proto::session_msg::Control;
+    use assent_proto::wire::Scope;
+    use tokio::io::{duplex, DuplexStream, ReadHalf, WriteHalf};
+
+    type Half = Channel<WriteHalf<DuplexStream>, ReadHalf<DuplexStream>>;
+
+    /// An agent's and a viewer's channel over an in-memory pipe.
+    async fn pair() -> (Half, Half) {
+        let (agent_key, viewer_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let (a, v) = duplex(1 << 16);
+        let ((ar, aw), (vr, vw)) = (tokio::io::split(a), tokio::io::split(v));
+        let (agent, viewer) = tokio::join!(
+            accept_agent(aw, ar, &agent_key, viewer_key.public()),
+            connect_viewer(vw, vr, &viewer_key, agent_key.public()),
+        );
+        (agent.unwrap(), viewer.unwrap())
+    }
+
+    #[tokio::test]
+    async fn both_sides_agree_on_the_common_format() {
+        let (mut agent, mut viewer) = pair().await;
+        let (a, v) = tokio::join!(
+            offer_screen_formats(&mut agent.writer, &mut agent.reader, &[3, 2]),
+            choose_screen_format(&mut viewer.writer, &mut viewer.reader, &[2]),
+        );
+        assert_eq!((a.unwrap(), v.unwrap()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn an_agent_from_before_the_agreement_is_named_as_older() {
+        let (mut agent, mut viewer) = pair().await;
+        // What an older agent sends first once live.
+        let first = SessionMsg::Control(Control::Scope(Scope::View));
+        agent.writer.send(&first).await.unwrap();
+        let err = choose_screen_format(&mut viewer.writer, &mut viewer.reader, &[2])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("older than this viewer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn no_common_format_ends_both_sides_with_a_reason() {
+        let (mut agent, mut viewer) = pair().await;
+        let offered = offer_screen_formats(&mut agent.writer, &mut agent.reader, &[3]);
+        let chosen = async {
+            let r = choose_screen_format(&mut viewer.writer, &mut viewer.reader, &[2]).await;
+            // The viewer ends the session: the channel closes.
+            drop(viewer);
+            r
+        };
+        let (a, v) = tokio::join!(offered, chosen);
+        let v = v.unwrap_err().to_string();
+        assert!(
+            v.contains("sends screen format [3], this viewer reads [2]"),
+            "{v}"
+        );
+        let a = a.unwrap_err().to_string();
+        assert!(a.contains("update the viewer"), "{a}");
+    }
+
+    #[tokio::test]
+    async fn a_viewer_from_before_the_agreement_is_named_as_older() {
+        let (mut agent, mut viewer) = pair().await;
+        let offered = offer_screen_formats(&mut agent.writer, &mut agent.reader, &[2]);
+        // An older viewer cannot decode the offer; it would only ever
+        // acknowledge frames or ask for a keyframe.
+        let old = viewer.writer.send(&SessionMsg::FrameAck { seq: 0 });
+        let (a, _) = tokio::join!(offered, old);
+        let a = a.unwrap_err().to_string();
+        assert!(a.contains("probably older than this agent"), "{a}");
+    }
 }
