@@ -9,6 +9,7 @@ pub mod consent;
 pub mod device;
 pub mod flow;
 pub mod guarded;
+pub mod link;
 pub mod live;
 pub mod prompt;
 pub mod session;

@@ -32,15 +32,15 @@ struct Cli {
 enum Command {
     /// Join a support session with the code your technician gave you.
     #[command(
-        after_help = "Example:\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem 123-456-789-012-345\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem --tty 123 456 789 012 345"
+        after_help = "Example:\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem 123-456-789-012-345\n  assent-agent join --relay relay.example.com:4433 --ca ca.pem --tty 123 456 789 012 345\n  assent-agent join 'assent://join?relay=relay.example.com:4433&code=123-456-789-012-345'"
     )]
     Join {
-        /// The relay, as HOST:PORT.
+        /// The relay, as HOST:PORT (a join link names it).
         #[arg(long)]
-        relay: String,
-        /// The relay's CA certificate (ca.pem from your IT team).
+        relay: Option<String>,
+        /// The relay's CA certificate (ca.pem from your IT team) [default: $XDG_CONFIG_HOME/assent/ca.pem, else /etc/assent/ca.pem].
         #[arg(long)]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
         /// Seconds to answer the consent prompt before it denies by itself.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=600))]
         consent_timeout: u64,
@@ -50,7 +50,7 @@ enum Command {
         /// Name to show the technician [default: this machine's hostname].
         #[arg(long)]
         device_name: Option<String>,
-        /// The invite code (spaces and dashes are fine).
+        /// The invite code (spaces and dashes are fine), or the join link assent://join?relay=HOST:PORT&code=CODE.
         #[arg(required = true, num_args = 1..)]
         code: Vec<String>,
     },
@@ -77,10 +77,18 @@ fn main() -> ExitCode {
         }
     }
     assent_cli::init_logging(cli.log.log_format, filter);
-    match join(relay, ca, consent_timeout, tty, device_name, code.join(" ")) {
-        Ok(()) => ExitCode::SUCCESS,
+    let target = match assent_agent::link::resolve(relay, ca, &code) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let (relay, ca, code) = (target.relay.clone(), target.ca.clone(), target.code.clone());
+    match join(relay, ca, consent_timeout, tty, device_name, code) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {:#}", assent_agent::link::explain(e, &target));
             ExitCode::from(1)
         }
     }

@@ -10,6 +10,7 @@ mod common;
 mod confirmation;
 mod desktop;
 mod footprint;
+mod link;
 mod logs;
 mod metrics;
 mod pending;

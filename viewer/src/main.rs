@@ -211,13 +211,15 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     };
     let on_signal = (commands_tx.clone(), state.clone(), repaint_hook.clone());
     let session_state = state.clone();
+    // The relay as the technician named it, for the join link.
+    let link_relay = config.relay.clone();
     let task = runtime.spawn(async move {
         tokio::spawn(end_on_signal(on_signal.0, on_signal.1, on_signal.2));
         session::run(
             config,
             session_state,
             commands_rx,
-            print_invite,
+            move |code: &str, expires: u32| print_invite(&link_relay, code, expires),
             repaint_hook,
             !headless,
         )
@@ -324,10 +326,14 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
     })
 }
 
-/// The code goes to stdout only: stderr is the diagnostics stream, which
-/// people capture into log files.
-fn print_invite(code: &str, expires_in_secs: u32) {
+/// The code and its join link go to stdout only: stderr is the
+/// diagnostics stream, which people capture into log files.
+fn print_invite(relay: &str, code: &str, expires_in_secs: u32) {
     println!("Invite code: {code}");
+    println!(
+        "Join link: {}",
+        assent_proto::link::JoinLink::url(relay, code)
+    );
     eprintln!(
         "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem CODE` \
          and accept the prompt; the code works once, for {} minutes.",

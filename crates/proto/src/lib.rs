@@ -12,6 +12,7 @@ pub mod framing;
 pub mod identity;
 pub mod invite;
 pub mod limits;
+pub mod link;
 pub mod session;
 pub mod session_msg;
 pub mod text;
