@@ -287,6 +287,18 @@ pub fn identity_text(data: &[u8]) -> Outcome {
         assert_eq!(grouped.len(), CODE_DIGITS + CODE_DIGITS / 3 - 1);
         assert!(InviteCode::parse(&grouped).is_some());
     }
+    // A join link arrives from a browser or a chat message: untrusted.
+    match assent_proto::link::JoinLink::parse(&s) {
+        Ok(link) => {
+            label.push_str("link ");
+            assert!(s.len() <= assent_proto::link::MAX_LINK);
+            let url = assent_proto::link::JoinLink::url(&link.relay, &link.code.grouped());
+            let again = assent_proto::link::JoinLink::parse(&url).expect("its own url parses");
+            assert_eq!(again.relay, link.relay);
+            assert_eq!(again.code.grouped(), link.code.grouped());
+        }
+        Err(e) => label.push_str(&e.to_string()),
+    }
     for (max, r) in [
         (
             text::MAX_TICKET,
