@@ -269,3 +269,107 @@ fn the_question_goes_when_the_relay_does() {
     );
     assert!(stopped.elapsed() < WAIT);
 }
+
+/// The technician still writing the note in the window sees the user's
+/// answer; the note, filed after it (closing twice past the one unticked
+/// item), carries it in the file and at the relay.
+#[test]
+fn the_window_shows_the_users_answer_and_the_note_carries_it() {
+    use std::process::{Command, Stdio};
+    let display_a = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let display_b = assent_xvfb::Xvfb::start_with_size(1280, 900);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(assent_tests::bin("assent-viewer"))
+        .args([
+            "connect",
+            "--relay",
+            &relay.addr,
+            "--ticket",
+            "T-8002",
+            "--ca",
+        ])
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .args([
+            "--identity-check",
+            "email",
+            "--result",
+            "resolved",
+            "--tick",
+            "all",
+        ])
+        .env("DISPLAY", display_b.display())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = assent_tests::lines(viewer.stdout.take().unwrap());
+    let mut viewer = assent_tests::Proc::new(viewer);
+    let code = assent_tests::wait_line(&out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut user = user(&relay, home.path(), display_a.display(), &code, "info");
+    user.say("v");
+    relay
+        .wait_record(WAIT, |r| r["event"] == "session_start")
+        .expect("live");
+    let window = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let out = display_b
+            .command("xdotool")
+            .args(["search", "--name", "Assent — "])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.parse::<u32>().ok())
+    })
+    .expect("the viewer window");
+    let close = || assent_tests::x11::close_window(display_b.display(), window);
+    close();
+    user.hear("Was your problem solved?");
+    user.say("y");
+    relay
+        .wait_record(WAIT, |r| r["event"] == "user_confirmation")
+        .expect("user_confirmation");
+    let viewer_audit = home.path().join("data/assent/audit.jsonl");
+    assert!(
+        crate::viewer::file_contains_within(&viewer_audit, "user_confirmation", WAIT),
+        "the viewer never heard the answer"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = display_b
+        .command("import")
+        .args(["-window", "root"])
+        .arg(crate::desktop::artifacts().join("viewer-user-answered.png"))
+        .status();
+    // One item is not ticked ("Resolution tested with user": nobody asked
+    // the user to test): the first close warns, the second files.
+    close();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        viewer.wait_timeout(Duration::from_millis(100)).is_none(),
+        "filed without the warning"
+    );
+    close();
+    assert!(
+        viewer.wait_timeout(WAIT).is_some(),
+        "the second close did not file the note"
+    );
+    let note = relay
+        .wait_record(WAIT, |r| r["event"] == "session_note")
+        .expect("session_note");
+    assert_eq!(note["user_confirmation"], "yes", "{note}");
+    assert_eq!(note["checklist_incomplete"], "resolution_tested", "{note}");
+    let notes = std::fs::read_dir(home.path().join("data/assent/notes"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(notes.contains("answered: Yes"), "{notes}");
+}

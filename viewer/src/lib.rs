@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checklist;
+pub mod ending;
 pub mod identity_ask;
 pub mod live;
 pub mod note_input;

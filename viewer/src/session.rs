@@ -11,7 +11,7 @@ use assent_client::{Viewer, ViewerEvent};
 use assent_codec::{Decoder, Rect};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::session_msg::InputEvent;
-use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, InviteRequest, Scope};
+use assent_proto::wire::{ConsentDecision, ErrorKind, InviteRequest, Scope};
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -84,6 +84,8 @@ pub struct ViewState {
     /// Why the window did not close (the note is not ready), shown in the
     /// note panel; set when the technician tried.
     pub note_problem: Option<NoteProblem>,
+    /// The user's answer, after the end, to "Was your problem solved?".
+    pub user_confirmation: Option<assent_proto::wire::Confirmation>,
 }
 
 /// The user's answer to one "please test".
@@ -147,6 +149,7 @@ impl ViewState {
             checklist,
             outcome: None,
             note_problem: None,
+            user_confirmation: None,
         }
     }
 }
@@ -234,11 +237,11 @@ pub async fn run(
 }
 
 /// What every step of a session reads.
-struct Ctx<'a> {
-    config: &'a ConnectConfig,
-    audit: &'a AuditWriter,
-    state: &'a SharedState,
-    repaint: &'a Arc<dyn Fn() + Send + Sync>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) config: &'a ConnectConfig,
+    pub(crate) audit: &'a AuditWriter,
+    pub(crate) state: &'a SharedState,
+    pub(crate) repaint: &'a Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Why pairing stopped without a session.
@@ -292,7 +295,7 @@ async fn run_session(
             by_viewer: true,
             chat: (0, 0),
         };
-        return close_out(ctx, viewer, session, end, commands, wait_for_close).await;
+        return crate::ending::close_out(ctx, viewer, session, end, commands, wait_for_close).await;
     }
     {
         let mut s = lock(ctx.state);
@@ -317,7 +320,8 @@ async fn run_session(
         identity_check: ctx.config.request.identity_check.clone(),
     };
     let (end, tx, rx) = live.run(commands).await;
-    let finished = close_out(ctx, viewer, session, end, commands, wait_for_close).await;
+    let finished =
+        crate::ending::close_out(ctx, viewer, session, end, commands, wait_for_close).await;
     // Only now that the relay has the note and the End: see LiveView::run.
     drop((tx, rx));
     finished
@@ -424,80 +428,6 @@ async fn withdrawn(ctx: &Ctx<'_>, viewer: Viewer, session: Option<String>) -> Fi
     finished(session, WITHDRAWN, None)
 }
 
-/// After the live session: the note (auto fields, then the technician's
-/// when the session was not theirs to end), audit, relay.
-async fn close_out(
-    ctx: &Ctx<'_>,
-    mut viewer: Viewer,
-    session: String,
-    end: LiveEnd,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    wait_for_close: bool,
-) -> anyhow::Result<Finished> {
-    let reason = end.reason;
-    {
-        let mut s = lock(ctx.state);
-        s.note
-            .set("Session Ended", format!("Yes ({})", crate::now()));
-        s.phase = Phase::Ended(reason.clone());
-        s.checklist.know(Fact::Disconnected);
-    }
-    (ctx.repaint)();
-    ctx.audit.record(
-        "session_end",
-        fields! {"session" => session, "reason" => reason, "chat_sent" => end.chat.0, "chat_received" => end.chat.1},
-    );
-    // The technician ended it: the relay hears so at once (it records the
-    // end as theirs and tells the user), and keeps this connection open for
-    // the note, which the technician finishes in the window.
-    if end.by_viewer {
-        let _ = viewer.control.send(&ClientMsg::End).await;
-    }
-    if wait_for_close {
-        // The window sends End once the note may be filed (or on SIGTERM).
-        info!("session ended ({reason}); waiting for the note and the window to close");
-        while let Some(cmd) = commands.recv().await {
-            if cmd == Command::End {
-                break;
-            }
-        }
-    }
-    let note = {
-        let mut s = lock(ctx.state);
-        s.checklist.know(Fact::NoteDocumented);
-        s.note.finalized(&s.checklist, s.outcome)
-    };
-    let ticket = &ctx.config.request.ticket;
-    // The relay gets the note either way; the technician must hear when
-    // their own copy could not be written.
-    let note_path = match note.write(&ctx.config.notes_dir, &session, ticket) {
-        Ok(path) => Some(path),
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "the session note file was not written");
-            eprintln!("warning: the session note file was not written ({e:#}); the relay has it");
-            None
-        }
-    };
-    let _ = viewer
-        .control
-        .send(&assent_proto::wire::ClientMsg::SessionNote {
-            fields: note.to_wire(),
-        })
-        .await;
-    let path = note_path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    ctx.audit.record(
-        "session_note",
-        fields! {"session" => session, "path" => path, "checklist_incomplete" => note.incomplete.join(", ")},
-    );
-    viewer.control.end().await;
-    let mut finished = finished(Some(session), &reason, note_path);
-    finished.note_incomplete = note.incomplete;
-    Ok(finished)
-}
-
 /// What the note adds to the affected user about how the technician
 /// verified them.
 pub(crate) fn identity_note(check: &str) -> String {
@@ -572,7 +502,11 @@ async fn await_answer(
     }
 }
 
-fn finished(session: Option<String>, reason: &str, note_path: Option<PathBuf>) -> Finished {
+pub(crate) fn finished(
+    session: Option<String>,
+    reason: &str,
+    note_path: Option<PathBuf>,
+) -> Finished {
     Finished {
         session,
         reason: reason.to_string(),

@@ -472,6 +472,22 @@ impl ViewerWindow {
                     egui::Color32::LIGHT_RED,
                     format!("Session ended ({reason}). Choose the Result, finish the note and the checklist, then close the window to file it."),
                 );
+                let answered = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .user_confirmation;
+                match answered {
+                    Some(a) => ui.strong(format!(
+                        "The user was asked \"Was your problem solved?\" and answered: {}",
+                        a.plain_words()
+                    )),
+                    // A lost agent or a relay going away: nobody is asked.
+                    None if !matches!(reason.as_str(), "agent_lost" | "relay_shutdown") => {
+                        ui.label("The user is being asked whether the problem was solved.")
+                    }
+                    None => ui.label(""),
+                };
             }
             Phase::Live => {}
         }

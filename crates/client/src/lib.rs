@@ -171,6 +171,7 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::SessionEnded { .. } => "SessionEnded",
         RelayMsg::Error { .. } => "Error",
         RelayMsg::ScopeRecorded { .. } => "ScopeRecorded",
+        RelayMsg::UserConfirmed { .. } => "UserConfirmed",
     }
 }
 

@@ -365,6 +365,9 @@ pub enum RelayMsg {
     /// (`scope_changed` on disk). A wider scope takes effect only after
     /// `recorded: true`.
     ScopeRecorded { change: u32, recorded: bool },
+    /// To the viewer, after the end while it writes the note: the user's
+    /// answer to "Was your problem solved?", as the relay recorded it.
+    UserConfirmed { answer: Confirmation },
 }
 
 /// Largest end-to-end handshake message the relay passes on.

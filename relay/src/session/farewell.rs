@@ -138,7 +138,7 @@ impl Aftercare {
                 msg = next_msg(agent.as_mut().map(|a| &mut a.side)), if agent.is_some() => match msg {
                     Some(ClientMsg::UserConfirmation { answer, receipt }) => {
                         if let Some(a) = agent.take() {
-                            self.on_confirmation(&a, answer, &receipt).await;
+                            self.on_confirmation(&a, answer, &receipt, viewer.as_mut()).await;
                             a.side.close();
                         }
                     }
@@ -155,7 +155,15 @@ impl Aftercare {
         close_agent(&mut agent);
     }
 
-    async fn on_confirmation(&mut self, a: &Agent, answer: Confirmation, receipt: &[u8]) {
+    /// Records the user's answer; the technician, still writing the note,
+    /// is told it.
+    async fn on_confirmation(
+        &mut self,
+        a: &Agent,
+        answer: Confirmation,
+        receipt: &[u8],
+        viewer: Option<&mut Side>,
+    ) {
         let ctx = ReceiptCtx {
             shared: &self.shared,
             session: &self.id,
@@ -169,6 +177,9 @@ impl Aftercare {
             return;
         };
         self.answers.confirmation = Some(answer);
+        if let Some(v) = viewer {
+            v.tell(&RelayMsg::UserConfirmed { answer }).await;
+        }
         if self.note_filed {
             record_note_update(&self.shared, &self.id, self.answers).await;
         }

@@ -4,7 +4,7 @@
 use eframe::egui;
 
 use super::ViewerWindow;
-use crate::checklist::{Outcome, TickedBy, ITEMS};
+use crate::checklist::{Fact, Outcome, TickedBy, ITEMS};
 use crate::identity_ask::CHOICES;
 use crate::session::{ChatLine, Command, Phase, ValidationResult};
 
@@ -60,7 +60,9 @@ impl ViewerWindow {
             .default_open(true)
             .show(ui, |ui| {
                 for item in &ITEMS {
-                    let mut on = s.checklist.is_ticked(item);
+                    // "Notes documented" becomes true as the note is filed.
+                    let mut on = s.checklist.is_ticked(item)
+                        || item.ticked_by == TickedBy::Fact(Fact::NoteDocumented);
                     let fact = matches!(item.ticked_by, TickedBy::Fact(_));
                     // Facts are ticked by the software and cannot be changed.
                     let changed = ui

@@ -280,13 +280,6 @@ fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         (
-            "scope-recorded",
-            encode(&RelayMsg::ScopeRecorded {
-                change: 1,
-                recorded: false,
-            }),
-        ),
-        (
             "session-ended",
             encode(&RelayMsg::SessionEnded {
                 reason: EndReason::TechnicianRevoked,
@@ -304,6 +297,9 @@ fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
             [vec![4], varint(u64::from(GIB))].concat(),
         ),
     ]
+    .into_iter()
+    .chain(procedure_relay_msgs())
+    .collect()
 }
 
 fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
@@ -441,6 +437,25 @@ fn procedure_session_msgs() -> Vec<(&'static str, Vec<u8>)> {
             enc(SessionMsg::AffectedUser {
                 login: "ada".into(),
                 real_name: "Ada Lovelace".into(),
+            }),
+        ),
+    ]
+}
+
+/// The relay's answers of the support procedure.
+fn procedure_relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "scope-recorded",
+            encode(&RelayMsg::ScopeRecorded {
+                change: 1,
+                recorded: false,
+            }),
+        ),
+        (
+            "user-confirmed",
+            encode(&RelayMsg::UserConfirmed {
+                answer: Confirmation::Yes,
             }),
         ),
     ]
