@@ -3,6 +3,7 @@
 
 use zstd::stream::raw::{CParameter, Encoder as ZstdEncoder, InBuffer, Operation, OutBuffer};
 
+use crate::moves;
 use crate::regions::{self, Diff, Scratch};
 use crate::scroll::{self, Scroll};
 use crate::wire::{self, Header, Kind, Op};
@@ -160,9 +161,9 @@ impl Encoder {
         }))
     }
 
-    /// When much changed, looks for a vertical scroll in it: its copies go
-    /// first in `ops` and into `previous`, and the diff is redone against
-    /// that, leaving only the residual to send.
+    /// When much changed, looks for a vertical scroll in it, or else a
+    /// moved rectangle: the copies go first in `ops` and into `previous`,
+    /// and the diff is redone against that, leaving only the residual.
     fn find_scroll(&mut self, grid: Grid, frame: &FrameRef<'_>) {
         let (area, Some(around)) = regions::found_extent(&self.scratch) else {
             return;
@@ -170,7 +171,13 @@ impl Encoder {
         if area < scroll::MIN_AREA {
             return;
         }
-        let copies = self.scroll.detect(frame, &self.previous, around);
+        let mut copies = self.scroll.detect(frame, &self.previous, around);
+        // Not a scroll: perhaps a moved window (never looked for in a change
+        // of most of the screen, which a drag is not, so video pays nothing).
+        let screen = u64::from(grid.width) * u64::from(grid.height);
+        if copies.is_empty() && area * 2 <= screen {
+            copies.extend(moves::detect(frame, &self.previous, around));
+        }
         if copies.is_empty() {
             return;
         }

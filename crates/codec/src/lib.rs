@@ -54,6 +54,7 @@
 
 mod decoder;
 mod encoder;
+mod moves;
 mod regions;
 mod scroll;
 mod wire;

@@ -335,6 +335,52 @@ fn a_scroll_is_sent_as_a_copy_and_the_lines_scrolled_in() {
 }
 
 #[test]
+fn a_moved_window_is_sent_as_a_copy_and_what_it_uncovered() {
+    let (width, height) = (800, 600);
+    let desk = desktop(width, height, &mut Rng(21));
+    let window = Rng(22).bytes(300 * 200 * 4);
+    let with_window_at = |x0: u32, y0: u32| {
+        let mut data = desk.clone();
+        for y in 0..200 {
+            for x in 0..300 {
+                let at = ((y * 300 + x) * 4) as usize;
+                let px = [window[at], window[at + 1], window[at + 2], 0];
+                set_pixel(&mut data, width, x0 + x, y0 + y, px);
+            }
+        }
+        data
+    };
+    let mut encoder = Encoder::new();
+    let mut decoder = Decoder::new();
+    let key = encode(&mut encoder, &with_window_at(100, 100), width, height).unwrap();
+    decoder.decode(&key.bytes).unwrap();
+    // Dragged right and down, then left and up; noise, so only a copy is
+    // small (the desktop it uncovers is in the session's stream).
+    for (x, y) in [(108, 104), (90, 101), (90, 101 + 40)] {
+        let data = with_window_at(x, y);
+        let delta = encode(&mut encoder, &data, width, height).unwrap();
+        let update = decoder.decode(&delta.bytes).unwrap();
+        assert_eq!(decoder.pixels(), expected_rgba(&data), "at ({x}, {y})");
+        let copy = Rect {
+            x,
+            y,
+            width: 300,
+            height: 200,
+        };
+        assert!(
+            update.dirty.contains(&copy),
+            "at ({x}, {y}): {:?}",
+            update.dirty
+        );
+        assert!(
+            delta.bytes.len() < 30_000,
+            "at ({x}, {y}): {} bytes",
+            delta.bytes.len()
+        );
+    }
+}
+
+#[test]
 fn unchanged_frame_encodes_to_nothing() {
     let data = desktop(200, 100, &mut Rng(3));
     let mut encoder = Encoder::new();
