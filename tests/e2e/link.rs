@@ -50,6 +50,19 @@ fn a_join_link_opens_the_real_prompt_and_another_ca_is_refused_first() {
         link,
         format!("assent://join?relay={}&code={code}", relay.addr)
     );
+    // The fallback for a computer where the link does not open, on stderr
+    // (which people log): it must not repeat the code.
+    let log_path = home.path().join("viewer-T-7001.log");
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let log = assent_tests::eventually(WAIT, || {
+        Some(read_log()).filter(|l| l.contains("assent-agent join '<the join link>'"))
+    })
+    .unwrap_or_else(|| panic!("no fallback text in the viewer's stderr: {}", read_log()));
+    let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+    assert!(
+        !log.contains(&code) && !log.contains(&digits),
+        "the code in a log: {log}"
+    );
 
     // This computer trusts another relay's CA: refused before any prompt.
     let other = TestRelay::init(&[]);

@@ -329,15 +329,22 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
 /// The code and its join link go to stdout only: stderr is the
 /// diagnostics stream, which people capture into log files.
 fn print_invite(relay: &str, code: &str, expires_in_secs: u32) {
+    let link = assent_proto::link::JoinLink::url(relay, code);
     println!("Invite code: {code}");
-    println!(
-        "Join link: {}",
-        assent_proto::link::JoinLink::url(relay, code)
-    );
+    println!("Join link: {link}");
     eprintln!(
-        "Read this code to the user. They run `assent-agent join --relay ... --ca ca.pem CODE` \
-         and accept the prompt; the code works once, for {} minutes.",
+        "Read this code to the user, or send them the join link. They run \
+         `assent-agent join --relay ... --ca ca.pem CODE` and accept the prompt; the code \
+         works once, for {} minutes.",
         expires_in_secs / 60
+    );
+    // The fallback for a computer where the link does not open (no agent
+    // package, or a mail client that does not follow assent:// links). It
+    // names the link without repeating it: stderr ends up in log files,
+    // and the code stays on stdout only.
+    eprintln!(
+        "If the link does not open on their computer, they can run it in a terminal: \
+         assent-agent join '<the join link>'. Nothing is shared until they say yes."
     );
 }
 
