@@ -17,6 +17,8 @@ const REACH: u32 = 96;
 /// Probes on a grid of this many rows by columns over the changed area.
 const PROBE_ROWS: u32 = 8;
 const PROBE_COLS: u32 = 3;
+/// Places one probe may be found in before it says nothing.
+const MAX_HITS: usize = 16;
 /// Probes that must agree on an offset.
 const MIN_VOTES: u32 = 3;
 /// The smallest copy worth sending, each side.
@@ -84,7 +86,7 @@ pub(crate) fn detect(frame: &FrameRef<'_>, previous: &[u8], r: Rect) -> Option<O
             if x < r.x || x + PROBE > r.x + r.width {
                 continue;
             }
-            if let Some(d) = locate(&f, x, y, r) {
+            for d in locate(&f, x, y, r) {
                 found.push((d, (x, y)));
             }
         }
@@ -100,14 +102,19 @@ pub(crate) fn detect(frame: &FrameRef<'_>, previous: &[u8], r: Rect) -> Option<O
     grow(&f, (i64::from(x), i64::from(y)), best)
 }
 
-/// Where the probe at (x, y) was before, as the offset it moved by: the
-/// one place within [`REACH`] (inside `r`) holding the same pixels, or
-/// `None` (one colour, unchanged, not found, or found more than once).
-fn locate(f: &Frames<'_>, x: u32, y: u32, r: Rect) -> Option<(i64, i64)> {
+/// Where the probe at (x, y) may have been before, as the offsets it may
+/// have moved by: the places within [`REACH`] (inside `r`) holding the
+/// same pixels. Text repeats (a listing's columns), so each place votes;
+/// the true offset is the one most probes share. None when the probe is
+/// one colour, unchanged, or found in more than [`MAX_HITS`] places.
+fn locate(f: &Frames<'_>, x: u32, y: u32, r: Rect) -> Vec<(i64, i64)> {
+    let mut hits = Vec::new();
     let probe = f.run(true, x, y, PROBE);
-    let first = probe.get(..4)?;
+    let Some(first) = probe.get(..4) else {
+        return hits;
+    };
     if probe.chunks_exact(4).all(|p| p == first) || probe == f.run(false, x, y, PROBE) {
-        return None;
+        return hits;
     }
     let (y0, y1) = (
         y.saturating_sub(REACH).max(r.y),
@@ -117,7 +124,6 @@ fn locate(f: &Frames<'_>, x: u32, y: u32, r: Rect) -> Option<(i64, i64)> {
         x.saturating_sub(REACH).max(r.x),
         (x + REACH + 1).min(r.x + r.width - PROBE + 1),
     );
-    let mut hit = None;
     for oy in y0..y1 {
         let row = f.run(false, x0, oy, x1 - x0 + PROBE - 1);
         for ox in x0..x1 {
@@ -126,13 +132,14 @@ fn locate(f: &Frames<'_>, x: u32, y: u32, r: Rect) -> Option<(i64, i64)> {
             if &row[at..at + 4] != first || &row[at..at + PROBE as usize * 4] != probe {
                 continue;
             }
-            if hit.is_some() {
-                return None;
+            if hits.len() == MAX_HITS {
+                hits.clear();
+                return hits;
             }
-            hit = Some((i64::from(x) - i64::from(ox), i64::from(y) - i64::from(oy)));
+            hits.push((i64::from(x) - i64::from(ox), i64::from(y) - i64::from(oy)));
         }
     }
-    hit.filter(|&d| d != (0, 0))
+    hits
 }
 
 /// The rectangle around the probe at (x, y) that moved whole by `d`: the
