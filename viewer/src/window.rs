@@ -511,7 +511,12 @@ impl ViewerWindow {
         } else {
             (avail.x / tw).min(avail.y / th).min(1.0)
         };
-        let image = egui::Image::new(texture).fit_to_exact_size(egui::vec2(tw * scale, th * scale));
+        let mut image =
+            egui::Image::new(texture).fit_to_exact_size(egui::vec2(tw * scale, th * scale));
+        if matches!(snap.phase, Phase::Ended(_)) {
+            // The last picture, dimmed: nothing here is live any more.
+            image = image.tint(egui::Color32::from_gray(90));
+        }
         let response = ui.add(image.sense(egui::Sense::click_and_drag()));
         let rect = response.rect;
         let cursor = self.state.lock().unwrap_or_else(|p| p.into_inner()).cursor;
