@@ -162,11 +162,31 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
         .unwrap();
     let _agent = Proc::new(agent);
     let prompt = window(&display, "Assent — support request");
-    xdotool(&display, &["mousemove", "--window", &prompt, "40", "20"]);
-    xdotool(&display, &["windowfocus", &prompt]);
-    std::thread::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(500));
-    xdotool(&display, &["key", "v"]);
-    let live = window(&display, "Assent — session live");
+    // A key counts once the prompt has been focused for a second; on a
+    // loaded machine the first try may come before it is mapped or armed
+    // (an early key answers nothing), so try again until the session is live.
+    let mut live = None;
+    for _ in 0..5 {
+        xdotool(&display, &["mousemove", "--window", &prompt, "40", "20"]);
+        xdotool(&display, &["windowfocus", &prompt]);
+        std::thread::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(500));
+        xdotool(&display, &["key", "v"]);
+        live = assent_tests::eventually_every(
+            Duration::from_secs(3),
+            Duration::from_millis(100),
+            || {
+                let id = xdotool(&display, &["search", "--name", "Assent — session live"]);
+                id.lines()
+                    .next()
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+            },
+        );
+        if live.is_some() {
+            break;
+        }
+    }
+    let live = live.expect("the session never went live");
     viewer.hear("\"fps\"");
 
     // The user works elsewhere; the technician writes.
@@ -205,7 +225,8 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
     // "Please test", answered in the window: Escape leaves the chat line,
     // then Tab past Pause, End and the comment to "It works", Space.
     viewer.say("validate Send yourself a test mail");
-    std::thread::sleep(Duration::from_millis(700));
+    // The window draws it on the next repaint; give a loaded machine time.
+    std::thread::sleep(Duration::from_millis(1500));
     let _ = display
         .command("import")
         .args(["-window", "root"])
