@@ -196,16 +196,7 @@ fn headless_viewer_stats_audit_note_and_close_ends_everywhere() {
         took < Duration::from_secs(3),
         "the user was told {took:?} after the close"
     );
-    s.agent_stdin.write_all(b"y\n").unwrap();
-    assert!(
-        s.agent.wait_timeout(Duration::from_secs(5)).is_some(),
-        "agent still running after the answer"
-    );
-    let confirmed = s
-        .relay
-        .wait_record(WAIT, |r| r["event"] == "user_confirmation")
-        .expect("user_confirmation");
-    assert_eq!(confirmed["answer"], "yes");
+    let confirmed = answer_the_end(&mut s, "y", "yes");
     assert_eq!(confirmed["session"], end["session"]);
     let update = s
         .relay
@@ -330,7 +321,13 @@ fn killed_viewer_is_noticed_and_the_agent_stops() {
         "the user was told after {:?}: {told}",
         killed.elapsed()
     );
-    s.agent_stdin.write_all(b"u\n").unwrap();
+    answer_the_end(&mut s, "u", "not_sure");
+}
+
+/// The user types `key` at "Was your problem solved?": the agent exits and
+/// the relay records `recorded`. Returns the `user_confirmation` record.
+fn answer_the_end(s: &mut Session, key: &str, recorded: &str) -> serde_json::Value {
+    writeln!(s.agent_stdin, "{key}").unwrap();
     assert!(
         s.agent.wait_timeout(Duration::from_secs(5)).is_some(),
         "agent still running after the answer"
@@ -339,7 +336,8 @@ fn killed_viewer_is_noticed_and_the_agent_stops() {
         .relay
         .wait_record(WAIT, |r| r["event"] == "user_confirmation")
         .expect("user_confirmation");
-    assert_eq!(confirmed["answer"], "not_sure");
+    assert_eq!(confirmed["answer"], recorded);
+    confirmed
 }
 
 #[test]

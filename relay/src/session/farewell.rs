@@ -164,14 +164,8 @@ impl Aftercare {
         receipt: &[u8],
         viewer: Option<&mut Side>,
     ) {
-        let ctx = ReceiptCtx {
-            shared: &self.shared,
-            session: &self.id,
-            machine: &self.machine,
-            device_key: a.device_key,
-            peer: a.side.addr,
-            offer_bytes: &self.offer_bytes,
-        };
+        let session = (self.id.as_str(), &self.machine, self.offer_bytes.as_slice());
+        let ctx = ReceiptCtx::new(&self.shared, session, a);
         let already = self.answers.confirmation;
         let Some(answer) = record_confirmation(&ctx, already, answer, receipt).await else {
             return;

@@ -303,14 +303,8 @@ impl SessionTask {
 
     async fn on_user_validation(&mut self, validation: Receipted<Validation>) {
         let Some(a) = self.agent.as_ref() else { return };
-        let ctx = ReceiptCtx {
-            shared: &self.shared,
-            session: &self.id,
-            machine: &self.machine,
-            device_key: a.device_key,
-            peer: a.side.addr,
-            offer_bytes: &self.offer_bytes,
-        };
+        let session = (self.id.as_str(), &self.machine, self.offer_bytes.as_slice());
+        let ctx = ReceiptCtx::new(&self.shared, session, a);
         if let Some(answer) = record_validation(&ctx, &mut self.last_validation, validation).await {
             self.answers.validation = Some(answer);
         }

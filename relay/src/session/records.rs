@@ -8,6 +8,7 @@ use assent_proto::text;
 use assent_proto::wire::{Confirmation, ErrorKind, RelayMsg, Scope, Validation};
 use tracing::warn;
 
+use super::side::Agent;
 use crate::fields;
 use crate::state::Shared;
 
@@ -120,6 +121,25 @@ pub(super) struct ReceiptCtx<'a> {
     pub device_key: PublicKey,
     pub peer: std::net::SocketAddr,
     pub offer_bytes: &'a [u8],
+}
+
+impl<'a> ReceiptCtx<'a> {
+    /// The session's side of the check (its offer, as signed), and the
+    /// agent's key and address.
+    pub fn new(
+        shared: &'a Shared,
+        (session, machine, offer_bytes): (&'a str, &'a SessionMachine, &'a [u8]),
+        agent: &Agent,
+    ) -> ReceiptCtx<'a> {
+        ReceiptCtx {
+            shared,
+            session,
+            machine,
+            device_key: agent.device_key,
+            peer: agent.side.addr,
+            offer_bytes,
+        }
+    }
 }
 
 /// A numbered, device-signed answer of the user.
