@@ -21,6 +21,9 @@ struct Request {
     done: oneshot::Sender<Result<u64, String>>,
 }
 
+/// Called by the writer thread with what it just committed.
+pub type Committed = Box<dyn FnMut(&[assent_audit::Record]) + Send>;
+
 #[derive(Debug, thiserror::Error)]
 #[error("audit log write failed: {0}")]
 pub struct AuditFailed(pub String);
@@ -37,8 +40,19 @@ impl AuditHandle {
     /// Starts the writer. It stops once every handle is dropped, after
     /// committing what was queued.
     pub fn spawn(
+        log: AuditLog,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(AuditHandle, std::thread::JoinHandle<()>)> {
+        AuditHandle::spawn_with(log, metrics, Box::new(|_| {}))
+    }
+
+    /// [`AuditHandle::spawn`], calling `committed` with each group of
+    /// records once it is on disk and before anyone waiting is told so
+    /// (the webhook outbox queues from there: `crate::webhook::Feed`).
+    pub fn spawn_with(
         mut log: AuditLog,
         metrics: Arc<Metrics>,
+        mut committed: Committed,
     ) -> std::io::Result<(AuditHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
@@ -58,6 +72,7 @@ impl AuditHandle {
                         .unzip();
                     match log.append_batch(entries) {
                         Ok(records) => {
+                            committed(&records);
                             for (w, rec) in waiters.into_iter().zip(records) {
                                 let _ = w.send(Ok(rec.seq));
                             }

@@ -35,7 +35,11 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
         return vec![problem(e.to_string())];
     }
     let mut out = vec![private_dir(&dir.root, "data directory")];
-    out.push(match crate::config::load(&dir.config()) {
+    let config = crate::config::load(&dir.config());
+    if let Ok(c) = &config {
+        out.extend(c.webhooks.iter().map(webhook));
+    }
+    out.push(match config {
         Ok(c) => ok(format!(
             "relay.toml: listen {} (UDP), public name {}, metrics {}",
             c.listen,
@@ -67,6 +71,28 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
     });
     out.extend(audit(dir));
     out
+}
+
+/// A `[[webhooks]]` table: its name, scheme and events (never the URL,
+/// which may carry a token, nor the secret), and its CA file loads.
+fn webhook(hook: &assent_relay_formats::webhooks::Webhook) -> Finding {
+    if let Err(e) = crate::webhook::client(hook) {
+        return problem(format!("{e:#}"));
+    }
+    let scheme = if hook.url.starts_with("https://") {
+        "https"
+    } else {
+        "http (not encrypted: keep it on the same host or a trusted network)"
+    };
+    let events: Vec<&str> = hook.events.iter().map(|e| e.as_str()).collect();
+    ok(format!(
+        "webhook {}: {scheme}, events {}{}",
+        hook.name,
+        events.join(", "),
+        hook.ca
+            .as_ref()
+            .map_or(String::new(), |ca| format!(", CA {ca}"))
+    ))
 }
 
 /// The audit directory takes a new file, and the log verifies.
@@ -156,5 +182,31 @@ mod tests {
         assert!(found.contains("chmod 600"), "{found}");
         assert!(found.contains("limits.max_sessions"), "{found}");
         assert!(found.contains("relay certificate"), "{found}");
+    }
+
+    #[test]
+    fn webhooks_are_checked_without_showing_url_or_secret() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(&tmp.path().join("relay"));
+        store::init(&dir, "127.0.0.1:4433".parse().unwrap(), "relay.test").unwrap();
+        let hook = "[[webhooks]]\nname = \"hd\"\nurl = \"https://hd.example/x?token=t0k\"\nsecret = \"s3cret-s3cret-s3cret\"\n";
+        std::fs::write(dir.config(), hook).unwrap();
+        let all: Vec<String> = check(&dir).into_iter().map(|f| f.what).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains("webhook hd: https, events note_filed"),
+            "{all}"
+        );
+        assert!(!all.contains("t0k") && !all.contains("s3cret"), "{all}");
+        std::fs::write(dir.config(), format!("{hook}ca = \"/nonexistent.pem\"\n")).unwrap();
+        let found = problems(&dir).join("\n");
+        assert!(
+            found.contains("webhook hd") && found.contains("/nonexistent.pem"),
+            "{found}"
+        );
+        std::fs::write(dir.config(), hook.replace("https", "ftp")).unwrap();
+        let found = problems(&dir).join("\n");
+        assert!(found.contains("webhooks[0] (hd).url"), "{found}");
+        assert!(!found.contains("s3cret"), "{found}");
     }
 }

@@ -17,6 +17,7 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod tracker;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -159,8 +160,7 @@ pub async fn serve(
     let technicians = registry::load(&dir)?;
     let log = open_audit_after_crash(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let (audit, writer) =
-        AuditHandle::spawn(log, metrics.clone()).context("starting the audit writer")?;
+    let (audit, writer, webhooks) = start_audit(&dir, &config, log, &metrics)?;
     let endpoint = assent_net::server_endpoint(listen, &dir.cert(), &dir.key())
         .context("starting the QUIC endpoint")?;
     let local = endpoint.local_addr().context("reading the bound address")?;
@@ -204,6 +204,10 @@ pub async fn serve(
     let _ = accept.await;
     let _ = admin_task.await;
     helpers.iter().for_each(tokio::task::JoinHandle::abort);
+    if let Some(w) = webhooks {
+        // Before the writer goes: the threads audit their deliveries.
+        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+    }
     audit
         .record("relay_stopped", fields! {"reason" => "signal"})
         .await
@@ -220,6 +224,33 @@ pub async fn serve(
         .ok();
     info!("relay stopped");
     Ok(())
+}
+
+/// Starts the audit writer, with the webhook outbox fed from it when
+/// `[[webhooks]]` are configured (or deliveries are still queued).
+fn start_audit(
+    dir: &DataDir,
+    config: &config::RelayConfig,
+    log: AuditLog,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<(
+    AuditHandle,
+    std::thread::JoinHandle<()>,
+    Option<webhook::Webhooks>,
+)> {
+    let last_seq = log.next_seq().saturating_sub(1);
+    let Some((mut feed, prepared)) = webhook::prepare(dir, config, last_seq)? else {
+        let (audit, writer) =
+            AuditHandle::spawn(log, metrics.clone()).context("starting the audit writer")?;
+        return Ok((audit, writer, None));
+    };
+    let committed = Box::new(move |records: &[assent_audit::Record]| feed.committed(records));
+    let (audit, writer) = AuditHandle::spawn_with(log, metrics.clone(), committed)
+        .context("starting the audit writer")?;
+    let webhooks = prepared
+        .start(&audit)
+        .context("starting the webhook delivery threads")?;
+    Ok((audit, writer, Some(webhooks)))
 }
 
 /// The tasks that stop with the relay without a say in its shutdown:

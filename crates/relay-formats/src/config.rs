@@ -19,6 +19,9 @@ pub struct RelayConfig {
     pub limits: Limits,
     #[serde(default)]
     pub metrics: Metrics,
+    /// `[[webhooks]]`: where notes and summaries are POSTed (webhooks.rs).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::Webhook>,
 }
 
 /// `[metrics]`: the HTTP listener for Prometheus and health checks.
@@ -140,14 +143,37 @@ pub enum ConfigError {
     /// A limit out of range; the message names the key.
     #[error("{0}")]
     Limit(String),
+    /// A `[[webhooks]]` table out of range; the message names the key.
+    #[error("{0}")]
+    Webhook(String),
+}
+
+/// The parser's message; without the lines quoting the file when it holds
+/// a webhook secret (the line and column still point at the spot).
+fn redacted(text: &str, e: toml::de::Error) -> String {
+    let message = e.to_string();
+    if !text.contains("secret") {
+        return message;
+    }
+    let quotes = |l: &str| {
+        l.trim_start()
+            .split_once('|')
+            .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()))
+    };
+    message
+        .lines()
+        .filter(|l| !quotes(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl RelayConfig {
     /// Parses the text of `relay.toml` and checks every limit.
     pub fn parse(text: &str) -> Result<RelayConfig, ConfigError> {
         let config: RelayConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(redacted(text, e)))?;
         config.limits.validate().map_err(ConfigError::Limit)?;
+        crate::webhooks::validate(&config.webhooks).map_err(ConfigError::Webhook)?;
         Ok(config)
     }
 
@@ -209,7 +235,7 @@ auth_timeout_secs = {}
 # over plain HTTP on this TCP address; off while unset. It has no
 # authentication: keep it on loopback or a management network, e.g.
 # listen = "127.0.0.1:9464"
-"#,
+{}"#,
             l.max_sessions,
             l.max_pending_invites_per_technician,
             l.invite_ttl_secs,
@@ -221,6 +247,7 @@ auth_timeout_secs = {}
             l.code_failure_max_delay_secs,
             l.code_failures_per_minute,
             l.auth_timeout_secs,
+            crate::webhooks::TEMPLATE,
         )
     }
 }
@@ -238,6 +265,20 @@ mod tests {
         assert_eq!(c.limits.max_sessions, Limits::default().max_sessions);
         assert_eq!(c.limits.invite_ttl_secs, 600);
         assert_eq!(c.metrics.listen, None);
+        assert!(c.webhooks.is_empty());
+    }
+
+    #[test]
+    fn webhooks_are_checked_with_the_rest() {
+        let hook = "[[webhooks]]\nname = \"hd\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"0123456789abcdef\"\n";
+        let c = RelayConfig::parse(hook).unwrap();
+        assert_eq!(c.webhooks.len(), 1);
+        let err = RelayConfig::parse(&hook.replace("http:", "gopher:")).unwrap_err();
+        assert!(err.to_string().contains("webhooks[0] (hd).url"), "{err}");
+        let typo = hook.replace("\"0123456789abcdef\"", "\"0123456789abcdef");
+        let err = RelayConfig::parse(&typo).unwrap_err().to_string();
+        assert!(err.contains("line 4"), "{err}");
+        assert!(!err.contains("0123456789abcdef"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!   and the commented template `init` writes);
 //! - [`technicians`]: `technicians.json`, the technician registry, and the
 //!   checks an enrolment or revocation makes;
-//! - [`admin`]: the admin socket's one-line JSON requests and answers.
+//! - [`admin`]: the admin socket's one-line JSON requests and answers;
+//! - [`webhooks`]: the `[[webhooks]]` tables of `relay.toml`;
+//! - [`outbox`]: the webhook outbox journal the relay keeps on disk.
 //!
 //! The relay reads and writes the files and the socket; everything it makes
 //! of their bytes is here, so `assent-fuzz` fuzzes the same code without
@@ -14,4 +16,6 @@
 
 pub mod admin;
 pub mod config;
+pub mod outbox;
 pub mod technicians;
+pub mod webhooks;

@@ -86,6 +86,8 @@ const EVENTS: &[&str] = &[
     "session_note",
     "config_reloaded",
     "config_reload_failed",
+    "webhook_delivered",
+    "webhook_failed",
 ];
 
 /// `value` if it is one of `known`, else `other`: a label can only ever
