@@ -21,4 +21,5 @@ mod reload;
 mod security;
 mod validation;
 mod viewer;
+mod webhook;
 mod window;
