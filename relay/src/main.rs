@@ -149,10 +149,15 @@ enum AuditCommand {
 fn main() -> ExitCode {
     assent_cli::assets::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
-    assent_cli::init_logging(
-        cli.log.log_format,
-        assent_cli::env_filter("info,quinn=warn"),
-    );
+    // The webhook client logs URLs (with any token in them) at trace:
+    // whatever RUST_LOG says, it stays at warn.
+    let mut filter = assent_cli::env_filter("info,quinn=warn");
+    for quiet in ["ureq=warn", "ureq_proto=warn"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    assent_cli::init_logging(cli.log.log_format, filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
