@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod consent;
+pub mod conversation;
 pub mod device;
+pub mod escalation;
 pub mod flow;
 pub mod guarded;
 pub mod link;

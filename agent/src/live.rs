@@ -9,22 +9,22 @@ use std::time::{Duration, Instant};
 
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::{ClientError, Control, ScopeReporter};
-use assent_proto::session_msg::{
-    Control as SessionControl, SessionMsg, MAX_CHAT, MAX_VALIDATION_TEXT,
-};
+use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
 use assent_proto::text::sanitize;
 use assent_proto::wire::{
-    ClientMsg, Confirmation, ConsentDecision, EndReason, RelayMsg, Scope, SessionOffer, Validation,
+    ClientMsg, Confirmation, ConsentDecision, EndReason, RelayMsg, Scope, SessionOffer,
 };
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::consent::{Grant, ScopeRequestAction, ScopeRequests};
+use crate::conversation::chat_time;
+use crate::escalation::{Accepted, Escalation, News, Rejoin};
 use crate::flow::FlowWindow;
 use crate::guarded::{CaptureResult, Guarded};
 use crate::prompt::PromptText;
 use crate::session::Stats;
-use crate::ui::{ChatLine, EndQuestion, LiveInfo, UiCommand, UiEvent, UiSink, ValidationAsk};
+use crate::ui::{EndQuestion, LiveInfo, UiCommand, UiEvent, UiSink};
 
 /// When nothing changed, look again after this long (caps polling at ~60 Hz).
 const IDLE_POLL: Duration = Duration::from_millis(16);
@@ -49,6 +49,27 @@ enum Wake {
     Peer(Result<SessionMsg, String>),
     Relay(Result<RelayMsg, ClientError>),
     Command(Option<UiCommand>),
+    /// The specialist's session joined (or could not be).
+    SpecialistJoined(Result<(), String>),
+    /// The specialist's connection while the user is asked.
+    SpecialistRelay(Result<RelayMsg, ClientError>),
+    EscalationTimedOut,
+}
+
+/// How a live session ended.
+pub enum LiveOutcome {
+    /// Over: the message the user read.
+    Ended(String),
+    /// The user accepted a specialist: capture and input go on for their
+    /// session (the gate already holds the new grant).
+    HandedOver(Box<Handover>),
+}
+
+/// What the specialist's live session starts from.
+pub struct Handover {
+    pub accepted: Accepted,
+    pub guarded: Guarded,
+    pub frames: mpsc::Receiver<CaptureResult>,
 }
 
 /// Everything a live session holds.
@@ -79,6 +100,10 @@ pub struct LiveSession {
     pub validation_pending: Option<u32>,
     /// What is known of the end before it comes.
     pub end: EndSignals,
+    /// A specialist asking to take over.
+    pub escalation: Escalation,
+    /// What joining a specialist's session needs.
+    pub rejoin: Rejoin,
 }
 
 /// What the live session learns that matters once it ends.
@@ -95,7 +120,7 @@ pub struct EndSignals {
 impl LiveSession {
     /// Runs until the session ends; stops capture and input, and returns
     /// the message the user reads.
-    pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> String {
+    pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> LiveOutcome {
         self.ui.show(self.live_info());
         self.tell_scope().await;
         let account = crate::device::Account::current();
@@ -116,12 +141,26 @@ impl LiveSession {
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
                 Wake::Relay(msg) => self.on_relay_msg(msg),
                 Wake::Command(cmd) => self.on_command(cmd).await,
+                Wake::SpecialistJoined(joined) => {
+                    match joined {
+                        Ok(()) => self.show_escalation(),
+                        Err(why) => warn!(%why, "the specialist's session could not be joined"),
+                    }
+                    Ok(())
+                }
+                Wake::SpecialistRelay(msg) => self.on_specialist_msg(msg),
+                Wake::EscalationTimedOut => {
+                    self.on_escalation_answer(ConsentDecision::Timeout).await
+                }
             };
             if let Err(message) = ended {
                 break message;
             }
         };
-        self.finish(end_message, commands).await
+        match self.escalation.accepted.take() {
+            Some(accepted) => LiveOutcome::HandedOver(Box::new(self.hand_over(accepted).await)),
+            None => LiveOutcome::Ended(self.finish(end_message, commands).await),
+        }
     }
 
     async fn next_wake(&mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> Wake {
@@ -133,8 +172,14 @@ impl LiveSession {
         }
         let idle = sleep_until_opt(self.poll_at);
         let scope_prompt = sleep_until_opt(self.scope_prompt_until.map(Into::into));
+        let escalation_prompt = sleep_until_opt(self.escalation.deadline());
         tokio::select! {
             _ = scope_prompt => Wake::ScopePromptTimedOut,
+            _ = escalation_prompt => Wake::EscalationTimedOut,
+            news = self.escalation.next() => match news {
+                News::Joined(joined) => Wake::SpecialistJoined(joined),
+                News::Relay(msg) => Wake::SpecialistRelay(msg),
+            },
             frame = self.frames.recv(), if self.capturing => Wake::Frame(frame),
             _ = idle => Wake::IdlePassed,
             msg = self.rx.recv() => Wake::Peer(msg.map_err(|e| e.to_string())),
@@ -197,13 +242,7 @@ impl LiveSession {
             }
             Ok(SessionMsg::Chat(text)) => self.show_chat(&text),
             Ok(SessionMsg::ValidationRequest { number, what }) => {
-                info!(number, "the technician asks the user to test");
-                self.validation_pending = Some(number);
-                self.ui.show(UiEvent::Validation(ValidationAsk {
-                    number,
-                    technician: sanitize(&self.offer.technician, 64),
-                    what: sanitize_optional(&what, MAX_VALIDATION_TEXT),
-                }));
+                self.ask_validation(number, &what)
             }
             Ok(_) => {}
             Err(e) => {
@@ -220,6 +259,10 @@ impl LiveSession {
             Ok(RelayMsg::SessionEnded { reason }) => {
                 self.end.relay_end = Some(reason);
                 Err(crate::prompt::session_ended(reason, &self.technician()))
+            }
+            Ok(RelayMsg::EscalationCode { code, .. }) => {
+                self.start_joining(code);
+                Ok(())
             }
             Ok(_) => Ok(()),
             Err(e) => Err(format!("The connection to the relay was lost: {e}")),
@@ -254,6 +297,9 @@ impl LiveSession {
                     .await;
                 return Err("You ended the session.".into());
             }
+            Some(UiCommand::Decide(d)) if self.escalation.shown() => {
+                return self.on_escalation_answer(d).await
+            }
             Some(UiCommand::Decide(d)) => return self.on_scope_answer(d).await,
             Some(UiCommand::InputClosed) => self.end.input_closed = true,
             // Only asked after the end (see `finish`).
@@ -268,71 +314,14 @@ impl LiveSession {
         Ok(())
     }
 
-    /// The user's chat line: to the technician end to end, to the relay
-    /// only that one was sent.
-    async fn send_chat(&mut self, text: String) {
-        let text: String = text.chars().take(MAX_CHAT).collect();
-        if text.trim().is_empty() {
-            return;
-        }
-        if let Err(e) = self.tx.send(&SessionMsg::Chat(text.clone())).await {
-            warn!(error = %e, "chat message not sent");
-            return;
-        }
-        let _ = self.control.send(&ClientMsg::ChatSent).await;
-        self.chat_sent = self.chat_sent.saturating_add(1);
-        self.ui.show(UiEvent::Chat(ChatLine {
-            from: "You".into(),
-            text,
-            at: chat_time(),
-            mine: true,
-        }));
-    }
-
-    /// The user's answer to "please test": signed to the relay (which
-    /// records it), and with the comment to the technician, end to end.
-    async fn send_validation(&mut self, number: u32, answer: Validation, comment: String) {
-        if self.validation_pending != Some(number) {
-            return;
-        }
-        self.validation_pending = None;
-        info!(
-            number,
-            answer = answer.as_str(),
-            "user answered the test request"
-        );
-        let reported = self
-            .reporter
-            .report_validation(&mut self.control, number, answer)
-            .await;
-        if let Err(e) = reported {
-            warn!(error = %e, "could not report the validation to the relay");
-        }
-        let comment: String = comment.chars().take(MAX_VALIDATION_TEXT).collect();
-        let msg = SessionMsg::ValidationAnswer {
-            number,
-            answer,
-            comment,
-        };
-        if let Err(e) = self.tx.send(&msg).await {
-            warn!(error = %e, "the test answer did not reach the technician");
-        }
-        info!(number, "test answer sent to the technician");
-    }
-
-    fn show_chat(&self, text: &str) {
-        info!("chat message from the technician");
-        self.ui.show(UiEvent::Chat(ChatLine {
-            from: sanitize(&self.offer.technician, 64),
-            text: sanitize(text, MAX_CHAT),
-            at: chat_time(),
-            mine: false,
-        }));
-    }
-
     /// The technician asks for another scope: less applies at once, more is
     /// put to the user (one question at a time, not again soon after a no).
     async fn on_scope_request(&mut self, requested: Scope) {
+        if self.escalation.shown() {
+            // One question at a time: the scope in force is the answer.
+            self.tell_scope().await;
+            return;
+        }
         let in_force = self.guarded.gate().grant();
         match self
             .scope_requests
@@ -386,6 +375,8 @@ impl LiveSession {
             None => self.tell_scope().await,
         }
         self.ui.show(self.live_info());
+        // A specialist's question waiting behind this one comes now.
+        self.show_escalation();
         Ok(())
     }
 
@@ -436,7 +427,7 @@ impl LiveSession {
             .await;
     }
 
-    fn live_info(&self) -> UiEvent {
+    pub(crate) fn live_info(&self) -> UiEvent {
         UiEvent::Live(LiveInfo {
             technician: self.offer.technician.clone(),
             ticket: self.offer.ticket.clone(),
@@ -514,7 +505,7 @@ impl LiveSession {
 /// Waits a moment for the relay to confirm the end (it follows an End the
 /// user gave, or the technician's): why it ended, or `None` when the relay
 /// is gone.
-async fn relay_says_ended(control: &mut Control) -> Option<EndReason> {
+pub(crate) async fn relay_says_ended(control: &mut Control) -> Option<EndReason> {
     let deadline = tokio::time::Instant::now() + END_NOTICE_WAIT;
     loop {
         match tokio::time::timeout_at(deadline, control.recv()).await {
@@ -551,24 +542,6 @@ async fn confirmation(
             },
             _ = tokio::time::sleep_until(deadline) => return None,
         }
-    }
-}
-
-/// `HH:MM` (UTC) for a chat line.
-pub fn chat_time() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60)
-}
-
-/// Text the technician sent that may be empty (sanitize names it "unnamed").
-fn sanitize_optional(text: &str, max: usize) -> String {
-    if text.trim().is_empty() {
-        String::new()
-    } else {
-        sanitize(text, max)
     }
 }
 

@@ -20,6 +20,8 @@ pub struct PromptText {
     pub in_force: Option<Scope>,
     /// The account the session would run in ("signed in as").
     pub account: String,
+    /// For a specialist's session: who escalated it and why.
+    pub escalation: Vec<String>,
 }
 
 impl PromptText {
@@ -36,6 +38,7 @@ impl PromptText {
             verification_code: sanitize(verification_code, 16),
             in_force: None,
             account: crate::device::Account::current().display(),
+            escalation: crate::escalation::prompt_lines(offer),
         }
     }
 
@@ -75,6 +78,7 @@ impl PromptText {
     /// The prompt as lines (the terminal prints them; the window lays them out).
     pub fn lines(&self) -> Vec<String> {
         let mut lines = vec![self.question()];
+        lines.extend(self.escalation.iter().cloned());
         if let Some(in_force) = self.in_force {
             lines.push(format!(
                 "The session stays live. If you say no, they can still only {}.",
@@ -114,6 +118,11 @@ impl PromptText {
     }
 }
 
+/// A technician's name as the user reads it.
+pub fn display_name(name: &str) -> String {
+    sanitize(name, 64)
+}
+
 /// A key the user pressed, as a decision. `c` counts only when control was
 /// requested; anything unknown is no decision.
 pub fn decision_for_key(key: &str, requested: Scope) -> Option<ConsentDecision> {
@@ -140,6 +149,7 @@ pub fn session_ended(reason: EndReason, technician: &str) -> String {
         EndReason::IdleTimeout => "The session ended after a while without activity.".to_string(),
         EndReason::MaxDuration => "The session reached its time limit.".to_string(),
         EndReason::RelayShutdown => "The relay shut down.".to_string(),
+        EndReason::Escalated => format!("{technician} handed the session to a specialist."),
     }
 }
 
@@ -192,6 +202,7 @@ mod tests {
             device: "pc".into(),
             device_key: [2; 32],
             consent_timeout_secs: 90,
+            escalated_from: None,
         }
     }
 

@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::consent::{ConsentQuestion, ScopeRequests};
+use crate::escalation::{Accepted, Escalation, Rejoin};
 use crate::flow::FlowWindow;
-use crate::guarded::{Guarded, InputFactory, ScreenFactory};
-use crate::live::LiveSession;
+use crate::guarded::{CaptureResult, Guarded, InputFactory, ScreenFactory};
+use crate::live::{Handover, LiveOutcome, LiveSession};
 use crate::prompt::PromptText;
 use crate::ui::{UiCommand, UiEvent, UiSink};
 
@@ -94,6 +95,7 @@ pub async fn run(
     let Some(grant) = ConsentQuestion::for_offer(&offer).answer(decision) else {
         return Ok(decline(pending, decision, &*ui).await);
     };
+    let pending_key = pending.device_key_clone();
     // A yes starts nothing until the relay has it on record: a refusal
     // here (its audit failed, or the request ended meanwhile) leaves the
     // screen and input untouched.
@@ -102,22 +104,111 @@ pub async fn run(
         Err(e) if e.refusal().is_some() => return Ok(close_request(&*ui, e.refusal(), &offer)),
         Err(e) => return Err(explain(e)),
     };
+    let rejoin = Rejoin {
+        relay: config.relay.clone(),
+        ca: config.ca.clone(),
+        device: config.device.clone(),
+        device_key: pending_key,
+    };
+    let ctx = LiveCtx {
+        ui,
+        stats,
+        consent_timeout: config.consent_timeout,
+        rejoin,
+    };
+    let first = Accepted {
+        live,
+        e2e,
+        offer,
+        grant,
+    };
+    let capture = Capture::Start(screen, input);
+    live_until_over(first, capture, &ctx, &mut commands).await
+}
+
+/// The live session, and each specialist's session the user hands it to,
+/// until one ends.
+async fn live_until_over(
+    first: Accepted,
+    capture: Capture,
+    ctx: &LiveCtx,
+    commands: &mut mpsc::UnboundedReceiver<UiCommand>,
+) -> anyhow::Result<Outcome> {
+    let mut next = live_session(first, capture, ctx).await?;
+    loop {
+        match next.run(commands).await {
+            LiveOutcome::Ended(message) => return Ok(Outcome::Ended(message)),
+            LiveOutcome::HandedOver(h) => {
+                let Handover {
+                    accepted,
+                    guarded,
+                    frames,
+                } = *h;
+                let capture = Capture::Running(guarded, frames);
+                next = live_session(accepted, capture, ctx).await?;
+            }
+        }
+    }
+}
+
+/// What every live session of this run shares.
+struct LiveCtx {
+    ui: Arc<dyn UiSink>,
+    stats: Arc<Stats>,
+    consent_timeout: Duration,
+    rejoin: Rejoin,
+}
+
+/// Capture and input: to start for the first session, running on for a
+/// specialist's session after a handover.
+enum Capture {
+    Start(ScreenFactory, InputFactory),
+    Running(Guarded, mpsc::Receiver<CaptureResult>),
+}
+
+/// A live session once the user's yes is on record: the screen format is
+/// agreed before anything is captured for it.
+async fn live_session(
+    accepted: Accepted,
+    capture: Capture,
+    ctx: &LiveCtx,
+) -> anyhow::Result<LiveSession> {
+    let Accepted {
+        live,
+        e2e,
+        offer,
+        grant,
+    } = accepted;
     let reporter = live.scope_reporter();
-    let (tx, rx) = agree_screen_format(e2e.into_channel(live.data.send, live.data.recv)).await?;
-    let (guarded, frames) =
-        Guarded::start(grant, screen, input).context("starting screen capture and input")?;
-    let session = LiveSession {
+    let code = e2e.verification_code().to_string();
+    let channel = e2e.into_channel(live.data.send, live.data.recv);
+    let agreed = agree_screen_format(channel).await;
+    let ((tx, rx), (guarded, frames)) = match (agreed, capture) {
+        (Ok(channel), Capture::Start(screen, input)) => (
+            channel,
+            Guarded::start(grant, screen, input).context("starting screen capture and input")?,
+        ),
+        (Ok(channel), Capture::Running(guarded, frames)) => (channel, (guarded, frames)),
+        (Err(e), Capture::Running(guarded, _)) => {
+            tokio::task::spawn_blocking(move || guarded.end())
+                .await
+                .ok();
+            return Err(e);
+        }
+        (Err(e), Capture::Start(..)) => return Err(e),
+    };
+    Ok(LiveSession {
         guarded,
         frames,
         tx,
         rx,
         control: live.control,
         reporter,
-        ui,
+        ui: ctx.ui.clone(),
         offer,
         verification_code: code,
-        stats,
-        consent_timeout: config.consent_timeout,
+        stats: ctx.stats.clone(),
+        consent_timeout: ctx.consent_timeout,
         flow: FlowWindow::default(),
         capturing: false,
         want_keyframe: false,
@@ -128,8 +219,9 @@ pub async fn run(
         chat_sent: 0,
         validation_pending: None,
         end: Default::default(),
-    };
-    Ok(Outcome::Ended(session.run(&mut commands).await))
+        escalation: Escalation::default(),
+        rejoin: ctx.rejoin.clone(),
+    })
 }
 
 /// Before any frame: a viewer that cannot read this agent's frames ends

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 pub use assent_relay_formats::admin::{AdminRequest, AdminResponse, SessionInfo};
 
+use crate::handover::Control;
 use crate::registry::{Change, ChangeError, Technician};
 use crate::state::Shared;
 
@@ -115,7 +116,7 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
                 .get(&session)
                 .map(|e| e.control.clone());
             match tx {
-                Some(tx) if tx.send(Event::AdminKill).await.is_ok() => {
+                Some(tx) if tx.send(Control::Machine(Event::AdminKill)).await.is_ok() => {
                     info!(session = %session, "admin kill");
                     AdminResponse::ok(format!("session {session} ended"))
                 }
@@ -125,6 +126,12 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
         AdminRequest::TechnicianAdd { name, key } => {
             match change(shared, Change::Add { name, key }).await {
                 Ok(t) => AdminResponse::ok(format!("enrolled {} ({})", t.name, t.fingerprint())),
+                Err(e) => AdminResponse::err(e.to_string()),
+            }
+        }
+        AdminRequest::TechnicianEscalations { name, allowed } => {
+            match change(shared, Change::Escalations { name, allowed }).await {
+                Ok(t) => AdminResponse::ok(escalations_line(&t)),
                 Err(e) => AdminResponse::err(e.to_string()),
             }
         }
@@ -138,6 +145,14 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
                 Err(e) => AdminResponse::err(e.to_string()),
             }
         }
+    }
+}
+
+/// What the admin reads after changing who may receive escalations.
+pub fn escalations_line(t: &Technician) -> String {
+    match t.can_receive_escalations {
+        true => format!("{} may now receive escalations", t.name),
+        false => format!("{} no longer receives escalations", t.name),
     }
 }
 
@@ -177,7 +192,7 @@ pub(crate) async fn end_technician(shared: &Shared, technician: &str) -> usize {
     };
     let n = targets.len();
     for tx in targets {
-        let _ = tx.send(Event::TechnicianRevoked).await;
+        let _ = tx.send(Control::Machine(Event::TechnicianRevoked)).await;
     }
     n
 }

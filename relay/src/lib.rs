@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit_writer;
 pub mod check;
 pub mod config;
+pub mod handover;
 pub mod metrics;
 pub mod registry;
 pub mod reload;
@@ -289,6 +290,7 @@ fn initial_state(limits: &Limits, now: Instant) -> State {
         ),
         waiting: Default::default(),
         sessions: Default::default(),
+        handovers: Default::default(),
     }
 }
 

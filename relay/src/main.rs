@@ -112,6 +112,22 @@ enum TechnicianCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Allow or stop a technician receiving escalations from other technicians
+    /// (they then appear in the viewer's "Escalate…" list; audited as technician_changed).
+    #[command(
+        after_help = "Example:\n  assent-relay technician escalations bob --allow --data-dir /var/lib/assent\n  assent-relay technician escalations bob --deny --data-dir /var/lib/assent"
+    )]
+    Escalations {
+        name: String,
+        /// Bob may receive escalations.
+        #[arg(long, conflicts_with = "deny", required_unless_present = "deny")]
+        allow: bool,
+        /// Bob no longer receives escalations.
+        #[arg(long)]
+        deny: bool,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Revoke a technician: refused at once, live sessions end (technician_revoked).
     #[command(
         after_help = "Example:\n  assent-relay technician revoke alice --data-dir /var/lib/assent"
@@ -264,6 +280,7 @@ async fn technician(command: TechnicianCommand) -> anyhow::Result<()> {
             for t in &reg.list {
                 let status = match &t.revoked {
                     Some(when) => format!("revoked {when}"),
+                    None if t.can_receive_escalations => "active, receives escalations".into(),
                     None => "active".into(),
                 };
                 println!(
@@ -273,6 +290,18 @@ async fn technician(command: TechnicianCommand) -> anyhow::Result<()> {
                     t.added
                 );
             }
+        }
+        TechnicianCommand::Escalations {
+            name,
+            allow,
+            deny: _,
+            data_dir,
+        } => {
+            let change = Change::Escalations {
+                name,
+                allowed: allow,
+            };
+            println!("{}", change_technician(&data_dir, change).await?)
         }
         TechnicianCommand::Revoke { name, data_dir } => {
             println!(
@@ -301,6 +330,7 @@ async fn change_technician(data_dir: &Path, change: Change) -> anyhow::Result<St
     Ok(match change {
         Change::Add { .. } => format!("enrolled {} ({})", t.name, t.fingerprint()),
         Change::Revoke { .. } => format!("revoked {}", t.name),
+        Change::Escalations { .. } => admin::escalations_line(&t),
     })
 }
 

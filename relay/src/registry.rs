@@ -50,8 +50,18 @@ fn save(dir: &DataDir, registry: &Technicians) -> Result<(), StoreError> {
 /// A change to the registry an admin asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Add { name: String, key: String },
-    Revoke { name: String },
+    Add {
+        name: String,
+        key: String,
+    },
+    Revoke {
+        name: String,
+    },
+    /// Whether the technician may receive escalations.
+    Escalations {
+        name: String,
+        allowed: bool,
+    },
 }
 
 impl Change {
@@ -60,6 +70,7 @@ impl Change {
         match self {
             Change::Add { .. } => "technician_added",
             Change::Revoke { .. } => "technician_revoked",
+            Change::Escalations { .. } => "technician_changed",
         }
     }
 
@@ -68,6 +79,9 @@ impl Change {
         match self.clone() {
             Change::Add { name, key } => AdminRequest::TechnicianAdd { name, key },
             Change::Revoke { name } => AdminRequest::TechnicianRevoke { name },
+            Change::Escalations { name, allowed } => {
+                AdminRequest::TechnicianEscalations { name, allowed }
+            }
         }
     }
 
@@ -75,6 +89,7 @@ impl Change {
         match self {
             Change::Add { name, key } => registry.add(name, key, now),
             Change::Revoke { name } => registry.revoke(name, now),
+            Change::Escalations { name, allowed } => registry.set_escalations(name, *allowed),
         }
     }
 }
@@ -118,9 +133,12 @@ where
     let mut updated = current.clone();
     let technician = change.apply_to(&mut updated, now)?;
     let event = change.event();
-    let fields = crate::fields! {
+    let mut fields = crate::fields! {
         "technician" => technician.name, "technician_key" => technician.fingerprint(),
     };
+    if let Change::Escalations { allowed, .. } = change {
+        fields.insert("can_receive_escalations".into(), (*allowed).into());
+    }
     record(event.to_string(), fields)
         .await
         .map_err(|reason| ChangeError::NotRecorded { event, reason })?;
@@ -174,6 +192,11 @@ impl Registry {
     /// What the registry says of a key presented at authentication.
     pub fn status(&self, key: &PublicKey) -> KeyStatus {
         self.read().status(key)
+    }
+
+    /// Active technicians who may receive escalations.
+    pub fn specialists(&self) -> Vec<String> {
+        self.read().specialists()
     }
 
     /// Applies `change` through [`apply`] and then in memory: a revoked key

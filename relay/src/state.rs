@@ -12,12 +12,12 @@ use assent_net::{Connection, NetError, RecvStream, SendStream};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::invite::InviteBook;
 use assent_proto::limits::{CodeGuard, ConnectionRate};
-use assent_proto::session::Event;
 use assent_proto::wire::{ClientMsg, Scope};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit_writer::AuditHandle;
 use crate::config::Limits;
+use crate::handover::{Control, Handovers};
 use crate::metrics::{ForwardedBytes, Metrics};
 use crate::registry::Registry;
 use crate::store::DataDir;
@@ -93,9 +93,11 @@ pub struct SessionEntry {
     pub created: Instant,
     pub phase: EntryPhase,
     pub counters: Arc<Counters>,
-    pub control: mpsc::Sender<Event>,
+    pub control: mpsc::Sender<Control>,
     /// Counts against `max_sessions` from the agent's join on.
     pub holds_slot: bool,
+    /// A specialist's session: only this device may redeem its code.
+    pub bound_device: Option<PublicKey>,
 }
 
 /// An authenticated agent handed from its connection task to the session.
@@ -114,6 +116,8 @@ pub struct State {
     pub waiting: HashMap<String, (String, oneshot::Sender<AgentArrival>)>,
     /// Session id → entry, from invite creation to the session's end.
     pub sessions: HashMap<String, SessionEntry>,
+    /// Escalations waiting for their specialist.
+    pub handovers: Handovers,
 }
 
 pub struct Shared {

@@ -9,6 +9,7 @@ mod chat;
 mod common;
 mod confirmation;
 mod desktop;
+mod escalation;
 mod footprint;
 mod link;
 mod logs;

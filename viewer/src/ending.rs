@@ -28,6 +28,9 @@ pub(crate) async fn close_out(
             .set("Session Ended", format!("Yes ({})", crate::now()));
         s.phase = Phase::Ended(reason.clone());
         s.checklist.know(Fact::Disconnected);
+        if reason == assent_proto::wire::EndReason::Escalated.as_str() {
+            crate::escalate::note_escalated(&mut s);
+        }
     }
     (ctx.repaint)();
     ctx.audit.record(

@@ -7,6 +7,8 @@
 
 pub mod checklist;
 pub mod ending;
+pub mod escalate;
+pub mod handover;
 pub mod identity_ask;
 pub mod live;
 pub mod note_input;

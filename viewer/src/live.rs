@@ -8,11 +8,12 @@ use std::time::Instant;
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::ClientError;
 use assent_codec::Decoder;
+use assent_proto::escalation::EscalationState;
 use assent_proto::session_msg::{
     Control as SessionControl, SessionMsg, MAX_CHAT, MAX_VALIDATION_TEXT,
 };
 use assent_proto::text::sanitize;
-use assent_proto::wire::{EndReason, RelayMsg, Scope, Validation};
+use assent_proto::wire::{ClientMsg, EndReason, RelayMsg, Scope, Validation};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -69,7 +70,7 @@ impl LiveView<'_> {
         loop {
             let ended = match self.next_wake(commands).await {
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
-                Wake::Relay(msg) => Self::on_relay_msg(msg),
+                Wake::Relay(msg) => self.on_relay_msg(msg),
                 Wake::Command(cmd) => self.on_command(cmd).await,
             };
             if let Some(mut end) = ended {
@@ -141,7 +142,7 @@ impl LiveView<'_> {
             Ok(_) => {}
             Err(e) => {
                 info!(error = %e, "session channel closed");
-                return Some(ended("agent_lost"));
+                return Some(self.relay_reason().await);
             }
         }
         None
@@ -194,10 +195,15 @@ impl LiveView<'_> {
             .await;
     }
 
-    fn on_relay_msg(msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
+    fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
         match msg {
             Ok(RelayMsg::SessionEnded { reason }) => Some(ended(reason.as_str())),
-            Ok(_) => None,
+            Ok(msg) => {
+                if crate::escalate::on_relay_msg(&self.state, self.audit, &self.session, &msg) {
+                    (self.repaint)();
+                }
+                None
+            }
             Err(e) => Some(ended(&format!("relay connection lost: {e}"))),
         }
     }
@@ -232,6 +238,18 @@ impl LiveView<'_> {
             }
             // Asked before the invite only.
             Some(Command::IdentityCheck(_)) => None,
+            Some(Command::ListSpecialists) => {
+                let _ = self.control.send(&ClientMsg::ListSpecialists).await;
+                None
+            }
+            Some(Command::Escalate {
+                specialist,
+                trigger,
+                scope,
+            }) => {
+                self.escalate((specialist, trigger, scope)).await;
+                None
+            }
             Some(Command::End) | None => Some(LiveEnd {
                 reason: EndReason::ViewerClosed.as_str().into(),
                 by_viewer: true,
@@ -242,6 +260,21 @@ impl LiveView<'_> {
 }
 
 impl LiveView<'_> {
+    /// Hands the session to a specialist; a bad request is shown, not sent.
+    async fn escalate(&mut self, ask: (String, String, Scope)) {
+        let msg = crate::escalate::request(&self.state, self.audit, &self.session, ask);
+        match msg {
+            Ok(msg) => {
+                let _ = self.control.send(&msg).await;
+            }
+            Err(message) => {
+                let mut s = lock(&self.state);
+                s.escalation.state = Some(EscalationState::Refused { message });
+            }
+        }
+        (self.repaint)();
+    }
+
     /// The technician's chat line: to the user end to end, to the relay
     /// only that one was sent.
     async fn send_chat(&mut self, text: String) {
@@ -348,6 +381,23 @@ fn clock_time() -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+impl LiveView<'_> {
+    /// The channel closed under the session: the relay says why in a
+    /// moment (an admin's kill, a handover), else the user's side is lost.
+    async fn relay_reason(&mut self) -> LiveEnd {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match tokio::time::timeout_at(deadline, self.control.recv()).await {
+                Ok(Ok(RelayMsg::SessionEnded { reason })) => return ended(reason.as_str()),
+                Ok(Ok(msg)) => {
+                    crate::escalate::on_relay_msg(&self.state, self.audit, &self.session, &msg);
+                }
+                Ok(Err(_)) | Err(_) => return ended("agent_lost"),
+            }
+        }
+    }
 }
 
 fn ended(reason: &str) -> LiveEnd {

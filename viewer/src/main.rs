@@ -42,6 +42,21 @@ enum Command {
         after_help = "Example:\n  assent-viewer connect --relay relay.example.com:4433 --ca ca.pem --ticket T-1042 --client 'Acme Ltd' --summary 'Outlook crashes' --impact high --scope control"
     )]
     Connect(Box<ConnectArgs>),
+    /// List the escalations other technicians handed to you (take one with `connect --handover ID`).
+    #[command(
+        after_help = "Example:\n  assent-viewer handovers --relay relay.example.com:4433 --ca ca.pem\n  assent-viewer connect --relay relay.example.com:4433 --ca ca.pem --handover 3f2a9c0e1b7d4a66"
+    )]
+    Handovers {
+        /// The relay, as HOST:PORT.
+        #[arg(long)]
+        relay: String,
+        /// The relay's CA certificate (ca.pem from the admin).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Technician key [default: $XDG_CONFIG_HOME/assent/technician.key].
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 use assent_viewer::paths::default_key;
@@ -90,6 +105,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen { key } => keygen(key),
         Command::Connect(args) => connect(*args),
+        Command::Handovers { relay, ca, key } => handovers(relay, ca, key),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,8 +125,13 @@ struct ConnectArgs {
     #[arg(long)]
     ca: PathBuf,
     /// The support ticket this session is for.
-    #[arg(long)]
-    ticket: String,
+    #[arg(long, required_unless_present = "handover")]
+    ticket: Option<String>,
+    /// Take over a session another technician escalated to you (the ID
+    /// `assent-viewer handovers` lists): the user is asked afresh, naming you;
+    /// the ticket and client come from the escalated session.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ticket", "client", "summary"])]
+    handover: Option<String>,
     /// Technician key [default: $XDG_CONFIG_HOME/assent/technician.key].
     #[arg(long)]
     key: Option<PathBuf>,
@@ -135,7 +156,11 @@ struct ConnectArgs {
     /// A line `control` or `view` on stdin asks the user for that scope mid-session;
     /// `chat TEXT` sends TEXT to the user, whose chat lines come out on stdout as
     /// `{"chat": {"from": "user", "at": ..., "text": ...}}`; `validate [WHAT TO TEST]`
-    /// asks the user to test the fix, whose answer comes out as `{"validation": {...}}`.
+    /// asks the user to test the fix, whose answer comes out as `{"validation": {...}}`;
+    /// `specialists` lists who may receive an escalation and `escalate SPECIALIST TRIGGER
+    /// [view|control]` hands the session to one (triggers: identity-unverified, no-consent,
+    /// compromise-or-malware, sensitive-data, admin-access, bypass-request, multiple-users,
+    /// device-risk, outside-scope, unsure-if-safe, other:TEXT), with news as `{"escalation": ...}`.
     #[arg(long)]
     headless: bool,
     /// The note's Result: resolved, monitoring, escalated or follow-up-required.
@@ -229,6 +254,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         spawn_stdin_reader(commands_tx.clone(), state.clone());
         runtime.spawn(print_stats(state.clone()));
         runtime.spawn(print_chat(state.clone()));
+        runtime.spawn(print_escalation(state.clone()));
     } else {
         assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
             .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
@@ -238,20 +264,35 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let finished = runtime
         .block_on(task)
         .context("the session task failed")??;
-    if finished.reason == session::NOT_STARTED {
-        eprintln!("Closed before any invite was created.");
-    } else if finished.reason == session::WITHDRAWN {
-        eprintln!("Request withdrawn: the user's prompt was taken away; nothing was shared.");
-    } else {
-        eprintln!("Session ended ({}).", finished.reason);
+    let complete = report(&finished);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if !complete {
+        std::process::exit(1);
     }
-    if let Some(p) = finished.note_path {
+    Ok(())
+}
+
+/// The last words on stderr; `false` when the note lacks its Result.
+fn report(finished: &assent_viewer::session::Finished) -> bool {
+    use assent_viewer::session;
+    match finished.reason.as_str() {
+        session::NOT_STARTED => eprintln!("Closed before any invite was created."),
+        session::WITHDRAWN => {
+            eprintln!("Request withdrawn: the user's prompt was taken away; nothing was shared.")
+        }
+        "consent_denied" | "consent_timeout" => eprintln!(
+            "The user did not accept ({}): nothing was shared.",
+            finished.reason
+        ),
+        "escalated" => eprintln!("Session handed over: the user accepted the specialist."),
+        reason => eprintln!("Session ended ({reason})."),
+    }
+    if let Some(p) = &finished.note_path {
         eprintln!("Session note: {}", p.display());
     }
     if finished.note_incomplete.contains(&"result") {
         eprintln!("error: the note was filed without a Result (give --result or a `result X` line: resolved, monitoring, escalated, follow-up-required); it names what is missing: {}", finished.note_incomplete.join(", "));
-        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        std::process::exit(1);
+        return false;
     }
     if !finished.note_incomplete.is_empty() {
         eprintln!(
@@ -259,8 +300,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             finished.note_incomplete.join(", ")
         );
     }
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    Ok(())
+    true
 }
 
 /// The note as the command line fills it.
@@ -291,9 +331,8 @@ impl NoteArgs {
 }
 
 /// The key, the validated request and the paths, from the command line.
-fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::ConnectConfig> {
-    use assent_proto::text;
-    let key_path = match args.key {
+fn read_key(path: Option<PathBuf>) -> anyhow::Result<SecretKey> {
+    let key_path = match path {
         Some(p) => p,
         None => default_key()?,
     };
@@ -303,10 +342,26 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
             key_path.display()
         )
     })?;
-    let key = SecretKey::from_file_contents(&key_text)
-        .with_context(|| format!("{} is not a technician key", key_path.display()))?;
+    SecretKey::from_file_contents(&key_text)
+        .with_context(|| format!("{} is not a technician key", key_path.display()))
+}
+
+/// `assent-viewer handovers`: the escalations waiting for this technician.
+fn handovers(relay: String, ca: PathBuf, key: Option<PathBuf>) -> anyhow::Result<()> {
+    let key = read_key(key)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let list = runtime.block_on(assent_viewer::handover::list(&relay, &ca, &key))?;
+    print!("{}", assent_viewer::handover::table(&list));
+    Ok(())
+}
+
+fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::ConnectConfig> {
+    use assent_proto::text;
+    let key = read_key(args.key)?;
+    // A handover's ticket comes from the escalated session, once claimed.
+    let ticket = args.ticket.as_deref().unwrap_or("handover");
     let request = assent_proto::wire::InviteRequest {
-        ticket: text::single_line("--ticket", &args.ticket, text::MAX_TICKET)?,
+        ticket: text::single_line("--ticket", ticket, text::MAX_TICKET)?,
         client: text::optional_line("--client", &args.client, text::MAX_CLIENT)?,
         summary: text::optional_line("--summary", &args.summary, text::MAX_SUMMARY)?,
         impact: args.impact.parse().map_err(anyhow::Error::msg)?,
@@ -323,6 +378,7 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
         request,
         audit_path: assent_viewer::paths::audit_log()?,
         notes_dir: assent_viewer::paths::notes_dir()?,
+        handover: args.handover,
     })
 }
 
@@ -381,6 +437,13 @@ fn spawn_stdin_reader(
                     Ok(what) => eprintln!("note: {what}"),
                     Err(why) => eprintln!("note: {why}"),
                 }
+            } else if let Some(asked) = escalation_line(&state, &line) {
+                match asked {
+                    Ok(cmd) => {
+                        let _ = commands.send(cmd);
+                    }
+                    Err(why) => eprintln!("escalate: {why}"),
+                }
             } else if let Some(text) = line.strip_prefix("chat ") {
                 let _ = commands.send(SessionCommand::Chat(text.to_string()));
             } else if line.trim() == "validate" || line.starts_with("validate ") {
@@ -392,6 +455,32 @@ fn spawn_stdin_reader(
         }
         let _ = commands.send(SessionCommand::End);
     });
+}
+
+fn escalation_line(
+    state: &assent_viewer::session::SharedState,
+    line: &str,
+) -> Option<Result<assent_viewer::session::Command, String>> {
+    let scope = state.lock().unwrap_or_else(|p| p.into_inner()).scope;
+    assent_viewer::escalate::parse_line(line, scope)
+}
+
+/// `--headless`: each change of the escalation, one JSON line on stdout.
+async fn print_escalation(state: assent_viewer::session::SharedState) {
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let view = state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .escalation
+            .clone();
+        if view.version != shown {
+            shown = view.version;
+            println!("{}", view.json());
+        }
+    }
 }
 
 /// `--headless`: one JSON statistics line a second while live.

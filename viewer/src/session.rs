@@ -26,6 +26,9 @@ pub struct ConnectConfig {
     pub request: InviteRequest,
     pub audit_path: PathBuf,
     pub notes_dir: PathBuf,
+    /// `--handover ID`: claim a specialist's handover instead of asking
+    /// for an invite (the request comes from the escalated session).
+    pub handover: Option<String>,
 }
 
 /// Where the session is, for the window's banner and status bar.
@@ -86,6 +89,10 @@ pub struct ViewState {
     pub note_problem: Option<NoteProblem>,
     /// The user's answer, after the end, to "Was your problem solved?".
     pub user_confirmation: Option<assent_proto::wire::Confirmation>,
+    /// Escalation to a specialist: who may receive one, where it stands.
+    pub escalation: crate::escalate::EscalationView,
+    /// Set for a specialist's session: who escalated it and why.
+    pub escalated_from: Option<(String, String)>,
 }
 
 /// The user's answer to one "please test".
@@ -150,6 +157,8 @@ impl ViewState {
             outcome: None,
             note_problem: None,
             user_confirmation: None,
+            escalation: Default::default(),
+            escalated_from: None,
         }
     }
 }
@@ -177,6 +186,15 @@ pub enum Command {
     AskValidation(String),
     /// How the technician verified the requester (empty: not verified).
     IdentityCheck(String),
+    /// Ask the relay who may receive an escalation.
+    ListSpecialists,
+    /// Hand the session to a specialist: who, the trigger, the scope to ask
+    /// the user for.
+    Escalate {
+        specialist: String,
+        trigger: String,
+        scope: Scope,
+    },
 }
 
 pub type SharedState = Arc<Mutex<ViewState>>;
@@ -215,20 +233,25 @@ pub async fn run(
     wait_for_close: bool,
 ) -> anyhow::Result<Finished> {
     let mut config = config;
-    if wait_for_close && config.request.identity_check.is_empty() {
+    let asks_identity = config.handover.is_none() && config.request.identity_check.is_empty();
+    if wait_for_close && asks_identity {
         match crate::identity_ask::ask(&state, &mut commands, &repaint).await {
             Some(check) => config.request.identity_check = check,
             None => return Ok(finished(None, NOT_STARTED, None)),
         }
     }
     let audit = AuditWriter::start(config.audit_path.clone())?;
+    let claimed = match config.handover.is_some() {
+        true => Some(crate::handover::claim(&mut config, &state, &audit).await?),
+        false => None,
+    };
     let ctx = Ctx {
         config: &config,
         audit: &audit,
         state: &state,
         repaint: &repaint,
     };
-    let result = run_session(&ctx, &mut commands, on_invite, wait_for_close).await;
+    let result = run_session(&ctx, claimed, &mut commands, on_invite, wait_for_close).await;
     // Every record on disk before the process reports the end.
     tokio::task::spawn_blocking(move || audit.finish())
         .await
@@ -263,11 +286,15 @@ struct Paired {
 
 async fn run_session(
     ctx: &Ctx<'_>,
+    claimed: Option<Viewer>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     on_invite: impl FnOnce(&str, u32),
     wait_for_close: bool,
 ) -> anyhow::Result<Finished> {
-    let mut viewer = invite(ctx, on_invite).await?;
+    let mut viewer = match claimed {
+        Some(viewer) => viewer,
+        None => invite(ctx, on_invite).await?,
+    };
     let paired = match pair(ctx, &mut viewer, commands).await? {
         Ok(p) => p,
         Err(Unpaired::Ended(finished)) => return Ok(finished),

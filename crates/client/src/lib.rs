@@ -6,6 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod e2e;
+mod handover;
+
+pub use handover::Claimed;
 
 use std::path::Path;
 
@@ -154,7 +157,7 @@ async fn recv_relay(recv: &mut FrameReader) -> Result<RelayMsg, ClientError> {
     }
 }
 
-fn unexpected(wanted: &str, got: &RelayMsg) -> ClientError {
+pub(crate) fn unexpected(wanted: &str, got: &RelayMsg) -> ClientError {
     ClientError::Protocol(format!("expected {wanted}, got {}", msg_name(got)))
 }
 
@@ -172,6 +175,11 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::Error { .. } => "Error",
         RelayMsg::ScopeRecorded { .. } => "ScopeRecorded",
         RelayMsg::UserConfirmed { .. } => "UserConfirmed",
+        RelayMsg::Escalation { .. } => "Escalation",
+        RelayMsg::Specialists { .. } => "Specialists",
+        RelayMsg::Handovers { .. } => "Handovers",
+        RelayMsg::HandoverClaimed { .. } => "HandoverClaimed",
+        RelayMsg::EscalationCode { .. } => "EscalationCode",
     }
 }
 
@@ -225,18 +233,7 @@ impl Viewer {
         key: &SecretKey,
         request: InviteRequest,
     ) -> Result<Viewer, ClientError> {
-        let mut control = Control::open(relay, ca, Role::Viewer).await?;
-        let signature = control.sign_challenge(Role::Viewer, key)?;
-        control
-            .send(&ClientMsg::ViewerAuth {
-                public_key: key.public().0,
-                signature,
-            })
-            .await?;
-        let technician = match control.recv().await? {
-            RelayMsg::Authenticated { technician } => technician,
-            other => return Err(unexpected("Authenticated", &other)),
-        };
+        let (mut control, technician) = authenticate(relay, ca, key).await?;
         control.send(&ClientMsg::CreateInvite(request)).await?;
         let invite = match control.recv().await? {
             RelayMsg::InviteCreated {
@@ -277,6 +274,26 @@ impl Viewer {
             RelayMsg::Handshake(bytes) => Ok(ViewerEvent::Handshake(bytes)),
             other => Err(unexpected("a pairing message", &other)),
         }
+    }
+}
+
+/// Opens a viewer connection and proves the technician key on it.
+pub(crate) async fn authenticate(
+    relay: &str,
+    ca: &Path,
+    key: &SecretKey,
+) -> Result<(Control, String), ClientError> {
+    let mut control = Control::open(relay, ca, Role::Viewer).await?;
+    let signature = control.sign_challenge(Role::Viewer, key)?;
+    control
+        .send(&ClientMsg::ViewerAuth {
+            public_key: key.public().0,
+            signature,
+        })
+        .await?;
+    match control.recv().await? {
+        RelayMsg::Authenticated { technician } => Ok((control, technician)),
+        other => Err(unexpected("Authenticated", &other)),
     }
 }
 

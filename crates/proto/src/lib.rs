@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod escalation;
 pub mod framing;
 pub mod identity;
 pub mod invite;
@@ -22,8 +23,9 @@ pub mod wire;
 /// refused with a clear error rather than misreading messages it does not
 /// know. 2: the support procedure's messages (chat counts, "please test",
 /// the confirmation after the end, scope records) and the screen-format
-/// agreement on the session channel.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// agreement on the session channel. 3: escalation to a specialist
+/// (handover messages, the offer's `escalated_from`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier negotiated on every QUIC connection.
 pub const ALPN: &[u8] = b"assent/1";

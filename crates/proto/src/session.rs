@@ -117,6 +117,8 @@ pub enum Event {
     AdminKill,
     TechnicianRevoked,
     RelayShutdown,
+    /// The user accepted a specialist's session in this one's place.
+    Escalated,
     /// The shell wrote every record the last actions asked for.
     Recorded,
     /// The shell could not write a record the last actions asked for.
@@ -321,6 +323,7 @@ fn end_reason(ev: Event) -> Option<EndReason> {
         Event::AdminKill => EndReason::AdminKilled,
         Event::TechnicianRevoked => EndReason::TechnicianRevoked,
         Event::RelayShutdown => EndReason::RelayShutdown,
+        Event::Escalated => EndReason::Escalated,
         Event::AgentJoined
         | Event::Consent(_)
         | Event::Activity
@@ -341,7 +344,9 @@ fn abort_reason(ev: Event) -> Option<AbortReason> {
         Event::TechnicianRevoked => AbortReason::TechnicianRevoked,
         Event::RelayShutdown => AbortReason::RelayShutdown,
         Event::RecordFailed => AbortReason::AuditFailed,
-        Event::AgentJoined
+        // Only a live session is handed over.
+        Event::Escalated
+        | Event::AgentJoined
         | Event::Consent(_)
         | Event::Activity
         | Event::Recorded

@@ -201,6 +201,8 @@ pub enum EndReason {
     IdleTimeout,
     MaxDuration,
     RelayShutdown,
+    /// The user accepted a specialist's session in its place.
+    Escalated,
 }
 
 impl EndReason {
@@ -215,6 +217,7 @@ impl EndReason {
             EndReason::IdleTimeout => "idle_timeout",
             EndReason::MaxDuration => "max_duration",
             EndReason::RelayShutdown => "relay_shutdown",
+            EndReason::Escalated => "escalated",
         }
     }
 }
@@ -249,6 +252,9 @@ pub struct SessionOffer {
     pub device_key: [u8; 32],
     /// Seconds the relay waits for the user's answer before recording `timeout`.
     pub consent_timeout_secs: u32,
+    /// Set when a technician escalated a live session to this one's
+    /// technician: the user is asked afresh, told by whom and why.
+    pub escalated_from: Option<crate::escalation::EscalatedFrom>,
 }
 
 impl SessionOffer {
@@ -321,6 +327,22 @@ pub enum ClientMsg {
         answer: Confirmation,
         receipt: Vec<u8>,
     },
+    /// Viewer, while live: hand the session to `specialist` (an enrolled
+    /// technician who may receive escalations) for `trigger`
+    /// ([`crate::escalation::trigger`]), asking the user for `scope`.
+    Escalate {
+        specialist: String,
+        trigger: String,
+        scope: Scope,
+    },
+    /// Viewer, while live: who may receive an escalation.
+    ListSpecialists,
+    /// Viewer, in place of `CreateInvite`: the handovers waiting for this
+    /// technician (the relay answers, then closes the connection).
+    ListHandovers,
+    /// Viewer, in place of `CreateInvite`: take this handover; the relay
+    /// asks the user afresh, as for an invite.
+    ClaimHandover { handover: String },
 }
 
 /// Relay → client.
@@ -368,6 +390,32 @@ pub enum RelayMsg {
     /// To the viewer, after the end while it writes the note: the user's
     /// answer to "Was your problem solved?", as the relay recorded it.
     UserConfirmed { answer: Confirmation },
+    /// To the first technician: where their escalation stands.
+    Escalation {
+        handover: String,
+        specialist: String,
+        state: crate::escalation::EscalationState,
+    },
+    /// To the first technician: who may receive an escalation.
+    Specialists { names: Vec<String> },
+    /// To a specialist: the handovers waiting for them.
+    Handovers {
+        list: Vec<crate::escalation::HandoverInfo>,
+    },
+    /// To the specialist, for `ClaimHandover`: the request they now carry
+    /// (the first session's ticket, with the scope asked for); the user's
+    /// agent gets the code, never the specialist.
+    HandoverClaimed {
+        invite: String,
+        request: InviteRequest,
+        from_technician: String,
+        trigger: String,
+        expires_in_secs: u32,
+    },
+    /// To the user's agent, while live: the one-time code of the
+    /// specialist's session, bound to this device; the agent joins with it
+    /// and asks the user afresh.
+    EscalationCode { handover: String, code: String },
 }
 
 /// Largest end-to-end handshake message the relay passes on.
@@ -519,6 +567,7 @@ mod tests {
             device: "pc".into(),
             device_key: [2; 32],
             consent_timeout_secs: 90,
+            escalated_from: None,
         };
         let mut bytes = offer.to_bytes();
         assert_eq!(SessionOffer::from_bytes(&bytes).unwrap(), offer);

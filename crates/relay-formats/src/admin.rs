@@ -10,6 +10,7 @@ pub enum AdminRequest {
     Kill { session: String },
     TechnicianAdd { name: String, key: String },
     TechnicianRevoke { name: String },
+    TechnicianEscalations { name: String, allowed: bool },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

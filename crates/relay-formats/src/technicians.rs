@@ -16,6 +16,10 @@ pub struct Technician {
     pub added: String,
     #[serde(default)]
     pub revoked: Option<String>,
+    /// Set by the admin: other technicians may escalate sessions to this
+    /// one (support procedure 002, "Escalate if required").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_receive_escalations: bool,
 }
 
 impl Technician {
@@ -109,9 +113,40 @@ impl Technicians {
             key: key.to_line(),
             added: now.to_string(),
             revoked: None,
+            can_receive_escalations: false,
         };
         self.list.push(t.clone());
         Ok(t)
+    }
+
+    /// Whether `name` may receive escalations from now on.
+    pub fn set_escalations(
+        &mut self,
+        name: &str,
+        allowed: bool,
+    ) -> Result<Technician, RegistryError> {
+        let t = self
+            .list
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| RegistryError::UnknownTechnician(name.to_string()))?;
+        if t.revoked.is_some() {
+            return Err(RegistryError::AlreadyRevoked(name.to_string()));
+        }
+        t.can_receive_escalations = allowed;
+        Ok(t.clone())
+    }
+
+    /// Active technicians who may receive escalations, by name.
+    pub fn specialists(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .list
+            .iter()
+            .filter(|t| t.revoked.is_none() && t.can_receive_escalations)
+            .map(|t| t.name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn revoke(&mut self, name: &str, now: &str) -> Result<Technician, RegistryError> {
@@ -156,7 +191,22 @@ mod tests {
             t.add("bad\x1bname", &line, "now"),
             Err(RegistryError::BadInput(_))
         ));
+        assert!(t.specialists().is_empty());
+        assert!(
+            t.set_escalations("alice", true)
+                .unwrap()
+                .can_receive_escalations
+        );
+        assert_eq!(t.specialists(), vec!["alice".to_string()]);
+        assert!(matches!(
+            t.set_escalations("carol", true),
+            Err(RegistryError::UnknownTechnician(_))
+        ));
         t.revoke("alice", "later").unwrap();
+        assert!(
+            t.specialists().is_empty(),
+            "a revoked technician receives nothing"
+        );
         assert_eq!(t.status(&key), KeyStatus::Revoked("alice".into()));
         assert!(matches!(
             t.revoke("alice", "x"),

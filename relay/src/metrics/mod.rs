@@ -35,6 +35,7 @@ const END_REASONS: &[&str] = &[
     "idle_timeout",
     "max_duration",
     "relay_shutdown",
+    "escalated",
 ];
 /// `invite_closed` reasons (`AbortReason::as_str`).
 const ABORT_REASONS: &[&str] = &[
@@ -56,6 +57,8 @@ const AUTH_REASONS: &[&str] = &[
     "unknown_key",
     "technician_revoked",
     "code_on_technician_connection",
+    "handover_not_yours",
+    "code_for_another_device",
     "bad_signature",
     "throttled",
     "throttled_global",
@@ -75,6 +78,7 @@ const EVENTS: &[&str] = &[
     "audit_repaired",
     "technician_added",
     "technician_revoked",
+    "technician_changed",
     "invite_created",
     "invite_closed",
     "auth_failed",
@@ -84,6 +88,10 @@ const EVENTS: &[&str] = &[
     "session_end",
     "user_validation",
     "session_note",
+    "session_note_update",
+    "user_confirmation",
+    "escalation_requested",
+    "escalation_closed",
     "config_reloaded",
     "config_reload_failed",
     "webhook_delivered",

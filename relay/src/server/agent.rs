@@ -43,8 +43,9 @@ pub(super) async fn agent_flow(
             return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
         }
     };
-    let handoff = redeem_code(&shared, peer.addr.ip(), code)
-        .and_then(|invite| hand_to_session(&shared, &invite, &device).map(|tx| (invite, tx)));
+    let handoff = redeem_code(&shared, peer.addr.ip(), code).and_then(|invite| {
+        hand_to_session(&shared, &invite, (&device, device_key)).map(|tx| (invite, tx))
+    });
     let (invite, tx) = match handoff {
         Ok(x) => x,
         Err(r) => return refuse_peer(&shared, peer, Role::Agent, r.into()).await,
@@ -143,11 +144,29 @@ fn redeem_refusal(e: RedeemError) -> Refusal {
 fn hand_to_session(
     shared: &Shared,
     invite: &Invite,
-    device: &str,
+    (device, device_key): (&str, PublicKey),
 ) -> Result<oneshot::Sender<AgentArrival>, Refusal> {
     let mut st = shared.lock();
     let busy =
         st.sessions.values().filter(|s| s.holds_slot).count() >= shared.limits().max_sessions;
+    let bound_elsewhere = |session: &str| {
+        st.sessions
+            .get(session)
+            .and_then(|e| e.bound_device)
+            .is_some_and(|bound| bound != device_key)
+    };
+    match st.waiting.get(&invite.id) {
+        // A specialist's code reached another device: spent, on record.
+        Some((session, _)) if bound_elsewhere(session) => {
+            st.waiting.remove(&invite.id);
+            return Err(Refusal::auth(
+                ErrorKind::BadCode,
+                "code_for_another_device",
+                "this code belongs to another device's session",
+            ));
+        }
+        _ => {}
+    }
     match st.waiting.remove(&invite.id) {
         None => Err(Refusal::new(
             ErrorKind::PeerGone,

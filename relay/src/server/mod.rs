@@ -2,6 +2,7 @@
 //! roles; every refusal goes through [`refuse`] with a typed [`Refusal`].
 
 mod agent;
+mod handover;
 mod viewer;
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use assent_proto::identity::PublicKey;
 use assent_proto::invite::{Invite, InviteCode};
-use assent_proto::session::{AbortReason, Event};
+use assent_proto::session::AbortReason;
 use assent_proto::text;
 use assent_proto::wire::{ClientMsg, ErrorKind, InviteRequest, RelayMsg, Role};
 use tokio::sync::{mpsc, oneshot};
@@ -14,19 +14,22 @@ use tracing::{info, Instrument as _};
 
 use super::{refuse_peer, Refusal, Stop};
 use crate::fields;
+use crate::handover::{Control, Link};
 use crate::registry::KeyStatus;
 use crate::session::{run_session, SessionSetup};
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, SessionEntry, Shared};
 
 /// A technician's invite, created, audited and handed out: what the
 /// session task needs besides the viewer's connection.
-struct OpenedInvite {
-    session: String,
-    technician: String,
-    invite: Invite,
-    request: InviteRequest,
-    arrival: oneshot::Receiver<AgentArrival>,
-    control: mpsc::Receiver<Event>,
+pub(super) struct OpenedInvite {
+    pub(super) session: String,
+    pub(super) technician: String,
+    pub(super) invite: Invite,
+    pub(super) request: InviteRequest,
+    pub(super) arrival: oneshot::Receiver<AgentArrival>,
+    pub(super) control: mpsc::Receiver<Control>,
+    /// Set for a specialist's session: the escalated session it continues.
+    pub(super) escalation: Option<Link>,
 }
 
 pub(super) async fn viewer_flow(
@@ -36,8 +39,9 @@ pub(super) async fn viewer_flow(
     payload: &[u8],
     signature: &[u8],
 ) {
-    let opened = match open_invite(&shared, &mut peer, key, payload, signature).await {
-        Ok(o) => o,
+    let opened = match open(&shared, &mut peer, key, payload, signature).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return super::handover::close_listing(peer).await,
         Err(stop) => return refuse_peer(&shared, peer, Role::Viewer, stop).await,
     };
     let token = shared.tasks.token();
@@ -50,6 +54,7 @@ pub(super) async fn viewer_flow(
         viewer: peer,
         arrival: opened.arrival,
         control: opened.control,
+        escalation: opened.escalation,
     };
     run_session(shared.clone(), setup)
         .instrument(tracing::Span::current())
@@ -57,15 +62,16 @@ pub(super) async fn viewer_flow(
     drop(token);
 }
 
-/// Authenticates the technician, takes their request, and hands them a
-/// one-time code, on record (`invite_created`) before it can be used.
-async fn open_invite(
+/// Authenticates the technician and serves what they ask first: an
+/// invite, the list of handovers waiting for them (`Ok(None)`), or a
+/// handover to claim.
+async fn open(
     shared: &Shared,
     peer: &mut Peer,
     key: PublicKey,
     payload: &[u8],
     signature: &[u8],
-) -> Result<OpenedInvite, Stop> {
+) -> Result<Option<OpenedInvite>, Stop> {
     let technician = authenticate_technician(shared, key, payload, signature)?;
     info!(technician = %technician, "technician authenticated");
     let hello = RelayMsg::Authenticated {
@@ -74,12 +80,57 @@ async fn open_invite(
     assent_net::send_msg(&mut peer.send, &hello)
         .await
         .map_err(|_| Stop::Silent)?;
-    let request = read_invite_request(peer).await?;
+    match read_first_ask(peer).await? {
+        FirstAsk::Invite(request) => {
+            let who = (technician.as_str(), key);
+            open_invite(shared, peer, who, request).await.map(Some)
+        }
+        FirstAsk::ListHandovers => {
+            super::handover::list(shared, peer, &technician).await;
+            Ok(None)
+        }
+        FirstAsk::Claim(handover) => {
+            let who = (technician.as_str(), key);
+            super::handover::claim(shared, peer, who, &handover)
+                .await
+                .map(Some)
+        }
+    }
+}
+
+/// Takes the technician's request and hands them a one-time code, on
+/// record (`invite_created`) before it can be used.
+async fn open_invite(
+    shared: &Shared,
+    peer: &mut Peer,
+    (technician, key): (&str, PublicKey),
+    request: InviteRequest,
+) -> Result<OpenedInvite, Stop> {
+    let (opened, code) = record_invite(shared, (technician, key), request, None).await?;
+    let created = RelayMsg::InviteCreated {
+        invite: opened.invite.id.clone(),
+        code: code.grouped(),
+        expires_in_secs: u32::try_from(shared.limits().invite_ttl_secs).unwrap_or(u32::MAX),
+    };
+    drop(code);
+    hand_out(shared, peer, &opened, &created).await?;
+    Ok(opened)
+}
+
+/// Creates the invite and its session entry and writes `invite_created`;
+/// an invite that is not on record is forgotten (nobody can use it).
+pub(super) async fn record_invite(
+    shared: &Shared,
+    (technician, key): (&str, PublicKey),
+    request: InviteRequest,
+    escalation: Option<(Link, PublicKey)>,
+) -> Result<(OpenedInvite, InviteCode), Stop> {
     let session = assent_proto::random_id(8)
         .map_err(|_| Refusal::new(ErrorKind::Busy, "internal error: no randomness"))?;
+    let bound_device = escalation.as_ref().map(|(_, device)| *device);
     let (invite, code, arrival, control) =
-        register_invite(shared, &technician, key, &request, &session)?;
-    let fields = fields! {
+        register_invite(shared, (technician, key), &request, &session, bound_device)?;
+    let mut fields = fields! {
         "technician" => technician,
         "technician_key" => key.fingerprint(),
         "ticket" => request.ticket,
@@ -90,40 +141,46 @@ async fn open_invite(
         "expires_in_secs" => shared.limits().invite_ttl_secs,
         "identity_check" => if request.identity_check.is_empty() { "not_recorded" } else { request.identity_check.as_str() },
     };
+    if let Some((link, _)) = &escalation {
+        fields.insert("escalated_from".into(), link.from.session.clone().into());
+        fields.insert("handover".into(), link.handover.clone().into());
+    }
     if shared.audit.record("invite_created", fields).await.is_err() {
-        // An invite that is not on record must not be usable.
         forget_invite(shared, &invite.id, &session);
         let r = Refusal::new(ErrorKind::Busy, "the relay cannot write its audit log");
         return Err(r.into());
     }
     info!(invite = %invite.id, session = %session, "invite created");
-    let created = RelayMsg::InviteCreated {
-        invite: invite.id.clone(),
-        code: code.grouped(),
-        expires_in_secs: u32::try_from(shared.limits().invite_ttl_secs).unwrap_or(u32::MAX),
-    };
-    drop(code);
-    if assent_net::send_msg(&mut peer.send, &created)
-        .await
-        .is_err()
-    {
-        // On record as created, so on record as closed: nobody has the code.
-        forget_invite(shared, &invite.id, &session);
-        let fields = fields! {
-            "session" => session, "invite" => invite.id,
-            "reason" => AbortReason::ViewerLeft.as_str(),
-        };
-        let _ = shared.audit.record("invite_closed", fields).await;
-        return Err(Stop::Silent);
-    }
-    Ok(OpenedInvite {
+    let opened = OpenedInvite {
         session,
-        technician,
+        technician: technician.to_string(),
         invite,
         request,
         arrival,
         control,
-    })
+        escalation: escalation.map(|(link, _)| link),
+    };
+    Ok((opened, code))
+}
+
+/// Sends the technician their invite; one that cannot reach them is on
+/// record as created, so it goes on record as closed (nobody has its code).
+pub(super) async fn hand_out(
+    shared: &Shared,
+    peer: &mut Peer,
+    opened: &OpenedInvite,
+    msg: &RelayMsg,
+) -> Result<(), Stop> {
+    if assent_net::send_msg(&mut peer.send, msg).await.is_ok() {
+        return Ok(());
+    }
+    forget_invite(shared, &opened.invite.id, &opened.session);
+    let fields = fields! {
+        "session" => opened.session, "invite" => opened.invite.id,
+        "reason" => AbortReason::ViewerLeft.as_str(),
+    };
+    let _ = shared.audit.record("invite_closed", fields).await;
+    Err(Stop::Silent)
 }
 
 /// The enrolled technician's name, if the key is enrolled, not revoked,
@@ -165,11 +222,20 @@ fn authenticate_technician(
     Ok(technician)
 }
 
-async fn read_invite_request(peer: &mut Peer) -> Result<InviteRequest, Stop> {
+/// What an authenticated technician asks first.
+enum FirstAsk {
+    Invite(InviteRequest),
+    ListHandovers,
+    Claim(String),
+}
+
+async fn read_first_ask(peer: &mut Peer) -> Result<FirstAsk, Stop> {
     match assent_net::recv_msg::<ClientMsg>(&mut peer.recv).await {
-        Ok(ClientMsg::CreateInvite(r)) => {
-            validate_request(r).map_err(|m| Refusal::new(ErrorKind::BadInput, m).into())
-        }
+        Ok(ClientMsg::CreateInvite(r)) => validate_request(r)
+            .map(FirstAsk::Invite)
+            .map_err(|m| Refusal::new(ErrorKind::BadInput, m).into()),
+        Ok(ClientMsg::ListHandovers) => Ok(FirstAsk::ListHandovers),
+        Ok(ClientMsg::ClaimHandover { handover }) => Ok(FirstAsk::Claim(handover)),
         // A technician presenting an invite code is trying to take over
         // someone's invite (codes are only for the user's agent): on the
         // record, like any other attempt on a code.
@@ -191,16 +257,16 @@ type Registered = (
     Invite,
     InviteCode,
     oneshot::Receiver<AgentArrival>,
-    mpsc::Receiver<Event>,
+    mpsc::Receiver<Control>,
 );
 
 /// Creates the invite and the session's entry under one lock.
 fn register_invite(
     shared: &Shared,
-    technician: &str,
-    key: PublicKey,
+    (technician, key): (&str, PublicKey),
     request: &InviteRequest,
     session: &str,
+    bound_device: Option<PublicKey>,
 ) -> Result<Registered, Refusal> {
     let (arrival_tx, arrival_rx) = oneshot::channel();
     let (control_tx, control_rx) = mpsc::channel(8);
@@ -225,6 +291,7 @@ fn register_invite(
             counters: Arc::new(Counters::new(shared.metrics.forwarded_bytes())),
             control: control_tx,
             holds_slot: false,
+            bound_device,
         },
     );
     Ok((invite, code, arrival_rx, control_rx))

@@ -3,6 +3,7 @@
 //! technician's note (when the session was not theirs to end, they are
 //! still writing it) and the user's answer to "Was your problem solved?".
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +11,14 @@ use assent_proto::session::{AbortReason, Phase, SessionMachine};
 use assent_proto::wire::{ClientMsg, Confirmation, EndReason, RelayMsg};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::{info, warn};
 
 use super::records::{
     abort_message, record_confirmation, record_note, record_note_update, ReceiptCtx, UserAnswers,
 };
 use super::side::{Agent, Side};
 use super::{SessionTask, NOTE_GRACE};
+use crate::fields;
 use crate::state::Shared;
 
 /// How long the user has, after the end, to say whether the problem was
@@ -23,6 +26,33 @@ use crate::state::Shared;
 pub(super) const CONFIRM_GRACE: Duration = Duration::from_secs(10 * 60);
 
 impl SessionTask {
+    /// Stops forwarding, then writes `session_end`.
+    pub(super) async fn record_end(&mut self, reason: EndReason) {
+        for f in self.forwarders.drain(..) {
+            f.abort();
+        }
+        let duration_ms = match self.machine.phase() {
+            Phase::Ended { duration, .. } => duration.as_millis() as u64,
+            _ => 0,
+        };
+        let fields = fields! {
+            "session" => self.id, "reason" => reason.as_str(),
+            "duration_ms" => duration_ms,
+            "bytes_to_viewer" => self.counters.to_viewer.load(Ordering::Relaxed),
+            "bytes_to_agent" => self.counters.to_agent.load(Ordering::Relaxed),
+            "chat_from_viewer" => self.chat_from_viewer,
+            "chat_from_agent" => self.chat_from_agent,
+        };
+        let mut fields = fields;
+        if let Some(to) = &self.escalated_to {
+            fields.insert("escalated_to".into(), to.clone().into());
+        }
+        if let Err(e) = self.shared.audit.record("session_end", fields).await {
+            warn!(session = %self.id, error = %e, "session_end not recorded");
+        }
+        info!(session = %self.id, reason = reason.as_str(), "session ended");
+    }
+
     /// Goodbyes and cleanup, then the note and the user's confirmation for
     /// as long as each side may still send them.
     pub(super) async fn farewell(self) {
@@ -42,9 +72,14 @@ impl SessionTask {
         // (a viewer that closed its connection has nothing more to say).
         let note_expected = ended_by
             .is_some_and(|r| !matches!(r, EndReason::ViewerLost | EndReason::RelayShutdown));
-        // The user is asked after every end their agent is still there for.
-        let confirmation_expected =
-            ended_by.is_some_and(|r| !matches!(r, EndReason::AgentLost | EndReason::RelayShutdown));
+        // The user is asked after every end their agent is still there
+        // for, except a handover: their session goes on with the specialist.
+        let confirmation_expected = ended_by.is_some_and(|r| {
+            !matches!(
+                r,
+                EndReason::AgentLost | EndReason::RelayShutdown | EndReason::Escalated
+            )
+        });
         let SessionTask {
             shared,
             id,

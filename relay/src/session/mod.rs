@@ -5,6 +5,7 @@
 //! [`SessionTask::apply`]. Each session runs in its own task with its own
 //! forwarders, so a slow session stalls nobody else.
 
+mod escalation;
 mod farewell;
 mod records;
 mod side;
@@ -17,22 +18,22 @@ use std::time::{Duration, Instant};
 use assent_net::NetError;
 use assent_proto::identity::{self, PublicKey};
 use assent_proto::invite::Invite;
-use assent_proto::session::{Action, Event, Phase, SessionMachine};
+use assent_proto::session::{Action, Event, SessionMachine};
 use assent_proto::wire::{
-    ClientMsg, ConsentDecision, EndReason, InviteRequest, RelayMsg, Scope, SessionOffer,
-    Validation, MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS,
+    ClientMsg, ConsentDecision, InviteRequest, RelayMsg, Scope, SessionOffer, Validation,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::fields;
+use crate::handover::{Control, Link, Notice};
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
 use records::{
     record_note, record_scope_change, record_validation, ReceiptCtx, Receipted, ScopeChange,
     ScopeOutcome, UserAnswers,
 };
-use side::{lost_or_closed, open_data, pump, Agent, Side};
+use side::{handshake_allowed, lost_or_closed, open_data, pump, Agent, Side};
 
 /// How often a live session looks at its byte counters (idle detection).
 const ACTIVITY_POLL: Duration = Duration::from_secs(1);
@@ -48,12 +49,15 @@ pub struct SessionSetup {
     pub request: InviteRequest,
     pub viewer: Peer,
     pub arrival: oneshot::Receiver<AgentArrival>,
-    pub control: mpsc::Receiver<Event>,
+    pub control: mpsc::Receiver<Control>,
+    /// Set for a specialist's session: the escalated session it continues.
+    pub escalation: Option<Link>,
 }
 
 pub async fn run_session(shared: Arc<Shared>, setup: SessionSetup) {
     let mut task = SessionTask::new(shared, setup);
     task.run().await;
+    task.end_handover().await;
     task.farewell().await;
 }
 
@@ -62,7 +66,7 @@ enum Wake {
     Arrival(Result<AgentArrival, oneshot::error::RecvError>),
     Viewer(Option<Result<ClientMsg, NetError>>),
     Agent(Option<Result<ClientMsg, NetError>>),
-    Control(Option<Event>),
+    Control(Option<Control>),
     Shutdown,
     Timer,
 }
@@ -78,7 +82,7 @@ struct SessionTask {
     viewer: Side,
     agent: Option<Agent>,
     arrival: Option<oneshot::Receiver<AgentArrival>>,
-    control: mpsc::Receiver<Event>,
+    control: mpsc::Receiver<Control>,
     shutdown: watch::Receiver<bool>,
     offer_bytes: Vec<u8>,
     forwarders: Vec<JoinHandle<()>>,
@@ -101,6 +105,12 @@ struct SessionTask {
     /// Whether the technician's note is on record (a later answer of the
     /// user is then appended as `session_note_update`).
     note_filed: bool,
+    /// Set for a specialist's session: the escalated session it continues.
+    escalation: Option<Link>,
+    /// The handover this session offered, while it is pending.
+    offered: Option<escalation::Offered>,
+    /// The specialist's session that took over, once the user said yes.
+    escalated_to: Option<String>,
 }
 
 impl SessionTask {
@@ -139,6 +149,9 @@ impl SessionTask {
             last_validation: 0,
             answers: UserAnswers::default(),
             note_filed: false,
+            escalation: setup.escalation,
+            offered: None,
+            escalated_to: None,
         }
     }
 
@@ -151,9 +164,9 @@ impl SessionTask {
                 Wake::Arrival(a) => self.on_arrival(a),
                 Wake::Viewer(msg) => self.on_viewer_msg(msg).await,
                 Wake::Agent(msg) => self.on_agent_msg(msg).await,
-                Wake::Control(ev) => ev,
+                Wake::Control(c) => self.on_control(c).await,
                 Wake::Shutdown => Some(Event::RelayShutdown),
-                Wake::Timer => Some(self.on_tick()),
+                Wake::Timer => Some(self.on_tick().await),
             };
             if let Some(event) = event {
                 self.dispatch(event).await;
@@ -171,6 +184,10 @@ impl SessionTask {
             deadline.min(tokio::time::Instant::now() + ACTIVITY_POLL)
         } else {
             deadline
+        };
+        let wake = match self.handover_deadline() {
+            Some(expires) => wake.min(tokio::time::Instant::from_std(expires)),
+            None => wake,
         };
         let arrival = async {
             match self.arrival.as_mut() {
@@ -223,6 +240,18 @@ impl SessionTask {
                         a.side.tell(&RelayMsg::Handshake(bytes)).await;
                     }
                 }
+                None
+            }
+            Some(Ok(ClientMsg::Escalate {
+                specialist,
+                trigger,
+                scope,
+            })) => {
+                self.on_escalate(specialist, trigger, scope).await;
+                None
+            }
+            Some(Ok(ClientMsg::ListSpecialists)) => {
+                self.on_list_specialists().await;
                 None
             }
             Some(Ok(ClientMsg::SessionNote { fields })) => {
@@ -354,7 +383,8 @@ impl SessionTask {
         }
     }
 
-    fn on_tick(&mut self) -> Event {
+    async fn on_tick(&mut self) -> Event {
+        self.expire_handover().await;
         let total = self.counters.to_viewer.load(Ordering::Relaxed)
             + self.counters.to_agent.load(Ordering::Relaxed);
         if total != self.last_seen_bytes {
@@ -394,6 +424,10 @@ impl SessionTask {
             Action::RecordConsent(decision) => self.record_consent(decision).await,
             Action::RecordStart(scope) => Some(self.record_start(scope).await),
             Action::Start(scope) => {
+                if let Some(link) = &self.escalation {
+                    let session = self.id.clone();
+                    link.tell(Notice::Accepted { session }).await;
+                }
                 self.start(scope).await;
                 None
             }
@@ -407,6 +441,10 @@ impl SessionTask {
                     "reason" => reason.as_str(),
                 };
                 let _ = self.shared.audit.record("invite_closed", fields).await;
+                if let Some(link) = &self.escalation {
+                    let reason = reason.as_str();
+                    link.tell(Notice::Closed { reason }).await;
+                }
                 info!(session = %self.id, reason = reason.as_str(), "session closed before it started");
                 None
             }
@@ -430,6 +468,7 @@ impl SessionTask {
             device_key: a.device_key.0,
             consent_timeout_secs: u32::try_from(limits.consent_timeout.as_secs())
                 .unwrap_or(u32::MAX),
+            escalated_from: self.escalation.as_ref().map(|l| l.from.clone()),
         };
         self.offer_bytes = offer.to_bytes();
         let relay_signature = self
@@ -491,6 +530,10 @@ impl SessionTask {
             "agent_peer" => a.side.addr.to_string(),
             "viewer_peer" => self.viewer.addr.to_string(),
         };
+        let mut fields = fields;
+        if let Some(link) = &self.escalation {
+            fields.insert("escalated_from".into(), link.from.session.clone().into());
+        }
         match self.shared.audit.record("session_start", fields).await {
             Ok(_) => Event::Recorded,
             Err(e) => {
@@ -526,48 +569,4 @@ impl SessionTask {
             Err(e) => info!(session = %self.id, error = %e, "could not open data streams"),
         }
     }
-
-    /// Stops forwarding, then writes `session_end`.
-    async fn record_end(&mut self, reason: EndReason) {
-        for f in self.forwarders.drain(..) {
-            f.abort();
-        }
-        let duration_ms = match self.machine.phase() {
-            Phase::Ended { duration, .. } => duration.as_millis() as u64,
-            _ => 0,
-        };
-        let fields = fields! {
-            "session" => self.id, "reason" => reason.as_str(),
-            "duration_ms" => duration_ms,
-            "bytes_to_viewer" => self.counters.to_viewer.load(Ordering::Relaxed),
-            "bytes_to_agent" => self.counters.to_agent.load(Ordering::Relaxed),
-            "chat_from_viewer" => self.chat_from_viewer,
-            "chat_from_agent" => self.chat_from_agent,
-        };
-        if let Err(e) = self.shared.audit.record("session_end", fields).await {
-            warn!(session = %self.id, error = %e, "session_end not recorded");
-        }
-        info!(session = %self.id, reason = reason.as_str(), "session ended");
-    }
-}
-
-/// Whether one end-to-end handshake message may pass to the other side:
-/// only while consent is pending and only a few small ones (the relay
-/// cannot read them, and they carry no session content).
-fn handshake_allowed(
-    session: &str,
-    machine: &SessionMachine,
-    count: &mut usize,
-    bytes: &[u8],
-) -> bool {
-    if !matches!(machine.phase(), Phase::AwaitingConsent { .. }) {
-        warn!(session = %session, "handshake message outside the consent phase; dropped");
-        return false;
-    }
-    if *count >= MAX_HANDSHAKE_MSGS || bytes.len() > MAX_HANDSHAKE_MSG {
-        warn!(session = %session, "handshake message over the limits; dropped");
-        return false;
-    }
-    *count += 1;
-    true
 }

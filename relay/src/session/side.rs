@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use assent_net::{close, Connection, ConnectionError, NetError, RecvStream, SendStream};
 use assent_proto::identity::PublicKey;
+use assent_proto::session::{Phase, SessionMachine};
 use assent_proto::wire::{ClientMsg, RelayMsg, DATA_PREAMBLE};
+use assent_proto::wire::{MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::state::{spawn_reader, Counters, Peer};
 
@@ -110,4 +112,25 @@ pub(super) async fn pump(
             Err(_) => break,
         }
     }
+}
+
+/// Whether one end-to-end handshake message may pass to the other side:
+/// only while consent is pending and only a few small ones (the relay
+/// cannot read them, and they carry no session content).
+pub(super) fn handshake_allowed(
+    session: &str,
+    machine: &SessionMachine,
+    count: &mut usize,
+    bytes: &[u8],
+) -> bool {
+    if !matches!(machine.phase(), Phase::AwaitingConsent { .. }) {
+        warn!(session = %session, "handshake message outside the consent phase; dropped");
+        return false;
+    }
+    if *count >= MAX_HANDSHAKE_MSGS || bytes.len() > MAX_HANDSHAKE_MSG {
+        warn!(session = %session, "handshake message over the limits; dropped");
+        return false;
+    }
+    *count += 1;
+    true
 }

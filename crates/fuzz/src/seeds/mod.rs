@@ -19,7 +19,7 @@ mod files;
 use channel::{channel_handshakes, channel_records};
 use codec::codec_frames;
 pub use codec::zstd_bomb;
-use files::{admin_requests, audit_logs, relay_configs, technician_files};
+use files::{admin_requests, audit_logs, relay_configs, technician_files, webhook_outboxes};
 
 /// One seed: a file name and its bytes.
 pub type Seed = (String, Vec<u8>);
@@ -47,6 +47,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "relay_config" => relay_configs(),
         "relay_technicians" => technician_files(),
         "admin_request" => admin_requests(),
+        "webhook_outbox" => webhook_outboxes(),
         _ => Vec::new(),
     };
     list.into_iter().map(|(n, b)| (n.to_string(), b)).collect()
@@ -138,6 +139,7 @@ fn offer() -> SessionOffer {
         device: "reception-pc".into(),
         device_key: key(2),
         consent_timeout_secs: 90,
+        escalated_from: None,
     }
 }
 
