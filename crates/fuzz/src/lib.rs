@@ -41,7 +41,7 @@ pub use codec::codec_frame;
 pub use proto::{
     framing, identity_text, session_msg, session_offer, wire_client_msg, wire_relay_msg,
 };
-pub use relay::{admin_request, relay_config, relay_technicians};
+pub use relay::{admin_request, relay_config, relay_technicians, webhook_outbox};
 
 /// What a target made of one input, as a small hash ("ok", which error):
 /// the stable driver keeps mutants that produce an outcome it has not seen,
@@ -129,6 +129,11 @@ pub const TARGETS: &[Target] = &[
         name: "admin_request",
         run: admin_request,
         max_len: 8 * 1024,
+    },
+    Target {
+        name: "webhook_outbox",
+        run: webhook_outbox,
+        max_len: 16 * 1024,
     },
 ];
 

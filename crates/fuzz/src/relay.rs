@@ -1,8 +1,10 @@
-//! Targets for the relay's own parsers: `relay.toml`, `technicians.json`
-//! and the admin socket's JSON requests (and the answers the CLI reads).
+//! Targets for the relay's own parsers: `relay.toml`, `technicians.json`,
+//! the admin socket's JSON requests (and the answers the CLI reads), and
+//! the webhook outbox journal.
 
 use assent_relay_formats::admin::{self, AdminRequest, AdminResponse};
 use assent_relay_formats::config::RelayConfig;
+use assent_relay_formats::outbox::{Journal, MAX_PENDING};
 use assent_relay_formats::technicians::Technicians;
 
 use crate::alloc::Meter;
@@ -96,5 +98,33 @@ pub fn admin_request(data: &[u8]) -> Outcome {
         "{} / {}",
         kind(request.map(drop)),
         kind(response.map(drop))
+    ))
+}
+
+/// The webhook outbox (`webhooks/outbox.jsonl`), which a crash can leave
+/// with a torn last line: whatever the bytes, the replay keeps a bounded
+/// queue, and what the relay rewrites from it (on every start) replays to
+/// the same queue and cursor.
+pub fn webhook_outbox(data: &[u8]) -> Outcome {
+    // The relay reads the file as bytes and decodes it lossily.
+    let text = String::from_utf8_lossy(data);
+    let meter = Meter::start();
+    let journal = Journal::parse(&text);
+    meter.check("webhook_outbox", linear_budget(data.len()));
+    assert!(journal.pending.len() <= MAX_PENDING);
+    for p in &journal.pending {
+        assert_eq!(p.queued.key.len(), 32);
+    }
+    let again = Journal::parse(&journal.compacted());
+    assert_eq!(again.pending, journal.pending);
+    assert_eq!(again.fed_seq, journal.fed_seq);
+    assert_eq!(again.skipped, 0);
+    // Digits do not count in an outcome: words for how many.
+    let word = |n: usize| ["none", "one"].get(n).copied().unwrap_or("several");
+    outcome(&format!(
+        "{} pending, {} skipped, {} attempted",
+        word(journal.pending.len()),
+        word(journal.skipped),
+        word(journal.pending.iter().filter(|p| p.attempts > 0).count())
     ))
 }

@@ -177,6 +177,7 @@ fuzz_tests!(
     relay_config,
     relay_technicians,
     admin_request,
+    webhook_outbox,
 );
 
 /// The committed corpus holds every generated seed, byte for byte, so a

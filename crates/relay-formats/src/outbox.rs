@@ -192,7 +192,7 @@ impl Journal {
         for p in &self.pending {
             out.push_str(&Op::Queued(p.queued.clone()).to_line());
             out.push('\n');
-            if p.attempts > 0 {
+            if p.attempts > 0 || p.last_status != 0 {
                 let attempt = Op::Attempt {
                     key: p.queued.key.clone(),
                     hook: p.queued.hook.clone(),

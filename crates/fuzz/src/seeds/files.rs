@@ -134,3 +134,42 @@ pub(super) fn admin_requests() -> Vec<(&'static str, Vec<u8>)> {
         ),
     ]
 }
+
+pub(super) fn webhook_outboxes() -> Vec<(&'static str, Vec<u8>)> {
+    use assent_relay_formats::outbox::{Op, Outcome, Queued};
+    let queued = |k: char, seq| {
+        Op::Queued(Queued {
+            key: k.to_string().repeat(32),
+            hook: "helpdesk".into(),
+            seq,
+            event: "note_filed".into(),
+            queued_at: 1_764_684_000_000,
+            body: json!({"type": "note_filed", "note": {"result": "Resolved\nline"}}).to_string(),
+        })
+        .to_line()
+    };
+    let attempt = Op::Attempt {
+        key: "a".repeat(32),
+        hook: "helpdesk".into(),
+        attempts: 2,
+        status: 503,
+    }
+    .to_line();
+    let done = Op::Done {
+        key: "b".repeat(32),
+        hook: "helpdesk".into(),
+        outcome: Outcome::Delivered,
+    }
+    .to_line();
+    let cursor = Op::Cursor { seq: 40 }.to_line();
+    let journal = [cursor, queued('a', 41), queued('b', 42), attempt, done].join("\n");
+    let torn = format!("{journal}\n{}", &queued('c', 43)[..60]);
+    vec![
+        ("journal", format!("{journal}\n").into_bytes()),
+        ("torn-last-line", torn.into_bytes()),
+        (
+            "unknown-op",
+            b"{\"op\":\"queued\",\"key\":1}\n{\"op\":\"x\"}\n".to_vec(),
+        ),
+    ]
+}
