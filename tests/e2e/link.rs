@@ -109,3 +109,79 @@ fn a_join_link_opens_the_real_prompt_and_another_ca_is_refused_first() {
         Some(false)
     );
 }
+
+/// The PIDs whose parent is `pid` (from /proc), to stop what a launcher
+/// started, by PID.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the comm may hold spaces, so after ')'.
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+            after.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// Opening the link the way a desktop does: `xdg-open`, in a HOME where the
+/// agent package's `assent-agent-link.desktop` is installed and is the
+/// default for `x-scheme-handler/assent`, brings up the real consent
+/// window. The viewer's message for the user carries the link and the
+/// manual way.
+#[test]
+fn xdg_open_of_a_join_link_brings_up_the_real_prompt() {
+    let display = assent_xvfb::Xvfb::start_with_size(640, 480);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let (viewer, code) = technician(&relay, (home.path(), &key), "T-7002", &[], "info");
+    let link = viewer.hear("Join link: ");
+    let link = link.trim_start_matches("Join link: ").to_string();
+    viewer.hear("--- message for the user");
+    assert_eq!(viewer.hear("assent://"), link);
+    viewer.hear(&format!("assent-agent join '{link}'"));
+    viewer.hear(&format!("assent-agent join --relay {} {code}", relay.addr));
+    viewer.hear("--- end of message ---");
+
+    let data = home.path().join("data");
+    std::fs::create_dir_all(data.join("applications")).unwrap();
+    let entry =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent/assent-agent-link.desktop");
+    std::fs::copy(&entry, data.join("applications/assent-agent-link.desktop")).unwrap();
+    let config = trusting(home.path(), "config", &relay.ca());
+    std::fs::write(
+        config.join("mimeapps.list"),
+        "[Default Applications]\nx-scheme-handler/assent=assent-agent-link.desktop\n",
+    )
+    .unwrap();
+    let agent_dir = bin("assent-agent").parent().unwrap().to_path_buf();
+    let opener = Command::new("xdg-open")
+        .arg(&link)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", &config)
+        .env("XDG_DATA_HOME", &data)
+        .env("XDG_DATA_DIRS", home.path().join("none"))
+        .env("PATH", format!("{}:/usr/bin:/bin", agent_dir.display()))
+        .env("DISPLAY", display.display())
+        // No desktop environment: xdg-open's generic path reads the
+        // mimeapps.list and the desktop entry itself.
+        .env_remove("XDG_CURRENT_DESKTOP")
+        .env_remove("DESKTOP_SESSION")
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("xdg-open (xdg-utils; scripts/packages installs it)");
+    let opener = Proc::new(opener);
+    let found = window(&display, "Assent — support request");
+    let agents = children(opener.pid());
+    for pid in &agents {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    assert!(found.is_some(), "no consent window after xdg-open");
+    assert!(!agents.is_empty(), "the agent was not xdg-open's child");
+}

@@ -388,6 +388,14 @@ fn print_invite(relay: &str, code: &str, expires_in_secs: u32) {
     let link = assent_proto::link::JoinLink::url(relay, code);
     println!("Invite code: {code}");
     println!("Join link: {link}");
+    // A message to paste into mail, chat or a web page: it holds the code,
+    // so it goes to stdout with it.
+    let message = assent_proto::link::JoinLink::message(relay, code, expires_in_secs / 60);
+    println!(
+        "--- message for the user (paste it into mail, chat or a web page; it holds the code) ---"
+    );
+    print!("{message}");
+    println!("--- end of message ---");
     eprintln!(
         "Read this code to the user, or send them the join link. They run \
          `assent-agent join --relay ... --ca ca.pem CODE` and accept the prompt; the code \

@@ -53,6 +53,26 @@ impl JoinLink {
         format!("assent://join?relay={relay}&code={code}")
     }
 
+    /// What the technician pastes into mail, chat or a web page for the
+    /// user (plain text, since many mail and chat programs and web pages
+    /// do not follow `assent://` links): the link, what it does, and the
+    /// manual way with the same code. It holds the code: for the user only.
+    pub fn message(relay: &str, code: &str, minutes: u32) -> String {
+        let url = JoinLink::url(relay, code);
+        format!(
+            "To let me help you on your computer, open this link:\n\
+             {url}\n\
+             It starts Assent, which first asks you: nothing is shared until you say yes, \
+             and you can pause or end the session at any time.\n\
+             If the link does not open (some mail and chat programs do not follow assent:// \
+             links), open a terminal and run:\n\
+             assent-agent join '{url}'\n\
+             or type the code yourself:\n\
+             assent-agent join --relay {relay} {code}\n\
+             The code works once, for the next {minutes} minutes.\n"
+        )
+    }
+
     pub fn parse(text: &str) -> Result<JoinLink, LinkError> {
         if text.len() > MAX_LINK {
             return Err(LinkError::TooLong);
@@ -130,6 +150,19 @@ mod tests {
             !format!("{link:?}").contains("123"),
             "Debug redacts the code"
         );
+    }
+
+    #[test]
+    fn the_message_carries_the_link_and_the_manual_way() {
+        let text = JoinLink::message("relay.example.com:4433", CODE, 10);
+        let url = JoinLink::url("relay.example.com:4433", CODE);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], url);
+        assert!(lines.contains(&format!("assent-agent join '{url}'").as_str()));
+        let manual = format!("assent-agent join --relay relay.example.com:4433 {CODE}");
+        assert!(lines.contains(&manual.as_str()), "{text}");
+        assert!(text.contains("nothing is shared until you say yes"));
+        assert!(text.contains("for the next 10 minutes"));
     }
 
     #[test]
