@@ -382,6 +382,27 @@ mod tests {
         .unwrap();
         assert_eq!(r.subscription, HookEvent::Escalation);
         assert_eq!(e["escalation"]["escalated_from"], "b");
+        // The records an escalation writes (relay/src/session/escalation.rs).
+        let requested = json!({"session": "b", "handover": "h1", "technician": "alice",
+            "specialist": "bob", "trigger": "admin-access", "scope": "control", "ticket": "T-1"});
+        let (r, e) = rec(&mut f, 6, "escalation_requested", requested).unwrap();
+        assert_eq!(
+            (r.kind, r.subscription),
+            ("escalation", HookEvent::Escalation)
+        );
+        assert_eq!(e["escalation"]["record"], "escalation_requested");
+        assert_eq!(e["escalation"]["specialist"], "bob");
+        let closed = json!({"session": "b", "handover": "h1", "reason": "consent_denied"});
+        let (_, e) = rec(&mut f, 7, "escalation_closed", closed).unwrap();
+        assert_eq!(e["escalation"]["reason"], "consent_denied");
+        let (r, _) = rec(
+            &mut f,
+            8,
+            "session_end",
+            json!({"session": "b", "reason": "escalated"}),
+        )
+        .unwrap();
+        assert_eq!(r.subscription, HookEvent::SessionSummary);
         assert!(rec(&mut f, 6, "relay_started", json!({})).is_none());
         for i in 0..(MAX_SESSIONS + 5) {
             rec(
