@@ -58,6 +58,11 @@ impl PromptText {
 
     pub fn question(&self) -> String {
         match self.in_force {
+            None if !self.escalation.is_empty() => format!(
+                "{} asks to take over this session and {}.",
+                self.technician,
+                self.scope.plain_words()
+            ),
             None => format!("{} asks to {}.", self.technician, self.scope.plain_words()),
             Some(_) => format!(
                 "{} now also asks to {}.",

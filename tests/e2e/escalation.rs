@@ -498,3 +498,122 @@ fn three_programs_hand_a_session_over() {
         })
         .expect("the user's answer recorded for bob's session");
 }
+
+/// The agent's own window asks afresh: its question names the specialist
+/// and why (screenshot in target/test-artifacts/escalation-prompt.png),
+/// takes a key only once armed, and the specialist's frames follow the yes.
+#[test]
+fn the_agent_window_asks_about_the_specialist() {
+    use assent_agent::ui::{ARM_DELAY, LIVE_TITLE, PROMPT_TITLE};
+    let xvfb = assent_xvfb::Xvfb::start_with_size(800, 600);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let (key_a, key_b) = (home.path().join("alice.key"), home.path().join("bob.key"));
+    relay.enrol_keyfile("alice", &key_a);
+    relay.enrol_keyfile("bob", &key_b);
+    allow_escalations(&relay, "bob");
+    let (mut alice, code) = technician(&relay, (home.path(), &key_a), "T-9002", &[], "info");
+    let agent = Command::new(bin("assent-agent"))
+        .args(["join", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg(&code)
+        .env("DISPLAY", xvfb.display())
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(home.path().join("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _agent = Proc::new(agent);
+    let answer = |title: &str, key: &str| {
+        let window = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+            let out = xvfb
+                .command("xdotool")
+                .args(["search", "--name", title])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(String::from)
+        })
+        .unwrap_or_else(|| panic!("no window titled {title:?}"));
+        let _ = xvfb
+            .command("xdotool")
+            .args(["mousemove", "--window", &window, "40", "20"])
+            .status();
+        let _ = xvfb
+            .command("xdotool")
+            .args(["windowfocus", &window])
+            .status();
+        std::thread::sleep(ARM_DELAY + Duration::from_millis(400));
+        let _ = xvfb.command("xdotool").args(["key", key]).status();
+    };
+    answer(PROMPT_TITLE, "v");
+    alice.hear("\"fps\"");
+    alice.say("escalate bob other:the printer server needs a specialist view");
+    let pending = alice.hear("\"state\":\"pending\"");
+    let json: serde_json::Value = serde_json::from_str(&pending).unwrap();
+    let handover = json["escalation"]["handover"].as_str().unwrap().to_string();
+    let mut bob = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--headless",
+            "--handover",
+            &handover,
+            "--relay",
+            &relay.addr,
+            "--ca",
+        ])
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key_b)
+        .env("XDG_DATA_HOME", home.path().join("bob-data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bob_out = lines(bob.stdout.take().unwrap());
+    let _bob_in = bob.stdin.take();
+    let _bob = Proc::new(bob);
+    alice.hear("\"state\":\"claimed\"");
+    // The question is up: the window's title says so; look at it.
+    assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let out = xvfb
+            .command("xdotool")
+            .args(["search", "--name", PROMPT_TITLE])
+            .output()
+            .unwrap();
+        (!out.stdout.is_empty()).then_some(())
+    })
+    .expect("the specialist's question in the agent window");
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = crate::desktop::artifacts();
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = xvfb
+        .command("import")
+        .args(["-window", "root"])
+        .arg(dir.join("escalation-prompt.png"))
+        .status();
+    assert!(
+        bob_out.recv_timeout(Duration::from_millis(300)).is_err(),
+        "bob's viewer printed something before the user's answer"
+    );
+    answer(PROMPT_TITLE, "v");
+    wait_line(&bob_out, |l| l.contains("\"fps\""), "bob's frames");
+    assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let out = xvfb
+            .command("xdotool")
+            .args(["search", "--name", LIVE_TITLE])
+            .output()
+            .unwrap();
+        (!out.stdout.is_empty()).then_some(())
+    })
+    .expect("the agent window is live again, with bob");
+    assert!(
+        alice.proc.wait_timeout(WAIT).is_some(),
+        "alice's viewer did not end"
+    );
+}

@@ -63,19 +63,23 @@ pub fn parse_line(line: &str, scope: Scope) -> Option<Result<Command, String>> {
     if !rest.is_empty() && !rest.starts_with(' ') {
         return None;
     }
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let (specialist, trigger, scope) = match words.as_slice() {
-        [specialist, trigger] => (*specialist, *trigger, Ok(scope)),
-        [specialist, trigger, scope] => (*specialist, *trigger, scope.parse()),
-        _ => {
-            return Some(Err(
-                "escalate takes: escalate SPECIALIST TRIGGER [view|control]".into(),
-            ))
+    let usage = "escalate takes: escalate SPECIALIST TRIGGER [view|control]";
+    let mut words: Vec<&str> = rest.split_whitespace().collect();
+    let scope = match words.last().and_then(|w| w.parse::<Scope>().ok()) {
+        Some(s) if words.len() >= 3 => {
+            words.pop();
+            s
         }
+        _ => scope,
     };
-    Some(scope.map(|scope| Command::Escalate {
+    // The trigger is the rest: `other:TEXT` may have spaces.
+    let (specialist, trigger) = match words.as_slice() {
+        [specialist, trigger @ ..] if !trigger.is_empty() => (*specialist, trigger.join(" ")),
+        _ => return Some(Err(usage.into())),
+    };
+    Some(Ok(Command::Escalate {
         specialist: specialist.to_string(),
-        trigger: trigger.to_string(),
+        trigger,
         scope,
     }))
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::checklist::{check, Fact};
 use crate::session::{Command, Phase, SharedState, Stats};
 
+mod escalate_panel;
 mod panels;
 
 pub type RepaintSlot = Arc<Mutex<Option<Box<dyn Fn() + Send + Sync>>>>;
@@ -72,6 +73,7 @@ pub fn run(
                 chat_draft: String::new(),
                 test_draft: String::new(),
                 identity_other: String::new(),
+                escalation: Default::default(),
             }))
         }),
     )
@@ -96,6 +98,8 @@ struct ViewerWindow {
     test_draft: String,
     /// "Other" way the requester's identity was verified, being typed.
     identity_other: String,
+    /// The escalation being chosen.
+    escalation: escalate_panel::EscalationDraft,
 }
 
 impl ViewerWindow {

@@ -144,6 +144,38 @@ pub enum EscalationState {
     Refused { message: String },
 }
 
+/// Decodes a list of at most `MAX` items without trusting the declared
+/// length for the allocation (a few bytes can declare thousands of large
+/// items; serde would reserve for them before reading one).
+pub(crate) fn bounded_list<'de, D, T, const MAX: usize>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Items<T, const MAX: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const MAX: usize> serde::de::Visitor<'de> for Items<T, MAX> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX} items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let declared = seq.size_hint().unwrap_or(0);
+            if declared > MAX {
+                return Err(serde::de::Error::invalid_length(declared, &self));
+            }
+            let mut items = Vec::with_capacity(declared);
+            while let Some(item) = seq.next_element()? {
+                if items.len() == MAX {
+                    return Err(serde::de::Error::invalid_length(MAX + 1, &self));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Items::<T, MAX>(std::marker::PhantomData))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +196,21 @@ mod tests {
         assert_eq!(trigger_kind("admin-access"), "admin-access");
         assert_eq!(trigger_words("other:why"), "why");
         assert!(trigger_words("no-consent").contains("consent"));
+    }
+
+    #[test]
+    fn a_declared_list_longer_than_its_bound_is_refused_before_allocation() {
+        use crate::wire::{decode, encode, RelayMsg};
+        let empty = encode(&RelayMsg::Handovers { list: Vec::new() }).unwrap();
+        assert_eq!(empty.last(), Some(&0), "the list length comes last");
+        let mut claims_many = empty[..empty.len() - 1].to_vec();
+        claims_many.extend_from_slice(&[0x90, 0x4e]); // 10 000 items, none sent
+        assert!(decode::<RelayMsg>(&claims_many).is_err());
+        let names = vec!["bob".to_string(); MAX_SPECIALISTS + 1];
+        let too_many = encode(&RelayMsg::Specialists { names }).unwrap();
+        assert!(decode::<RelayMsg>(&too_many).is_err());
+        let names = vec!["bob".to_string(), "carol".to_string()];
+        let fine = RelayMsg::Specialists { names };
+        assert_eq!(decode::<RelayMsg>(&encode(&fine).unwrap()).unwrap(), fine);
     }
 }

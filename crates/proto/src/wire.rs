@@ -397,9 +397,17 @@ pub enum RelayMsg {
         state: crate::escalation::EscalationState,
     },
     /// To the first technician: who may receive an escalation.
-    Specialists { names: Vec<String> },
+    Specialists {
+        #[serde(
+            deserialize_with = "crate::escalation::bounded_list::<_, _, { crate::escalation::MAX_SPECIALISTS }>"
+        )]
+        names: Vec<String>,
+    },
     /// To a specialist: the handovers waiting for them.
     Handovers {
+        #[serde(
+            deserialize_with = "crate::escalation::bounded_list::<_, _, { crate::escalation::MAX_HANDOVERS_LISTED }>"
+        )]
         list: Vec<crate::escalation::HandoverInfo>,
     },
     /// To the specialist, for `ClaimHandover`: the request they now carry

@@ -77,11 +77,18 @@ impl ViewerWindow {
         let live = s.phase == Phase::Live;
         let lines = s.chat.clone();
         let last_test = s.validations.last().cloned();
+        let escalation = s.escalation.clone();
+        let escalated_from = s.escalated_from.clone();
         drop(s);
         ui.separator();
         self.test_panel(ui, last_test, live);
         ui.separator();
         self.chat_panel(ui, &lines, live);
+        ui.separator();
+        if let Some((from, why)) = escalated_from {
+            ui.label(format!("Escalated to you by {from}, because {why}."));
+        }
+        self.escalation_panel(ui, &escalation, live);
     }
 
     /// "Ask the user to test": the user answers in their window; the last

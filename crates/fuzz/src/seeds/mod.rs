@@ -4,6 +4,7 @@
 //! deterministic, so `corpus/` can be checked against it; regenerate with
 //! `ASSENT_FUZZ_WRITE_CORPUS=1 cargo test -p assent-fuzz --test fuzz corpus`.
 
+use assent_proto::escalation::{EscalatedFrom, EscalationState, HandoverInfo};
 use assent_proto::framing::{encode_frame, MAX_CONTROL_FRAME};
 use assent_proto::identity::SecretKey;
 use assent_proto::session_msg::{Control, InputEvent, Key, MouseButton, SessionMsg};
@@ -37,6 +38,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
                 [offer().to_bytes(), vec![0]].concat(),
             ),
             ("offer-truncated", offer().to_bytes()[..40].to_vec()),
+            ("offer-escalated", escalated_offer().to_bytes()),
         ],
         "session_msg" => session_msgs(),
         "identity_text" => identity_texts(),
@@ -140,6 +142,19 @@ fn offer() -> SessionOffer {
         device_key: key(2),
         consent_timeout_secs: 90,
         escalated_from: None,
+    }
+}
+
+/// A specialist's offer: the escalated session, who and why.
+fn escalated_offer() -> SessionOffer {
+    SessionOffer {
+        technician: "bob".into(),
+        escalated_from: Some(EscalatedFrom {
+            session: "5f2a9c0e1b3d4a67".into(),
+            technician: "alice".into(),
+            trigger: "other:printer server".into(),
+        }),
+        ..offer()
     }
 }
 
@@ -460,6 +475,63 @@ fn procedure_relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
                 answer: Confirmation::Yes,
             }),
         ),
+        (
+            "escalation-pending",
+            encode(&RelayMsg::Escalation {
+                handover: "9c0e1b3d4a675f2a".into(),
+                specialist: "bob".into(),
+                state: EscalationState::Pending {
+                    expires_in_secs: 600,
+                },
+            }),
+        ),
+        (
+            "escalation-closed",
+            encode(&RelayMsg::Escalation {
+                handover: "9c0e1b3d4a675f2a".into(),
+                specialist: "bob".into(),
+                state: EscalationState::Closed {
+                    reason: "consent_denied".into(),
+                },
+            }),
+        ),
+        (
+            "specialists",
+            encode(&RelayMsg::Specialists {
+                names: vec!["bob".into(), "carol".into()],
+            }),
+        ),
+        (
+            "handovers",
+            encode(&RelayMsg::Handovers {
+                list: vec![HandoverInfo {
+                    handover: "9c0e1b3d4a675f2a".into(),
+                    from_technician: "alice".into(),
+                    ticket: "T-1042".into(),
+                    client: "Acme Ltd".into(),
+                    trigger: "other:printer server".into(),
+                    scope: Scope::Control,
+                    expires_in_secs: 300,
+                }],
+            }),
+        ),
+        (
+            "handover-claimed",
+            encode(&RelayMsg::HandoverClaimed {
+                invite: "1b3d4a675f2a9c0e".into(),
+                request: request(),
+                from_technician: "alice".into(),
+                trigger: "outside-scope".into(),
+                expires_in_secs: 600,
+            }),
+        ),
+        (
+            "escalation-code",
+            encode(&RelayMsg::EscalationCode {
+                handover: "9c0e1b3d4a675f2a".into(),
+                code: "123-456-789-012-345".into(),
+            }),
+        ),
     ]
 }
 
@@ -480,6 +552,22 @@ fn procedure_client_msgs() -> Vec<(&'static str, Vec<u8>)> {
             encode(&ClientMsg::UserConfirmation {
                 answer: Confirmation::NotSure,
                 receipt: vec![8; 64],
+            }),
+        ),
+        (
+            "escalate",
+            encode(&ClientMsg::Escalate {
+                specialist: "bob".into(),
+                trigger: "compromise-or-malware".into(),
+                scope: Scope::View,
+            }),
+        ),
+        ("list-specialists", encode(&ClientMsg::ListSpecialists)),
+        ("list-handovers", encode(&ClientMsg::ListHandovers)),
+        (
+            "claim-handover",
+            encode(&ClientMsg::ClaimHandover {
+                handover: "9c0e1b3d4a675f2a".into(),
             }),
         ),
     ]
