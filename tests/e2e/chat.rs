@@ -244,3 +244,103 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
         .expect("user_validation from the window");
     assert_eq!(rec["answer"], "works");
 }
+
+/// The technician types in the viewer window's chat (at the bottom of its
+/// side panel): the line reaches the user's terminal, and the user's answer
+/// reaches the window (counted in the viewer's `session_end`). Screenshot:
+/// target/test-artifacts/viewer-chat.png.
+#[test]
+fn the_viewer_windows_chat_reaches_the_user_and_back() {
+    const TYPED: &str = "typed in the viewer window";
+    let display_a = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let display_b = assent_xvfb::Xvfb::start_with_size(1280, 900);
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args([
+            "connect",
+            "--relay",
+            &relay.addr,
+            "--ticket",
+            "T-6004",
+            "--ca",
+        ])
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(&key)
+        .args(["--identity-check", "email"])
+        .env("DISPLAY", display_b.display())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = assent_tests::lines(viewer.stdout.take().unwrap());
+    let mut viewer = Proc::new(viewer);
+    let code = assent_tests::wait_line(&out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    let mut agent = user(&relay, home.path(), display_a.display(), &code, "info");
+    agent.say("v");
+    agent.hear("Any other line is sent to your technician");
+    let xdotool = |args: &[&str]| {
+        let out = display_b.command("xdotool").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let window = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        xdotool(&["search", "--name", "Assent — "])
+            .lines()
+            .next()
+            .map(String::from)
+    })
+    .expect("the viewer window");
+    let shell = xdotool(&["getwindowgeometry", "--shell", &window]);
+    let get = |k: &str| -> i64 {
+        shell
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let (w, h) = (get("WIDTH"), get("HEIGHT"));
+    // The message field: bottom row of the side panel, above the status bar.
+    let (x, y) = ((w - 150).to_string(), (h - 44).to_string());
+    // No window manager: focus follows the pointer; give it the window too.
+    xdotool(&["mousemove", "--window", &window, &x, &y]);
+    xdotool(&["windowfocus", &window]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdotool(&["click", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdotool(&["type", "--delay", "20", TYPED]);
+    xdotool(&["key", "Return"]);
+    let heard = agent.hear(TYPED);
+    assert!(heard.contains("alice: "), "{heard}");
+    agent.say("thanks, got it");
+    std::thread::sleep(Duration::from_millis(800));
+    let dir = crate::desktop::artifacts();
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = display_b
+        .command("import")
+        .args(["-window", "root"])
+        .arg(dir.join("viewer-chat.png"))
+        .status();
+    agent.say("e");
+    let end = relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    assert_eq!(end["chat_from_viewer"], 1, "{end}");
+    assert_eq!(end["chat_from_agent"], 1, "{end}");
+    let audit = home.path().join("data/assent/audit.jsonl");
+    let received = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        text.contains("\"chat_received\":1").then_some(())
+    });
+    assert!(
+        received.is_some(),
+        "the viewer did not count the user's line"
+    );
+    drop(viewer);
+}

@@ -332,6 +332,9 @@ impl eframe::App for ViewerWindow {
             egui::Panel::right("note")
                 .default_size(280.0)
                 .show(ui, |ui| {
+                    // The chat stays in view at the bottom of the side
+                    // panel, however long the note grows above it.
+                    egui::Panel::bottom("chat").show(ui, |ui| self.chat_panel(ui));
                     egui::ScrollArea::vertical()
                         .id_salt("side")
                         .show(ui, |ui| self.note_panel(ui))

@@ -6,7 +6,7 @@ use eframe::egui;
 use super::ViewerWindow;
 use crate::checklist::{Fact, Outcome, TickedBy, ITEMS};
 use crate::identity_ask::CHOICES;
-use crate::session::{ChatLine, Command, Phase, ValidationResult};
+use crate::session::{Command, Phase, ValidationResult};
 
 /// The note fields the technician types (the rest are filled in).
 const TYPED_FIELDS: [&str; 6] = [
@@ -75,15 +75,12 @@ impl ViewerWindow {
                 }
             });
         let live = s.phase == Phase::Live;
-        let lines = s.chat.clone();
         let last_test = s.validations.last().cloned();
         let escalation = s.escalation.clone();
         let escalated_from = s.escalated_from.clone();
         drop(s);
         ui.separator();
         self.test_panel(ui, last_test, live);
-        ui.separator();
-        self.chat_panel(ui, &lines, live);
         ui.separator();
         if let Some((from, why)) = escalated_from {
             ui.label(format!("Escalated to you by {from}, because {why}."));
@@ -120,25 +117,35 @@ impl ViewerWindow {
     }
 
     /// The chat with the user: kept only in this window and theirs.
-    fn chat_panel(&mut self, ui: &mut egui::Ui, lines: &[ChatLine], live: bool) {
+    pub(super) fn chat_panel(&mut self, ui: &mut egui::Ui) {
+        let (lines, live) = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            (s.chat.clone(), s.phase == Phase::Live)
+        };
         ui.heading("Chat with the user");
         egui::ScrollArea::vertical()
             .id_salt("chat")
             .max_height(160.0)
             .stick_to_bottom(true)
             .show(ui, |ui| {
-                for line in lines {
+                for line in &lines {
                     ui.label(format!("[{}] {}: {}", line.at, line.from, line.text));
                 }
             });
         ui.add_enabled_ui(live, |ui| {
-            let edit = ui.text_edit_singleline(&mut self.chat_draft);
-            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
-                let text = std::mem::take(&mut self.chat_draft);
-                let _ = self.commands.send(Command::Chat(text));
-                edit.request_focus();
-            }
+            ui.horizontal(|ui| {
+                let edit = ui.add(
+                    egui::TextEdit::singleline(&mut self.chat_draft)
+                        .hint_text("Message to the user")
+                        .desired_width(ui.available_width() - 60.0),
+                );
+                let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if (ui.button("Send").clicked() || enter) && !self.chat_draft.trim().is_empty() {
+                    let text = std::mem::take(&mut self.chat_draft);
+                    let _ = self.commands.send(Command::Chat(text));
+                    edit.request_focus();
+                }
+            });
         });
     }
 
