@@ -279,7 +279,7 @@ fn the_viewer_windows_chat_reaches_the_user_and_back() {
         .spawn()
         .unwrap();
     let out = assent_tests::lines(viewer.stdout.take().unwrap());
-    let mut viewer = Proc::new(viewer);
+    let viewer = Proc::new(viewer);
     let code = assent_tests::wait_line(&out, |l| l.starts_with("Invite code: "), "code")
         .trim_start_matches("Invite code: ")
         .to_string();
