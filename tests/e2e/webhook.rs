@@ -430,3 +430,49 @@ async fn a_wrong_secret_is_detected_and_the_secret_never_logged() {
     relay.stop();
     assert_secret_absent(&relay);
 }
+
+/// An escalation nobody claims: the receiver subscribed to `escalation`
+/// gets its request and its end, in that order, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_reaches_the_helpdesk() {
+    let receiver = Receiver::start(0, Box::new(|_, _| 200));
+    let mut relay = relay_with_hook(&receiver.url(), "events = [\"escalation\"]\n");
+    relay.set_limits(&[("invite_ttl_secs", "2")]);
+    relay.start();
+    let key = relay.enrol("alice");
+    relay.enrol("bob");
+    let args = ["technician", "escalations", "bob", "--allow", "--data-dir"];
+    let out = run("assent-relay", &[&args[..], &[relay.data_dir()]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut v, _data, agent) = pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let ask = ClientMsg::Escalate {
+        specialist: "bob".into(),
+        trigger: "admin-access".into(),
+        scope: Scope::View,
+    };
+    v.control.send(&ask).await.unwrap();
+    let got = assent_tests::eventually_async(LIMIT, || {
+        let got = delivered(&receiver, "escalation");
+        std::future::ready((got.len() >= 2).then_some(got))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{:?} / {:?}", receiver.requests(), relay.events()));
+    assert_eq!(got[0]["escalation"]["record"], "escalation_requested");
+    assert_eq!(got[0]["escalation"]["specialist"], "bob");
+    assert_eq!(got[0]["escalation"]["trigger"], "admin-access");
+    assert_eq!(got[0]["session"]["id"], agent.session.as_str());
+    assert_eq!(got[0]["session"]["ticket"], "T-1042");
+    assert_eq!(got[1]["escalation"]["record"], "escalation_closed");
+    assert_eq!(got[1]["escalation"]["reason"], "expired");
+    assert!(receiver
+        .requests()
+        .iter()
+        .all(|r| r.json()["type"] == "escalation"));
+    assert_once_each(&receiver.requests());
+    drop(v);
+    relay.stop();
+}
