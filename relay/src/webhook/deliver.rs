@@ -26,6 +26,10 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Deliveries one webhook keeps waiting at most (bodies are held in
+/// memory too); beyond, the oldest are given up (`queue_full`).
+pub const MAX_QUEUE: usize = 20_000;
+
 /// What one attempt came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempt {
@@ -100,6 +104,14 @@ impl Worker {
                 }
                 continue;
             };
+            if self.outbox.queued(&name) > MAX_QUEUE {
+                // A receiver down for very long: the oldest go, on record
+                // (the audit log keeps what they said).
+                self.outbox.finish(&name, Outcome::Failed);
+                let (status, attempts) = (p.last_status, p.attempts);
+                self.audit_outcome(&p, "webhook_failed", status, attempts, Some("queue_full"));
+                continue;
+            }
             let attempts = p.attempts.saturating_add(1);
             let result = self.post(&p, attempts);
             match result {

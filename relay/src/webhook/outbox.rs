@@ -103,6 +103,11 @@ impl Outbox {
         self.lock().fed_seq
     }
 
+    /// Deliveries waiting for `hook`.
+    pub fn queued(&self, hook: &str) -> usize {
+        self.lock().queues.get(hook).map_or(0, VecDeque::len)
+    }
+
     /// Webhook names with deliveries waiting.
     pub fn hooks(&self) -> Vec<String> {
         let inner = self.lock();
