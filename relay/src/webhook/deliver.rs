@@ -113,36 +113,44 @@ impl Worker {
                 continue;
             }
             let attempts = p.attempts.saturating_add(1);
-            let result = self.post(&p, attempts);
-            match result {
+            let (status, error) = match self.post(&p, attempts) {
                 Attempt::Delivered(status) => {
                     failures = 0;
                     self.outbox.finish(&name, Outcome::Delivered);
                     tracing::info!(webhook = %name, key = %p.queued.key, status, attempts, "webhook delivered");
                     self.audit_outcome(&p, "webhook_delivered", status, attempts, None);
+                    continue;
                 }
-                other => {
-                    failures = failures.saturating_add(1);
-                    let (status, error) = match other {
-                        Attempt::Refused(s) => (s, "status"),
-                        Attempt::NoAnswer(kind) => (0, kind),
-                        Attempt::Delivered(_) => unreachable!(),
-                    };
-                    self.outbox.attempted(&name, attempts, status);
-                    if self.expired(&p) {
-                        self.outbox.finish(&name, Outcome::Failed);
-                        tracing::warn!(webhook = %name, key = %p.queued.key, status, error, attempts, "webhook given up");
-                        self.audit_outcome(&p, "webhook_failed", status, attempts, Some(error));
-                        continue;
-                    }
-                    let wait = self.hook.backoff(failures);
-                    tracing::warn!(webhook = %name, key = %p.queued.key, status, error, attempts, retry_in_ms = wait.as_millis() as u64, "webhook attempt failed");
-                    if !self.outbox.pause(wait) {
-                        return;
-                    }
-                }
+                Attempt::Refused(status) => (status, "status"),
+                Attempt::NoAnswer(kind) => (0, kind),
+            };
+            failures = failures.saturating_add(1);
+            if !self.failed(&p, (attempts, failures), status, error) {
+                return;
             }
         }
+    }
+
+    /// After a failed attempt: gives the delivery up when it is too old,
+    /// else waits before the next. `false` when the relay is stopping.
+    fn failed(
+        &self,
+        p: &Pending,
+        (attempts, failures): (u32, u32),
+        status: u16,
+        error: &str,
+    ) -> bool {
+        let name = &self.hook.name;
+        self.outbox.attempted(name, attempts, status);
+        if self.expired(p) {
+            self.outbox.finish(name, Outcome::Failed);
+            tracing::warn!(webhook = %name, key = %p.queued.key, status, error, attempts, "webhook given up");
+            self.audit_outcome(p, "webhook_failed", status, attempts, Some(error));
+            return true;
+        }
+        let wait = self.hook.backoff(failures);
+        tracing::warn!(webhook = %name, key = %p.queued.key, status, error, attempts, retry_in_ms = wait.as_millis() as u64, "webhook attempt failed");
+        self.outbox.pause(wait)
     }
 
     /// Older than `give_up_after_secs` since it was queued.
