@@ -204,11 +204,7 @@ pub async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, shared.tasks.wait_idle()).await;
     let _ = accept.await;
     let _ = admin_task.await;
-    helpers.iter().for_each(tokio::task::JoinHandle::abort);
-    if let Some(w) = webhooks {
-        // Before the writer goes: the threads audit their deliveries.
-        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
-    }
+    stop_helpers(helpers, webhooks).await;
     audit
         .record("relay_stopped", fields! {"reason" => "signal"})
         .await
@@ -252,6 +248,18 @@ fn start_audit(
         .start(&audit)
         .context("starting the webhook delivery threads")?;
     Ok((audit, writer, Some(webhooks)))
+}
+
+/// Stops the helper tasks, and the webhook threads before the audit
+/// writer goes (they audit their deliveries).
+async fn stop_helpers(
+    helpers: Vec<tokio::task::JoinHandle<()>>,
+    webhooks: Option<webhook::Webhooks>,
+) {
+    helpers.iter().for_each(tokio::task::JoinHandle::abort);
+    if let Some(w) = webhooks {
+        let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+    }
 }
 
 /// The tasks that stop with the relay without a say in its shutdown:
