@@ -55,6 +55,12 @@ pub(super) fn audit_logs() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Two webhooks, every key set.
+const WEBHOOKS: &[u8] = b"[[webhooks]]\nname = \"helpdesk\"\nurl = \"https://hd.example/x?t=1\"\n\
+secret = \"0123456789abcdef\"\nevents = [\"note_filed\", \"escalation\"]\nca = \"/etc/ca.pem\"\n\
+timeout_secs = 10\nretry_initial_ms = 100\nretry_max_secs = 60\ngive_up_after_secs = 3600\n\
+[[webhooks]]\nname = \"audit-sink\"\nurl = \"http://127.0.0.1:8080/\"\nsecret = \"fedcba9876543210\"\n";
+
 pub(super) fn relay_configs() -> Vec<(&'static str, Vec<u8>)> {
     let template = assent_relay_formats::config::RelayConfig::template(
         "0.0.0.0:4433".parse().expect("address"),
@@ -68,6 +74,12 @@ pub(super) fn relay_configs() -> Vec<(&'static str, Vec<u8>)> {
             b"public_name = \"relay \\\"one\\\" \\\\ x\"\n".to_vec(),
         ),
         ("zero-limit", b"[limits]\nmax_sessions = 0\n".to_vec()),
+        ("webhooks", WEBHOOKS.to_vec()),
+        (
+            "webhook-bad-url",
+            b"[[webhooks]]\nname = \"h\"\nurl = \"https://u@[::1\"\nsecret = \"0123456789abcdef\"\n"
+                .to_vec(),
+        ),
         ("unknown-key", b"[limits]\nmax_sesions = 3\n".to_vec()),
         (
             "huge-number",
