@@ -40,6 +40,8 @@ pub struct Captured {
     pub frame: Option<EncodedFrame>,
     /// Pointer position; never reported while paused.
     pub cursor: Option<(u32, u32)>,
+    /// What the user keeps private, when it changed (counts only).
+    pub privacy: Option<assent_capture::MaskReport>,
 }
 
 pub type CaptureResult = Result<Captured, String>;
@@ -205,9 +207,14 @@ fn capture_loop(
                 Ok(Captured {
                     frame: None,
                     cursor,
+                    privacy: None,
                 })
             }
         };
+        let result = result.map(|mut c| {
+            c.privacy = source.take_mask_report();
+            c
+        });
         if frames.blocking_send(result).is_err() {
             break;
         }
@@ -258,6 +265,7 @@ fn encode_placeholder(
         return Ok(Captured {
             frame: None,
             cursor: None,
+            privacy: None,
         });
     };
     let frame = FrameRef {
@@ -271,6 +279,7 @@ fn encode_placeholder(
         .map(|frame| Captured {
             frame,
             cursor: None,
+            privacy: None,
         })
         .map_err(|e| e.to_string())
 }
@@ -312,6 +321,7 @@ fn encode_screen(
     encoded.map(|frame| Captured {
         frame,
         cursor: source.cursor(),
+        privacy: None,
     })
 }
 

@@ -200,6 +200,9 @@ impl LiveSession {
             }
             Some(Ok(c)) => c,
         };
+        if let Some(r) = captured.privacy {
+            crate::privacy::report(&mut self.tx, &mut self.control, r).await;
+        }
         if captured.cursor.is_some() && captured.cursor != self.last_cursor {
             self.last_cursor = captured.cursor;
             if let Some((x, y)) = self.last_cursor {

@@ -50,6 +50,9 @@ enum Command {
         /// Name to show the technician [default: this machine's hostname].
         #[arg(long)]
         device_name: Option<String>,
+        /// Always hide windows whose title or application (class) matches this glob (`*`, `?`; repeatable; added to `hide` in $XDG_CONFIG_HOME/assent/agent.toml).
+        #[arg(long = "hide", value_name = "PATTERN")]
+        hide: Vec<String>,
         /// The invite code (spaces and dashes are fine), or the join link assent://join?relay=HOST:PORT&code=CODE.
         #[arg(required = true, num_args = 1..)]
         code: Vec<String>,
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         consent_timeout,
         tty,
         device_name,
+        hide,
         code,
     } = cli.command;
     let mut filter = assent_cli::env_filter("warn");
@@ -85,7 +89,20 @@ fn main() -> ExitCode {
         }
     };
     let (relay, ca, code) = (target.relay.clone(), target.ca.clone(), target.code.clone());
-    match join(relay, ca, consent_timeout, tty, device_name, code) {
+    let privacy = match privacy_policy(&hide) {
+        Ok(p) => assent_agent::privacy::Privacy::new(p),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = JoinOptions {
+        consent_timeout,
+        tty,
+        device_name,
+        privacy,
+    };
+    match join(relay, ca, options, code) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {:#}", assent_agent::link::explain(e, &target));
@@ -94,14 +111,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn join(
-    relay: String,
-    ca: PathBuf,
+/// The organisation's hide patterns: `agent.toml`'s `hide` and `--hide`.
+fn privacy_policy(hide: &[String]) -> anyhow::Result<assent_agent::privacy::Policy> {
+    let file = assent_agent::device::config_dir()?.join("agent.toml");
+    assent_agent::privacy::Policy::load(&file, hide)
+}
+
+struct JoinOptions {
     consent_timeout: u64,
     tty: bool,
     device_name: Option<String>,
-    code: String,
-) -> anyhow::Result<()> {
+    privacy: Arc<assent_agent::privacy::Privacy>,
+}
+
+fn join(relay: String, ca: PathBuf, options: JoinOptions, code: String) -> anyhow::Result<()> {
+    let JoinOptions {
+        consent_timeout,
+        tty,
+        device_name,
+        privacy,
+    } = options;
     let device = assent_agent::device::device_name(device_name)?;
     let key_path = assent_agent::device::config_dir()?.join("device.key");
     let device_key = assent_agent::device::load_or_create(&key_path)?;
@@ -131,15 +160,17 @@ fn join(
             commands_tx.clone(),
         );
     }
+    assent_agent::privacy::start(&privacy, tty);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let signal_commands = commands_tx.clone();
     let session = runtime.spawn(async move {
         tokio::spawn(end_on_signal(signal_commands));
         session::run(
             config,
-            Box::new(|| {
-                assent_capture::X11Source::new()
-                    .map(|s| Box::new(s) as Box<dyn assent_capture::ScreenSource>)
+            Box::new(move || {
+                let screen = Box::new(assent_capture::X11Source::new()?);
+                let masked = assent_agent::privacy::masked::MaskedSource::new(screen, privacy)?;
+                Ok(Box::new(masked) as Box<dyn assent_capture::ScreenSource>)
             }),
             Box::new(|| {
                 assent_input::EnigoSink::new()

@@ -91,6 +91,9 @@ impl UiSink for TtyUi {
                     text.keys_hint(),
                     text.timeout_hint()
                 );
+                if let Some(p) = crate::privacy::installed() {
+                    say!("{}", crate::privacy::tty_list(p));
+                }
                 say!("Type your answer and press Enter:");
             }
             UiEvent::Live(info) => {
@@ -104,6 +107,7 @@ impl UiSink for TtyUi {
                     info.verification_code
                 );
                 say!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
+                say!("`windows` lists your windows; `hide N`, `show N`, `only N`, `only off` choose what is shared.");
                 say!("Any other line is sent to your technician as a chat message.");
             }
             UiEvent::Paused(true) => {
@@ -159,6 +163,12 @@ pub fn spawn_tty_reader(
             match stdin.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
+            }
+            if let Some(said) =
+                crate::privacy::installed().and_then(|p| crate::privacy::tty_command(p, &line))
+            {
+                say!("{said}");
+                continue;
             }
             if TTY_CONFIRM.load(std::sync::atomic::Ordering::SeqCst) {
                 if let Some(cmd) = confirm_answer(&line) {

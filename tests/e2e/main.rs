@@ -16,6 +16,7 @@ mod logs;
 mod metrics;
 mod pending;
 mod people;
+mod privacy;
 mod prompt;
 mod relay;
 mod reload;

@@ -37,6 +37,8 @@ pub struct LiveViewer {
     pub cursor: Option<(u32, u32)>,
     /// How many times the agent said which scope is in force.
     pub scope_replies: u32,
+    /// The agent's last privacy counts: (windows hidden, only one shared).
+    pub privacy: Option<(u32, bool)>,
 }
 
 impl std::fmt::Debug for LiveViewer {
@@ -111,6 +113,7 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         paused: false,
         cursor: None,
         scope_replies: 0,
+        privacy: None,
     })))
 }
 
@@ -135,6 +138,7 @@ impl LiveViewer {
                     return Ok(true);
                 }
                 SessionMsg::Cursor { x, y } => self.cursor = Some((x, y)),
+                SessionMsg::Privacy { hidden, only_one } => self.privacy = Some((hidden, only_one)),
                 SessionMsg::Control(assent_proto::session_msg::Control::Paused) => {
                     self.paused = true
                 }

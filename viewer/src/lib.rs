@@ -13,6 +13,7 @@ pub mod identity_ask;
 pub mod live;
 pub mod note_input;
 pub mod paths;
+pub mod privacy;
 pub mod record;
 pub mod session;
 pub mod window;

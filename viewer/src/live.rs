@@ -113,6 +113,12 @@ impl LiveView<'_> {
                 }
             }
             Ok(SessionMsg::Control(SessionControl::End)) => return Some(ended("agent_ended")),
+            Ok(SessionMsg::Privacy { hidden, only_one }) => {
+                let mut s = lock(&self.state);
+                (s.stats.hidden_windows, s.stats.only_one_window) = (hidden, only_one);
+                drop(s);
+                (self.repaint)();
+            }
             Ok(SessionMsg::AffectedUser { login, real_name }) => {
                 let login = sanitize(&login, 128);
                 let who = if real_name.trim().is_empty() {

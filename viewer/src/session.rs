@@ -121,6 +121,10 @@ pub struct Stats {
     pub bytes: u64,
     pub decode_ms: f64,
     pub latency_ms: Option<f64>,
+    /// Windows the user keeps private (a count from the agent, never titles).
+    pub hidden_windows: u32,
+    /// The user shares only one window.
+    pub only_one_window: bool,
 }
 
 impl ViewState {
@@ -566,5 +570,7 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json
         "kbps": (((now.bytes - before.bytes) as f64 * 8.0 / 1000.0 / secs) * 10.0).round() / 10.0,
         "decode_ms": (now.decode_ms * 100.0).round() / 100.0,
         "latency_ms": now.latency_ms.map(|l| (l * 100.0).round() / 100.0),
+        "hidden_windows": now.hidden_windows,
+        "only_one_window": now.only_one_window,
     })
 }

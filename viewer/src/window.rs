@@ -415,6 +415,11 @@ impl ViewerWindow {
         ui.separator();
         ui.label(format!("Ticket: {}", snap.ticket));
         ui.separator();
+        let (hidden, only) = (snap.stats.hidden_windows, snap.stats.only_one_window);
+        if let Some(text) = crate::privacy::status_text(hidden, only) {
+            ui.label(text);
+            ui.separator();
+        }
         ui.label(match snap.scope {
             Scope::View => "VIEW ONLY (input is not sent)",
             Scope::Control => "Control",

@@ -10,6 +10,12 @@
 mod damage;
 mod fake;
 #[cfg(all(unix, not(target_os = "macos")))]
+pub mod mask;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod mask_text;
+#[cfg(all(unix, not(target_os = "macos")))]
+pub mod windows;
+#[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
 
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -96,6 +102,28 @@ pub trait ScreenSource {
     fn cursor(&mut self) -> Option<(u32, u32)> {
         None
     }
+
+    /// What the user keeps private in the frames, when it changed since
+    /// the last call (a masking source reports it; others never do).
+    fn take_mask_report(&mut self) -> Option<MaskReport> {
+        None
+    }
+
+    /// Where this source's frame sits on the root window.
+    fn origin(&self) -> (i32, i32) {
+        (0, 0)
+    }
+}
+
+/// Counts of what a masking source covers (never which windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MaskReport {
+    /// Top-level windows covered.
+    pub hidden: u32,
+    /// Of those, how many the organisation's policy hides.
+    pub by_policy: u32,
+    /// Whether only one window is shared.
+    pub only_one: bool,
 }
 
 /// Why the screen cannot be captured.

@@ -242,6 +242,10 @@ impl ScreenSource for X11Source {
         (self.width, self.height)
     }
 
+    fn origin(&self) -> (i32, i32) {
+        self.origin
+    }
+
     fn cursor(&mut self) -> Option<(u32, u32)> {
         use x11rb::protocol::xproto::ConnectionExt as _;
         let reply = self.conn.query_pointer(self.root).ok()?.reply().ok()?;

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod invite;
 pub mod limits;
 pub mod link;
+pub mod privacy;
 pub mod session;
 pub mod session_msg;
 pub mod text;

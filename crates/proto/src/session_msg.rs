@@ -146,7 +146,18 @@ pub enum SessionMsg {
     /// before both, so a peer without a common format gets a clear error
     /// instead of frames it cannot decode.
     ScreenFormats(Vec<u8>),
+    /// Agent → viewer: what the user keeps private now, as counts only
+    /// (never titles): `hidden` top-level windows are painted over in every
+    /// frame, or, with `only_one`, everything but one window is. The mask
+    /// itself is agent-side state; nothing the viewer sends changes it.
+    Privacy {
+        hidden: u32,
+        only_one: bool,
+    },
 }
+
+/// Most windows one `Privacy` may count.
+pub const MAX_PRIVACY_COUNT: u32 = 100_000;
 
 /// Most formats one `ScreenFormats` may list.
 pub const MAX_SCREEN_FORMATS: usize = 16;
@@ -202,6 +213,9 @@ impl SessionMsg {
             SessionMsg::ScreenFormats(f) if f.is_empty() || f.len() > MAX_SCREEN_FORMATS => Err(
                 FrameError::Decode("screen format list empty or too long".into()),
             ),
+            SessionMsg::Privacy { hidden, .. } if *hidden > MAX_PRIVACY_COUNT => {
+                Err(FrameError::Decode("window count too large".into()))
+            }
             SessionMsg::Input(InputEvent::Wheel { dx, dy })
                 if dx.unsigned_abs() > 100 || dy.unsigned_abs() > 100 =>
             {
@@ -230,6 +244,10 @@ mod tests {
             SessionMsg::FrameAck { seq: 7 },
             SessionMsg::ScreenFormats(vec![2]),
             SessionMsg::Chat("Please type your password now".into()),
+            SessionMsg::Privacy {
+                hidden: 3,
+                only_one: false,
+            },
             SessionMsg::ValidationRequest {
                 number: 1,
                 what: "Open Outlook".into(),
@@ -259,6 +277,11 @@ mod tests {
             let formats = SessionMsg::ScreenFormats(bad);
             assert!(SessionMsg::decode(&formats.encode().unwrap()).is_err());
         }
+        let many = SessionMsg::Privacy {
+            hidden: MAX_PRIVACY_COUNT + 1,
+            only_one: true,
+        };
+        assert!(SessionMsg::decode(&many.encode().unwrap()).is_err());
         for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
             let chat = SessionMsg::Chat(bad);
             assert!(SessionMsg::decode(&chat.encode().unwrap()).is_err());

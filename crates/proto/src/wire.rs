@@ -343,6 +343,8 @@ pub enum ClientMsg {
     /// Viewer, in place of `CreateInvite`: take this handover; the relay
     /// asks the user afresh, as for an invite.
     ClaimHandover { handover: String },
+    /// Agent, while live: what the user keeps private changed (counts only).
+    PrivacyChanged(crate::privacy::PrivacyCounts),
 }
 
 /// Relay → client.

@@ -96,6 +96,7 @@ const EVENTS: &[&str] = &[
     "config_reload_failed",
     "webhook_delivered",
     "webhook_failed",
+    "privacy_changed",
 ];
 
 /// `value` if it is one of `known`, else `other`: a label can only ever

@@ -7,6 +7,7 @@
 
 mod escalation;
 mod farewell;
+mod privacy;
 mod records;
 mod side;
 
@@ -111,6 +112,7 @@ struct SessionTask {
     offered: Option<escalation::Offered>,
     /// The specialist's session that took over, once the user said yes.
     escalated_to: Option<String>,
+    privacy: privacy::PrivacyLog,
 }
 
 impl SessionTask {
@@ -152,6 +154,7 @@ impl SessionTask {
             escalation: setup.escalation,
             offered: None,
             escalated_to: None,
+            privacy: privacy::PrivacyLog::default(),
         }
     }
 
@@ -316,6 +319,11 @@ impl SessionTask {
                     receipt,
                 })
                 .await;
+                None
+            }
+            Ok(ClientMsg::PrivacyChanged(counts)) => {
+                let (shared, id, machine) = (&self.shared, &self.id, &self.machine);
+                self.privacy.record(shared, id, machine, counts).await;
                 None
             }
             Ok(_) => {

@@ -16,6 +16,7 @@ use assent_proto::wire::{
 mod channel;
 mod codec;
 mod files;
+mod privacy;
 
 use channel::{channel_handshakes, channel_records};
 use codec::codec_frames;
@@ -220,6 +221,7 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
         ),
     ];
     out.extend(procedure_client_msgs());
+    out.extend(privacy::client_msgs());
     // Hostile: a signature claiming 1 GiB with nothing behind it; a note
     // claiming 2^32 fields; a string length past the end; trailing bytes.
     out.push(("viewer-auth-1gib-signature", {
@@ -394,6 +396,7 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
     ]
     .into_iter()
     .chain(procedure_session_msgs())
+    .chain(privacy::session_msgs())
     .collect()
 }
 

@@ -1,0 +1,195 @@
+//! The screen with the user's private windows painted over: wraps the real
+//! source in the capture thread, so no frame reaches the encoder unmasked.
+//!
+//! Around each capture the top-level windows are listed before and after
+//! (each list a round trip, which also collects every ConfigureNotify the
+//! server sent in between), and the mask covers the union of every place a
+//! hidden window held. Parts of the frame that the source did not re-read
+//! (it keeps earlier reads where X DAMAGE reported nothing) stay covered
+//! where they were covered before, until they are read again.
+
+use std::sync::Arc;
+
+use assent_capture::mask::{Around, Choice, Cover};
+use assent_capture::windows::{TopWindow, WinRect, WindowWatch};
+use assent_capture::{Area, CaptureError, CapturedFrame, MaskReport, ScreenSource};
+
+use super::Privacy;
+
+/// Most remembered covered areas awaiting a re-read before they merge.
+const MAX_STALE: usize = 64;
+
+pub struct MaskedSource {
+    inner: Box<dyn ScreenSource>,
+    watch: WindowWatch,
+    privacy: Arc<Privacy>,
+    /// The masked frame: BGRX, stride `width * 4`.
+    frame: Vec<u8>,
+    /// Covered areas (frame coordinates) the source has not re-read since.
+    stale: Vec<WinRect>,
+    /// The kept window's area in the last "share only" frame.
+    last_keep: Option<WinRect>,
+    /// The covered bounds of the last frame.
+    last_bounds: Option<WinRect>,
+    seen_version: u64,
+    reported: Option<MaskReport>,
+    pending: Option<MaskReport>,
+}
+
+impl MaskedSource {
+    pub fn new(inner: Box<dyn ScreenSource>, privacy: Arc<Privacy>) -> Result<Self, CaptureError> {
+        let watch = WindowWatch::open(None)?;
+        privacy.set_live();
+        Ok(MaskedSource {
+            inner,
+            watch,
+            privacy,
+            frame: Vec::new(),
+            stale: Vec::new(),
+            last_keep: None,
+            last_bounds: None,
+            seen_version: u64::MAX,
+            reported: None,
+            pending: None,
+        })
+    }
+
+    /// Forgets covered areas the capture re-read (`None`: all of it).
+    fn refresh_stale(&mut self, changed: Option<Area>) {
+        let Some(a) = changed else {
+            self.stale.clear();
+            return;
+        };
+        self.stale.retain(|r| {
+            !(r.x >= a.x as i32
+                && r.y >= a.y as i32
+                && r.x + r.width as i32 <= (a.x + a.width) as i32
+                && r.y + r.height as i32 <= (a.y + a.height) as i32)
+        });
+    }
+}
+
+impl ScreenSource for MaskedSource {
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+
+    fn may_have_changed(&mut self) -> bool {
+        let inner = self.inner.may_have_changed();
+        let version = self.privacy.version();
+        let choices = std::mem::replace(&mut self.seen_version, version) != version;
+        inner || choices
+    }
+
+    fn cursor(&mut self) -> Option<(u32, u32)> {
+        self.inner.cursor()
+    }
+
+    fn take_mask_report(&mut self) -> Option<MaskReport> {
+        self.pending.take()
+    }
+
+    fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
+        let origin = self.inner.origin();
+        let before = self.watch.list()?;
+        // Places from before that list are older than it: not needed.
+        let _ = self.watch.take_moves();
+        let (width, height, changed) = {
+            let f = self.inner.capture()?;
+            let row = f.width as usize * 4;
+            self.frame.resize(row * f.height as usize, 0);
+            for (y, dst) in self.frame.chunks_exact_mut(row).enumerate() {
+                dst.copy_from_slice(f.row(y as u32).ok_or(CaptureError::Disconnected)?);
+            }
+            (f.width, f.height, f.changed)
+        };
+        let after = self.watch.list()?;
+        let (moves, overflowed) = self.watch.take_moves();
+        let (choice, user) = self.privacy.decide();
+        let around = Around {
+            before: &before,
+            after: &after,
+            moves: &moves,
+            overflowed,
+        };
+        let privacy = &self.privacy;
+        let hidden = |w: &TopWindow| user.contains(&w.id) || privacy.by_policy(w);
+        let mut cover = Cover::plan(&around, &choice, &hidden);
+        self.refresh_stale(changed);
+        // Where a cover was and the frame was not re-read, it stays.
+        let keep = cover.all_but.flatten();
+        if matches!(choice, Choice::Only(_)) && keep != self.last_keep {
+            self.stale.extend(keep);
+        }
+        self.last_keep = keep;
+        let shifted = |r: &WinRect| WinRect {
+            x: r.x + origin.0,
+            y: r.y + origin.1,
+            ..*r
+        };
+        cover.rects.extend(self.stale.iter().map(shifted));
+        let bounds = cover.bounds(origin, width, height);
+        cover.paint(&mut self.frame, width, height, width as usize * 4, origin);
+        for r in &cover.rects {
+            let local = WinRect {
+                x: r.x - origin.0,
+                y: r.y - origin.1,
+                ..*r
+            };
+            if !self.stale.contains(&local) {
+                self.stale.push(local);
+            }
+        }
+        if self.stale.len() > MAX_STALE {
+            let merged = self.stale.iter().copied().reduce(bounding);
+            self.stale = merged.into_iter().collect();
+        }
+        let changed = changed.map(|a| widen(a, bounds.into_iter().chain(self.last_bounds)));
+        self.last_bounds = bounds;
+        let report = self.privacy.count(&after, &choice, &user);
+        if self.reported != Some(report) {
+            self.reported = Some(report);
+            self.pending = Some(report);
+        }
+        Ok(CapturedFrame {
+            data: &self.frame,
+            width,
+            height,
+            stride: width as usize * 4,
+            changed,
+        })
+    }
+}
+
+fn bounding(a: WinRect, b: WinRect) -> WinRect {
+    let x0 = a.x.min(b.x);
+    let y0 = a.y.min(b.y);
+    let x1 = (a.x + a.width as i32).max(b.x + b.width as i32);
+    let y1 = (a.y + a.height as i32).max(b.y + b.height as i32);
+    WinRect {
+        x: x0,
+        y: y0,
+        width: (x1 - x0) as u32,
+        height: (y1 - y0) as u32,
+    }
+}
+
+/// The changed area grown to hold the covers of this frame and the last
+/// (frame coordinates, already clipped to the frame).
+fn widen(a: Area, covers: impl Iterator<Item = WinRect>) -> Area {
+    let start = (a.width > 0 && a.height > 0).then_some(WinRect {
+        x: a.x as i32,
+        y: a.y as i32,
+        width: a.width,
+        height: a.height,
+    });
+    match covers.fold(start, |acc, r| Some(acc.map_or(r, |a| bounding(a, r)))) {
+        Some(r) => Area {
+            x: r.x.max(0) as u32,
+            y: r.y.max(0) as u32,
+            width: r.width,
+            height: r.height,
+        },
+        None => a,
+    }
+}
