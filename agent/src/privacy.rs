@@ -28,6 +28,8 @@ pub use policy::Policy;
 const LIST_EVERY: Duration = Duration::from_millis(300);
 /// Longest title shown in a list or notice.
 const SHOWN_TITLE: usize = 80;
+/// Notices of new windows kept until the user acts on them.
+const MAX_NEWS: usize = 5;
 
 /// One window as the user sees it in the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,8 @@ struct State {
     windows: Vec<TopWindow>,
     /// Once the session is live, windows not seen before are announced.
     live: bool,
-    /// "new window shared: <title>" notices not yet shown: (number, title).
+    /// "new window shared: <title>" notices the user has not acted on:
+    /// (number, title), newest last.
     news: Vec<(u32, String)>,
     /// Bumped on every change of what is hidden.
     version: u64,
@@ -178,11 +181,15 @@ impl Privacy {
                 }
             }
             for id in gone {
-                s.numbers.remove(&id);
+                if let Some(n) = s.numbers.remove(&id) {
+                    s.news.retain(|(m, _)| *m != n);
+                }
                 s.user_hidden.remove(&id);
             }
             s.windows = windows;
             s.news.extend(news.iter().cloned());
+            let excess = s.news.len().saturating_sub(MAX_NEWS);
+            s.news.drain(..excess);
         }
         if let Some(f) = &*self.on_news.lock().unwrap_or_else(|p| p.into_inner()) {
             for (n, title) in &news {
@@ -219,9 +226,23 @@ impl Privacy {
         out
     }
 
-    /// Notices of windows opened during the session, once each.
-    pub fn take_news(&self) -> Vec<(u32, String)> {
-        std::mem::take(&mut self.lock().news)
+    /// Notices of windows opened during the session that the user has
+    /// not hidden or dismissed: (number, title).
+    pub fn news(&self) -> Vec<(u32, String)> {
+        self.lock().news.clone()
+    }
+
+    /// The user saw the notice about window `number` (or hid it).
+    pub fn dismiss(&self, number: u32) {
+        self.lock().news.retain(|(n, _)| *n != number);
+    }
+
+    /// Whether something is told of new windows already.
+    pub fn has_news_hook(&self) -> bool {
+        self.on_news
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     fn id_of(&self, number: u32) -> Result<u32, String> {
@@ -238,6 +259,7 @@ impl Privacy {
         let id = self.id_of(number)?;
         let mut s = self.lock();
         s.user_hidden.insert(id);
+        s.news.retain(|(n, _)| *n != number);
         s.version += 1;
         Ok(())
     }
@@ -386,4 +408,66 @@ pub fn tty_list(privacy: &Privacy) -> String {
         out.push_str(&format!("\n  {}. [{state}] {}{class}", e.number, e.title));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assent_capture::windows::WinRect;
+
+    fn win(id: u32, title: &str, class: &str) -> TopWindow {
+        TopWindow {
+            id,
+            rect: WinRect::default(),
+            title: title.into(),
+            class: class.into(),
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn the_user_hides_more_never_less_than_the_policy() {
+        let p = Privacy::new(Policy::new(vec!["*bank*".into()]).unwrap());
+        p.update(vec![win(7, "My Bank", "Firefox"), win(9, "Notes", "Notes")]);
+        let e = p.entries();
+        assert_eq!((e[0].number, e[0].by_policy, e[0].hidden), (1, true, true));
+        assert_eq!((e[1].number, e[1].hidden), (2, false));
+        assert!(p.show(1).unwrap_err().contains("policy"));
+        assert!(p.only(Some(1)).is_err());
+        let v = p.version();
+        p.hide(2).unwrap();
+        assert!(p.version() > v, "a change wakes the capture");
+        let (choice, user) = p.decide();
+        let counts = p.count(&p.lock().windows.clone(), &choice, &user);
+        assert_eq!((counts.hidden, counts.by_policy), (2, 1));
+        p.only(Some(2)).unwrap();
+        let (choice, user) = p.decide();
+        assert_eq!(choice, Choice::Only(9));
+        let counts = p.count(&p.lock().windows.clone(), &choice, &user);
+        assert_eq!((counts.hidden, counts.only_one), (1, true));
+        assert!(p.hide(5).is_err(), "no such window");
+    }
+
+    #[test]
+    fn new_windows_are_announced_once_live_and_tty_lines_parse() {
+        let p = Privacy::new(Policy::default());
+        p.update(vec![win(1, "Terminal", "XTerm")]);
+        p.set_live();
+        p.update(vec![
+            win(1, "Terminal", "XTerm"),
+            win(2, "Mail", "Thunderbird"),
+        ]);
+        assert_eq!(p.news(), vec![(2, "Mail".to_string())]);
+        let listed = tty_command(&p, "hide 2").unwrap();
+        assert!(
+            listed.contains("2. [hidden] Mail (Thunderbird)"),
+            "{listed}"
+        );
+        assert!(p.news().is_empty(), "hiding answers the notice");
+        assert!(tty_command(&p, "hello there").is_none(), "chat stays chat");
+        assert!(tty_command(&p, "show 9").unwrap().contains("no window 9"));
+        // A closed window's choices go with it.
+        p.update(vec![win(1, "Terminal", "XTerm")]);
+        assert!(p.decide().1.is_empty());
+    }
 }

@@ -14,6 +14,7 @@ pub use crate::tty::{spawn_tty_reader, TtyUi};
 
 pub mod ended;
 mod panels;
+mod privacy;
 
 pub use ended::EndQuestion;
 
@@ -450,6 +451,7 @@ impl AgentWindow {
                 None => {}
             }
         }
+        self.privacy(ui, 130.0);
         let repaint = if armed { 250 } else { 100 };
         ctx.request_repaint_after(Duration::from_millis(repaint));
     }
@@ -507,6 +509,7 @@ impl AgentWindow {
         ui.separator();
         self.validation(ui);
         self.chat(ui, &info.technician);
+        self.privacy(ui, 70.0);
         // Redraw when the shown minute changes (events repaint at once):
         // a ticking clock would be a changed screen to capture and send.
         let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);

@@ -17,6 +17,7 @@ mod metrics;
 mod pending;
 mod people;
 mod privacy;
+mod privacy_window;
 mod prompt;
 mod relay;
 mod reload;

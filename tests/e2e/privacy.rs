@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use assent_proto::session_msg::{Control, SessionMsg};
 use assent_proto::wire::Scope;
 use assent_tests::viewer::{self, LiveViewer, Pairing};
 use assent_tests::{bin, lines, wait_line, Proc, TestRelay};
@@ -23,27 +24,33 @@ use x11rb::wrapper::ConnectionExt as _;
 
 use crate::common::WAIT;
 
-const W: u32 = 800;
-const H: u32 = 600;
-const ROOT: u32 = 0x203040;
-const SECRET: u32 = 0x13f7a1;
-const NOTES: u32 = 0x3060e0;
+pub(crate) const W: u32 = 800;
+pub(crate) const H: u32 = 600;
+pub(crate) const ROOT: u32 = 0x203040;
+pub(crate) const SECRET: u32 = 0x13f7a1;
+pub(crate) const NOTES: u32 = 0x3060e0;
 const LATER: u32 = 0xe07010;
 
 /// Plain X windows of one colour each, on a connection of their own.
-struct Windows {
+pub(crate) struct Windows {
     conn: RustConnection,
     root: u32,
 }
 
 impl Windows {
-    fn new(display: &str) -> Windows {
+    pub(crate) fn new(display: &str) -> Windows {
         let (conn, screen) = x11rb::connect(Some(display)).expect("connect to X");
         let root = conn.setup().roots[screen].root;
         Windows { conn, root }
     }
 
-    fn open(&self, title: &str, class: &str, rgb: u32, (x, y, w, h): (i16, i16, u16, u16)) -> u32 {
+    pub(crate) fn open(
+        &self,
+        title: &str,
+        class: &str,
+        rgb: u32,
+        (x, y, w, h): (i16, i16, u16, u16),
+    ) -> u32 {
         let c = &self.conn;
         let id = c.generate_id().unwrap();
         let aux = CreateWindowAux::new().background_pixel(rgb);
@@ -127,7 +134,7 @@ fn number_of(rx: &Receiver<String>, title: &str) -> u32 {
 }
 
 /// Pixels of the decoded screen with this colour.
-fn count(v: &LiveViewer, rgb: u32) -> usize {
+pub(crate) fn count(v: &LiveViewer, rgb: u32) -> usize {
     let want = [(rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8];
     v.decoder
         .pixels()
@@ -225,6 +232,23 @@ async fn a_policy_window_is_hidden_from_the_first_frame_and_cannot_be_shown() {
         "the rest is shared ({frames} frames)"
     );
     assert_eq!(v.privacy, Some((1, false)));
+    // A patched viewer cannot turn the mask off: it has no message for it,
+    // and one that sends the agent's own counts back, or asks for a full
+    // frame, changes nothing.
+    let patched = SessionMsg::Privacy {
+        hidden: 0,
+        only_one: false,
+    };
+    v.tx.send(&patched).await.unwrap();
+    v.tx.send(&SessionMsg::Control(Control::KeyframeRequest))
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        if v.next_frame(Duration::from_millis(300)).await.unwrap() {
+            assert_eq!(count(&v, SECRET), 0, "a viewer's message unmasked it");
+        }
+    }
     // A window opened later whose class matches --hide is hidden too.
     wins.open("Salaries", "Payroll", LATER, (300, 50, 100, 80));
     let until = Instant::now() + Duration::from_secs(2);
