@@ -138,6 +138,11 @@ impl Guarded {
         changed
     }
 
+    /// Releases whatever keys and buttons the technician holds down.
+    pub fn release_keys(&self) {
+        let _ = self.input.send(InputCmd::ReleaseAll);
+    }
+
     pub fn regrant(&mut self, grant: Grant) {
         self.gate.regrant(grant);
         self.mirror_gate();

@@ -13,6 +13,7 @@ pub mod flow;
 pub mod guarded;
 pub mod link;
 pub mod live;
+pub mod outage;
 pub mod privacy;
 pub mod prompt;
 pub mod session;

@@ -22,6 +22,7 @@ use crate::conversation::chat_time;
 use crate::escalation::{Accepted, Escalation, News, Rejoin};
 use crate::flow::FlowWindow;
 use crate::guarded::{CaptureResult, Guarded};
+use crate::outage::Outage;
 use crate::prompt::PromptText;
 use crate::session::Stats;
 use crate::ui::{EndQuestion, LiveInfo, UiCommand, UiEvent, UiSink};
@@ -54,6 +55,7 @@ enum Wake {
     /// The specialist's connection while the user is asked.
     SpecialistRelay(Result<RelayMsg, ClientError>),
     EscalationTimedOut,
+    PathTick,
 }
 
 /// How a live session ended.
@@ -104,6 +106,8 @@ pub struct LiveSession {
     pub escalation: Escalation,
     /// What joining a specialist's session needs.
     pub rejoin: Rejoin,
+    /// A connection gone quiet: nothing is captured or injected meanwhile.
+    pub outage: Outage,
 }
 
 /// What the live session learns that matters once it ends.
@@ -152,6 +156,10 @@ impl LiveSession {
                 Wake::EscalationTimedOut => {
                     self.on_escalation_answer(ConsentDecision::Timeout).await
                 }
+                Wake::PathTick => {
+                    self.on_path_tick();
+                    Ok(())
+                }
             };
             if let Err(message) = ended {
                 break message;
@@ -166,7 +174,8 @@ impl LiveSession {
     async fn next_wake(&mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> Wake {
         // Ask for the next frame when the last one is out, the window of
         // unacknowledged frames has room, and any idle wait has passed.
-        if !self.capturing && self.flow.may_send() && self.poll_at.is_none() {
+        let may_capture = !self.outage.suspended();
+        if may_capture && !self.capturing && self.flow.may_send() && self.poll_at.is_none() {
             let keyframe = std::mem::take(&mut self.want_keyframe);
             self.capturing = self.guarded.request_frame(keyframe);
         }
@@ -176,6 +185,7 @@ impl LiveSession {
         tokio::select! {
             _ = scope_prompt => Wake::ScopePromptTimedOut,
             _ = escalation_prompt => Wake::EscalationTimedOut,
+            _ = self.outage.tick.tick() => Wake::PathTick,
             news = self.escalation.next() => match news {
                 News::Joined(joined) => Wake::SpecialistJoined(joined),
                 News::Relay(msg) => Wake::SpecialistRelay(msg),
@@ -190,6 +200,7 @@ impl LiveSession {
 
     async fn on_frame(&mut self, frame: Option<CaptureResult>) -> Result<(), Ended> {
         self.capturing = false;
+        self.stats.captures.fetch_add(1, Relaxed);
         let captured = match frame {
             None => return Err("Screen capture stopped.".into()),
             Some(Err(e)) => {
@@ -225,7 +236,10 @@ impl LiveSession {
     async fn on_peer_msg(&mut self, msg: Result<SessionMsg, String>) -> Result<(), Ended> {
         match msg {
             Ok(SessionMsg::Input(ev)) => {
-                let counter = if self.guarded.input(ev) {
+                // Input sent while the path was down arrives late: not for
+                // a screen the technician could not see.
+                let admitted = !self.outage.suspended() && self.guarded.input(ev);
+                let counter = if admitted {
                     &self.stats.inputs_injected
                 } else {
                     &self.stats.inputs_dropped
@@ -265,6 +279,14 @@ impl LiveSession {
             }
             Ok(RelayMsg::EscalationCode { code, .. }) => {
                 self.start_joining(code);
+                Ok(())
+            }
+            Ok(RelayMsg::PeerInterrupted { .. }) => {
+                self.on_peer_path(true);
+                Ok(())
+            }
+            Ok(RelayMsg::PeerResumed { .. }) => {
+                self.on_peer_path(false);
                 Ok(())
             }
             Ok(_) => Ok(()),

@@ -50,6 +50,8 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub frames_sent: std::sync::atomic::AtomicU64,
+    /// Screen captures made (a frame or "nothing changed").
+    pub captures: std::sync::atomic::AtomicU64,
     pub inputs_injected: std::sync::atomic::AtomicU64,
     pub inputs_dropped: std::sync::atomic::AtomicU64,
 }
@@ -221,6 +223,7 @@ async fn live_session(
         end: Default::default(),
         escalation: Escalation::default(),
         rejoin: ctx.rejoin.clone(),
+        outage: Default::default(),
     })
 }
 

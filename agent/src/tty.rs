@@ -114,6 +114,10 @@ impl UiSink for TtyUi {
                 say!("Session paused: the technician sees a placeholder and cannot type.")
             }
             UiEvent::Paused(false) => say!("Session resumed."),
+            UiEvent::Interrupted(true) => say!(
+                "Connection interrupted, reconnecting: your technician cannot see your screen right now."
+            ),
+            UiEvent::Interrupted(false) => say!("Connection back: the session goes on."),
             UiEvent::Ended(msg) => say!("{msg}"),
             UiEvent::RequestClosed(msg) => {
                 say!();

@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::prompt::PromptText;
 pub use crate::tty::{spawn_tty_reader, TtyUi};
 
+mod arming;
 pub mod ended;
 mod panels;
 mod privacy;
@@ -49,6 +50,9 @@ pub enum UiEvent {
     /// The session is over (screen and input already stopped): "Was your
     /// problem solved?"
     Confirm(EndQuestion),
+    /// The connection to the technician is interrupted (`true`: capture and
+    /// input are stopped until it is back) or back (`false`).
+    Interrupted(bool),
 }
 
 /// "Please test", as the user sees it.
@@ -146,6 +150,8 @@ struct Shared {
     unread: usize,
     /// A "please test" waiting for the user's answer.
     validation: Option<ValidationAsk>,
+    /// The connection is interrupted: nothing is shared meanwhile.
+    interrupted: bool,
 }
 
 /// The window's side of the UI.
@@ -163,6 +169,7 @@ impl Default for WindowUi {
                 chat: Vec::new(),
                 unread: 0,
                 validation: None,
+                interrupted: false,
             })),
         }
     }
@@ -173,6 +180,13 @@ impl UiSink for WindowUi {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         if let UiEvent::Validation(ask) = event {
             s.validation = Some(ask);
+            if let Some(ctx) = &s.ctx {
+                ctx.request_repaint();
+            }
+            return;
+        }
+        if let UiEvent::Interrupted(on) = event {
+            s.interrupted = on;
             if let Some(ctx) = &s.ctx {
                 ctx.request_repaint();
             }
@@ -225,7 +239,9 @@ impl UiSink for WindowUi {
                 message,
                 until: Instant::now() + CLOSED_MESSAGE_FOR,
             },
-            (UiEvent::Chat(_) | UiEvent::Validation(_), other) => other.clone(),
+            (UiEvent::Chat(_) | UiEvent::Validation(_) | UiEvent::Interrupted(_), other) => {
+                other.clone()
+            }
         };
         if let Some(ctx) = &s.ctx {
             ctx.request_repaint();
@@ -282,37 +298,8 @@ struct AgentWindow {
     validation_comment: String,
 }
 
-/// How long a question must have been on screen, with keyboard focus,
-/// before a key or click answers it: someone typing in another window when
-/// it appears must not answer it by accident.
-pub const ARM_DELAY: Duration = Duration::from_secs(1);
-
-/// Whether the question on screen may be answered yet.
-#[derive(Debug, Default)]
-struct Arming {
-    /// The question being armed (its deadline identifies it).
-    question: Option<Instant>,
-    /// Visible and focused since; reset when focus is lost.
-    since: Option<Instant>,
-}
-
-impl Arming {
-    /// Time left before answers count; zero once armed.
-    fn left(&mut self, question: Instant, focused: bool, now: Instant) -> Duration {
-        if self.question != Some(question) {
-            *self = Arming {
-                question: Some(question),
-                ..Arming::default()
-            };
-        }
-        if !focused {
-            self.since = None;
-            return ARM_DELAY;
-        }
-        let since = *self.since.get_or_insert(now);
-        ARM_DELAY.saturating_sub(now.saturating_duration_since(since))
-    }
-}
+use arming::Arming;
+pub use arming::ARM_DELAY;
 
 impl AgentWindow {
     fn send(&self, cmd: UiCommand) {
@@ -481,8 +468,17 @@ impl AgentWindow {
     fn live(&mut self, ui: &mut egui::Ui, info: &LiveInfo, started: Instant, paused: bool) {
         let elapsed = started.elapsed();
         let minutes = elapsed.as_secs() / 60;
-        // Same number of lines in both states, so the buttons stay put.
-        if paused {
+        let interrupted = self
+            .ui
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .interrupted;
+        // Same number of lines in every state, so the buttons stay put.
+        if interrupted {
+            ui.heading("Connection interrupted, reconnecting…");
+            ui.label("Your technician cannot see your screen right now.");
+        } else if paused {
             ui.heading("Session PAUSED");
             ui.label("The technician sees a placeholder and cannot type.");
         } else {

@@ -147,6 +147,9 @@ fn explain_audit_error(dir: &DataDir, e: AuditError) -> anyhow::Result<AuditLog>
     }
 }
 
+/// How much longer than the reconnect grace a silent connection lives.
+const IDLE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Runs the relay until SIGTERM/SIGINT. Calls `ready` with the bound address
 /// once it accepts connections.
 pub async fn serve(
@@ -162,7 +165,11 @@ pub async fn serve(
     let log = open_audit_after_crash(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let (audit, writer, webhooks) = start_audit(&dir, &config, log, &metrics)?;
-    let endpoint = assent_net::server_endpoint(listen, &dir.cert(), &dir.key())
+    // A connection outlives the reconnect grace a little, so the session
+    // decides when an interrupted path ends it (the grace is read at start;
+    // a reload changes it for new sessions only up to this bound).
+    let idle = config.limits.session().reconnect_grace + IDLE_MARGIN;
+    let endpoint = assent_net::server_endpoint(listen, (&dir.cert(), &dir.key()), idle)
         .context("starting the QUIC endpoint")?;
     let local = endpoint.local_addr().context("reading the bound address")?;
     let admin_listener = admin::bind(&dir.admin_socket())?;

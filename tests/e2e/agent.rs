@@ -120,6 +120,20 @@ impl ScriptedUi {
             .count()
     }
 
+    /// The interruptions the user was shown: `true` when one began,
+    /// `false` when it ended.
+    pub(crate) fn interruptions(&self) -> Vec<bool> {
+        self.shown
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                UiEvent::Interrupted(on) => Some(*on),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn prompt_code(&self) -> Option<String> {
         self.shown.lock().unwrap().iter().find_map(|e| match e {
             UiEvent::Prompt { text, .. } => Some(text.verification_code.clone()),

@@ -539,16 +539,19 @@ fn the_agent_window_asks_about_the_specialist() {
                 .map(String::from)
         })
         .unwrap_or_else(|| panic!("no window titled {title:?}"));
-        let _ = xvfb
-            .command("xdotool")
-            .args(["mousemove", "--window", &window, "40", "20"])
-            .status();
-        let _ = xvfb
-            .command("xdotool")
-            .args(["windowfocus", &window])
-            .status();
-        std::thread::sleep(ARM_DELAY + Duration::from_millis(400));
-        let _ = xvfb.command("xdotool").args(["key", key]).status();
+        // On a loaded machine the window may map and arm late: the key is
+        // pressed again until the question goes.
+        for _ in 0..5 {
+            let xdo = |args: &[&str]| xvfb.command("xdotool").args(args).output().unwrap();
+            xdo(&["mousemove", "--window", &window, "40", "20"]);
+            xdo(&["windowfocus", &window]);
+            std::thread::sleep(ARM_DELAY + Duration::from_millis(400));
+            xdo(&["key", key]);
+            std::thread::sleep(Duration::from_millis(700));
+            if xdo(&["search", "--name", title]).stdout.is_empty() {
+                return;
+            }
+        }
     };
     answer(PROMPT_TITLE, "v");
     alice.hear("\"fps\"");

@@ -5,6 +5,7 @@
 
 mod agent;
 mod audit_first;
+mod blips;
 mod chat;
 mod common;
 mod confirmation;

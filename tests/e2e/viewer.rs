@@ -301,11 +301,12 @@ fn killed_viewer_is_noticed_and_the_agent_stops() {
     s.viewer.signal(libc::SIGKILL);
     let end = s
         .relay
-        .wait_record(Duration::from_secs(5), |r| r["event"] == "session_end")
+        .wait_record(Duration::from_secs(9), |r| r["event"] == "session_end")
         .expect("session_end");
     assert_eq!(end["reason"], "viewer_lost");
+    // Interrupted after a second of silence, ended after the grace (3 s).
     assert!(
-        killed.elapsed() < Duration::from_secs(3),
+        killed.elapsed() < Duration::from_secs(6),
         "noticed after {:?}",
         killed.elapsed()
     );
@@ -317,7 +318,7 @@ fn killed_viewer_is_noticed_and_the_agent_stops() {
         "the end, told to the user",
     );
     assert!(
-        killed.elapsed() < Duration::from_secs(3),
+        killed.elapsed() < Duration::from_secs(7),
         "the user was told after {:?}: {told}",
         killed.elapsed()
     );

@@ -97,6 +97,10 @@ impl TestRelay {
             proc: None,
             env: Vec::new(),
         };
+        // A vanished peer ends a test's session after 3 s, as an idle
+        // timeout did before sessions survived network blips; the blip
+        // tests set their own grace.
+        relay.set_limits(&[("reconnect_grace_secs", "3")]);
         relay.set_limits(limits);
         relay
     }
@@ -217,8 +221,13 @@ impl TestRelay {
 
     /// Audit records as JSON values.
     pub fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.audit_path())
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.audit_path()).unwrap_or_default();
+        // A line without its newline is being written right now: not yet.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
@@ -389,7 +398,18 @@ pub mod lossy {
     pub struct LossyProxy {
         pub addr: SocketAddr,
         pub counts: Arc<Counts>,
+        switches: Arc<Switches>,
         task: tokio::task::JoinHandle<()>,
+    }
+
+    /// What a test flips while the proxy runs.
+    #[derive(Debug, Default)]
+    struct Switches {
+        /// Everything is dropped, both ways (a pulled cable).
+        blackout: std::sync::atomic::AtomicBool,
+        /// Bumped to send upstream from a new socket (NAT rebinding, or a
+        /// laptop moving from Wi-Fi to Ethernet): a new source port.
+        generation: AtomicU64,
     }
 
     impl Drop for LossyProxy {
@@ -413,6 +433,16 @@ pub mod lossy {
     }
 
     impl LossyProxy {
+        /// Drops everything both ways while `on`.
+        pub fn blackout(&self, on: bool) {
+            self.switches.blackout.store(on, Relaxed);
+        }
+
+        /// From now on, each client's datagrams go upstream from a new port.
+        pub fn rebind(&self) {
+            self.switches.generation.fetch_add(1, Relaxed);
+        }
+
         /// Forwards to `upstream`, dropping `loss_percent` of the datagrams
         /// and delaying the rest by `delay`, in each direction.
         pub async fn start(upstream: SocketAddr, loss_percent: f64, delay: Duration) -> LossyProxy {
@@ -431,48 +461,56 @@ pub mod lossy {
             let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
             let addr = front.local_addr().expect("proxy address");
             let counts = Arc::new(Counts::default());
+            let switches = Arc::new(Switches::default());
             let task = tokio::spawn(run(
                 front,
                 upstream,
-                loss_percent,
-                delay,
-                counts.clone(),
+                (loss_percent, delay),
+                (counts.clone(), switches.clone()),
                 source_ip,
             ));
-            LossyProxy { addr, counts, task }
+            LossyProxy {
+                addr,
+                counts,
+                switches,
+                task,
+            }
         }
     }
 
     async fn run(
         front: Arc<UdpSocket>,
         upstream: SocketAddr,
-        loss: f64,
-        delay: Duration,
-        counts: Arc<Counts>,
+        (loss, delay): (f64, Duration),
+        (counts, switches): (Arc<Counts>, Arc<Switches>),
         source_ip: &'static str,
     ) {
         let mut coin = Coin(0x9e37_79b9_7f4a_7c15);
-        let mut backs: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut backs: HashMap<(SocketAddr, u64), Arc<UdpSocket>> = HashMap::new();
         let mut buf = vec![0u8; 65536];
         loop {
             let Ok((n, client)) = front.recv_from(&mut buf).await else {
                 return;
             };
-            let back = match backs.get(&client) {
+            if switches.blackout.load(Relaxed) {
+                counts.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            let key = (client, switches.generation.load(Relaxed));
+            let back = match backs.get(&key) {
                 Some(b) => b.clone(),
                 None => {
                     let Ok(b) = UdpSocket::bind((source_ip, 0)).await else {
                         continue;
                     };
                     let b = Arc::new(b);
-                    backs.insert(client, b.clone());
+                    backs.insert(key, b.clone());
                     tokio::spawn(back_to_client(
                         b.clone(),
                         front.clone(),
                         client,
-                        loss,
-                        delay,
-                        counts.clone(),
+                        (loss, delay),
+                        (counts.clone(), switches.clone()),
                     ));
                     b
                 }
@@ -498,9 +536,8 @@ pub mod lossy {
         back: Arc<UdpSocket>,
         front: Arc<UdpSocket>,
         client: SocketAddr,
-        loss: f64,
-        delay: Duration,
-        counts: Arc<Counts>,
+        (loss, delay): (f64, Duration),
+        (counts, switches): (Arc<Counts>, Arc<Switches>),
     ) {
         let mut coin = Coin(0x2545_f491_4f6c_dd1d ^ u64::from(client.port()));
         let mut buf = vec![0u8; 65536];
@@ -508,7 +545,7 @@ pub mod lossy {
             let Ok((n, _)) = back.recv_from(&mut buf).await else {
                 return;
             };
-            if coin.drop(loss) {
+            if switches.blackout.load(Relaxed) || coin.drop(loss) {
                 counts.dropped.fetch_add(1, Relaxed);
                 continue;
             }

@@ -12,6 +12,7 @@ pub mod handover;
 pub mod identity_ask;
 pub mod live;
 pub mod note_input;
+pub mod outage;
 pub mod paths;
 pub mod privacy;
 pub mod record;

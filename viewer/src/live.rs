@@ -36,6 +36,7 @@ enum Wake {
     Peer(Result<SessionMsg, String>),
     Relay(Result<RelayMsg, ClientError>),
     Command(Option<Command>),
+    PathTick,
 }
 
 pub struct LiveView<'a> {
@@ -55,6 +56,8 @@ pub struct LiveView<'a> {
     pub validations_asked: u32,
     /// How the technician verified the requester (`--identity-check`).
     pub identity_check: String,
+    /// A connection gone quiet.
+    pub outage: crate::outage::Outage,
 }
 
 impl LiveView<'_> {
@@ -72,6 +75,10 @@ impl LiveView<'_> {
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
                 Wake::Relay(msg) => self.on_relay_msg(msg),
                 Wake::Command(cmd) => self.on_command(cmd).await,
+                Wake::PathTick => {
+                    self.on_path_tick();
+                    None
+                }
             };
             if let Some(mut end) = ended {
                 end.chat = (self.chat_sent, self.chat_received);
@@ -85,6 +92,7 @@ impl LiveView<'_> {
             msg = self.rx.recv() => Wake::Peer(msg.map_err(|e| e.to_string())),
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
+            _ = self.outage.tick.tick() => Wake::PathTick,
         }
     }
 
@@ -204,6 +212,14 @@ impl LiveView<'_> {
     fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
         match msg {
             Ok(RelayMsg::SessionEnded { reason }) => Some(ended(reason.as_str())),
+            Ok(RelayMsg::PeerInterrupted { .. }) => {
+                self.on_peer_path(true);
+                None
+            }
+            Ok(RelayMsg::PeerResumed { .. }) => {
+                self.on_peer_path(false);
+                None
+            }
             Ok(msg) => {
                 if crate::escalate::on_relay_msg(&self.state, self.audit, &self.session, &msg) {
                     (self.repaint)();
@@ -218,11 +234,11 @@ impl LiveView<'_> {
         match cmd {
             Some(Command::Input(ev)) => {
                 // View-only sessions send nothing (the agent would drop it anyway).
-                let (scope, paused) = {
+                let (scope, paused, interrupted) = {
                     let s = lock(&self.state);
-                    (s.scope, s.paused)
+                    (s.scope, s.paused, s.interrupted.is_some())
                 };
-                if scope == Scope::Control && !paused {
+                if scope == Scope::Control && !paused && !interrupted {
                     self.last_input = Some(Instant::now());
                     let _ = self.tx.send(&SessionMsg::Input(ev)).await;
                 }

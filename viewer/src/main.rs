@@ -473,20 +473,31 @@ fn escalation_line(
     assent_viewer::escalate::parse_line(line, scope)
 }
 
-/// `--headless`: each change of the escalation, one JSON line on stdout.
+/// `--headless`: each change of the escalation or of the connection
+/// (`{"connection": {"interrupted": true, "why": ...}}`), one JSON line on stdout.
 async fn print_escalation(state: assent_viewer::session::SharedState) {
-    let mut shown = 0;
+    let (mut shown, mut connection) = (0, 0);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let view = state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .escalation
-            .clone();
+        let (view, interrupted, version) = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                s.escalation.clone(),
+                s.interrupted.clone(),
+                s.interrupted_version,
+            )
+        };
         if view.version != shown {
             shown = view.version;
             println!("{}", view.json());
+        }
+        if version != connection {
+            connection = version;
+            let json = serde_json::json!({"connection": {
+                "interrupted": interrupted.is_some(), "why": interrupted,
+            }});
+            println!("{json}");
         }
     }
 }

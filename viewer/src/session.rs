@@ -93,6 +93,10 @@ pub struct ViewState {
     pub escalation: crate::escalate::EscalationView,
     /// Set for a specialist's session: who escalated it and why.
     pub escalated_from: Option<(String, String)>,
+    /// Why the connection is interrupted, while it is.
+    pub interrupted: Option<String>,
+    /// Bumped at each change of `interrupted` (for `--headless`).
+    pub interrupted_version: u32,
 }
 
 /// The user's answer to one "please test".
@@ -163,6 +167,8 @@ impl ViewState {
             user_confirmation: None,
             escalation: Default::default(),
             escalated_from: None,
+            interrupted: None,
+            interrupted_version: 0,
         }
     }
 }
@@ -349,6 +355,7 @@ async fn run_session(
         chat_received: 0,
         validations_asked: 0,
         identity_check: ctx.config.request.identity_check.clone(),
+        outage: Default::default(),
     };
     let (end, tx, rx) = live.run(commands).await;
     let finished =

@@ -296,6 +296,7 @@ struct Snapshot {
     paused: bool,
     stats: Stats,
     size: (u32, u32),
+    interrupted: Option<String>,
 }
 
 impl eframe::App for ViewerWindow {
@@ -319,6 +320,7 @@ impl eframe::App for ViewerWindow {
                 paused: s.paused,
                 stats: s.stats.clone(),
                 size: (s.screen.width, s.screen.height),
+                interrupted: s.interrupted.clone(),
             }
         };
         self.update_title(&ctx, &snap);
@@ -406,6 +408,13 @@ impl ViewerWindow {
     }
 
     fn status_bar(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
+        if let Some(why) = &snap.interrupted {
+            ui.colored_label(
+                egui::Color32::from_rgb(255, 170, 60),
+                format!("Connection: {why}"),
+            );
+            ui.separator();
+        }
         let device = if snap.device.is_empty() {
             "—"
         } else {

@@ -8,6 +8,7 @@
 pub mod e2e;
 mod handover;
 
+pub use assent_net::{PathWatch, PATH_SILENCE};
 pub use handover::Claimed;
 
 use std::path::Path;
@@ -180,6 +181,8 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::Handovers { .. } => "Handovers",
         RelayMsg::HandoverClaimed { .. } => "HandoverClaimed",
         RelayMsg::EscalationCode { .. } => "EscalationCode",
+        RelayMsg::PeerInterrupted { .. } => "PeerInterrupted",
+        RelayMsg::PeerResumed { .. } => "PeerResumed",
     }
 }
 

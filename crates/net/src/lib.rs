@@ -4,10 +4,13 @@
 //! and the helpers here.
 //!
 //! Every connection uses TLS 1.3 with the ring provider, ALPN `assent/1`, and
-//! a 0.5 s keep-alive with a 2 s idle timeout so a peer that vanishes (process
-//! killed, cable pulled) is noticed within 3 seconds: QUIC restarts the idle
-//! timer when it sends its first keep-alive after the peer's last packet, so
-//! the worst case is keep-alive + idle timeout = 2.5 s.
+//! a 0.5 s keep-alive, so a healthy path carries a packet each way at least
+//! twice a second. Two clocks watch a path: [`PathWatch`] notices silence
+//! within a second (the agent then stops capturing, the relay records an
+//! interruption), and the QUIC idle timeout, which the relay sets to its
+//! reconnect grace period plus a margin ([`server_endpoint`]; a connection
+//! takes the smaller of both sides' values, and clients offer
+//! [`CLIENT_IDLE_TIMEOUT`]), ends a connection that stays silent.
 
 #![forbid(unsafe_code)]
 
@@ -29,8 +32,12 @@ pub use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, V
 /// Keep-alive period: a quarter of the idle timeout, so a healthy but quiet
 /// connection survives the loss of three keep-alives in a row.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
-/// A connection silent this long is dead.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The idle timeout clients offer: the relay's (its grace period plus a
+/// margin) is smaller and applies.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A path with no packet in for this long is interrupted: the agent stops
+/// capturing and injecting until it comes back.
+pub const PATH_SILENCE: Duration = Duration::from_secs(1);
 /// Per-stream receive window. It bounds how much one slow session can make
 /// the relay buffer, so many sessions cannot exhaust its memory.
 pub const STREAM_WINDOW: u32 = 512 * 1024;
@@ -104,11 +111,11 @@ impl NetError {
     }
 }
 
-fn transport(peer_bidi_streams: u32) -> quinn::TransportConfig {
+fn transport(peer_bidi_streams: u32, idle: Duration) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
-    // 3 s is far below quinn's VarInt ceiling; the conversion cannot fail.
-    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+    // Minutes are far below quinn's VarInt ceiling; the conversion cannot fail.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
         t.max_idle_timeout(Some(idle));
     }
     t.max_concurrent_bidi_streams(VarInt::from_u32(peer_bidi_streams));
@@ -148,8 +155,8 @@ pub fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'stat
 /// these PEM files.
 pub fn server_endpoint(
     listen: SocketAddr,
-    cert_path: &std::path::Path,
-    key_path: &std::path::Path,
+    (cert_path, key_path): (&std::path::Path, &std::path::Path),
+    idle: Duration,
 ) -> Result<Endpoint, NetError> {
     let chain = certs_from_pem(
         &read(cert_path, "certificate")?,
@@ -167,7 +174,7 @@ pub fn server_endpoint(
         .map_err(|e| NetError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     // A client opens its control stream; nothing more.
-    config.transport_config(Arc::new(transport(2)));
+    config.transport_config(Arc::new(transport(2, idle)));
     let bind_err = |source| NetError::Bind {
         addr: listen,
         source,
@@ -237,7 +244,7 @@ pub fn client_endpoint(ca_pem: &std::path::Path, remote: SocketAddr) -> Result<E
         .map_err(|e| NetError::Quic(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     // The relay opens one data stream to each client.
-    config.transport_config(Arc::new(transport(2)));
+    config.transport_config(Arc::new(transport(2, CLIENT_IDLE_TIMEOUT)));
     let bind: SocketAddr = if remote.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -359,5 +366,33 @@ async fn read_exact(
             Err(NetError::Connection(e))
         }
         Err(quinn::ReadExactError::ReadError(e)) => Err(NetError::Read(e.to_string())),
+    }
+}
+
+/// Watches one connection for silence: how long since a datagram last
+/// arrived on it, polled from the connection's own counters (no extra
+/// traffic; the keep-alive guarantees packets on a healthy path).
+#[derive(Debug, Clone, Copy)]
+pub struct PathWatch {
+    datagrams: u64,
+    heard: std::time::Instant,
+}
+
+impl PathWatch {
+    pub fn new(now: std::time::Instant) -> PathWatch {
+        PathWatch {
+            datagrams: 0,
+            heard: now,
+        }
+    }
+
+    /// How long `conn` has been silent at `now`.
+    pub fn silence(&mut self, conn: &Connection, now: std::time::Instant) -> Duration {
+        let datagrams = conn.stats().udp_rx.datagrams;
+        if datagrams != self.datagrams {
+            self.datagrams = datagrams;
+            self.heard = now;
+        }
+        now.saturating_duration_since(self.heard)
     }
 }

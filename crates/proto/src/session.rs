@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::wire::{ConsentDecision, EndReason, Scope};
+use crate::wire::{ConsentDecision, EndReason, Role, Scope};
 
 /// Time limits of one session (from `relay.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
     /// A live session ends `max_duration` after this long, busy or not.
     pub max_duration: Duration,
+    /// A live session whose side went silent ends (`agent_lost` /
+    /// `viewer_lost`) when it stays silent this long.
+    pub reconnect_grace: Duration,
 }
 
 impl Default for SessionLimits {
@@ -31,6 +34,7 @@ impl Default for SessionLimits {
             consent_timeout: Duration::from_secs(90),
             idle_timeout: Duration::from_secs(15 * 60),
             max_duration: Duration::from_secs(4 * 3600),
+            reconnect_grace: Duration::from_secs(20),
         }
     }
 }
@@ -87,6 +91,8 @@ pub enum Phase {
         scope: Scope,
         started: Instant,
         last_activity: Instant,
+        /// The side whose path went silent, and since when.
+        interrupted: Option<(Role, Instant)>,
     },
     Ended {
         reason: EndReason,
@@ -119,6 +125,10 @@ pub enum Event {
     RelayShutdown,
     /// The user accepted a specialist's session in this one's place.
     Escalated,
+    /// This side's path went silent (no packet for about a second).
+    PathSilent(Role),
+    /// This side's path carries packets again.
+    PathBack(Role),
     /// The shell wrote every record the last actions asked for.
     Recorded,
     /// The shell could not write a record the last actions asked for.
@@ -144,6 +154,12 @@ pub enum Action {
     End(EndReason),
     /// Tell both sides the session will not happen, and close.
     Abort(AbortReason),
+    /// A side's path went silent: write `session_interrupted`, tell the
+    /// other side (the agent stops capturing until it is back).
+    RecordInterrupted(Role),
+    /// The silent side is back after this long: write `session_resumed`,
+    /// tell the other side.
+    RecordResumed(Role, Duration),
     /// The event made no sense in this phase (e.g. a second consent): ignored,
     /// and the shell logs it as a protocol violation by the sender.
     Ignored,
@@ -189,10 +205,16 @@ impl SessionMachine {
             Phase::Live {
                 started,
                 last_activity,
+                interrupted,
                 ..
-            } => Some(
-                (started + self.limits.max_duration).min(last_activity + self.limits.idle_timeout),
-            ),
+            } => {
+                let limit = (started + self.limits.max_duration)
+                    .min(last_activity + self.limits.idle_timeout);
+                Some(match interrupted {
+                    Some((_, since)) => limit.min(since + self.limits.reconnect_grace),
+                    None => limit,
+                })
+            }
             Phase::Ended { .. } | Phase::Aborted { .. } => None,
         }
     }
@@ -243,6 +265,7 @@ impl SessionMachine {
                     scope,
                     started: now,
                     last_activity: now,
+                    interrupted: None,
                 };
                 vec![Action::Start(scope)]
             }
@@ -250,19 +273,11 @@ impl SessionMachine {
             // No record, no session: not a start, not an end.
             (Recording { .. }, Event::RecordFailed) => self.abort(AbortReason::AuditFailed),
 
-            (Live { scope, started, .. }, Event::Activity) => {
-                self.phase = Live {
-                    scope,
-                    started,
-                    last_activity: now,
-                };
-                vec![]
-            }
+            (Live { .. }, ev) => self.handle_live(ev, now),
 
-            (Live { started, .. }, ev) => match end_reason(ev) {
-                Some(reason) => self.end(reason, started, now),
-                None => vec![Action::Ignored],
-            },
+            // Only a live session is interrupted; before it, the shell ends
+            // a silent side as lost.
+            (_, Event::PathSilent(_) | Event::PathBack(_)) => vec![],
 
             (AwaitingAgent { .. } | AwaitingConsent { .. } | Recording { .. }, ev) => {
                 match abort_reason(ev) {
@@ -270,6 +285,45 @@ impl SessionMachine {
                     None => vec![Action::Ignored],
                 }
             }
+        }
+    }
+
+    /// An event in a live session: traffic, a path going silent or coming
+    /// back, or an end.
+    fn handle_live(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        use Phase::*;
+        match (self.phase, event) {
+            (Live { .. }, Event::Activity) => {
+                if let Live { last_activity, .. } = &mut self.phase {
+                    *last_activity = now;
+                }
+                vec![]
+            }
+
+            (Live { interrupted, .. }, Event::PathSilent(side)) => match interrupted {
+                Some(_) => vec![],
+                None => {
+                    self.set_interrupted(Some((side, now)));
+                    vec![Action::RecordInterrupted(side)]
+                }
+            },
+
+            (Live { interrupted, .. }, Event::PathBack(side)) => match interrupted {
+                Some((silent, since)) if silent == side => {
+                    self.set_interrupted(None);
+                    vec![Action::RecordResumed(
+                        side,
+                        now.saturating_duration_since(since),
+                    )]
+                }
+                _ => vec![],
+            },
+
+            (Live { started, .. }, ev) => match end_reason(ev) {
+                Some(reason) => self.end(reason, started, now),
+                None => vec![Action::Ignored],
+            },
+            _ => vec![Action::Ignored],
         }
     }
 
@@ -286,17 +340,34 @@ impl SessionMachine {
             Phase::Live {
                 started,
                 last_activity,
+                interrupted,
                 ..
             } => {
                 if now >= started + self.limits.max_duration {
                     self.end(EndReason::MaxDuration, started, now)
                 } else if now >= last_activity + self.limits.idle_timeout {
                     self.end(EndReason::IdleTimeout, started, now)
+                } else if let Some((side, since)) = interrupted {
+                    if now >= since + self.limits.reconnect_grace {
+                        let reason = match side {
+                            Role::Agent => EndReason::AgentLost,
+                            Role::Viewer => EndReason::ViewerLost,
+                        };
+                        self.end(reason, started, now)
+                    } else {
+                        vec![]
+                    }
                 } else {
                     vec![]
                 }
             }
             _ => vec![],
+        }
+    }
+
+    fn set_interrupted(&mut self, value: Option<(Role, Instant)>) {
+        if let Phase::Live { interrupted, .. } = &mut self.phase {
+            *interrupted = value;
         }
     }
 
@@ -324,6 +395,7 @@ fn end_reason(ev: Event) -> Option<EndReason> {
         Event::TechnicianRevoked => EndReason::TechnicianRevoked,
         Event::RelayShutdown => EndReason::RelayShutdown,
         Event::Escalated => EndReason::Escalated,
+        Event::PathSilent(_) | Event::PathBack(_) => return None,
         Event::AgentJoined
         | Event::Consent(_)
         | Event::Activity
@@ -344,8 +416,10 @@ fn abort_reason(ev: Event) -> Option<AbortReason> {
         Event::TechnicianRevoked => AbortReason::TechnicianRevoked,
         Event::RelayShutdown => AbortReason::RelayShutdown,
         Event::RecordFailed => AbortReason::AuditFailed,
-        // Only a live session is handed over.
+        // Only a live session is handed over, or interrupted.
         Event::Escalated
+        | Event::PathSilent(_)
+        | Event::PathBack(_)
         | Event::AgentJoined
         | Event::Consent(_)
         | Event::Activity

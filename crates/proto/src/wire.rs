@@ -426,6 +426,11 @@ pub enum RelayMsg {
     /// specialist's session, bound to this device; the agent joins with it
     /// and asks the user afresh.
     EscalationCode { handover: String, code: String },
+    /// To one side: the other side's path went silent (the agent stops
+    /// capturing until it is back; the session waits out the grace).
+    PeerInterrupted { side: Role },
+    /// To one side: the other side's path is back.
+    PeerResumed { side: Role },
 }
 
 /// Largest end-to-end handshake message the relay passes on.
@@ -502,96 +507,4 @@ pub(crate) fn decode_whole<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T,
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn messages_round_trip() {
-        let msgs = vec![
-            ClientMsg::Hello {
-                version: 1,
-                role: Role::Agent,
-            },
-            ClientMsg::CreateInvite(InviteRequest {
-                ticket: "T-1".into(),
-                client: "Acme".into(),
-                summary: "printer".into(),
-                impact: Impact::High,
-                scope: Scope::Control,
-                identity_check: String::new(),
-            }),
-            ClientMsg::Consent {
-                decision: ConsentDecision::Denied,
-                receipt: vec![1; 64],
-            },
-            ClientMsg::End,
-        ];
-        for msg in msgs {
-            let bytes = encode(&msg).unwrap();
-            assert_eq!(decode::<ClientMsg>(&bytes).unwrap(), msg);
-        }
-    }
-
-    #[test]
-    fn decision_never_grants_more_than_requested() {
-        assert_eq!(
-            ConsentDecision::Control.granted_scope(Scope::View),
-            Some(Scope::View)
-        );
-        assert_eq!(
-            ConsentDecision::Control.granted_scope(Scope::Control),
-            Some(Scope::Control)
-        );
-        assert_eq!(ConsentDecision::Denied.granted_scope(Scope::Control), None);
-        assert_eq!(ConsentDecision::Timeout.granted_scope(Scope::View), None);
-    }
-
-    #[test]
-    fn oversized_length_inside_message_is_rejected() {
-        // A postcard varint claiming a 1 GiB string, with no bytes behind it.
-        let mut bytes = vec![2u8]; // ViewerAuth variant index... any variant with a Vec
-        bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x04]);
-        assert!(decode::<ClientMsg>(&bytes).is_err());
-    }
-
-    /// Found by fuzzing (`assent-fuzz`): postcard ignores bytes after a
-    /// complete value, so a message followed by anything was accepted.
-    #[test]
-    fn trailing_bytes_are_refused() {
-        let mut end = encode(&ClientMsg::End).unwrap();
-        end.push(0);
-        assert!(matches!(
-            decode::<ClientMsg>(&end),
-            Err(FrameError::Decode(why)) if why.contains("after the message")
-        ));
-        let offer = SessionOffer {
-            session: "s".into(),
-            technician: "alice".into(),
-            technician_key: [1; 32],
-            ticket: "T-1".into(),
-            client: "Acme".into(),
-            summary: "printer".into(),
-            impact: Impact::Low,
-            scope: Scope::View,
-            device: "pc".into(),
-            device_key: [2; 32],
-            consent_timeout_secs: 90,
-            escalated_from: None,
-        };
-        let mut bytes = offer.to_bytes();
-        assert_eq!(SessionOffer::from_bytes(&bytes).unwrap(), offer);
-        bytes.extend_from_slice(b"extra");
-        assert!(SessionOffer::from_bytes(&bytes).is_err());
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4000))]
-        #[test]
-        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode::<ClientMsg>(&bytes);
-            let _ = decode::<RelayMsg>(&bytes);
-            let _ = SessionOffer::from_bytes(&bytes);
-        }
-    }
-}
+mod tests;

@@ -50,6 +50,7 @@ pub struct Limits {
     pub code_failure_max_delay_secs: u64,
     pub code_failures_per_minute: u32,
     pub auth_timeout_secs: u64,
+    pub reconnect_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -66,9 +67,14 @@ impl Default for Limits {
             code_failure_max_delay_secs: 300,
             code_failures_per_minute: 60,
             auth_timeout_secs: 10,
+            reconnect_grace_secs: 20,
         }
     }
 }
+
+/// Longest reconnect grace: a session's capture is stopped throughout,
+/// but its slot is held and a vanished peer ends it only this late.
+pub const MAX_RECONNECT_GRACE_SECS: u64 = 300;
 
 /// Invites the relay holds at most, across technicians (pending and
 /// recently used ones). Part of the brute-force bound in ARCHITECTURE.md.
@@ -80,6 +86,7 @@ impl Limits {
             consent_timeout: Duration::from_secs(self.consent_timeout_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_duration: Duration::from_secs(self.max_session_secs),
+            reconnect_grace: Duration::from_secs(self.reconnect_grace_secs),
         }
     }
 
@@ -112,11 +119,17 @@ impl Limits {
                 u64::from(self.code_failures_per_minute),
             ),
             ("auth_timeout_secs", self.auth_timeout_secs),
+            ("reconnect_grace_secs", self.reconnect_grace_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(format!("limits.{key} must be greater than 0"));
             }
+        }
+        if self.reconnect_grace_secs > MAX_RECONNECT_GRACE_SECS {
+            return Err(format!(
+                "limits.reconnect_grace_secs must be at most {MAX_RECONNECT_GRACE_SECS}"
+            ));
         }
         if self.invite_ttl_secs > 24 * 3600 {
             return Err("limits.invite_ttl_secs must be at most 86400 (one day)".into());
@@ -230,6 +243,12 @@ code_failures_per_minute = {}
 # Seconds a new connection has to authenticate before it is dropped.
 auth_timeout_secs = {}
 
+# A live session whose agent or viewer goes silent (Wi-Fi roaming, a pulled
+# cable) is interrupted at once (the agent stops capturing and injecting)
+# and resumes if the path comes back within this many seconds; after it the
+# session ends `agent_lost` / `viewer_lost` (at most 300; read at start).
+reconnect_grace_secs = {}
+
 [metrics]
 # Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz)
 # over plain HTTP on this TCP address; off while unset. It has no
@@ -247,6 +266,7 @@ auth_timeout_secs = {}
             l.code_failure_max_delay_secs,
             l.code_failures_per_minute,
             l.auth_timeout_secs,
+            l.reconnect_grace_secs,
             crate::webhooks::TEMPLATE,
         )
     }

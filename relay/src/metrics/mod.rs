@@ -92,6 +92,8 @@ const EVENTS: &[&str] = &[
     "user_confirmation",
     "escalation_requested",
     "escalation_closed",
+    "session_interrupted",
+    "session_resumed",
     "config_reloaded",
     "config_reload_failed",
     "webhook_delivered",

@@ -7,6 +7,7 @@
 
 mod escalation;
 mod farewell;
+mod paths;
 mod privacy;
 mod records;
 mod side;
@@ -70,6 +71,7 @@ enum Wake {
     Control(Option<Control>),
     Shutdown,
     Timer,
+    PathTick,
 }
 
 struct SessionTask {
@@ -112,6 +114,8 @@ struct SessionTask {
     offered: Option<escalation::Offered>,
     /// The specialist's session that took over, once the user said yes.
     escalated_to: Option<String>,
+    paths: paths::Paths,
+    path_tick: tokio::time::Interval,
     privacy: privacy::PrivacyLog,
 }
 
@@ -154,7 +158,13 @@ impl SessionTask {
             escalation: setup.escalation,
             offered: None,
             escalated_to: None,
+            paths: paths::Paths::new(),
             privacy: privacy::PrivacyLog::default(),
+            path_tick: {
+                let mut tick = tokio::time::interval(paths::PATH_POLL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            },
         }
     }
 
@@ -170,6 +180,7 @@ impl SessionTask {
                 Wake::Control(c) => self.on_control(c).await,
                 Wake::Shutdown => Some(Event::RelayShutdown),
                 Wake::Timer => Some(self.on_tick().await),
+                Wake::PathTick => self.on_path_tick(),
             };
             if let Some(event) = event {
                 self.dispatch(event).await;
@@ -211,6 +222,7 @@ impl SessionTask {
             ev = self.control.recv() => Wake::Control(ev),
             _ = self.shutdown.changed() => Wake::Shutdown,
             _ = tokio::time::sleep_until(wake) => Wake::Timer,
+            _ = self.path_tick.tick() => Wake::PathTick,
         }
     }
 
@@ -441,6 +453,14 @@ impl SessionTask {
             }
             Action::End(reason) => {
                 self.record_end(reason).await;
+                None
+            }
+            Action::RecordInterrupted(side) => {
+                self.record_interrupted(side).await;
+                None
+            }
+            Action::RecordResumed(side, outage) => {
+                self.record_resumed(side, outage).await;
                 None
             }
             Action::Abort(reason) => {

@@ -35,11 +35,12 @@ fn sigkill(relay: &mut TestRelay) {
 }
 
 /// Scenario 4: the technician's viewer process killed with SIGKILL: within
-/// 3 s the agent has stopped capturing and injecting (its session is over
-/// and its capture and input threads joined), and the relay recorded
-/// `viewer_lost`.
+/// 1.5 s the agent has stopped capturing and injecting (its path watch hears
+/// from the relay that the viewer's path is silent), and after the
+/// reconnect grace (3 s here) the relay records `viewer_lost` and the agent
+/// ends with its capture and input threads joined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s04_viewer_sigkill_stops_the_agent_within_3s() {
+async fn s04_viewer_sigkill_stops_the_agent_within_1_5s() {
     let relay = TestRelay::started(&[]);
     let home = assent_tests::tempdir();
     let mut hv = crate::viewer::spawn_headless_viewer(&relay, home.path(), "control", "info");
@@ -57,26 +58,42 @@ async fn s04_viewer_sigkill_stops_the_agent_within_3s() {
     .expect("no frames");
     hv.viewer.signal(libc::SIGKILL);
     let killed = Instant::now();
-    let outcome = tokio::time::timeout(Duration::from_secs(3), agent.task)
+    // The last frame goes out within 1.5 s; none for a second after that.
+    let mut last = (agent.stats.frames_sent.load(Relaxed), killed);
+    while killed.elapsed() < Duration::from_millis(2500) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = agent.stats.frames_sent.load(Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let stopped = last.1.saturating_duration_since(killed);
+    println!("agent's last frame {stopped:?} after the viewer was killed");
+    assert!(
+        stopped < Duration::from_millis(1500),
+        "captured {stopped:?} after the kill"
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(6), agent.task)
         .await
-        .unwrap_or_else(|_| panic!("the agent was still running 3 s after the viewer died"))
+        .unwrap_or_else(|_| panic!("the agent still runs after the grace"))
         .unwrap()
         .unwrap();
-    let stopped = killed.elapsed();
-    let frames = agent.stats.frames_sent.load(Relaxed);
-    // What is tested: nothing is captured during these 300 ms.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(outcome, Outcome::Ended(_)), "{outcome:?}");
     assert_eq!(
         agent.stats.frames_sent.load(Relaxed),
-        frames,
-        "captured after the end"
+        last.0,
+        "captured while interrupted"
     );
-    assert!(matches!(outcome, Outcome::Ended(_)), "{outcome:?}");
-    println!("agent stopped {stopped:?} after the viewer was killed");
     let end = relay
         .wait_record(WAIT, |r| r["event"] == "session_end")
         .expect("session_end");
     assert_eq!(end["reason"], "viewer_lost");
+    let interrupted = relay
+        .records()
+        .into_iter()
+        .find(|r| r["event"] == "session_interrupted")
+        .expect("session_interrupted");
+    assert_eq!(interrupted["side"], "viewer");
     assert!(hv.viewer.wait_timeout(WAIT).is_some());
 }
 
@@ -99,8 +116,18 @@ async fn s06_relay_crash_ends_both_sides_and_restart_needs_new_code_and_consent(
     sigkill(&mut relay);
     let killed = Instant::now();
 
-    // Both sides notice and end; neither waits for the relay to come back.
-    let outcome = tokio::time::timeout(Duration::from_secs(5), agent.task)
+    // The agent stops capturing within 1.5 s of the relay going silent.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frames = agent.stats.frames_sent.load(Relaxed);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        agent.stats.frames_sent.load(Relaxed),
+        frames,
+        "captured with the relay gone"
+    );
+    // Both sides end when the connection's idle timeout (the relay's grace
+    // plus 5 s, 8 s here) passes; neither waits for the relay to come back.
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent.task)
         .await
         .expect("the agent ended")
         .unwrap()
@@ -117,7 +144,7 @@ async fn s06_relay_crash_ends_both_sides_and_restart_needs_new_code_and_consent(
         }
     };
     assert!(viewer_ended, "the viewer kept waiting on a dead relay");
-    assert!(killed.elapsed() < Duration::from_secs(5));
+    assert!(killed.elapsed() < Duration::from_secs(14));
     assert!(agent.sink.events().is_empty());
 
     // The audit as the crash left it verifies and ends in a whole record.

@@ -222,8 +222,14 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
     ];
     out.extend(procedure_client_msgs());
     out.extend(privacy::client_msgs());
-    // Hostile: a signature claiming 1 GiB with nothing behind it; a note
-    // claiming 2^32 fields; a string length past the end; trailing bytes.
+    out.extend(hostile_client_msgs());
+    out
+}
+
+/// Hostile: a signature claiming 1 GiB with nothing behind it; a note
+/// claiming 2^32 fields; a string length past the end; trailing bytes.
+fn hostile_client_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
     out.push(("viewer-auth-1gib-signature", {
         let mut b = vec![1];
         b.extend_from_slice(&key(1));

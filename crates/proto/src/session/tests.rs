@@ -9,6 +9,7 @@ fn limits() -> SessionLimits {
         consent_timeout: 60 * S,
         idle_timeout: 300 * S,
         max_duration: 3600 * S,
+        reconnect_grace: 20 * S,
     }
 }
 
@@ -326,4 +327,56 @@ fn ending_while_recording_is_an_abort() {
     );
     assert_eq!(m.handle(Event::Recorded, t0 + 2 * S), vec![]);
     assert!(!m.may_forward());
+}
+
+#[test]
+fn an_interrupted_side_resumes_within_the_grace_or_is_lost_at_its_end() {
+    let t0 = Instant::now();
+    let mut m = live(Scope::View, ConsentDecision::View, t0);
+    let silent = t0 + 10 * S;
+    assert_eq!(
+        m.handle(Event::PathSilent(Role::Agent), silent),
+        vec![Action::RecordInterrupted(Role::Agent)]
+    );
+    // One interruption at a time; the other side going quiet adds nothing.
+    assert_eq!(
+        m.handle(Event::PathSilent(Role::Viewer), silent + S),
+        vec![]
+    );
+    assert_eq!(m.handle(Event::PathBack(Role::Viewer), silent + S), vec![]);
+    assert!(m.may_forward(), "an interruption does not end the session");
+    assert_eq!(m.next_deadline(), Some(silent + 20 * S));
+    assert_eq!(m.handle(Event::Tick, silent + 19 * S), vec![]);
+    assert_eq!(
+        m.handle(Event::PathBack(Role::Agent), silent + 5 * S),
+        vec![Action::RecordResumed(Role::Agent, 5 * S)]
+    );
+    assert_eq!(m.handle(Event::Tick, silent + 25 * S), vec![]);
+
+    let silent = t0 + 100 * S;
+    m.handle(Event::PathSilent(Role::Viewer), silent);
+    assert_eq!(
+        m.handle(Event::Tick, silent + 20 * S),
+        vec![Action::End(EndReason::ViewerLost)]
+    );
+    assert!(m.is_over());
+}
+
+#[test]
+fn an_admin_kill_during_an_outage_ends_at_once() {
+    let t0 = Instant::now();
+    let mut m = live(Scope::Control, ConsentDecision::Control, t0);
+    m.handle(Event::PathSilent(Role::Agent), t0 + 2 * S);
+    assert_eq!(
+        m.handle(Event::AdminKill, t0 + 3 * S),
+        vec![Action::End(EndReason::AdminKilled)]
+    );
+}
+
+#[test]
+fn silence_before_live_changes_nothing() {
+    let t0 = Instant::now();
+    let mut m = joined(Scope::View, t0);
+    assert_eq!(m.handle(Event::PathSilent(Role::Agent), t0 + S), vec![]);
+    assert!(matches!(m.phase(), Phase::AwaitingConsent { .. }));
 }

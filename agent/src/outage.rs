@@ -1,0 +1,89 @@
+//! A connection that goes quiet mid-session. When this agent's own path to
+//! the relay has been silent for a second, or the relay says the
+//! technician's has, the agent stops capturing and injecting at once:
+//! nothing is captured while nobody can be shown to be watching. When both
+//! are back, capture resumes with a keyframe. The relay decides when an
+//! outage has lasted too long (its reconnect grace) and ends the session.
+
+use std::time::Instant;
+
+use assent_client::{PathWatch, PATH_SILENCE};
+use tokio::time::{Interval, MissedTickBehavior};
+use tracing::info;
+
+use crate::live::LiveSession;
+use crate::ui::UiEvent;
+
+/// How often the agent looks at its own path.
+const PATH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+pub struct Outage {
+    watch: PathWatch,
+    pub(crate) tick: Interval,
+    /// This agent's own path is silent.
+    own: bool,
+    /// The relay says the technician's path is silent.
+    peer: bool,
+}
+
+impl Default for Outage {
+    fn default() -> Self {
+        let mut tick = tokio::time::interval(PATH_POLL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Outage {
+            watch: PathWatch::new(Instant::now()),
+            tick,
+            own: false,
+            peer: false,
+        }
+    }
+}
+
+impl Outage {
+    /// Nothing is captured or injected while this holds.
+    pub fn suspended(&self) -> bool {
+        self.own || self.peer
+    }
+}
+
+impl LiveSession {
+    /// Looks at this agent's own path.
+    pub(crate) fn on_path_tick(&mut self) {
+        let silence = self
+            .outage
+            .watch
+            .silence(&self.control.conn, Instant::now());
+        let own = silence >= PATH_SILENCE;
+        if own != self.outage.own {
+            info!(
+                silent_ms = silence.as_millis() as u64,
+                own, "own path changed"
+            );
+            self.set_outage(|o| o.own = own);
+        }
+    }
+
+    /// The relay's word on the technician's path.
+    pub(crate) fn on_peer_path(&mut self, silent: bool) {
+        info!(silent, "the technician's path changed");
+        self.set_outage(|o| o.peer = silent);
+    }
+
+    fn set_outage(&mut self, change: impl FnOnce(&mut Outage)) {
+        let before = self.outage.suspended();
+        change(&mut self.outage);
+        let now = self.outage.suspended();
+        if before == now {
+            return;
+        }
+        if now {
+            info!("connection interrupted: capture and input stopped");
+            // Keys the technician held must not stay down meanwhile.
+            self.guarded.release_keys();
+        } else {
+            info!("connection back: capture resumes with a keyframe");
+            self.want_keyframe = true;
+        }
+        self.ui.show(UiEvent::Interrupted(now));
+    }
+}
