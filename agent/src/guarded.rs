@@ -217,7 +217,9 @@ fn capture_loop(
             }
         };
         let result = result.map(|mut c| {
-            c.privacy = source.take_mask_report();
+            // Again with every keyframe: a new viewer (a specialist's,
+            // after a handover) learns the counts with its first frame.
+            c.privacy = source.take_mask_report(keyframe);
             c
         });
         if frames.blocking_send(result).is_err() {

@@ -85,8 +85,11 @@ impl ScreenSource for MaskedSource {
         self.inner.cursor()
     }
 
-    fn take_mask_report(&mut self) -> Option<MaskReport> {
-        self.pending.take()
+    fn take_mask_report(&mut self, again: bool) -> Option<MaskReport> {
+        match self.pending.take() {
+            None if again => self.reported,
+            pending => pending,
+        }
     }
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
@@ -103,7 +106,7 @@ impl ScreenSource for MaskedSource {
             }
             (f.width, f.height, f.changed)
         };
-        let after = self.watch.list()?;
+        let after = self.watch.list_known(&before)?;
         let (moves, overflowed) = self.watch.take_moves();
         let (choice, user) = self.privacy.decide();
         let around = Around {

@@ -104,8 +104,9 @@ pub trait ScreenSource {
     }
 
     /// What the user keeps private in the frames, when it changed since
-    /// the last call (a masking source reports it; others never do).
-    fn take_mask_report(&mut self) -> Option<MaskReport> {
+    /// the last call or `again` (a masking source reports it; others never do).
+    fn take_mask_report(&mut self, again: bool) -> Option<MaskReport> {
+        let _ = again;
         None
     }
 

@@ -104,6 +104,13 @@ impl WindowWatch {
     /// configure the server made before answering is collected for
     /// [`WindowWatch::take_moves`].
     pub fn list(&mut self) -> Result<Vec<TopWindow>, CaptureError> {
+        self.list_known(&[])
+    }
+
+    /// As [`WindowWatch::list`], taking the title, class and pid of windows
+    /// in `known` from there instead of asking again (geometry is always
+    /// read afresh).
+    pub fn list_known(&mut self, known: &[TopWindow]) -> Result<Vec<TopWindow>, CaptureError> {
         let tree = self.conn.query_tree(self.root).map_err(gone)?;
         let children = tree.reply().map_err(gone)?.children;
         let mut cookies = Vec::with_capacity(children.len());
@@ -128,7 +135,10 @@ impl WindowWatch {
                 width: u32::from(g.width) + border,
                 height: u32::from(g.height) + border,
             };
-            let (title, class, pid) = self.describe(w);
+            let (title, class, pid) = match known.iter().find(|k| k.id == w) {
+                Some(k) => (k.title.clone(), k.class.clone(), k.pid),
+                None => self.describe(w),
+            };
             out.push(TopWindow {
                 id: w,
                 rect,
