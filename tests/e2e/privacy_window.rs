@@ -193,3 +193,154 @@ async fn the_window_lists_windows_hides_from_the_first_frame_and_offers_hide_for
         .wait_timeout(Duration::from_secs(10))
         .expect("agent exits");
 }
+
+/// The real programs end to end: the technician's headless viewer reports
+/// how many windows the user keeps private (the window's status bar shows
+/// the same count), and nothing of them reaches its audit, log or note.
+#[test]
+fn the_technicians_viewer_counts_hidden_windows_and_never_names_them() {
+    let xvfb = Xvfb::start_with_size(W, H);
+    assent_tests::x11::paint_root(xvfb.display(), ROOT);
+    let wins = Windows::new(xvfb.display());
+    wins.open(
+        "My Bank — accounts",
+        "Firefox",
+        0x5050a0,
+        (560, 20, 200, 120),
+    );
+    wins.open("Notes", "Notes", NOTES, (560, 380, 200, 150));
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    std::fs::create_dir_all(home.path().join("agent/assent")).unwrap();
+    std::fs::write(
+        home.path().join("agent/assent/agent.toml"),
+        "# the organisation's policy\nhide = [\"*bank*\"]\n",
+    )
+    .unwrap();
+    let (mut viewer, code) =
+        crate::people::technician(&relay, (home.path(), &key), "T-7001", &[], "trace");
+    let mut user = crate::people::user(&relay, home.path(), xvfb.display(), &code, "warn");
+    std::thread::sleep(assent_agent::ui::ARM_DELAY);
+    user.say("v");
+    let stats = viewer.hear("\"hidden_windows\":1");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["only_one_window"], false, "{stats}");
+    user.say("only 2");
+    viewer.hear("\"only_one_window\":true");
+    user.say("e");
+    relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+    viewer.hang_up();
+    let _ = viewer.proc.wait_timeout(Duration::from_secs(10));
+    let mut seen = relay.log_text() + &std::fs::read_to_string(relay.audit_path()).unwrap();
+    for file in ["data/assent/audit.jsonl", "viewer-T-7001.log"] {
+        seen += &std::fs::read_to_string(home.path().join(file)).unwrap_or_default();
+    }
+    for dir in ["data/assent/notes"] {
+        for note in std::fs::read_dir(home.path().join(dir))
+            .into_iter()
+            .flatten()
+        {
+            seen += &std::fs::read_to_string(note.unwrap().path()).unwrap_or_default();
+        }
+    }
+    assert!(seen.contains("privacy_changed"), "the relay audited it");
+    for title in ["Bank", "Notes —", "Firefox"] {
+        assert!(
+            !seen.contains(title),
+            "{title:?} reached a log, audit or note"
+        );
+    }
+}
+
+/// The technician's window: the user's screen with the policy's window
+/// painted over, and the status bar's count (privacy-viewer.png).
+#[test]
+fn the_viewer_window_shows_the_cover_and_the_count() {
+    let display_a = Xvfb::start_with_size(W, H);
+    let display_b = Xvfb::start_with_size(1280, 900);
+    assent_tests::x11::paint_root(display_a.display(), ROOT);
+    let wins = Windows::new(display_a.display());
+    wins.open(
+        "My Bank — accounts",
+        "Firefox",
+        SECRET,
+        (100, 100, 300, 200),
+    );
+    wins.open("Notes", "Notes", NOTES, (450, 300, 200, 150));
+    let relay = TestRelay::started(&[]);
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let mut viewer = Command::new(bin("assent-viewer"))
+        .args(["connect", "--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .args([
+            "--ticket",
+            "T-7002",
+            "--identity-check",
+            "phone-callback",
+            "--key",
+        ])
+        .arg(&key)
+        .env("DISPLAY", display_b.display())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("viewer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = assent_tests::lines(viewer.stdout.take().unwrap());
+    let _viewer = Proc::new(viewer);
+    let code = assent_tests::wait_line(&out, |l| l.starts_with("Invite code: "), "code")
+        .trim_start_matches("Invite code: ")
+        .to_string();
+    std::fs::create_dir_all(home.path().join("agent/assent")).unwrap();
+    std::fs::write(
+        home.path().join("agent/assent/agent.toml"),
+        "hide = [\"*bank*\"]\n",
+    )
+    .unwrap();
+    let mut user = crate::people::user(&relay, home.path(), display_a.display(), &code, "warn");
+    std::thread::sleep(assent_agent::ui::ARM_DELAY);
+    user.say("v");
+    // The user's screen in the technician's window: Notes, never the bank.
+    let shown = assent_tests::eventually_every(WAIT, Duration::from_millis(300), || {
+        let shot = screenshot_of(&display_b, 1280, 900);
+        let has = |rgb: u32| {
+            let want = [(rgb >> 16) as u8, (rgb >> 8) as u8, rgb as u8];
+            shot.chunks_exact(3).filter(|p| *p == want).count()
+        };
+        (has(NOTES) > 5000).then(|| has(SECRET))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let png = crate::desktop::artifacts().join("privacy-viewer.png");
+    let _ = display_b
+        .command("import")
+        .args(["-window", "root"])
+        .arg(&png)
+        .status();
+    assert_eq!(
+        shown,
+        Some(0),
+        "the viewer window shows the bank's colour, or nothing"
+    );
+    user.say("e");
+    relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+}
+
+fn screenshot_of(x: &Xvfb, w: u32, h: u32) -> Vec<u8> {
+    let out = x
+        .command("import")
+        .args(["-window", "root", "-depth", "8", "rgb:-"])
+        .output()
+        .expect("import");
+    assert_eq!(out.stdout.len(), (w * h * 3) as usize);
+    out.stdout
+}

@@ -216,7 +216,7 @@ fn clip(r: WinRect, origin: (i32, i32), width: u32, height: u32) -> Option<WinRe
     )
 }
 
-/// The covering pattern at frame pixel (`x`, `y`): grey diagonal stripes
+/// The covering pattern at (`x`, `y`) from a covered rectangle's corner: grey diagonal stripes
 /// with "HIDDEN BY THE USER" written across them.
 fn pattern(x: u32, y: u32) -> [u8; 4] {
     if crate::mask_text::ink(x, y) {
@@ -235,7 +235,8 @@ fn fill(data: &mut [u8], stride: usize, r: WinRect) {
         for x in r.x as u32..r.x as u32 + r.width {
             let at = row + x as usize * 4;
             if let Some(px) = data.get_mut(at..at + 4) {
-                px.copy_from_slice(&pattern(x, y));
+                // Anchored to the rectangle: its text starts at its corner.
+                px.copy_from_slice(&pattern(x - r.x as u32, y - r.y as u32));
             }
         }
     }
