@@ -431,7 +431,7 @@ fn killed_viewer_or_agent_ends_the_session_after_the_grace() {
             .wait_record(Duration::from_secs(9), |r| {
                 r["event"] == "session_end" && r["reason"] == reason
             })
-            .unwrap_or_else(|| panic!("no session_end {reason}: {:?}", relay.events()));
+            .unwrap_or_else(|| panic!("no session_end {reason}: {:?}", relay.records()));
         let took = killed.elapsed();
         // Silent for a second (interrupted), then the grace.
         assert!(

@@ -73,8 +73,7 @@ async fn main() -> anyhow::Result<()> {
                         let _data = viewer.control.accept_data().await?;
                         println!("started {session}");
                         // Hold until killed or the relay ends the session.
-                        let ev = viewer.next_event().await;
-                        println!("over {ev:?}");
+                        println!("over {:?}", until_over(&mut viewer.control).await);
                         return Ok(());
                     }
                     ViewerEvent::Ended(r) => anyhow::bail!("ended {r:?}"),
@@ -99,9 +98,22 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
             let mut live = pending.answer(decision).await?;
             println!("started {}", live.session);
-            let ev = live.control.recv().await;
-            println!("over {ev:?}");
+            println!("over {:?}", until_over(&mut live.control).await);
             Ok(())
+        }
+    }
+}
+
+/// The relay's last word: its `SessionEnded`, or why the connection failed
+/// (news of the peer's path along the way is not the end).
+async fn until_over(
+    control: &mut assent_client::Control,
+) -> Result<assent_proto::wire::RelayMsg, assent_client::ClientError> {
+    use assent_proto::wire::RelayMsg;
+    loop {
+        match control.recv().await {
+            Ok(RelayMsg::PeerInterrupted { .. } | RelayMsg::PeerResumed { .. }) => continue,
+            other => return other,
         }
     }
 }
