@@ -25,15 +25,21 @@ pub struct MaskedSource {
     privacy: Arc<Privacy>,
     /// The masked frame: BGRX, stride `width * 4`.
     frame: Vec<u8>,
+    covers: Covers,
+    seen_version: u64,
+    reported: Option<MaskReport>,
+    pending: Option<MaskReport>,
+}
+
+/// What the mask remembers from one capture to the next.
+#[derive(Default)]
+struct Covers {
     /// Covered areas (frame coordinates) the source has not re-read since.
     stale: Vec<WinRect>,
     /// The kept window's area in the last "share only" frame.
     last_keep: Option<WinRect>,
     /// The covered bounds of the last frame.
     last_bounds: Option<WinRect>,
-    seen_version: u64,
-    reported: Option<MaskReport>,
-    pending: Option<MaskReport>,
 }
 
 impl MaskedSource {
@@ -45,15 +51,15 @@ impl MaskedSource {
             watch,
             privacy,
             frame: Vec::new(),
-            stale: Vec::new(),
-            last_keep: None,
-            last_bounds: None,
+            covers: Covers::default(),
             seen_version: u64::MAX,
             reported: None,
             pending: None,
         })
     }
+}
 
+impl Covers {
     /// Forgets covered areas the capture re-read (`None`: all of it).
     fn refresh_stale(&mut self, changed: Option<Area>) {
         let Some(a) = changed else {
@@ -66,6 +72,46 @@ impl MaskedSource {
                 && r.x + r.width as i32 <= (a.x + a.width) as i32
                 && r.y + r.height as i32 <= (a.y + a.height) as i32)
         });
+    }
+
+    /// The cover for this capture (root coordinates): the plan, plus what
+    /// was covered before and not re-read since. Remembers it for the next.
+    fn next(
+        &mut self,
+        mut cover: Cover,
+        only: bool,
+        origin: (i32, i32),
+        changed: Option<Area>,
+    ) -> Cover {
+        self.refresh_stale(changed);
+        let keep = cover.all_but.flatten();
+        if only && keep != self.last_keep {
+            self.stale
+                .extend(keep.map(|k| shift(k, (-origin.0, -origin.1))));
+        }
+        self.last_keep = keep;
+        cover
+            .rects
+            .extend(self.stale.iter().map(|r| shift(*r, origin)));
+        for r in &cover.rects {
+            let local = shift(*r, (-origin.0, -origin.1));
+            if !self.stale.contains(&local) {
+                self.stale.push(local);
+            }
+        }
+        if self.stale.len() > MAX_STALE {
+            let merged = self.stale.iter().copied().reduce(bounding);
+            self.stale = merged.into_iter().collect();
+        }
+        cover
+    }
+}
+
+fn shift(r: WinRect, by: (i32, i32)) -> WinRect {
+    WinRect {
+        x: r.x + by.0,
+        y: r.y + by.1,
+        ..r
     }
 }
 
@@ -97,15 +143,8 @@ impl ScreenSource for MaskedSource {
         let before = self.watch.list()?;
         // Places from before that list are older than it: not needed.
         let _ = self.watch.take_moves();
-        let (width, height, changed) = {
-            let f = self.inner.capture()?;
-            let row = f.width as usize * 4;
-            self.frame.resize(row * f.height as usize, 0);
-            for (y, dst) in self.frame.chunks_exact_mut(row).enumerate() {
-                dst.copy_from_slice(f.row(y as u32).ok_or(CaptureError::Disconnected)?);
-            }
-            (f.width, f.height, f.changed)
-        };
+        let f = self.inner.capture()?;
+        let (width, height) = (f.width, f.height);
         let after = self.watch.list_known(&before)?;
         let (moves, overflowed) = self.watch.take_moves();
         let (choice, user) = self.privacy.decide();
@@ -117,48 +156,32 @@ impl ScreenSource for MaskedSource {
         };
         let privacy = &self.privacy;
         let hidden = |w: &TopWindow| user.contains(&w.id) || privacy.by_policy(w);
-        let mut cover = Cover::plan(&around, &choice, &hidden);
-        self.refresh_stale(changed);
-        // Where a cover was and the frame was not re-read, it stays.
-        let keep = cover.all_but.flatten();
-        if matches!(choice, Choice::Only(_)) && keep != self.last_keep {
-            self.stale.extend(keep);
-        }
-        self.last_keep = keep;
-        let shifted = |r: &WinRect| WinRect {
-            x: r.x + origin.0,
-            y: r.y + origin.1,
-            ..*r
-        };
-        cover.rects.extend(self.stale.iter().map(shifted));
+        let planned = Cover::plan(&around, &choice, &hidden);
+        let only = matches!(choice, Choice::Only(_));
+        let cover = self.covers.next(planned, only, origin, f.changed);
         let bounds = cover.bounds(origin, width, height);
-        cover.paint(&mut self.frame, width, height, width as usize * 4, origin);
-        for r in &cover.rects {
-            let local = WinRect {
-                x: r.x - origin.0,
-                y: r.y - origin.1,
-                ..*r
-            };
-            if !self.stale.contains(&local) {
-                self.stale.push(local);
-            }
-        }
-        if self.stale.len() > MAX_STALE {
-            let merged = self.stale.iter().copied().reduce(bounding);
-            self.stale = merged.into_iter().collect();
-        }
-        let changed = changed.map(|a| widen(a, bounds.into_iter().chain(self.last_bounds)));
-        self.last_bounds = bounds;
+        let last = std::mem::replace(&mut self.covers.last_bounds, bounds);
+        let changed = f.changed.map(|a| widen(a, bounds.into_iter().chain(last)));
         let report = self.privacy.count(&after, &choice, &user);
         if self.reported != Some(report) {
             self.reported = Some(report);
             self.pending = Some(report);
         }
+        if cover.is_empty() {
+            // Nothing to paint: the source's frame as it is, no copy.
+            return Ok(CapturedFrame { changed, ..f });
+        }
+        let row = width as usize * 4;
+        self.frame.resize(row * height as usize, 0);
+        for (y, dst) in self.frame.chunks_exact_mut(row).enumerate() {
+            dst.copy_from_slice(f.row(y as u32).ok_or(CaptureError::Disconnected)?);
+        }
+        cover.paint(&mut self.frame, width, height, row, origin);
         Ok(CapturedFrame {
             data: &self.frame,
             width,
             height,
-            stride: width as usize * 4,
+            stride: row,
             changed,
         })
     }
