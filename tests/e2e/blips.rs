@@ -239,3 +239,33 @@ async fn a_new_source_port_continues_the_session() {
         .count();
     assert_eq!(peers, 1);
 }
+
+/// The user ends the session while the cable is out: the agent stops at
+/// once (nothing is captured after), and once the path is back the relay
+/// records the end as the user's (`agent_ended`), not as a lost agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_during_an_outage_is_the_users_end() {
+    let mut b = live_through_proxy(Via::Agent, "20").await;
+    watch(&mut b.v, Duration::from_millis(300)).await;
+    b.proxy.blackout(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.agent
+        .commands
+        .send(assent_agent::ui::UiCommand::End)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let captures = b.agent.stats.captures.load(Relaxed);
+    b.proxy.blackout(false);
+    let end = b
+        .relay
+        .wait_record_async(WAIT, |r| r["event"] == "session_end")
+        .await
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended", "{end}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.agent.stats.captures.load(Relaxed),
+        captures,
+        "captured after the user ended"
+    );
+}
