@@ -92,14 +92,25 @@ impl Privacy {
         })
     }
 
-    /// Makes this the process's state for the UI and starts refreshing the
-    /// window list (on its own X connection) while it lives.
+    /// Makes this the process's state for the UI, lists the windows once
+    /// (so the prompt has them) and keeps refreshing the list (on an X
+    /// connection of its own) while the state lives.
     pub fn install(self: &Arc<Self>) {
         let _ = INSTALLED.set(self.clone());
+        let mut watch = match WindowWatch::open(None) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list windows for the privacy choices");
+                return;
+            }
+        };
+        if let Ok(list) = watch.list() {
+            self.update(list);
+        }
         let weak = Arc::downgrade(self);
         let _ = std::thread::Builder::new()
             .name("windows".into())
-            .spawn(move || watch_list(weak));
+            .spawn(move || watch_list(weak, watch));
     }
 
     /// What to call when a window opens during the session.
@@ -323,15 +334,10 @@ fn shown_title(w: &TopWindow) -> String {
 }
 
 /// Refreshes the list while the state lives.
-fn watch_list(privacy: Weak<Privacy>) {
-    let mut watch = match WindowWatch::open(None) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list windows for the privacy choices");
-            return;
-        }
-    };
-    while let Some(p) = privacy.upgrade() {
+fn watch_list(privacy: Weak<Privacy>, mut watch: WindowWatch) {
+    loop {
+        std::thread::sleep(LIST_EVERY);
+        let Some(p) = privacy.upgrade() else { return };
         match watch.list() {
             Ok(list) => p.update(list),
             Err(e) => {
@@ -340,8 +346,6 @@ fn watch_list(privacy: Weak<Privacy>) {
             }
         }
         let _ = watch.take_moves();
-        drop(p);
-        std::thread::sleep(LIST_EVERY);
     }
 }
 

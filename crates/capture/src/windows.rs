@@ -119,7 +119,7 @@ impl WindowWatch {
             let geom = self.conn.get_geometry(w).map_err(gone)?;
             cookies.push((w, attrs, geom));
         }
-        let mut out = Vec::new();
+        let mut mapped = Vec::new();
         for (w, attrs, geom) in cookies {
             // A window that went away meanwhile answers with an error.
             let (Ok(a), Ok(g)) = (attrs.reply(), geom.reply()) else {
@@ -135,9 +135,19 @@ impl WindowWatch {
                 width: u32::from(g.width) + border,
                 height: u32::from(g.height) + border,
             };
+            mapped.push((w, rect));
+        }
+        let unknown: Vec<Window> = mapped
+            .iter()
+            .map(|(w, _)| *w)
+            .filter(|w| !known.iter().any(|k| k.id == *w))
+            .collect();
+        let mut described = self.describe_all(&unknown).into_iter();
+        let mut out = Vec::with_capacity(mapped.len());
+        for (w, rect) in mapped {
             let (title, class, pid) = match known.iter().find(|k| k.id == w) {
                 Some(k) => (k.title.clone(), k.class.clone(), k.pid),
-                None => self.describe(w),
+                None => described.next().unwrap_or_default(),
             };
             out.push(TopWindow {
                 id: w,
@@ -188,55 +198,72 @@ impl WindowWatch {
         Ok(())
     }
 
-    /// Title, class and pid of a top-level window, or of the first child
-    /// that has a title (a window manager's frame holds the client).
-    fn describe(&self, w: Window) -> (String, String, Option<u32>) {
-        let own = self.read_props(w);
-        if !own.0.is_empty() || !own.1.is_empty() {
-            return own;
-        }
-        let children = self
-            .conn
-            .query_tree(w)
-            .ok()
-            .and_then(|c| c.reply().ok())
-            .map(|t| t.children)
-            .unwrap_or_default();
-        children
+    /// Title, class and pid of each window (all requests sent before the
+    /// first reply is read), or of the first child with a title or class
+    /// for a window that has neither (a window manager's frame).
+    fn describe_all(&self, ws: &[Window]) -> Vec<(String, String, Option<u32>)> {
+        let asked: Vec<_> = ws.iter().map(|&w| self.ask_props(w)).collect();
+        asked
             .into_iter()
-            .take(8)
-            .map(|c| self.read_props(c))
-            .find(|p| !p.0.is_empty() || !p.1.is_empty())
-            .unwrap_or(own)
+            .zip(ws)
+            .map(|(cookies, &w)| {
+                let own = props_from(cookies);
+                if !own.0.is_empty() || !own.1.is_empty() {
+                    return own;
+                }
+                self.children_props(w).unwrap_or(own)
+            })
+            .collect()
     }
 
-    fn read_props(&self, w: Window) -> (String, String, Option<u32>) {
-        let [net_name, utf8, net_pid] = self.atoms;
-        let text = |prop: Atom, kind: Atom| -> Option<Vec<u8>> {
-            let r = self
-                .conn
-                .get_property(false, w, prop, kind, 0, MAX_TEXT / 4)
-                .ok()?
-                .reply()
-                .ok()?;
-            Some(r.value)
-        };
-        let title = text(net_name, utf8)
-            .filter(|v| !v.is_empty())
-            .or_else(|| text(AtomEnum::WM_NAME.into(), AtomEnum::STRING.into()))
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default();
-        // WM_CLASS is "instance\0class\0".
-        let class = text(AtomEnum::WM_CLASS.into(), AtomEnum::STRING.into())
-            .map(|v| {
-                let mut parts = v.split(|b| *b == 0);
-                let instance = parts.next().unwrap_or_default().to_vec();
-                let class = parts.next().filter(|c| !c.is_empty()).map(<[u8]>::to_vec);
-                String::from_utf8_lossy(&class.unwrap_or(instance)).into_owned()
-            })
-            .unwrap_or_default();
-        let pid = text(net_pid, AtomEnum::CARDINAL.into())
-            .and_then(|v| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)));
-        (title, class, pid)
+    fn children_props(&self, w: Window) -> Option<(String, String, Option<u32>)> {
+        let tree = self.conn.query_tree(w).ok()?.reply().ok()?;
+        let children: Vec<Window> = tree.children.into_iter().take(8).collect();
+        let asked: Vec<_> = children.iter().map(|&c| self.ask_props(c)).collect();
+        asked
+            .into_iter()
+            .map(props_from)
+            .find(|p| !p.0.is_empty() || !p.1.is_empty())
     }
+
+    /// `_NET_WM_NAME`, `WM_NAME`, `WM_CLASS`, `_NET_WM_PID`, asked for.
+    fn ask_props(&self, w: Window) -> [Option<PropCookie<'_>>; 4] {
+        let [net_name, utf8, net_pid] = self.atoms;
+        let ask = |prop: Atom, kind: Atom| {
+            self.conn
+                .get_property(false, w, prop, kind, 0, MAX_TEXT / 4)
+                .ok()
+        };
+        [
+            ask(net_name, utf8),
+            ask(AtomEnum::WM_NAME.into(), AtomEnum::STRING.into()),
+            ask(AtomEnum::WM_CLASS.into(), AtomEnum::STRING.into()),
+            ask(net_pid, AtomEnum::CARDINAL.into()),
+        ]
+    }
+}
+
+type PropCookie<'c> =
+    x11rb::cookie::Cookie<'c, RustConnection, x11rb::protocol::xproto::GetPropertyReply>;
+
+/// Title, class and pid from the answers to [`WindowWatch::ask_props`].
+fn props_from(cookies: [Option<PropCookie<'_>>; 4]) -> (String, String, Option<u32>) {
+    let [net_name, wm_name, wm_class, pid] =
+        cookies.map(|c| c.and_then(|c| c.reply().ok()).map(|r| r.value));
+    let title = net_name
+        .filter(|v| !v.is_empty())
+        .or(wm_name)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    // WM_CLASS is "instance\0class\0".
+    let class = wm_class
+        .map(|v| {
+            let mut parts = v.split(|b| *b == 0);
+            let instance = parts.next().unwrap_or_default().to_vec();
+            let class = parts.next().filter(|c| !c.is_empty()).map(<[u8]>::to_vec);
+            String::from_utf8_lossy(&class.unwrap_or(instance)).into_owned()
+        })
+        .unwrap_or_default();
+    let pid = pid.and_then(|v| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)));
+    (title, class, pid)
 }
