@@ -185,7 +185,7 @@ impl LiveSession {
         tokio::select! {
             _ = scope_prompt => Wake::ScopePromptTimedOut,
             _ = escalation_prompt => Wake::EscalationTimedOut,
-            _ = self.outage.tick.tick() => Wake::PathTick,
+            _ = self.outage.clock.tick() => Wake::PathTick,
             news = self.escalation.next() => match news {
                 News::Joined(joined) => Wake::SpecialistJoined(joined),
                 News::Relay(msg) => Wake::SpecialistRelay(msg),

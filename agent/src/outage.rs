@@ -5,38 +5,19 @@
 //! are back, capture resumes with a keyframe. The relay decides when an
 //! outage has lasted too long (its reconnect grace) and ends the session.
 
-use std::time::Instant;
-
-use assent_client::{PathWatch, PATH_SILENCE};
-use tokio::time::{Interval, MissedTickBehavior};
+use assent_client::PathClock;
 use tracing::info;
 
 use crate::live::LiveSession;
 use crate::ui::UiEvent;
 
-/// How often the agent looks at its own path.
-const PATH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
+#[derive(Default)]
 pub struct Outage {
-    watch: PathWatch,
-    pub(crate) tick: Interval,
+    pub(crate) clock: PathClock,
     /// This agent's own path is silent.
     own: bool,
     /// The relay says the technician's path is silent.
     peer: bool,
-}
-
-impl Default for Outage {
-    fn default() -> Self {
-        let mut tick = tokio::time::interval(PATH_POLL);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Outage {
-            watch: PathWatch::new(Instant::now()),
-            tick,
-            own: false,
-            peer: false,
-        }
-    }
 }
 
 impl Outage {
@@ -49,16 +30,8 @@ impl Outage {
 impl LiveSession {
     /// Looks at this agent's own path.
     pub(crate) fn on_path_tick(&mut self) {
-        let silence = self
-            .outage
-            .watch
-            .silence(&self.control.conn, Instant::now());
-        let own = silence >= PATH_SILENCE;
-        if own != self.outage.own {
-            info!(
-                silent_ms = silence.as_millis() as u64,
-                own, "own path changed"
-            );
+        if let Some(own) = self.outage.clock.look(&self.control.conn) {
+            info!(own, "own path changed");
             self.set_outage(|o| o.own = own);
         }
     }

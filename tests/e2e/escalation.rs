@@ -408,9 +408,7 @@ fn three_programs_hand_a_session_over() {
     alice.say("specialists");
     alice.hear("\"specialists\":[\"bob\"]");
     alice.say("escalate bob compromise-or-malware view");
-    let pending = alice.hear("\"state\":\"pending\"");
-    let json: serde_json::Value = serde_json::from_str(&pending).unwrap();
-    let handover = json["escalation"]["handover"].as_str().unwrap().to_string();
+    let handover = pending_handover(&alice);
 
     let listed = Command::new(bin("assent-viewer"))
         .args(["handovers", "--relay", &relay.addr, "--ca"])
@@ -425,29 +423,12 @@ fn three_programs_hand_a_session_over() {
         "{table}"
     );
 
-    let mut bob = Command::new(bin("assent-viewer"))
-        .args([
-            "connect",
-            "--headless",
-            "--handover",
-            &handover,
-            "--relay",
-            &relay.addr,
-            "--ca",
-        ])
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key_b)
-        .args(["--result", "resolved", "--tick", "all"])
-        .env("XDG_DATA_HOME", home.path().join("bob-data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("bob.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let bob_out = lines(bob.stdout.take().unwrap());
-    let mut bob_in = bob.stdin.take();
-    let mut bob = Proc::new(bob);
+    let (mut bob, bob_out, bob_in) = specialist(
+        &relay,
+        (home.path(), &key_b),
+        &handover,
+        &["--result", "resolved", "--tick", "all"],
+    );
 
     user.hear("alice asks bob to take over. Why: suspected account compromise or malware");
     user.hear("If you say no, alice stays connected as now.");
@@ -485,7 +466,7 @@ fn three_programs_hand_a_session_over() {
     assert_eq!(start["escalated_from"], end["session"]);
 
     // bob ends: the user is asked about the end, as after any session.
-    drop(bob_in.take());
+    drop(bob_in);
     user.hear("Was your problem solved?");
     user.say("y");
     assert!(
@@ -556,31 +537,8 @@ fn the_agent_window_asks_about_the_specialist() {
     answer(PROMPT_TITLE, "v");
     alice.hear("\"fps\"");
     alice.say("escalate bob other:the printer server needs a specialist view");
-    let pending = alice.hear("\"state\":\"pending\"");
-    let json: serde_json::Value = serde_json::from_str(&pending).unwrap();
-    let handover = json["escalation"]["handover"].as_str().unwrap().to_string();
-    let mut bob = Command::new(bin("assent-viewer"))
-        .args([
-            "connect",
-            "--headless",
-            "--handover",
-            &handover,
-            "--relay",
-            &relay.addr,
-            "--ca",
-        ])
-        .arg(relay.ca())
-        .arg("--key")
-        .arg(&key_b)
-        .env("XDG_DATA_HOME", home.path().join("bob-data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let bob_out = lines(bob.stdout.take().unwrap());
-    let _bob_in = bob.stdin.take();
-    let _bob = Proc::new(bob);
+    let handover = pending_handover(&alice);
+    let (_bob, bob_out, _bob_in) = specialist(&relay, (home.path(), &key_b), &handover, &[]);
     alice.hear("\"state\":\"claimed\"");
     // The question is up: the window's title says so; look at it.
     assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
@@ -619,4 +577,42 @@ fn the_agent_window_asks_about_the_specialist() {
         alice.proc.wait_timeout(WAIT).is_some(),
         "alice's viewer did not end"
     );
+}
+
+/// The handover id from the first technician's `pending` line.
+fn pending_handover(technician: &crate::people::Person) -> String {
+    let pending = technician.hear("\"state\":\"pending\"");
+    let json: serde_json::Value = serde_json::from_str(&pending).unwrap();
+    json["escalation"]["handover"].as_str().unwrap().to_string()
+}
+
+/// `assent-viewer connect --headless --handover ID` as the specialist with
+/// the key at `key`: the process, its stdout lines and its stdin (closing
+/// it ends the session). Its log goes to `home/bob.log`.
+fn specialist(
+    relay: &TestRelay,
+    (home, key): (&std::path::Path, &std::path::Path),
+    handover: &str,
+    extra: &[&str],
+) -> (
+    Proc,
+    std::sync::mpsc::Receiver<String>,
+    std::process::ChildStdin,
+) {
+    let mut child = Command::new(bin("assent-viewer"))
+        .args(["connect", "--headless", "--handover", handover])
+        .args(["--relay", &relay.addr, "--ca"])
+        .arg(relay.ca())
+        .arg("--key")
+        .arg(key)
+        .args(extra)
+        .env("XDG_DATA_HOME", home.join("bob-data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.join("bob.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let stdin = child.stdin.take().unwrap();
+    (Proc::new(child), out, stdin)
 }

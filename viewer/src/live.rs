@@ -92,7 +92,7 @@ impl LiveView<'_> {
             msg = self.rx.recv() => Wake::Peer(msg.map_err(|e| e.to_string())),
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
-            _ = self.outage.tick.tick() => Wake::PathTick,
+            _ = self.outage.clock.tick() => Wake::PathTick,
         }
     }
 

@@ -4,45 +4,22 @@
 //! meanwhile (the agent would drop it anyway). The relay ends the session
 //! if the outage outlasts its reconnect grace.
 
-use std::time::{Duration, Instant};
-
-use assent_client::{PathWatch, PATH_SILENCE};
-use tokio::time::{Interval, MissedTickBehavior};
+use assent_client::PathClock;
 use tracing::info;
 
 use crate::live::LiveView;
 use crate::session::{fields, lock};
 
-const PATH_POLL: Duration = Duration::from_millis(250);
-
+#[derive(Default)]
 pub struct Outage {
-    watch: PathWatch,
-    pub(crate) tick: Interval,
+    pub(crate) clock: PathClock,
     own: bool,
     peer: bool,
 }
 
-impl Default for Outage {
-    fn default() -> Self {
-        let mut tick = tokio::time::interval(PATH_POLL);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Outage {
-            watch: PathWatch::new(Instant::now()),
-            tick,
-            own: false,
-            peer: false,
-        }
-    }
-}
-
 impl LiveView<'_> {
     pub(crate) fn on_path_tick(&mut self) {
-        let silent = self
-            .outage
-            .watch
-            .silence(&self.control.conn, Instant::now())
-            >= PATH_SILENCE;
-        if silent != self.outage.own {
+        if let Some(silent) = self.outage.clock.look(&self.control.conn) {
             self.outage.own = silent;
             self.show_outage();
         }

@@ -7,9 +7,10 @@
 
 pub mod e2e;
 mod handover;
+mod path;
 
-pub use assent_net::{PathWatch, PATH_SILENCE};
 pub use handover::Claimed;
+pub use path::PathClock;
 
 use std::path::Path;
 
