@@ -237,6 +237,12 @@ impl Privacy {
         out
     }
 
+    /// Whether "share only this window" is on (also when that window has
+    /// closed since: then everything stays covered until the user says).
+    pub fn only_active(&self) -> bool {
+        self.lock().only.is_some()
+    }
+
     /// Notices of windows opened during the session that the user has
     /// not hidden or dismissed: (number, title).
     pub fn news(&self) -> Vec<(u32, String)> {
@@ -397,6 +403,9 @@ pub fn tty_list(privacy: &Privacy) -> String {
     let mut out = String::from(
         "Windows on your screen (type `hide N`, `show N`, `only N` to share only that one, `only off`):",
     );
+    if privacy.only_active() && !privacy.entries().iter().any(|e| e.only) {
+        out.push_str("\n  (the one window you shared has closed: nothing is shared until `only off` or `only N`)");
+    }
     for e in privacy.entries() {
         let state = match (e.by_policy, e.only, e.hidden) {
             (true, _, _) => "hidden by policy",
@@ -473,5 +482,13 @@ mod tests {
         // A closed window's choices go with it.
         p.update(vec![win(1, "Terminal", "XTerm")]);
         assert!(p.decide().1.is_empty());
+        // The one shared window closes: everything stays covered.
+        p.update(vec![win(1, "Terminal", "XTerm"), win(3, "Doc", "Writer")]);
+        tty_command(&p, "only 3").unwrap();
+        p.update(vec![win(1, "Terminal", "XTerm")]);
+        assert!(p.only_active() && p.decide().0 == Choice::Only(3));
+        assert!(tty_list(&p).contains("has closed"));
+        tty_command(&p, "only off").unwrap();
+        assert!(!p.only_active());
     }
 }

@@ -41,7 +41,7 @@ impl AgentWindow {
             "Your windows ({hidden} of {} hidden from the technician)",
             entries.len()
         ));
-        let only = entries.iter().any(|e| e.only);
+        let only = privacy.only_active();
         if only && ui.button("Share all my windows again").clicked() {
             let _ = privacy.only(None);
         }
