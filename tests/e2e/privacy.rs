@@ -166,14 +166,16 @@ async fn session(
         |l| l.starts_with("Windows on your screen"),
         "window list at the prompt",
     );
-    for line in at_prompt(&rx) {
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-    }
+    let typed = at_prompt(&rx);
+    // Typed once the prompt is all out, so what they print comes after it.
     wait_line(
         &rx,
         |l| l.contains("Type your answer"),
         "the prompt's last line",
     );
+    for line in typed {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(1200)).await;
     stdin.write_all(b"v\n").unwrap();
     let v = match tokio::time::timeout(WAIT, pairing)
