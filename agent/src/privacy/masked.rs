@@ -100,7 +100,7 @@ impl Covers {
             }
         }
         if self.stale.len() > MAX_STALE {
-            let merged = self.stale.iter().copied().reduce(bounding);
+            let merged = self.stale.iter().copied().reduce(WinRect::union);
             self.stale = merged.into_iter().collect();
         }
         cover
@@ -187,19 +187,6 @@ impl ScreenSource for MaskedSource {
     }
 }
 
-fn bounding(a: WinRect, b: WinRect) -> WinRect {
-    let x0 = a.x.min(b.x);
-    let y0 = a.y.min(b.y);
-    let x1 = (a.x + a.width as i32).max(b.x + b.width as i32);
-    let y1 = (a.y + a.height as i32).max(b.y + b.height as i32);
-    WinRect {
-        x: x0,
-        y: y0,
-        width: (x1 - x0) as u32,
-        height: (y1 - y0) as u32,
-    }
-}
-
 /// The changed area grown to hold the covers of this frame and the last
 /// (frame coordinates, already clipped to the frame).
 fn widen(a: Area, covers: impl Iterator<Item = WinRect>) -> Area {
@@ -209,7 +196,7 @@ fn widen(a: Area, covers: impl Iterator<Item = WinRect>) -> Area {
         width: a.width,
         height: a.height,
     });
-    match covers.fold(start, |acc, r| Some(acc.map_or(r, |a| bounding(a, r)))) {
+    match covers.fold(start, |acc, r| Some(acc.map_or(r, |a| a.union(r)))) {
         Some(r) => Area {
             x: r.x.max(0) as u32,
             y: r.y.max(0) as u32,

@@ -142,7 +142,7 @@ impl Cover {
         self.rects
             .iter()
             .filter_map(|r| clip(*r, origin, width, height))
-            .reduce(union)
+            .reduce(WinRect::union)
     }
 
     /// Paints the cover into a BGRX frame at `origin` on the root.
@@ -183,19 +183,6 @@ fn intersect(a: WinRect, b: WinRect) -> Option<WinRect> {
         width: (x1 - x0) as u32,
         height: (y1 - y0) as u32,
     })
-}
-
-fn union(a: WinRect, b: WinRect) -> WinRect {
-    let x0 = a.x.min(b.x);
-    let y0 = a.y.min(b.y);
-    let x1 = (a.x + a.width as i32).max(b.x + b.width as i32);
-    let y1 = (a.y + a.height as i32).max(b.y + b.height as i32);
-    WinRect {
-        x: x0,
-        y: y0,
-        width: (x1 - x0) as u32,
-        height: (y1 - y0) as u32,
-    }
 }
 
 /// A root rectangle's part of the frame, in frame coordinates.

@@ -30,6 +30,22 @@ pub struct WinRect {
     pub height: u32,
 }
 
+impl WinRect {
+    /// The smallest rectangle holding both.
+    pub fn union(self, other: WinRect) -> WinRect {
+        let x0 = self.x.min(other.x);
+        let y0 = self.y.min(other.y);
+        let x1 = (self.x + self.width as i32).max(other.x + other.width as i32);
+        let y1 = (self.y + self.height as i32).max(other.y + other.height as i32);
+        WinRect {
+            x: x0,
+            y: y0,
+            width: (x1 - x0) as u32,
+            height: (y1 - y0) as u32,
+        }
+    }
+}
+
 /// One mapped top-level window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopWindow {
