@@ -14,6 +14,7 @@ pub mod guarded;
 pub mod link;
 pub mod live;
 pub mod outage;
+pub mod permissions;
 pub mod privacy;
 pub mod prompt;
 pub mod session;

@@ -56,6 +56,8 @@ enum Wake {
     SpecialistRelay(Result<RelayMsg, ClientError>),
     EscalationTimedOut,
     PathTick,
+    /// The user copied something while sharing the clipboard.
+    Copied(Option<assent_clipboard::Copied>),
 }
 
 /// How a live session ended.
@@ -108,6 +110,8 @@ pub struct LiveSession {
     pub rejoin: Rejoin,
     /// A connection gone quiet: nothing is captured or injected meanwhile.
     pub outage: Outage,
+    /// What the user allows beyond the scope (the clipboard).
+    pub permissions: crate::permissions::Permissions,
 }
 
 /// What the live session learns that matters once it ends.
@@ -127,6 +131,10 @@ impl LiveSession {
     pub async fn run(mut self, commands: &mut mpsc::UnboundedReceiver<UiCommand>) -> LiveOutcome {
         self.ui.show(self.live_info());
         self.tell_scope().await;
+        self.tell_permissions().await;
+        for p in std::mem::take(&mut self.permissions.chosen_at_prompt) {
+            self.set_permission(p, true).await;
+        }
         let account = crate::device::Account::current();
         let who = SessionMsg::AffectedUser {
             login: account.login.chars().take(128).collect(),
@@ -158,6 +166,10 @@ impl LiveSession {
                 }
                 Wake::PathTick => {
                     self.on_path_tick();
+                    Ok(())
+                }
+                Wake::Copied(copied) => {
+                    self.on_copied(copied).await;
                     Ok(())
                 }
             };
@@ -195,6 +207,7 @@ impl LiveSession {
             msg = self.rx.recv() => Wake::Peer(msg.map_err(|e| e.to_string())),
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
+            copied = self.permissions.next_copied() => Wake::Copied(copied),
         }
     }
 
@@ -261,6 +274,10 @@ impl LiveSession {
             Ok(SessionMsg::ValidationRequest { number, what }) => {
                 self.ask_validation(number, &what)
             }
+            Ok(SessionMsg::Clipboard(text)) => self.on_clipboard_text(text).await,
+            Ok(SessionMsg::Control(SessionControl::PermissionRequest(p))) => {
+                self.on_permission_request(p).await
+            }
             Ok(_) => {}
             Err(e) => {
                 // Usually the other side ended: the relay says how (see `finish`).
@@ -298,6 +315,7 @@ impl LiveSession {
         match cmd {
             Some(UiCommand::Pause) if self.guarded.pause() => {
                 self.want_keyframe = true;
+                self.permissions.paused(true);
                 self.ui.show(UiEvent::Paused(true));
                 let _ = self
                     .tx
@@ -306,6 +324,7 @@ impl LiveSession {
             }
             Some(UiCommand::Resume) if self.guarded.resume() => {
                 self.want_keyframe = true;
+                self.permissions.paused(false);
                 self.ui.show(UiEvent::Paused(false));
                 let _ = self
                     .tx
@@ -330,6 +349,7 @@ impl LiveSession {
             // Only asked after the end (see `finish`).
             Some(UiCommand::Confirm(_)) => {}
             Some(UiCommand::Chat(text)) => self.send_chat(text).await,
+            Some(UiCommand::Allow(p, on)) => self.set_permission(p, on).await,
             Some(UiCommand::Validate {
                 number,
                 answer,
@@ -458,6 +478,7 @@ impl LiveSession {
             ticket: self.offer.ticket.clone(),
             scope: self.guarded.gate().scope(),
             verification_code: self.verification_code.clone(),
+            permissions: self.permissions.in_force(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! terminal so both say exactly the same thing.
 
 use assent_proto::identity::PublicKey;
+use assent_proto::permission::Permission;
 use assent_proto::text::sanitize;
 use assent_proto::wire::{ConsentDecision, EndReason, ErrorKind, Scope, SessionOffer};
 
@@ -22,6 +23,9 @@ pub struct PromptText {
     pub account: String,
     /// For a specialist's session: who escalated it and why.
     pub escalation: Vec<String>,
+    /// Permissions beyond the scope the technician also asks for; each is
+    /// off unless the user allows it (a checkbox, or `clipboard on`).
+    pub permissions: Vec<Permission>,
 }
 
 impl PromptText {
@@ -39,6 +43,7 @@ impl PromptText {
             in_force: None,
             account: crate::device::Account::current().display(),
             escalation: crate::escalation::prompt_lines(offer),
+            permissions: assent_proto::permission::normalized(&offer.permissions),
         }
     }
 
@@ -52,6 +57,7 @@ impl PromptText {
         PromptText {
             scope: requested,
             in_force: Some(in_force),
+            permissions: Vec::new(),
             ..PromptText::new(offer, verification_code)
         }
     }
@@ -102,6 +108,13 @@ impl PromptText {
         }
         if !self.summary.is_empty() && self.summary != "unnamed" {
             lines.push(format!("Summary: {}", self.summary));
+        }
+        for p in &self.permissions {
+            lines.push(format!(
+                "They also ask to {} ({}): off unless you allow it.",
+                p.plain_words(),
+                p.as_str()
+            ));
         }
         lines.push(format!("Signed in as: {}", self.account));
         lines.push(format!(
@@ -208,6 +221,7 @@ mod tests {
             device_key: [2; 32],
             consent_timeout_secs: 90,
             escalated_from: None,
+            permissions: vec![],
         }
     }
 

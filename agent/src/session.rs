@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::{AgentPending, ClientError};
 use assent_proto::identity::{PublicKey, SecretKey};
+use assent_proto::permission::Permission;
 use assent_proto::wire::{ConsentDecision, ErrorKind, RelayMsg, SessionOffer};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -54,6 +55,10 @@ pub struct Stats {
     pub captures: std::sync::atomic::AtomicU64,
     pub inputs_injected: std::sync::atomic::AtomicU64,
     pub inputs_dropped: std::sync::atomic::AtomicU64,
+    /// Clipboard text the technician's viewer sent without the user's yes.
+    pub clipboard_dropped: std::sync::atomic::AtomicU64,
+    /// Clipboard texts moved, either way, with the user's yes.
+    pub clipboard_moved: std::sync::atomic::AtomicU64,
 }
 
 pub async fn run(
@@ -89,7 +94,9 @@ pub async fn run(
         text: PromptText::new(&offer, &code),
         deadline,
     });
-    let decision = match ask_user(&mut pending, &mut commands, deadline).await {
+    let mut chosen = Vec::new();
+    let asked = ask_user(&mut pending, &mut commands, deadline, &mut chosen).await;
+    let decision = match asked {
         Asked::Answer(d) => d,
         Asked::Closed(kind) => return Ok(close_request(&*ui, kind, &offer)),
     };
@@ -118,6 +125,8 @@ pub async fn run(
         consent_timeout: config.consent_timeout,
         rejoin,
     };
+    // Only what the technician asked for can be allowed in the prompt.
+    chosen.retain(|p| offer.permissions.contains(p));
     let first = Accepted {
         live,
         e2e,
@@ -125,18 +134,19 @@ pub async fn run(
         grant,
     };
     let capture = Capture::Start(screen, input);
-    live_until_over(first, capture, &ctx, &mut commands).await
+    live_until_over((first, chosen), capture, &ctx, &mut commands).await
 }
 
 /// The live session, and each specialist's session the user hands it to,
 /// until one ends.
 async fn live_until_over(
-    first: Accepted,
+    (first, chosen): (Accepted, Vec<Permission>),
     capture: Capture,
     ctx: &LiveCtx,
     commands: &mut mpsc::UnboundedReceiver<UiCommand>,
 ) -> anyhow::Result<Outcome> {
     let mut next = live_session(first, capture, ctx).await?;
+    next.permissions.chosen_at_prompt = chosen;
     loop {
         match next.run(commands).await {
             LiveOutcome::Ended(message) => return Ok(Outcome::Ended(message)),
@@ -224,6 +234,7 @@ async fn live_session(
         escalation: Escalation::default(),
         rejoin: ctx.rejoin.clone(),
         outage: Default::default(),
+        permissions: Default::default(),
     })
 }
 
@@ -277,16 +288,24 @@ enum Asked {
 }
 
 /// Waits for the user's answer, the local deadline, or the relay closing
-/// the request (withdrawn, cancelled, shutting down, technician lost).
+/// the request (withdrawn, cancelled, shutting down, technician lost);
+/// permissions ticked meanwhile go into `chosen`.
 async fn ask_user(
     pending: &mut AgentPending,
     commands: &mut mpsc::UnboundedReceiver<UiCommand>,
     deadline: Instant,
+    chosen: &mut Vec<Permission>,
 ) -> Asked {
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(UiCommand::Decide(d)) => return Asked::Answer(d),
+                Some(UiCommand::Allow(p, on)) => {
+                    chosen.retain(|c| *c != p);
+                    if on {
+                        chosen.push(p);
+                    }
+                }
                 Some(UiCommand::End) | None => return Asked::Answer(ConsentDecision::Denied),
                 Some(_) => continue,
             },

@@ -78,38 +78,8 @@ impl UiSink for TtyUi {
     fn show(&self, event: UiEvent) {
         match event {
             UiEvent::Connecting => say!("Connecting to your technician…"),
-            UiEvent::Prompt { text, deadline } => {
-                TTY_QUESTION_SHOWN.store(true, std::sync::atomic::Ordering::SeqCst);
-                say!();
-                say!("== {PROMPT_TITLE} ==");
-                for line in text.lines() {
-                    say!("{line}");
-                }
-                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                say!(
-                    "{}   ({} automatically in {left} s)",
-                    text.keys_hint(),
-                    text.timeout_hint()
-                );
-                if let Some(p) = crate::privacy::installed() {
-                    say!("{}", crate::privacy::tty_list(p));
-                }
-                say!("Type your answer and press Enter:");
-            }
-            UiEvent::Live(info) => {
-                say!();
-                say!("== {LIVE_TITLE} ==");
-                say!(
-                    "{} can {} (ticket {}). Verification code: {}",
-                    info.technician,
-                    info.scope.plain_words(),
-                    info.ticket,
-                    info.verification_code
-                );
-                say!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
-                say!("`windows` lists your windows; `hide N`, `show N`, `only N`, `only off` choose what is shared.");
-                say!("Any other line is sent to your technician as a chat message.");
-            }
+            UiEvent::Prompt { text, deadline } => tty_prompt(&text, deadline),
+            UiEvent::Live(info) => tty_live(&info),
             UiEvent::Paused(true) => {
                 say!("Session paused: the technician sees a placeholder and cannot type.")
             }
@@ -119,6 +89,12 @@ impl UiSink for TtyUi {
             ),
             UiEvent::Interrupted(false) => say!("Connection back: the session goes on."),
             UiEvent::Ended(msg) => say!("{msg}"),
+            UiEvent::PermissionAsked(p) => say!(
+                "Your technician asks to {}. Type `{} on` to allow it (it stays off otherwise).",
+                p.plain_words(),
+                p.as_str()
+            ),
+            UiEvent::Clipboard(news) => say!("{}", news.text()),
             UiEvent::RequestClosed(msg) => {
                 say!();
                 say!("== {CLOSED_TITLE} ==");
@@ -152,6 +128,49 @@ impl UiSink for TtyUi {
     }
 }
 
+/// The consent prompt as lines.
+fn tty_prompt(text: &crate::prompt::PromptText, deadline: Instant) {
+    TTY_QUESTION_SHOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    say!();
+    say!("== {PROMPT_TITLE} ==");
+    for line in text.lines() {
+        say!("{line}");
+    }
+    let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+    say!(
+        "{}   ({} automatically in {left} s)",
+        text.keys_hint(),
+        text.timeout_hint()
+    );
+    if let Some(p) = crate::privacy::installed() {
+        say!("{}", crate::privacy::tty_list(p));
+    }
+    for p in &text.permissions {
+        say!(
+            "To allow that too, type `{} on` before your answer.",
+            p.as_str()
+        );
+    }
+    say!("Type your answer and press Enter:");
+}
+
+/// The "session live" indicator as lines (again at each change).
+fn tty_live(info: &crate::ui::LiveInfo) {
+    say!();
+    say!("== {LIVE_TITLE} ==");
+    say!(
+        "{} can {} (ticket {}). Verification code: {}",
+        info.technician,
+        info.scope.plain_words(),
+        info.ticket,
+        info.verification_code
+    );
+    say!("p + Enter = pause, r + Enter = resume, e + Enter = end the session");
+    say!("`windows` lists your windows; `hide N`, `show N`, `only N`, `only off` choose what is shared.");
+    say!("{}", crate::ui::permissions::tty_state(info));
+    say!("Any other line is sent to your technician as a chat message.");
+}
+
 /// Reads the terminal: during the prompt a decision key, then p/r/e.
 /// Runs on its own thread (stdin reads block).
 pub fn spawn_tty_reader(
@@ -172,6 +191,10 @@ pub fn spawn_tty_reader(
                 crate::privacy::installed().and_then(|p| crate::privacy::tty_command(p, &line))
             {
                 say!("{said}");
+                continue;
+            }
+            if let Some(cmd) = crate::ui::permissions::tty_command(&line) {
+                let _ = commands.send(cmd);
                 continue;
             }
             if TTY_CONFIRM.load(std::sync::atomic::Ordering::SeqCst) {

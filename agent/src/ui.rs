@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use assent_proto::permission::Permission;
 use assent_proto::wire::{Confirmation, ConsentDecision, Scope, Validation};
 use eframe::egui;
 use tokio::sync::mpsc::UnboundedSender;
@@ -15,9 +16,11 @@ pub use crate::tty::{spawn_tty_reader, TtyUi};
 mod arming;
 pub mod ended;
 mod panels;
+pub mod permissions;
 mod privacy;
 
 pub use ended::EndQuestion;
+pub use permissions::ClipboardNews;
 
 pub const PROMPT_TITLE: &str = "Assent — support request";
 pub const LIVE_TITLE: &str = "Assent — session live";
@@ -53,6 +56,10 @@ pub enum UiEvent {
     /// The connection to the technician is interrupted (`true`: capture and
     /// input are stopped until it is back) or back (`false`).
     Interrupted(bool),
+    /// The technician asks for a permission the user has not given.
+    PermissionAsked(Permission),
+    /// Clipboard text moved (or could not).
+    Clipboard(ClipboardNews),
 }
 
 /// "Please test", as the user sees it.
@@ -85,6 +92,8 @@ pub struct LiveInfo {
     pub ticket: String,
     pub scope: Scope,
     pub verification_code: String,
+    /// Permissions beyond the scope in force (the clipboard).
+    pub permissions: Vec<Permission>,
 }
 
 /// The user tells the session.
@@ -106,6 +115,9 @@ pub enum UiCommand {
     Confirm(Confirmation),
     /// The terminal's input ended (`--tty`): nothing more can be asked there.
     InputClosed,
+    /// The user turns a permission on or off (in the prompt: goes with the
+    /// answer, for a permission the technician asked for).
+    Allow(Permission, bool),
 }
 
 /// Where the session sends [`UiEvent`]s.
@@ -152,6 +164,10 @@ struct Shared {
     validation: Option<ValidationAsk>,
     /// The connection is interrupted: nothing is shared meanwhile.
     interrupted: bool,
+    /// A permission the technician asked for, until answered.
+    permission_asked: Option<Permission>,
+    /// The last thing that happened to the clipboard.
+    clipboard_news: Option<String>,
 }
 
 /// The window's side of the UI.
@@ -170,6 +186,8 @@ impl Default for WindowUi {
                 unread: 0,
                 validation: None,
                 interrupted: false,
+                permission_asked: None,
+                clipboard_news: None,
             })),
         }
     }
@@ -178,30 +196,14 @@ impl Default for WindowUi {
 impl UiSink for WindowUi {
     fn show(&self, event: UiEvent) {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        if let UiEvent::Validation(ask) = event {
-            s.validation = Some(ask);
+        let phase_event =
+            permissions::absorb(&mut s, event).and_then(|e| absorb_panel_event(&mut s, e));
+        let Some(event) = phase_event else {
             if let Some(ctx) = &s.ctx {
                 ctx.request_repaint();
             }
             return;
-        }
-        if let UiEvent::Interrupted(on) = event {
-            s.interrupted = on;
-            if let Some(ctx) = &s.ctx {
-                ctx.request_repaint();
-            }
-            return;
-        }
-        if let UiEvent::Chat(line) = event {
-            s.unread += usize::from(!line.mine);
-            s.chat.push(line);
-            let excess = s.chat.len().saturating_sub(MAX_CHAT_LINES);
-            s.chat.drain(..excess);
-            if let Some(ctx) = &s.ctx {
-                ctx.request_repaint();
-            }
-            return;
-        }
+        };
         s.phase = match (event, &s.phase) {
             (UiEvent::Connecting, _) => Phase::Connecting,
             (UiEvent::Prompt { text, deadline }, phase) => Phase::Prompt {
@@ -239,14 +241,36 @@ impl UiSink for WindowUi {
                 message,
                 until: Instant::now() + CLOSED_MESSAGE_FOR,
             },
-            (UiEvent::Chat(_) | UiEvent::Validation(_) | UiEvent::Interrupted(_), other) => {
-                other.clone()
-            }
+            (
+                UiEvent::Chat(_)
+                | UiEvent::Validation(_)
+                | UiEvent::Interrupted(_)
+                | UiEvent::PermissionAsked(_)
+                | UiEvent::Clipboard(_),
+                other,
+            ) => other.clone(),
         };
         if let Some(ctx) = &s.ctx {
             ctx.request_repaint();
         }
     }
+}
+
+/// Keeps the events the side panels show (the phase stays); hands back
+/// the rest.
+fn absorb_panel_event(s: &mut Shared, event: UiEvent) -> Option<UiEvent> {
+    match event {
+        UiEvent::Validation(ask) => s.validation = Some(ask),
+        UiEvent::Interrupted(on) => s.interrupted = on,
+        UiEvent::Chat(line) => {
+            s.unread += usize::from(!line.mine);
+            s.chat.push(line);
+            let excess = s.chat.len().saturating_sub(MAX_CHAT_LINES);
+            s.chat.drain(..excess);
+        }
+        other => return Some(other),
+    }
+    None
 }
 
 /// Runs the window on this (the main) thread until the session ends or the
@@ -280,6 +304,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
                 arming: Arming::default(),
                 chat_draft: String::new(),
                 validation_comment: String::new(),
+                prompt_allowed: Vec::new(),
             }))
         }),
     )
@@ -296,6 +321,8 @@ struct AgentWindow {
     chat_draft: String,
     /// The comment typed for a "please test" answer.
     validation_comment: String,
+    /// Permissions ticked in the prompt.
+    prompt_allowed: Vec<Permission>,
 }
 
 use arming::Arming;
@@ -408,6 +435,11 @@ impl AgentWindow {
         for line in text.lines().iter().skip(1) {
             ui.label(line);
         }
+        // Above the answers and the arming line, so it never moves; the
+        // choice goes with the answer.
+        if !answered {
+            self.prompt_permissions(ui, &text.permissions);
+        }
         let left = deadline.saturating_duration_since(Instant::now()).as_secs();
         ui.separator();
         ui.label(format!(
@@ -506,6 +538,9 @@ impl AgentWindow {
         self.validation(ui);
         self.chat(ui, &info.technician);
         self.privacy(ui, 70.0);
+        // Last in the keyboard's order: Tab, Tab, Tab from the top still
+        // reaches the chat line, and no stray Space turns a permission on.
+        self.live_permissions(ui, info);
         // Redraw when the shown minute changes (events repaint at once):
         // a ticking clock would be a changed screen to capture and send.
         let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);
@@ -549,36 +584,4 @@ fn pressed_answer(ctx: &egui::Context, requested: Scope) -> Option<ConsentDecisi
         }
     });
     key.and_then(|k| crate::prompt::decision_for_key(k, requested))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn a_question_arms_only_after_a_second_of_focus() {
-        let t0 = Instant::now();
-        let question = t0 + Duration::from_secs(60);
-        let mut a = Arming::default();
-        assert_eq!(a.left(question, true, t0), ARM_DELAY);
-        assert_eq!(a.left(question, true, t0 + 100 * MS), 900 * MS);
-        assert!(!a.left(question, true, t0 + 999 * MS).is_zero());
-        assert!(a.left(question, true, t0 + 1000 * MS).is_zero());
-    }
-
-    #[test]
-    fn losing_focus_or_a_new_question_starts_over() {
-        let t0 = Instant::now();
-        let q1 = t0 + Duration::from_secs(60);
-        let mut a = Arming::default();
-        a.left(q1, true, t0);
-        assert_eq!(a.left(q1, false, t0 + 800 * MS), ARM_DELAY);
-        assert_eq!(a.left(q1, true, t0 + 900 * MS), ARM_DELAY);
-        assert!(a.left(q1, true, t0 + 1900 * MS).is_zero());
-        // A mid-session question is armed afresh.
-        let q2 = t0 + Duration::from_secs(120);
-        assert_eq!(a.left(q2, true, t0 + 2000 * MS), ARM_DELAY);
-    }
 }

@@ -25,6 +25,7 @@ pub fn request(scope: Scope) -> InviteRequest {
         impact: Impact::Normal,
         scope,
         identity_check: String::new(),
+        permissions: vec![],
     }
 }
 

@@ -163,6 +163,7 @@ mod tests {
                 impact: Impact::Normal,
                 scope: Scope::Control,
                 identity_check: String::new(),
+                permissions: vec![],
             },
             device_key: PublicKey([7; 32]),
             expires,

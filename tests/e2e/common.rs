@@ -15,6 +15,7 @@ pub fn request(ticket: &str, scope: Scope) -> InviteRequest {
         impact: Impact::High,
         scope,
         identity_check: String::new(),
+        permissions: vec![],
     }
 }
 

@@ -7,6 +7,7 @@ mod agent;
 mod audit_first;
 mod blips;
 mod chat;
+mod clipboard;
 mod common;
 mod confirmation;
 mod desktop;

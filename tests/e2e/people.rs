@@ -58,7 +58,23 @@ pub fn technician(
     extra: &[&str],
     log: &str,
 ) -> (Person, String) {
-    let mut child = Command::new(bin("assent-viewer"))
+    technician_on(None, relay, (home, key), ticket, extra, log)
+}
+
+/// [`technician`], with the viewer on X display `display` (its clipboard).
+pub fn technician_on(
+    display: Option<&str>,
+    relay: &TestRelay,
+    (home, key): (&Path, &Path),
+    ticket: &str,
+    extra: &[&str],
+    log: &str,
+) -> (Person, String) {
+    let mut command = Command::new(bin("assent-viewer"));
+    if let Some(display) = display {
+        command.env("DISPLAY", display);
+    }
+    let mut child = command
         .args(["connect", "--headless", "--ticket", ticket])
         .args(["--relay", &relay.addr, "--ca"])
         .arg(relay.ca())

@@ -39,6 +39,10 @@ pub struct LiveViewer {
     pub scope_replies: u32,
     /// The agent's last privacy counts: (windows hidden, only one shared).
     pub privacy: Option<(u32, bool)>,
+    /// The permissions the agent last said are in force.
+    pub permissions: Option<Vec<assent_proto::permission::Permission>>,
+    /// Clipboard texts the agent sent.
+    pub clipboard: Vec<String>,
 }
 
 impl std::fmt::Debug for LiveViewer {
@@ -62,6 +66,7 @@ pub async fn connect(
         impact: Impact::Normal,
         scope,
         identity_check: String::new(),
+        permissions: vec![],
     };
     Ok(Viewer::connect(relay, ca, key, request).await?)
 }
@@ -114,6 +119,8 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         cursor: None,
         scope_replies: 0,
         privacy: None,
+        permissions: None,
+        clipboard: Vec::new(),
     })))
 }
 
@@ -139,6 +146,8 @@ impl LiveViewer {
                 }
                 SessionMsg::Cursor { x, y } => self.cursor = Some((x, y)),
                 SessionMsg::Privacy { hidden, only_one } => self.privacy = Some((hidden, only_one)),
+                SessionMsg::Permissions(p) => self.permissions = Some(p),
+                SessionMsg::Clipboard(text) => self.clipboard.push(text),
                 SessionMsg::Control(assent_proto::session_msg::Control::Paused) => {
                     self.paused = true
                 }

@@ -257,6 +257,7 @@ mod tests {
             impact: assent_proto::wire::Impact::Normal,
             scope: Scope::View,
             identity_check: String::new(),
+            permissions: vec![],
         };
         let mut s = ViewState::new(&request);
         s.escalation.asked = Some(("bob".into(), "compromise-or-malware".into()));

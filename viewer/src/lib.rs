@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checklist;
+pub mod clipboard;
 pub mod ending;
 pub mod escalate;
 pub mod handover;

@@ -37,6 +37,8 @@ enum Wake {
     Relay(Result<RelayMsg, ClientError>),
     Command(Option<Command>),
     PathTick,
+    /// The technician copied something while the clipboard is shared.
+    Copied(Option<assent_clipboard::Copied>),
 }
 
 pub struct LiveView<'a> {
@@ -58,6 +60,8 @@ pub struct LiveView<'a> {
     pub identity_check: String,
     /// A connection gone quiet.
     pub outage: crate::outage::Outage,
+    /// The technician's clipboard, open while the user shares theirs.
+    pub clipboard: Option<assent_clipboard::SharedClipboard>,
 }
 
 impl LiveView<'_> {
@@ -79,6 +83,10 @@ impl LiveView<'_> {
                     self.on_path_tick();
                     None
                 }
+                Wake::Copied(copied) => {
+                    self.on_copied(copied).await;
+                    None
+                }
             };
             if let Some(mut end) = ended {
                 end.chat = (self.chat_sent, self.chat_received);
@@ -93,6 +101,7 @@ impl LiveView<'_> {
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
             _ = self.outage.clock.tick() => Wake::PathTick,
+            copied = next_copied(&mut self.clipboard) => Wake::Copied(copied),
         }
     }
 
@@ -148,6 +157,8 @@ impl LiveView<'_> {
                 info!(number, "test answer from the user");
                 self.on_validation_answer(number, answer, comment)
             }
+            Ok(SessionMsg::Permissions(in_force)) => self.on_permissions(&in_force),
+            Ok(SessionMsg::Clipboard(text)) => self.on_clipboard_text(text),
             Ok(SessionMsg::Chat(text)) => {
                 info!("chat message from the user");
                 self.chat_received = self.chat_received.saturating_add(1);
@@ -270,6 +281,10 @@ impl LiveView<'_> {
                 scope,
             }) => {
                 self.escalate((specialist, trigger, scope)).await;
+                None
+            }
+            Some(Command::AskPermission(p)) => {
+                self.ask_permission(p).await;
                 None
             }
             Some(Command::End) | None => Some(LiveEnd {
@@ -419,6 +434,16 @@ impl LiveView<'_> {
                 Ok(Err(_)) | Err(_) => return ended("agent_lost"),
             }
         }
+    }
+}
+
+/// The next thing the technician copied (never, while not shared).
+async fn next_copied(
+    clipboard: &mut Option<assent_clipboard::SharedClipboard>,
+) -> Option<assent_clipboard::Copied> {
+    match clipboard {
+        Some(c) => c.copied().await,
+        None => std::future::pending().await,
     }
 }
 

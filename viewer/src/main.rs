@@ -152,6 +152,11 @@ struct ConnectArgs {
     /// and in the note.
     #[arg(long, value_name = "HOW", value_parser = assent_proto::text::identity_check)]
     identity_check: Option<String>,
+    /// Also ask the user to share the clipboard (text, both ways). The prompt
+    /// asks it separately; it is off unless the user ticks it, and they can
+    /// turn it off at any time. Without it you can still ask mid-session.
+    #[arg(long)]
+    clipboard: bool,
     /// No window: JSON statistics on stdout each second; ends on SIGTERM or stdin EOF.
     /// A line `control` or `view` on stdin asks the user for that scope mid-session;
     /// `chat TEXT` sends TEXT to the user, whose chat lines come out on stdout as
@@ -161,6 +166,9 @@ struct ConnectArgs {
     /// [view|control]` hands the session to one (triggers: identity-unverified, no-consent,
     /// compromise-or-malware, sensitive-data, admin-access, bypass-request, multiple-users,
     /// device-risk, outside-scope, unsure-if-safe, other:TEXT), with news as `{"escalation": ...}`.
+    /// `ask clipboard` asks the user to share the clipboard; `{"permissions": [...]}` says what
+    /// the user allows, and text the user copies lands in this display's clipboard (and the
+    /// other way), each move printed as `{"clipboard": {"direction": ..., "bytes": ...}}`.
     #[arg(long)]
     headless: bool,
     /// The note's Result: resolved, monitoring, escalated or follow-up-required.
@@ -255,6 +263,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         runtime.spawn(print_stats(state.clone()));
         runtime.spawn(print_chat(state.clone()));
         runtime.spawn(print_escalation(state.clone()));
+        runtime.spawn(assent_viewer::clipboard::print_headless(state.clone()));
     } else {
         assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
             .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
@@ -367,6 +376,11 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
         impact: args.impact.parse().map_err(anyhow::Error::msg)?,
         scope: args.scope.parse().map_err(anyhow::Error::msg)?,
         identity_check: args.identity_check.clone().unwrap_or_default(),
+        permissions: if args.clipboard {
+            vec![assent_proto::permission::Permission::Clipboard]
+        } else {
+            vec![]
+        },
     };
     if !args.headless && std::env::var_os("DISPLAY").is_none() {
         bail!("no display for the session window (DISPLAY is not set); use --headless for scripts");
@@ -452,6 +466,8 @@ fn spawn_stdin_reader(
                     }
                     Err(why) => eprintln!("escalate: {why}"),
                 }
+            } else if let Some(p) = assent_viewer::clipboard::parse_line(&line) {
+                let _ = commands.send(SessionCommand::AskPermission(p));
             } else if let Some(text) = line.strip_prefix("chat ") {
                 let _ = commands.send(SessionCommand::Chat(text.to_string()));
             } else if line.trim() == "validate" || line.starts_with("validate ") {

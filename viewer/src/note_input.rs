@@ -78,6 +78,7 @@ mod tests {
             impact: assent_proto::wire::Impact::Normal,
             scope: assent_proto::wire::Scope::View,
             identity_check: "phone-callback".into(),
+            permissions: vec![],
         };
         ViewState::new(&request)
     }

@@ -97,6 +97,8 @@ pub struct ViewState {
     pub interrupted: Option<String>,
     /// Bumped at each change of `interrupted` (for `--headless`).
     pub interrupted_version: u32,
+    /// Whether the user shares the clipboard, and what moved.
+    pub clipboard: crate::clipboard::ClipboardView,
 }
 
 /// The user's answer to one "please test".
@@ -129,6 +131,8 @@ pub struct Stats {
     pub hidden_windows: u32,
     /// The user shares only one window.
     pub only_one_window: bool,
+    /// The user shares the clipboard.
+    pub clipboard_shared: bool,
 }
 
 impl ViewState {
@@ -169,6 +173,7 @@ impl ViewState {
             escalated_from: None,
             interrupted: None,
             interrupted_version: 0,
+            clipboard: Default::default(),
         }
     }
 }
@@ -205,6 +210,8 @@ pub enum Command {
         trigger: String,
         scope: Scope,
     },
+    /// Ask the user for a permission beyond the scope (the clipboard).
+    AskPermission(assent_proto::permission::Permission),
 }
 
 pub type SharedState = Arc<Mutex<ViewState>>;
@@ -356,6 +363,7 @@ async fn run_session(
         validations_asked: 0,
         identity_check: ctx.config.request.identity_check.clone(),
         outage: Default::default(),
+        clipboard: None,
     };
     let (end, tx, rx) = live.run(commands).await;
     let finished =
@@ -579,5 +587,6 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json
         "latency_ms": now.latency_ms.map(|l| (l * 100.0).round() / 100.0),
         "hidden_windows": now.hidden_windows,
         "only_one_window": now.only_one_window,
+        "clipboard_shared": now.clipboard_shared,
     })
 }

@@ -287,7 +287,7 @@ fn map_key(key: egui::Key) -> Option<Key> {
 }
 
 /// What one frame of the window draws, read under the lock once.
-struct Snapshot {
+pub(crate) struct Snapshot {
     phase: Phase,
     device: String,
     ticket: String,
@@ -429,6 +429,7 @@ impl ViewerWindow {
             ui.label(text);
             ui.separator();
         }
+        self.clipboard_status(ui, snap);
         ui.label(match snap.scope {
             Scope::View => "VIEW ONLY (input is not sent)",
             Scope::Control => "Control",

@@ -34,3 +34,35 @@ impl Arming {
         ARM_DELAY.saturating_sub(now.saturating_duration_since(since))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_question_arms_only_after_a_second_of_focus() {
+        let t0 = Instant::now();
+        let question = t0 + Duration::from_secs(60);
+        let mut a = Arming::default();
+        assert_eq!(a.left(question, true, t0), ARM_DELAY);
+        assert_eq!(a.left(question, true, t0 + 100 * MS), 900 * MS);
+        assert!(!a.left(question, true, t0 + 999 * MS).is_zero());
+        assert!(a.left(question, true, t0 + 1000 * MS).is_zero());
+    }
+
+    #[test]
+    fn losing_focus_or_a_new_question_starts_over() {
+        let t0 = Instant::now();
+        let q1 = t0 + Duration::from_secs(60);
+        let mut a = Arming::default();
+        a.left(q1, true, t0);
+        assert_eq!(a.left(q1, false, t0 + 800 * MS), ARM_DELAY);
+        assert_eq!(a.left(q1, true, t0 + 900 * MS), ARM_DELAY);
+        assert!(a.left(q1, true, t0 + 1900 * MS).is_zero());
+        // A mid-session question is armed afresh.
+        let q2 = t0 + Duration::from_secs(120);
+        assert_eq!(a.left(q2, true, t0 + 2000 * MS), ARM_DELAY);
+    }
+}

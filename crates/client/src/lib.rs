@@ -8,6 +8,7 @@
 pub mod e2e;
 mod handover;
 mod path;
+mod permission;
 
 pub use handover::Claimed;
 pub use path::PathClock;
@@ -430,6 +431,8 @@ impl AgentLive {
             offer_bytes: self.offer_bytes.clone(),
             device_key: self.device_key.clone(),
             changes: 0,
+            permission_changes: 0,
+            transfers: 0,
         }
     }
 }
@@ -440,6 +443,9 @@ pub struct ScopeReporter {
     offer_bytes: Vec<u8>,
     device_key: SecretKey,
     changes: u32,
+    /// Permission changes and clipboard transfers reported so far.
+    permission_changes: u32,
+    transfers: u32,
 }
 
 impl ScopeReporter {

@@ -24,6 +24,8 @@ const CONSENT_DOMAIN: &[u8] = b"assent/1 consent receipt\0";
 const SCOPE_CHANGE_DOMAIN: &[u8] = b"assent/1 scope change receipt\0";
 const VALIDATION_DOMAIN: &[u8] = b"assent/1 user validation receipt\0";
 const CONFIRMATION_DOMAIN: &[u8] = b"assent/1 user confirmation receipt\0";
+const PERMISSION_DOMAIN: &[u8] = b"assent/1 permission receipt\0";
+const CLIPBOARD_DOMAIN: &[u8] = b"assent/1 clipboard transfer receipt\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
@@ -220,9 +222,67 @@ pub fn confirmation_payload(offer_bytes: &[u8], answer: Confirmation) -> Vec<u8>
     out
 }
 
+/// What the agent signs when its user turns a permission on or off: bound
+/// to the offer of that session, the change's number and the new state.
+pub fn permission_payload(
+    offer_bytes: &[u8],
+    change: u32,
+    permission: crate::permission::Permission,
+    allowed: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PERMISSION_DOMAIN.len() + 32 + 6);
+    out.extend_from_slice(PERMISSION_DOMAIN);
+    out.extend_from_slice(&Sha256::digest(offer_bytes));
+    out.extend_from_slice(&change.to_be_bytes());
+    out.push(permission as u8);
+    out.push(u8::from(allowed));
+    out
+}
+
+/// What the agent signs for one clipboard transfer: bound to the offer of
+/// that session, the transfer's number, its direction, size and SHA-256
+/// (never the text).
+pub fn clipboard_payload(
+    offer_bytes: &[u8],
+    number: u32,
+    direction: crate::permission::Direction,
+    bytes: u64,
+    sha256: &[u8; 32],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CLIPBOARD_DOMAIN.len() + 32 + 13 + 32);
+    out.extend_from_slice(CLIPBOARD_DOMAIN);
+    out.extend_from_slice(&Sha256::digest(offer_bytes));
+    out.extend_from_slice(&number.to_be_bytes());
+    out.push(direction as u8);
+    out.extend_from_slice(&bytes.to_be_bytes());
+    out.extend_from_slice(sha256);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipboard_and_permission_receipts_are_bound_to_what_they_say() {
+        use crate::permission::{Direction, Permission};
+        let key = SecretKey::from_seed(&[9; 32]);
+        let sha = [5; 32];
+        let sig = key.sign(&clipboard_payload(b"o", 1, Direction::ToUser, 10, &sha));
+        let ok = |o: &[u8], n, d, b, h: &[u8; 32]| {
+            let payload = clipboard_payload(o, n, d, b, h);
+            key.public().verify(&payload, &sig).is_ok()
+        };
+        assert!(ok(b"o", 1, Direction::ToUser, 10, &sha));
+        assert!(!ok(b"p", 1, Direction::ToUser, 10, &sha), "another session");
+        assert!(!ok(b"o", 2, Direction::ToUser, 10, &sha), "another number");
+        assert!(!ok(b"o", 1, Direction::FromUser, 10, &sha), "other way");
+        assert!(!ok(b"o", 1, Direction::ToUser, 11, &sha), "other size");
+        assert!(!ok(b"o", 1, Direction::ToUser, 10, &[6; 32]), "other text");
+        let on = key.sign(&permission_payload(b"o", 1, Permission::Clipboard, true));
+        let off = permission_payload(b"o", 1, Permission::Clipboard, false);
+        assert!(key.public().verify(&off, &on).is_err(), "on is not off");
+    }
 
     #[test]
     fn confirmation_receipts_are_bound_to_session_and_answer() {

@@ -277,6 +277,7 @@ mod tests {
             impact: Impact::Normal,
             scope: Scope::View,
             identity_check: String::new(),
+            permissions: vec![],
         }
     }
 

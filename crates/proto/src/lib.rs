@@ -14,6 +14,7 @@ pub mod identity;
 pub mod invite;
 pub mod limits;
 pub mod link;
+pub mod permission;
 pub mod privacy;
 pub mod session;
 pub mod session_msg;
@@ -25,8 +26,9 @@ pub mod wire;
 /// know. 2: the support procedure's messages (chat counts, "please test",
 /// the confirmation after the end, scope records) and the screen-format
 /// agreement on the session channel. 3: escalation to a specialist
-/// (handover messages, the offer's `escalated_from`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// (handover messages, the offer's `escalated_from`). 4: permissions of
+/// their own (the invite's and offer's `permissions`, clipboard reports).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// ALPN identifier negotiated on every QUIC connection.
 pub const ALPN: &[u8] = b"assent/1";

@@ -99,6 +99,9 @@ pub enum Control {
     Scope(Scope),
     /// Viewer → agent: send a full frame next.
     KeyframeRequest,
+    /// Viewer → agent: the technician asks for a permission; the agent
+    /// puts it to the user, who alone turns it on.
+    PermissionRequest(crate::permission::Permission),
 }
 
 /// One message in the session channel.
@@ -154,7 +157,20 @@ pub enum SessionMsg {
         hidden: u32,
         only_one: bool,
     },
+    /// Agent → viewer: the permissions now in force (sent at the start and
+    /// at each change). The viewer only offers what is listed; the agent
+    /// enforces it whatever the viewer does.
+    Permissions(
+        #[serde(deserialize_with = "crate::permission::bounded")]
+        Vec<crate::permission::Permission>,
+    ),
+    /// Clipboard text, either way, only while the user allows the
+    /// clipboard: the agent drops (and counts) any that arrives otherwise.
+    Clipboard(String),
 }
+
+/// Largest clipboard text one message carries, in bytes.
+pub const MAX_CLIPBOARD: usize = 1024 * 1024;
 
 /// Most windows one `Privacy` may count.
 pub const MAX_PRIVACY_COUNT: u32 = 100_000;
@@ -213,6 +229,9 @@ impl SessionMsg {
             SessionMsg::ScreenFormats(f) if f.is_empty() || f.len() > MAX_SCREEN_FORMATS => Err(
                 FrameError::Decode("screen format list empty or too long".into()),
             ),
+            SessionMsg::Clipboard(t) if t.len() > MAX_CLIPBOARD || t.is_empty() => Err(
+                FrameError::Decode("clipboard text empty or too long".into()),
+            ),
             SessionMsg::Privacy { hidden, .. } if *hidden > MAX_PRIVACY_COUNT => {
                 Err(FrameError::Decode("window count too large".into()))
             }
@@ -248,6 +267,11 @@ mod tests {
                 hidden: 3,
                 only_one: false,
             },
+            SessionMsg::Permissions(vec![crate::permission::Permission::Clipboard]),
+            SessionMsg::Clipboard("copied text".into()),
+            SessionMsg::Control(Control::PermissionRequest(
+                crate::permission::Permission::Clipboard,
+            )),
             SessionMsg::ValidationRequest {
                 number: 1,
                 what: "Open Outlook".into(),
@@ -282,6 +306,12 @@ mod tests {
             only_one: true,
         };
         assert!(SessionMsg::decode(&many.encode().unwrap()).is_err());
+        for bad in [String::new(), "x".repeat(MAX_CLIPBOARD + 1)] {
+            let clip = SessionMsg::Clipboard(bad);
+            assert!(SessionMsg::decode(&clip.encode().unwrap()).is_err());
+        }
+        let nine = SessionMsg::Permissions(vec![crate::permission::Permission::Clipboard; 9]);
+        assert!(SessionMsg::decode(&nine.encode().unwrap()).is_err());
         for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
             let chat = SessionMsg::Chat(bad);
             assert!(SessionMsg::decode(&chat.encode().unwrap()).is_err());

@@ -233,6 +233,10 @@ pub struct InviteRequest {
     /// How the technician verified who asked (`text::identity_check`);
     /// empty when not recorded.
     pub identity_check: String,
+    /// Permissions beyond the scope the technician asks for (the user is
+    /// asked for each in the prompt; none is on by default).
+    #[serde(deserialize_with = "crate::permission::bounded")]
+    pub permissions: Vec<crate::permission::Permission>,
 }
 
 /// What the relay attests to the agent before consent: who asks, for which
@@ -255,6 +259,10 @@ pub struct SessionOffer {
     /// Set when a technician escalated a live session to this one's
     /// technician: the user is asked afresh, told by whom and why.
     pub escalated_from: Option<crate::escalation::EscalatedFrom>,
+    /// Permissions beyond the scope the technician asks for, each put to
+    /// the user separately (off unless they tick it).
+    #[serde(deserialize_with = "crate::permission::bounded")]
+    pub permissions: Vec<crate::permission::Permission>,
 }
 
 impl SessionOffer {
@@ -345,6 +353,10 @@ pub enum ClientMsg {
     ClaimHandover { handover: String },
     /// Agent, while live: what the user keeps private changed (counts only).
     PrivacyChanged(crate::privacy::PrivacyCounts),
+    /// Agent, while live: the user turned a permission on or off.
+    PermissionChanged(crate::permission::PermissionReport),
+    /// Agent, while live: clipboard text moved (metadata only).
+    ClipboardTransfer(crate::permission::ClipboardReport),
 }
 
 /// Relay → client.

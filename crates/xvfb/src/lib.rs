@@ -88,4 +88,43 @@ impl Xvfb {
         command.env("DISPLAY", &self.display);
         command
     }
+
+    /// Copies `text` to this display's clipboard the way a person's program
+    /// does (`xclip`, which stays in the background as the selection's
+    /// owner until something else copies).
+    ///
+    /// # Panics
+    /// When xclip is missing (`scripts/packages` installs it).
+    pub fn set_clipboard(&self, text: &str) {
+        use std::io::Write as _;
+        let mut xclip = self
+            .command("xclip")
+            .args(["-selection", "clipboard", "-i"])
+            .stdin(Stdio::piped())
+            // The background owner keeps these open: never pipes here.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run xclip ({e}): install the `xclip` package"));
+        let mut stdin = xclip.stdin.take().expect("piped stdin");
+        stdin.write_all(text.as_bytes()).expect("write to xclip");
+        drop(stdin);
+        let status = xclip.wait().expect("wait for xclip");
+        assert!(status.success(), "xclip -i failed: {status}");
+    }
+
+    /// This display's clipboard text (`xclip -o`), or `None` when it holds
+    /// none.
+    pub fn clipboard(&self) -> Option<String> {
+        let out = self
+            .command("xclip")
+            .args(["-selection", "clipboard", "-o"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run xclip ({e}): install the `xclip` package"));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }

@@ -140,6 +140,7 @@ pub(super) async fn record_invite(
         "session" => session,
         "expires_in_secs" => shared.limits().invite_ttl_secs,
         "identity_check" => if request.identity_check.is_empty() { "not_recorded" } else { request.identity_check.as_str() },
+        "permissions_asked" => request.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
     };
     if let Some((link, _)) = &escalation {
         fields.insert("escalated_from".into(), link.from.session.clone().into());
@@ -313,5 +314,6 @@ fn validate_request(r: InviteRequest) -> Result<InviteRequest, String> {
         impact: r.impact,
         scope: r.scope,
         identity_check: text::identity_check(&r.identity_check)?,
+        permissions: assent_proto::permission::normalized(&r.permissions),
     })
 }

@@ -8,6 +8,7 @@
 mod escalation;
 mod farewell;
 mod paths;
+mod permissions;
 mod privacy;
 mod records;
 mod side;
@@ -31,10 +32,7 @@ use tracing::{info, warn};
 use crate::fields;
 use crate::handover::{Control, Link, Notice};
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
-use records::{
-    record_note, record_scope_change, record_validation, ReceiptCtx, Receipted, ScopeChange,
-    ScopeOutcome, UserAnswers,
-};
+use records::{record_note, record_validation, ReceiptCtx, Receipted, ScopeChange, UserAnswers};
 use side::{handshake_allowed, lost_or_closed, open_data, pump, Agent, Side};
 
 /// How often a live session looks at its byte counters (idle detection).
@@ -117,6 +115,7 @@ struct SessionTask {
     paths: paths::Paths,
     path_tick: tokio::time::Interval,
     privacy: privacy::PrivacyLog,
+    permissions: permissions::PermissionLog,
 }
 
 impl SessionTask {
@@ -160,6 +159,7 @@ impl SessionTask {
             escalated_to: None,
             paths: paths::Paths::new(),
             privacy: privacy::PrivacyLog::default(),
+            permissions: Default::default(),
             path_tick: {
                 let mut tick = tokio::time::interval(paths::PATH_POLL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -333,6 +333,10 @@ impl SessionTask {
                 .await;
                 None
             }
+            Ok(m @ (ClientMsg::PermissionChanged(_) | ClientMsg::ClipboardTransfer(_))) => {
+                self.on_permission_report(m).await;
+                None
+            }
             Ok(ClientMsg::PrivacyChanged(counts)) => {
                 let (shared, id, machine) = (&self.shared, &self.id, &self.machine);
                 self.privacy.record(shared, id, machine, counts).await;
@@ -377,30 +381,6 @@ impl SessionTask {
         };
         let _ = self.shared.audit.record("auth_failed", fields).await;
         Event::AgentLost
-    }
-
-    /// Records the user's scope change, then tells the agent whether it is
-    /// on record: a wider scope takes effect at the agent only after that.
-    async fn on_scope_change(&mut self, change: ScopeChange) {
-        let Some(a) = self.agent.as_mut() else { return };
-        let outcome = record_scope_change(
-            &self.shared,
-            &self.id,
-            &self.machine,
-            a.device_key,
-            &self.offer_bytes,
-            &mut self.scope_changes,
-            &change,
-        )
-        .await;
-        if outcome != ScopeOutcome::Ignored {
-            let recorded = outcome == ScopeOutcome::Recorded;
-            let reply = RelayMsg::ScopeRecorded {
-                change: change.change,
-                recorded,
-            };
-            a.side.tell(&reply).await;
-        }
     }
 
     async fn on_tick(&mut self) -> Event {
@@ -497,6 +477,7 @@ impl SessionTask {
             consent_timeout_secs: u32::try_from(limits.consent_timeout.as_secs())
                 .unwrap_or(u32::MAX),
             escalated_from: self.escalation.as_ref().map(|l| l.from.clone()),
+            permissions: self.request.permissions.clone(),
         };
         self.offer_bytes = offer.to_bytes();
         let relay_signature = self

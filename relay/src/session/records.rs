@@ -306,3 +306,29 @@ pub(super) async fn record_note(
         }
     }
 }
+
+impl super::SessionTask {
+    /// Records the user's scope change, then tells the agent whether it is
+    /// on record: a wider scope takes effect at the agent only after that.
+    pub(super) async fn on_scope_change(&mut self, change: ScopeChange) {
+        let Some(a) = self.agent.as_mut() else { return };
+        let outcome = record_scope_change(
+            &self.shared,
+            &self.id,
+            &self.machine,
+            a.device_key,
+            &self.offer_bytes,
+            &mut self.scope_changes,
+            &change,
+        )
+        .await;
+        if outcome != ScopeOutcome::Ignored {
+            let recorded = outcome == ScopeOutcome::Recorded;
+            let reply = RelayMsg::ScopeRecorded {
+                change: change.change,
+                recorded,
+            };
+            a.side.tell(&reply).await;
+        }
+    }
+}

@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
                 impact: Impact::Normal,
                 scope,
                 identity_check: String::new(),
+                permissions: vec![],
             };
             let mut viewer = Viewer::connect(&relay, &ca, &key, request).await?;
             println!("code: {}", viewer.invite.code);

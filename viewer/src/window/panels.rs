@@ -182,3 +182,18 @@ impl ViewerWindow {
         }
     }
 }
+
+impl ViewerWindow {
+    /// Whether the user shares the clipboard, and a button to ask for it.
+    pub(super) fn clipboard_status(&mut self, ui: &mut egui::Ui, snap: &super::Snapshot) {
+        let shared = snap.stats.clipboard_shared;
+        ui.label(crate::clipboard::status_text(shared));
+        let live = snap.phase == Phase::Live;
+        let ask = egui::Button::new("Ask for the clipboard").small();
+        if !shared && ui.add_enabled(live, ask).clicked() {
+            let clipboard = assent_proto::permission::Permission::Clipboard;
+            let _ = self.commands.send(Command::AskPermission(clipboard));
+        }
+        ui.separator();
+    }
+}

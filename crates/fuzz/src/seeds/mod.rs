@@ -16,6 +16,7 @@ use assent_proto::wire::{
 mod channel;
 mod codec;
 mod files;
+mod permission;
 mod privacy;
 
 use channel::{channel_handshakes, channel_records};
@@ -126,6 +127,7 @@ fn request() -> InviteRequest {
         impact: Impact::High,
         scope: Scope::Control,
         identity_check: String::new(),
+        permissions: vec![],
     }
 }
 
@@ -143,6 +145,7 @@ fn offer() -> SessionOffer {
         device_key: key(2),
         consent_timeout_secs: 90,
         escalated_from: None,
+        permissions: vec![],
     }
 }
 
@@ -222,6 +225,7 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
     ];
     out.extend(procedure_client_msgs());
     out.extend(privacy::client_msgs());
+    out.extend(permission::client_msgs());
     out.extend(hostile_client_msgs());
     out
 }
@@ -403,6 +407,7 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
     .into_iter()
     .chain(procedure_session_msgs())
     .chain(privacy::session_msgs())
+    .chain(permission::session_msgs())
     .collect()
 }
 

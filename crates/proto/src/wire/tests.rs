@@ -16,6 +16,7 @@ fn messages_round_trip() {
             impact: Impact::High,
             scope: Scope::Control,
             identity_check: String::new(),
+            permissions: vec![],
         }),
         ClientMsg::Consent {
             decision: ConsentDecision::Denied,
@@ -74,6 +75,7 @@ fn trailing_bytes_are_refused() {
         device_key: [2; 32],
         consent_timeout_secs: 90,
         escalated_from: None,
+        permissions: vec![],
     };
     let mut bytes = offer.to_bytes();
     assert_eq!(SessionOffer::from_bytes(&bytes).unwrap(), offer);

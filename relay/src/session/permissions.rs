@@ -1,0 +1,105 @@
+//! `permission_changed` and `clipboard_transfer`: what the agent reports of
+//! the permissions its user grants beyond the scope, each with a receipt of
+//! the device key. Metadata only: the relay never sees clipboard text (it
+//! travels end to end), only its size and SHA-256 as the agent signed them.
+
+use assent_proto::identity;
+use assent_proto::permission::{ClipboardReport, Permission, PermissionReport};
+use assent_proto::session::Phase;
+use assent_proto::wire::ClientMsg;
+use tracing::warn;
+
+use super::records::ReceiptCtx;
+use super::SessionTask;
+use crate::fields;
+
+/// Records one session may write of these; later ones are logged (as
+/// metadata) and dropped, so an agent cannot flood the audit log.
+const MAX_RECORDS: u32 = 2000;
+
+/// What a session remembers of its permission reports.
+#[derive(Debug, Default)]
+pub(super) struct PermissionLog {
+    last_change: u32,
+    last_transfer: u32,
+    clipboard: bool,
+    written: u32,
+}
+
+impl SessionTask {
+    /// A permission change or a clipboard transfer the agent reported.
+    pub(super) async fn on_permission_report(&mut self, msg: ClientMsg) {
+        let Some(a) = self.agent.as_ref() else { return };
+        let session = (self.id.as_str(), &self.machine, self.offer_bytes.as_slice());
+        let ctx = ReceiptCtx::new(&self.shared, session, a);
+        let log = &mut self.permissions;
+        if !matches!(ctx.machine.phase(), Phase::Live { .. }) {
+            warn!(session = %ctx.session, "permission report outside a live session; ignored");
+            return;
+        }
+        if log.written >= MAX_RECORDS {
+            warn!(session = %ctx.session, "too many permission reports; not recorded");
+            return;
+        }
+        let (event, fields) = match msg {
+            ClientMsg::PermissionChanged(r) => log.permission(&ctx, r),
+            ClientMsg::ClipboardTransfer(r) => log.clipboard(&ctx, r),
+            _ => return,
+        };
+        log.written += 1;
+        if let Err(e) = ctx.shared.audit.record(event, fields).await {
+            warn!(session = %ctx.session, error = %e, "{event} not recorded");
+        }
+    }
+}
+
+type Record = (&'static str, assent_audit::Fields);
+
+impl PermissionLog {
+    fn permission(&mut self, ctx: &ReceiptCtx<'_>, r: PermissionReport) -> Record {
+        let payload =
+            identity::permission_payload(ctx.offer_bytes, r.change, r.permission, r.allowed);
+        if r.change <= self.last_change || ctx.device_key.verify(&payload, &r.receipt).is_err() {
+            return refused(ctx, "bad_permission_receipt");
+        }
+        self.last_change = r.change;
+        match r.permission {
+            Permission::Clipboard => self.clipboard = r.allowed,
+        }
+        let fields = fields! {
+            "session" => ctx.session, "permission" => r.permission.as_str(),
+            "allowed" => r.allowed, "change" => r.change,
+            "receipt" => hex::encode(&r.receipt), "device_key" => ctx.device_key.fingerprint(),
+        };
+        ("permission_changed", fields)
+    }
+
+    /// Believed only with the clipboard allowed on record: an agent that
+    /// moves text without its user's yes is not a well-behaved agent.
+    fn clipboard(&mut self, ctx: &ReceiptCtx<'_>, r: ClipboardReport) -> Record {
+        let payload =
+            identity::clipboard_payload(ctx.offer_bytes, r.number, r.direction, r.bytes, &r.sha256);
+        if r.number <= self.last_transfer || ctx.device_key.verify(&payload, &r.receipt).is_err() {
+            return refused(ctx, "bad_clipboard_receipt");
+        }
+        self.last_transfer = r.number;
+        if !self.clipboard {
+            return refused(ctx, "clipboard_not_allowed");
+        }
+        let fields = fields! {
+            "session" => ctx.session, "direction" => r.direction.as_str(),
+            "bytes" => r.bytes, "sha256" => hex::encode(r.sha256), "number" => r.number,
+            "receipt" => hex::encode(&r.receipt), "device_key" => ctx.device_key.fingerprint(),
+        };
+        ("clipboard_transfer", fields)
+    }
+}
+
+fn refused(ctx: &ReceiptCtx<'_>, reason: &str) -> Record {
+    warn!(session = %ctx.session, reason, "permission report refused");
+    let fields = fields! {
+        "role" => "agent", "peer" => ctx.peer.to_string(),
+        "reason" => reason, "session" => ctx.session,
+    };
+    ("auth_failed", fields)
+}
