@@ -238,7 +238,7 @@ impl LiveSession {
             let _ = frames.recv().await;
         }
         guarded.regrant(accepted.grant);
-        let reason = crate::live::relay_says_ended(&mut control).await;
+        let reason = crate::ending::relay_says_ended(&mut control).await;
         info!(reason = ?reason.map(|r| r.as_str()), "first session ended; handing over");
         control.close_when_ended(Duration::from_secs(1)).await;
         Handover {

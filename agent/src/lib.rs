@@ -8,7 +8,9 @@
 pub mod consent;
 pub mod conversation;
 pub mod device;
+pub mod ending;
 pub mod escalation;
+pub mod files;
 pub mod flow;
 pub mod guarded;
 pub mod link;

@@ -11,29 +11,21 @@ use assent_client::e2e::{ChannelReader, ChannelWriter};
 use assent_client::{ClientError, Control, ScopeReporter};
 use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
 use assent_proto::text::sanitize;
-use assent_proto::wire::{
-    ClientMsg, Confirmation, ConsentDecision, EndReason, RelayMsg, Scope, SessionOffer,
-};
+use assent_proto::wire::{ClientMsg, ConsentDecision, EndReason, RelayMsg, Scope, SessionOffer};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::consent::{Grant, ScopeRequestAction, ScopeRequests};
-use crate::conversation::chat_time;
 use crate::escalation::{Accepted, Escalation, News, Rejoin};
 use crate::flow::FlowWindow;
 use crate::guarded::{CaptureResult, Guarded};
 use crate::outage::Outage;
 use crate::prompt::PromptText;
 use crate::session::Stats;
-use crate::ui::{EndQuestion, LiveInfo, UiCommand, UiEvent, UiSink};
+use crate::ui::{LiveInfo, UiCommand, UiEvent, UiSink};
 
 /// When nothing changed, look again after this long (caps polling at ~60 Hz).
 const IDLE_POLL: Duration = Duration::from_millis(16);
-/// How long the question after the end stays (the relay keeps the agent's
-/// connection open for ten minutes after the end).
-const CONFIRM_WAIT: Duration = Duration::from_secs(590);
-/// How long the end waits for the relay to confirm it.
-const END_NOTICE_WAIT: Duration = Duration::from_secs(3);
 /// How long a wider scope waits for the relay's record before the old
 /// scope is kept.
 const SCOPE_RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -58,6 +50,8 @@ enum Wake {
     PathTick,
     /// The user copied something while sharing the clipboard.
     Copied(Option<assent_clipboard::Copied>),
+    /// A file going out has room for its next chunk.
+    FileChunk,
 }
 
 /// How a live session ended.
@@ -172,6 +166,10 @@ impl LiveSession {
                     self.on_copied(copied).await;
                     Ok(())
                 }
+                Wake::FileChunk => {
+                    self.send_file_chunk().await;
+                    Ok(())
+                }
             };
             if let Err(message) = ended {
                 break message;
@@ -208,6 +206,8 @@ impl LiveSession {
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
             copied = self.permissions.next_copied() => Wake::Copied(copied),
+            // Between frames, not ahead of them: one chunk per turn.
+            _ = std::future::ready(()), if self.permissions.transfers.may_send() => Wake::FileChunk,
         }
     }
 
@@ -275,6 +275,7 @@ impl LiveSession {
                 self.ask_validation(number, &what)
             }
             Ok(SessionMsg::Clipboard(text)) => self.on_clipboard_text(text).await,
+            Ok(SessionMsg::File(m)) => self.on_file_msg(m).await,
             Ok(SessionMsg::Control(SessionControl::PermissionRequest(p))) => {
                 self.on_permission_request(p).await
             }
@@ -350,6 +351,7 @@ impl LiveSession {
             Some(UiCommand::Confirm(_)) => {}
             Some(UiCommand::Chat(text)) => self.send_chat(text).await,
             Some(UiCommand::Allow(p, on)) => self.set_permission(p, on).await,
+            Some(UiCommand::File(c)) => self.on_file_command(c).await,
             Some(UiCommand::Validate {
                 number,
                 answer,
@@ -483,111 +485,8 @@ impl LiveSession {
     }
 
     /// The technician's name as shown to the user.
-    fn technician(&self) -> String {
+    pub(crate) fn technician(&self) -> String {
         sanitize(&self.offer.technician, 64)
-    }
-
-    /// Stops capturing and releases held keys before anything else; then,
-    /// with nothing shared any more, tells the user and asks whether the
-    /// problem was solved (the signed answer goes to the relay), and closes.
-    async fn finish(
-        self,
-        end_message: String,
-        commands: &mut mpsc::UnboundedReceiver<UiCommand>,
-    ) -> String {
-        let technician = self.technician();
-        let LiveSession {
-            guarded,
-            mut control,
-            reporter,
-            ui,
-            stats,
-            end:
-                EndSignals {
-                    relay_end,
-                    input_closed,
-                    channel_closed,
-                },
-            ..
-        } = self;
-        stats
-            .inputs_dropped
-            .store(guarded.gate().dropped_inputs(), Relaxed);
-        tokio::task::spawn_blocking(move || guarded.end())
-            .await
-            .ok();
-        // The End the relay records was sent above if the user ended; if the
-        // technician did, their viewer tells the relay, and saying End here
-        // too could reach the relay first and be recorded as the user's.
-        let relay_end = match relay_end {
-            Some(reason) => Some(reason),
-            None => relay_says_ended(&mut control).await,
-        };
-        // The channel closing says only that the other side went: the
-        // relay's reason says who ended it.
-        let end_message = match relay_end {
-            Some(reason) if channel_closed => crate::prompt::session_ended(reason, &technician),
-            _ => end_message,
-        };
-        let askable = relay_end
-            .is_some_and(|r| !matches!(r, EndReason::AgentLost | EndReason::RelayShutdown));
-        if askable && !input_closed {
-            let deadline = Instant::now() + CONFIRM_WAIT;
-            let question = EndQuestion::new(&technician, &chat_time(), &end_message, deadline);
-            ui.show(UiEvent::Confirm(question));
-            if let Some(answer) = confirmation(commands, &mut control, deadline).await {
-                info!(answer = answer.as_str(), "user confirmed the end");
-                if let Err(e) = reporter.report_confirmation(&mut control, answer).await {
-                    warn!(error = %e, "the answer could not be sent to the relay");
-                }
-            }
-        }
-        ui.show(UiEvent::Ended(end_message.clone()));
-        control.close_when_ended(Duration::from_secs(2)).await;
-        end_message
-    }
-}
-
-/// Waits a moment for the relay to confirm the end (it follows an End the
-/// user gave, or the technician's): why it ended, or `None` when the relay
-/// is gone.
-pub(crate) async fn relay_says_ended(control: &mut Control) -> Option<EndReason> {
-    let deadline = tokio::time::Instant::now() + END_NOTICE_WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, control.recv()).await {
-            Ok(Ok(RelayMsg::SessionEnded { reason })) => return Some(reason),
-            Ok(Ok(_)) => continue,
-            Ok(Err(ClientError::Ended(reason))) => return Some(reason),
-            Ok(Err(_)) | Err(_) => return None,
-        }
-    }
-}
-
-/// The user's answer to "Was your problem solved?"; `None` when they close
-/// the window, the terminal ends, `deadline` passes, or the relay goes away
-/// (the answer could not be recorded any more).
-async fn confirmation(
-    commands: &mut mpsc::UnboundedReceiver<UiCommand>,
-    control: &mut Control,
-    deadline: Instant,
-) -> Option<Confirmation> {
-    let deadline = tokio::time::Instant::from_std(deadline);
-    loop {
-        tokio::select! {
-            cmd = commands.recv() => match cmd {
-                Some(UiCommand::Confirm(answer)) => return Some(answer),
-                Some(UiCommand::End | UiCommand::InputClosed) | None => return None,
-                Some(_) => continue,
-            },
-            msg = control.recv() => match msg {
-                Ok(_) => continue,
-                Err(e) => {
-                    info!(error = %e, "the relay went away before the user answered");
-                    return None;
-                }
-            },
-            _ = tokio::time::sleep_until(deadline) => return None,
-        }
     }
 }
 

@@ -53,10 +53,40 @@ enum Command {
         /// Always hide windows whose title or application (class) matches this glob (`*`, `?`; repeatable; added to `hide` in $XDG_CONFIG_HOME/assent/agent.toml).
         #[arg(long = "hide", value_name = "PATTERN")]
         hide: Vec<String>,
+        #[command(flatten)]
+        files: FileArgs,
         /// The invite code (spaces and dashes are fine), or the join link assent://join?relay=HOST:PORT&code=CODE.
         #[arg(required = true, num_args = 1..)]
         code: Vec<String>,
     },
+}
+
+/// Files the technician sends (only those you accept, only while you allow files).
+#[derive(clap::Args)]
+struct FileArgs {
+    /// Where files you accept are saved [default: ~/Downloads/Assent].
+    #[arg(long, value_name = "DIR")]
+    download_dir: Option<PathBuf>,
+    /// Largest file sent or received, in MB.
+    #[arg(long, value_name = "MB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_file_mb: u64,
+    /// Most MB of files moved in one session, both ways together.
+    #[arg(long, value_name = "MB", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_session_files_mb: u64,
+}
+
+impl FileArgs {
+    fn settings(self) -> assent_agent::files::FileSettings {
+        assent_agent::files::FileSettings {
+            dir: self
+                .download_dir
+                .unwrap_or_else(assent_agent::files::default_download_dir),
+            limits: assent_files::Limits {
+                max_file: self.max_file_mb << 20,
+                max_session: self.max_session_files_mb << 20,
+            },
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -69,6 +99,7 @@ fn main() -> ExitCode {
         tty,
         device_name,
         hide,
+        files,
         code,
     } = cli.command;
     let mut filter = assent_cli::env_filter("warn");
@@ -101,6 +132,7 @@ fn main() -> ExitCode {
         tty,
         device_name,
         privacy,
+        files: files.settings(),
     };
     match join(relay, ca, options, code) {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +154,7 @@ struct JoinOptions {
     tty: bool,
     device_name: Option<String>,
     privacy: Arc<assent_agent::privacy::Privacy>,
+    files: assent_agent::files::FileSettings,
 }
 
 fn join(relay: String, ca: PathBuf, options: JoinOptions, code: String) -> anyhow::Result<()> {
@@ -130,6 +163,7 @@ fn join(relay: String, ca: PathBuf, options: JoinOptions, code: String) -> anyho
         tty,
         device_name,
         privacy,
+        files,
     } = options;
     let device = assent_agent::device::device_name(device_name)?;
     let key_path = assent_agent::device::config_dir()?.join("device.key");
@@ -144,6 +178,7 @@ fn join(relay: String, ca: PathBuf, options: JoinOptions, code: String) -> anyho
         device,
         device_key,
         consent_timeout: Duration::from_secs(consent_timeout),
+        files,
     };
     let (commands_tx, commands_rx) = mpsc::unbounded_channel::<UiCommand>();
     let window = WindowUi::default();

@@ -15,18 +15,30 @@ use crate::live::LiveSession;
 use crate::ui::{ClipboardNews, UiEvent};
 
 /// What the user allows beyond the scope, in this session.
-#[derive(Default)]
 pub struct Permissions {
     /// Open while the user allows the clipboard.
     clipboard: Option<SharedClipboard>,
+    files: bool,
+    /// This session's file transfers.
+    pub transfers: assent_files::Transfers,
     /// Chosen in the prompt, put in force once the session is live.
     pub chosen_at_prompt: Vec<Permission>,
 }
 
 impl Permissions {
+    pub fn new(files: &crate::files::FileSettings) -> Permissions {
+        Permissions {
+            clipboard: None,
+            files: false,
+            transfers: assent_files::Transfers::new(files.dir.clone(), files.limits),
+            chosen_at_prompt: Vec::new(),
+        }
+    }
+
     pub fn allows(&self, p: Permission) -> bool {
         match p {
             Permission::Clipboard => self.clipboard.is_some(),
+            Permission::Files => self.files,
         }
     }
 
@@ -75,6 +87,12 @@ impl LiveSession {
                 }
             },
             Permission::Clipboard => self.permissions.clipboard = None,
+            Permission::Files => {
+                self.permissions.files = on;
+                if !on {
+                    self.stop_transfers().await;
+                }
+            }
         }
         info!(
             permission = permission.as_str(),

@@ -33,6 +33,8 @@ pub struct JoinConfig {
     pub device: String,
     pub device_key: SecretKey,
     pub consent_timeout: Duration,
+    /// Where received files go, and the limits.
+    pub files: crate::files::FileSettings,
 }
 
 /// How a run ended, for the exit code and the last message.
@@ -59,6 +61,8 @@ pub struct Stats {
     pub clipboard_dropped: std::sync::atomic::AtomicU64,
     /// Clipboard texts moved, either way, with the user's yes.
     pub clipboard_moved: std::sync::atomic::AtomicU64,
+    /// File offers the technician's viewer sent while files were not allowed.
+    pub files_refused: std::sync::atomic::AtomicU64,
 }
 
 pub async fn run(
@@ -124,6 +128,7 @@ pub async fn run(
         stats,
         consent_timeout: config.consent_timeout,
         rejoin,
+        files: config.files.clone(),
     };
     // Only what the technician asked for can be allowed in the prompt.
     chosen.retain(|p| offer.permissions.contains(p));
@@ -169,6 +174,7 @@ struct LiveCtx {
     stats: Arc<Stats>,
     consent_timeout: Duration,
     rejoin: Rejoin,
+    files: crate::files::FileSettings,
 }
 
 /// Capture and input: to start for the first session, running on for a
@@ -234,7 +240,7 @@ async fn live_session(
         escalation: Escalation::default(),
         rejoin: ctx.rejoin.clone(),
         outage: Default::default(),
-        permissions: Default::default(),
+        permissions: crate::permissions::Permissions::new(&ctx.files),
     })
 }
 

@@ -95,6 +95,7 @@ impl UiSink for TtyUi {
                 p.as_str()
             ),
             UiEvent::Clipboard(news) => say!("{}", news.text()),
+            UiEvent::File(news) => tty_file(&news),
             UiEvent::RequestClosed(msg) => {
                 say!();
                 say!("== {CLOSED_TITLE} ==");
@@ -126,6 +127,30 @@ impl UiSink for TtyUi {
             }
         }
     }
+}
+
+/// The last quarter of a transfer printed (progress prints at 25, 50, 75 %).
+static TTY_FILE_QUARTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn tty_file(news: &crate::ui::FileNews) {
+    use crate::ui::FileNews;
+    use std::sync::atomic::Ordering::SeqCst;
+    match news {
+        FileNews::Progress { done, size, .. } => {
+            let quarter = crate::ui::files::percent(*done, *size) / 25;
+            if quarter == 0 || quarter >= 4 || TTY_FILE_QUARTER.swap(quarter, SeqCst) == quarter {
+                return;
+            }
+        }
+        FileNews::Offered { .. } => {
+            TTY_FILE_QUARTER.store(0, SeqCst);
+            say!("{}", news.text());
+            say!("Type `accept` or `decline` and press Enter.");
+            return;
+        }
+        _ => TTY_FILE_QUARTER.store(0, SeqCst),
+    }
+    say!("{}", news.text());
 }
 
 /// The consent prompt as lines.
@@ -171,6 +196,25 @@ fn tty_live(info: &crate::ui::LiveInfo) {
     say!("Any other line is sent to your technician as a chat message.");
 }
 
+/// Lines that work at any time (windows, permissions, files): handled
+/// here, `true`; anything else is for the prompt or the session.
+fn side_command(line: &str, commands: &UnboundedSender<UiCommand>) -> bool {
+    if let Some(said) =
+        crate::privacy::installed().and_then(|p| crate::privacy::tty_command(p, line))
+    {
+        say!("{said}");
+        return true;
+    }
+    match crate::ui::permissions::tty_command(line).or_else(|| crate::ui::files::tty_command(line))
+    {
+        Some(cmd) => {
+            let _ = commands.send(cmd);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Reads the terminal: during the prompt a decision key, then p/r/e.
 /// Runs on its own thread (stdin reads block).
 pub fn spawn_tty_reader(
@@ -187,14 +231,7 @@ pub fn spawn_tty_reader(
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            if let Some(said) =
-                crate::privacy::installed().and_then(|p| crate::privacy::tty_command(p, &line))
-            {
-                say!("{said}");
-                continue;
-            }
-            if let Some(cmd) = crate::ui::permissions::tty_command(&line) {
-                let _ = commands.send(cmd);
+            if side_command(&line, &commands) {
                 continue;
             }
             if TTY_CONFIRM.load(std::sync::atomic::Ordering::SeqCst) {

@@ -15,11 +15,13 @@ pub use crate::tty::{spawn_tty_reader, TtyUi};
 
 mod arming;
 pub mod ended;
+pub mod files;
 mod panels;
 pub mod permissions;
 mod privacy;
 
 pub use ended::EndQuestion;
+pub use files::{FileCommand, FileNews};
 pub use permissions::ClipboardNews;
 
 pub const PROMPT_TITLE: &str = "Assent — support request";
@@ -60,6 +62,8 @@ pub enum UiEvent {
     PermissionAsked(Permission),
     /// Clipboard text moved (or could not).
     Clipboard(ClipboardNews),
+    /// A file offered, moving, or done.
+    File(FileNews),
 }
 
 /// "Please test", as the user sees it.
@@ -118,6 +122,8 @@ pub enum UiCommand {
     /// The user turns a permission on or off (in the prompt: goes with the
     /// answer, for a permission the technician asked for).
     Allow(Permission, bool),
+    /// The user answers a file offer, sends a file they picked, or cancels.
+    File(FileCommand),
 }
 
 /// Where the session sends [`UiEvent`]s.
@@ -168,6 +174,12 @@ struct Shared {
     permission_asked: Option<Permission>,
     /// The last thing that happened to the clipboard.
     clipboard_news: Option<String>,
+    /// A file offered, waiting for the user's answer.
+    file_offer: Option<String>,
+    /// A file moving now.
+    file_progress: Option<String>,
+    /// How the last transfer ended (or why a file cannot be sent).
+    file_news: Option<String>,
 }
 
 /// The window's side of the UI.
@@ -188,6 +200,9 @@ impl Default for WindowUi {
                 interrupted: false,
                 permission_asked: None,
                 clipboard_news: None,
+                file_offer: None,
+                file_progress: None,
+                file_news: None,
             })),
         }
     }
@@ -246,7 +261,8 @@ impl UiSink for WindowUi {
                 | UiEvent::Validation(_)
                 | UiEvent::Interrupted(_)
                 | UiEvent::PermissionAsked(_)
-                | UiEvent::Clipboard(_),
+                | UiEvent::Clipboard(_)
+                | UiEvent::File(_),
                 other,
             ) => other.clone(),
         };
@@ -305,6 +321,7 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
                 chat_draft: String::new(),
                 validation_comment: String::new(),
                 prompt_allowed: Vec::new(),
+                send_path: String::new(),
             }))
         }),
     )
@@ -323,10 +340,12 @@ struct AgentWindow {
     validation_comment: String,
     /// Permissions ticked in the prompt.
     prompt_allowed: Vec<Permission>,
+    /// The path of a file to send, as typed.
+    send_path: String,
 }
 
-use arming::Arming;
 pub use arming::ARM_DELAY;
+use arming::{pressed_answer, Arming};
 
 impl AgentWindow {
     fn send(&self, cmd: UiCommand) {
@@ -541,6 +560,7 @@ impl AgentWindow {
         // Last in the keyboard's order: Tab, Tab, Tab from the top still
         // reaches the chat line, and no stray Space turns a permission on.
         self.live_permissions(ui, info);
+        self.live_files(ui, info);
         // Redraw when the shown minute changes (events repaint at once):
         // a ticking clock would be a changed screen to capture and send.
         let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);
@@ -560,28 +580,4 @@ impl AgentWindow {
             }
         }
     }
-}
-
-/// The answer key pressed this frame, if any.
-fn pressed_answer(ctx: &egui::Context, requested: Scope) -> Option<ConsentDecision> {
-    let key = ctx.input(|i| {
-        if i.key_pressed(egui::Key::V) {
-            Some("v")
-        } else if i.key_pressed(egui::Key::C) {
-            Some("c")
-        } else if [
-            egui::Key::D,
-            egui::Key::Escape,
-            egui::Key::Enter,
-            egui::Key::Space,
-        ]
-        .iter()
-        .any(|k| i.key_pressed(*k))
-        {
-            Some("d")
-        } else {
-            None
-        }
-    });
-    key.and_then(|k| crate::prompt::decision_for_key(k, requested))
 }

@@ -181,6 +181,7 @@ pub(crate) fn start_agent_via(
         device: "pc-fake".into(),
         device_key: SecretKey::generate().unwrap(),
         consent_timeout: timeout,
+        files: Default::default(),
     };
     let sink_for_agent = sink.clone();
     let task = tokio::spawn(session::run(

@@ -54,6 +54,7 @@ async fn a_consent_record_that_fails_starts_nothing() {
         device: "pc-fake".into(),
         device_key: SecretKey::generate().unwrap(),
         consent_timeout: Duration::from_secs(30),
+        files: Default::default(),
     };
     let agent = tokio::spawn(session::run(
         config,

@@ -12,6 +12,7 @@ mod common;
 mod confirmation;
 mod desktop;
 mod escalation;
+mod files;
 mod footprint;
 mod link;
 mod logs;

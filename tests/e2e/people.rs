@@ -104,9 +104,20 @@ pub fn technician_on(
 /// `log`; its terminal (stderr) is `out`. Returns it once the prompt is on
 /// the terminal.
 pub fn user(relay: &TestRelay, home: &Path, display: &str, code: &str, log: &str) -> Person {
+    user_with(relay, home, (display, code, log), &[])
+}
+
+/// [`user`], with `extra` flags for `join`.
+pub fn user_with(
+    relay: &TestRelay,
+    home: &Path,
+    (display, code, log): (&str, &str, &str),
+    extra: &[&str],
+) -> Person {
     let mut child = Command::new(bin("assent-agent"))
         .args(["join", "--tty", "--relay", &relay.addr, "--ca"])
         .arg(relay.ca())
+        .args(extra)
         .arg(code)
         .env("XDG_CONFIG_HOME", home.join("agent"))
         .env("DISPLAY", display)

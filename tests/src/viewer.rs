@@ -43,6 +43,8 @@ pub struct LiveViewer {
     pub permissions: Option<Vec<assent_proto::permission::Permission>>,
     /// Clipboard texts the agent sent.
     pub clipboard: Vec<String>,
+    /// File messages the agent sent.
+    pub files: Vec<assent_proto::files::FileMsg>,
 }
 
 impl std::fmt::Debug for LiveViewer {
@@ -121,6 +123,7 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         privacy: None,
         permissions: None,
         clipboard: Vec::new(),
+        files: Vec::new(),
     })))
 }
 
@@ -148,6 +151,7 @@ impl LiveViewer {
                 SessionMsg::Privacy { hidden, only_one } => self.privacy = Some((hidden, only_one)),
                 SessionMsg::Permissions(p) => self.permissions = Some(p),
                 SessionMsg::Clipboard(text) => self.clipboard.push(text),
+                SessionMsg::File(m) => self.files.push(m),
                 SessionMsg::Control(assent_proto::session_msg::Control::Paused) => {
                     self.paused = true
                 }

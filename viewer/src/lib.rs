@@ -7,8 +7,10 @@
 
 pub mod checklist;
 pub mod clipboard;
+pub mod command;
 pub mod ending;
 pub mod escalate;
+pub mod files;
 pub mod handover;
 pub mod identity_ask;
 pub mod live;

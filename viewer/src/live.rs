@@ -39,6 +39,8 @@ enum Wake {
     PathTick,
     /// The technician copied something while the clipboard is shared.
     Copied(Option<assent_clipboard::Copied>),
+    /// A file going out has room for its next chunk.
+    FileChunk,
 }
 
 pub struct LiveView<'a> {
@@ -62,6 +64,8 @@ pub struct LiveView<'a> {
     pub outage: crate::outage::Outage,
     /// The technician's clipboard, open while the user shares theirs.
     pub clipboard: Option<assent_clipboard::SharedClipboard>,
+    /// This session's file transfers.
+    pub transfers: assent_files::Transfers,
 }
 
 impl LiveView<'_> {
@@ -87,6 +91,10 @@ impl LiveView<'_> {
                     self.on_copied(copied).await;
                     None
                 }
+                Wake::FileChunk => {
+                    self.send_file_chunk().await;
+                    None
+                }
             };
             if let Some(mut end) = ended {
                 end.chat = (self.chat_sent, self.chat_received);
@@ -102,6 +110,8 @@ impl LiveView<'_> {
             cmd = commands.recv() => Wake::Command(cmd),
             _ = self.outage.clock.tick() => Wake::PathTick,
             copied = next_copied(&mut self.clipboard) => Wake::Copied(copied),
+            // Between frames and input, not ahead of them: one chunk per turn.
+            _ = std::future::ready(()), if self.transfers.may_send() => Wake::FileChunk,
         }
     }
 
@@ -157,7 +167,12 @@ impl LiveView<'_> {
                 info!(number, "test answer from the user");
                 self.on_validation_answer(number, answer, comment)
             }
-            Ok(SessionMsg::Permissions(in_force)) => self.on_permissions(&in_force),
+            Ok(SessionMsg::Permissions(in_force)) => {
+                self.on_permissions(&in_force);
+                let files = in_force.contains(&assent_proto::permission::Permission::Files);
+                self.on_files_allowed(files).await;
+            }
+            Ok(SessionMsg::File(m)) => self.on_file_msg(m).await,
             Ok(SessionMsg::Clipboard(text)) => self.on_clipboard_text(text),
             Ok(SessionMsg::Chat(text)) => {
                 info!("chat message from the user");
@@ -285,6 +300,14 @@ impl LiveView<'_> {
             }
             Some(Command::AskPermission(p)) => {
                 self.ask_permission(p).await;
+                None
+            }
+            Some(Command::SendFile(path)) => {
+                self.send_file(path).await;
+                None
+            }
+            Some(Command::CancelFile) => {
+                self.cancel_files().await;
                 None
             }
             Some(Command::End) | None => Some(LiveEnd {

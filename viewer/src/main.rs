@@ -152,6 +152,10 @@ struct ConnectArgs {
     /// and in the note.
     #[arg(long, value_name = "HOW", value_parser = assent_proto::text::identity_check)]
     identity_check: Option<String>,
+    /// Also ask the user to allow files (each file you send still needs their
+    /// Accept; they send you only files they pick).
+    #[arg(long)]
+    files: bool,
     /// Also ask the user to share the clipboard (text, both ways). The prompt
     /// asks it separately; it is off unless the user ticks it, and they can
     /// turn it off at any time. Without it you can still ask mid-session.
@@ -166,6 +170,9 @@ struct ConnectArgs {
     /// [view|control]` hands the session to one (triggers: identity-unverified, no-consent,
     /// compromise-or-malware, sensitive-data, admin-access, bypass-request, multiple-users,
     /// device-risk, outside-scope, unsure-if-safe, other:TEXT), with news as `{"escalation": ...}`.
+    /// `ask files` asks the user to allow files; `send-file PATH` offers the user a file (it
+    /// lands only if they accept), `cancel-file` stops transfers, and each change is printed as
+    /// `{"file": {...}}` (files the user sends land in $XDG_DATA_HOME/assent/files).
     /// `ask clipboard` asks the user to share the clipboard; `{"permissions": [...]}` says what
     /// the user allows, and text the user copies lands in this display's clipboard (and the
     /// other way), each move printed as `{"clipboard": {"direction": ..., "bytes": ...}}`.
@@ -264,6 +271,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         runtime.spawn(print_chat(state.clone()));
         runtime.spawn(print_escalation(state.clone()));
         runtime.spawn(assent_viewer::clipboard::print_headless(state.clone()));
+        runtime.spawn(assent_viewer::files::print_headless(state.clone()));
     } else {
         assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
             .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
@@ -376,11 +384,16 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
         impact: args.impact.parse().map_err(anyhow::Error::msg)?,
         scope: args.scope.parse().map_err(anyhow::Error::msg)?,
         identity_check: args.identity_check.clone().unwrap_or_default(),
-        permissions: if args.clipboard {
-            vec![assent_proto::permission::Permission::Clipboard]
-        } else {
-            vec![]
-        },
+        permissions: [
+            (
+                args.clipboard,
+                assent_proto::permission::Permission::Clipboard,
+            ),
+            (args.files, assent_proto::permission::Permission::Files),
+        ]
+        .into_iter()
+        .filter_map(|(asked, p)| asked.then_some(p))
+        .collect(),
     };
     if !args.headless && std::env::var_os("DISPLAY").is_none() {
         bail!("no display for the session window (DISPLAY is not set); use --headless for scripts");
@@ -466,6 +479,8 @@ fn spawn_stdin_reader(
                     }
                     Err(why) => eprintln!("escalate: {why}"),
                 }
+            } else if let Some(cmd) = assent_viewer::files::parse_line(&line) {
+                let _ = commands.send(cmd);
             } else if let Some(p) = assent_viewer::clipboard::parse_line(&line) {
                 let _ = commands.send(SessionCommand::AskPermission(p));
             } else if let Some(text) = line.strip_prefix("chat ") {

@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use assent_client::{Viewer, ViewerEvent};
 use assent_codec::{Decoder, Rect};
 use assent_proto::identity::{PublicKey, SecretKey};
-use assent_proto::session_msg::InputEvent;
 use assent_proto::wire::{ConsentDecision, ErrorKind, InviteRequest, Scope};
 use tokio::sync::mpsc;
 use tracing::info;
@@ -99,6 +98,8 @@ pub struct ViewState {
     pub interrupted_version: u32,
     /// Whether the user shares the clipboard, and what moved.
     pub clipboard: crate::clipboard::ClipboardView,
+    /// Whether the user allows files, and the last transfer's news.
+    pub files: crate::files::FilesView,
 }
 
 /// The user's answer to one "please test".
@@ -133,6 +134,8 @@ pub struct Stats {
     pub only_one_window: bool,
     /// The user shares the clipboard.
     pub clipboard_shared: bool,
+    /// The user allows files.
+    pub files_allowed: bool,
 }
 
 impl ViewState {
@@ -174,6 +177,7 @@ impl ViewState {
             interrupted: None,
             interrupted_version: 0,
             clipboard: Default::default(),
+            files: Default::default(),
         }
     }
 }
@@ -186,33 +190,7 @@ fn capitalised(s: &str) -> String {
     }
 }
 
-/// What the window or the headless loop asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    Input(InputEvent),
-    /// Ask the user for another scope; the agent asks them in its prompt
-    /// (more) or applies it at once (less).
-    RequestScope(Scope),
-    /// Window closed, SIGTERM/SIGINT, or stdin EOF in headless mode.
-    End,
-    /// A chat message to the user.
-    Chat(String),
-    /// Ask the user to test the fix; the text says what to test (may be empty).
-    AskValidation(String),
-    /// How the technician verified the requester (empty: not verified).
-    IdentityCheck(String),
-    /// Ask the relay who may receive an escalation.
-    ListSpecialists,
-    /// Hand the session to a specialist: who, the trigger, the scope to ask
-    /// the user for.
-    Escalate {
-        specialist: String,
-        trigger: String,
-        scope: Scope,
-    },
-    /// Ask the user for a permission beyond the scope (the clipboard).
-    AskPermission(assent_proto::permission::Permission),
-}
+pub use crate::command::Command;
 
 pub type SharedState = Arc<Mutex<ViewState>>;
 
@@ -364,6 +342,10 @@ async fn run_session(
         identity_check: ctx.config.request.identity_check.clone(),
         outage: Default::default(),
         clipboard: None,
+        transfers: assent_files::Transfers::new(
+            crate::files::received_dir(),
+            assent_files::Limits::default(),
+        ),
     };
     let (end, tx, rx) = live.run(commands).await;
     let finished =
@@ -588,5 +570,6 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json
         "hidden_windows": now.hidden_windows,
         "only_one_window": now.only_one_window,
         "clipboard_shared": now.clipboard_shared,
+        "files_allowed": now.files_allowed,
     })
 }

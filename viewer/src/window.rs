@@ -74,6 +74,7 @@ pub fn run(
                 test_draft: String::new(),
                 identity_other: String::new(),
                 escalation: Default::default(),
+                send_path: String::new(),
             }))
         }),
     )
@@ -100,6 +101,8 @@ struct ViewerWindow {
     identity_other: String,
     /// The escalation being chosen.
     escalation: escalate_panel::EscalationDraft,
+    /// The path of a file to send, as typed.
+    send_path: String,
 }
 
 impl ViewerWindow {
@@ -429,7 +432,7 @@ impl ViewerWindow {
             ui.label(text);
             ui.separator();
         }
-        self.clipboard_status(ui, snap);
+        self.permission_status(ui, snap);
         ui.label(match snap.scope {
             Scope::View => "VIEW ONLY (input is not sent)",
             Scope::Control => "Control",

@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use assent_proto::wire::{ConsentDecision, Scope};
+use eframe::egui;
+
 /// How long a question must have been on screen, with keyboard focus,
 /// before a key or click answers it: someone typing in another window when
 /// it appears must not answer it by accident.
@@ -33,6 +36,30 @@ impl Arming {
         let since = *self.since.get_or_insert(now);
         ARM_DELAY.saturating_sub(now.saturating_duration_since(since))
     }
+}
+
+/// The answer key pressed this frame, if any.
+pub(super) fn pressed_answer(ctx: &egui::Context, requested: Scope) -> Option<ConsentDecision> {
+    let key = ctx.input(|i| {
+        if i.key_pressed(egui::Key::V) {
+            Some("v")
+        } else if i.key_pressed(egui::Key::C) {
+            Some("c")
+        } else if [
+            egui::Key::D,
+            egui::Key::Escape,
+            egui::Key::Enter,
+            egui::Key::Space,
+        ]
+        .iter()
+        .any(|k| i.key_pressed(*k))
+        {
+            Some("d")
+        } else {
+            None
+        }
+    });
+    key.and_then(|k| crate::prompt::decision_for_key(k, requested))
 }
 
 #[cfg(test)]

@@ -49,11 +49,17 @@ impl ClipboardNews {
 
 /// The terminal's words for a permission's state, and how to change it.
 pub fn tty_state(info: &LiveInfo) -> String {
-    if info.permissions.contains(&Permission::Clipboard) {
-        "Clipboard: SHARED with your technician (text both ways); `clipboard off` stops it.".into()
+    let clipboard = if info.permissions.contains(&Permission::Clipboard) {
+        "Clipboard: SHARED with your technician (text both ways); `clipboard off` stops it."
     } else {
-        "Clipboard: not shared; `clipboard on` would share it (text both ways).".into()
-    }
+        "Clipboard: not shared; `clipboard on` would share it (text both ways)."
+    };
+    let files = if info.permissions.contains(&Permission::Files) {
+        "Files: ALLOWED (`send PATH` sends one; offers are yours to `accept` or `decline`); `files off` stops them."
+    } else {
+        "Files: not allowed; `files on` would allow them."
+    };
+    format!("{clipboard}\n{files}")
 }
 
 /// `clipboard on` / `clipboard off` typed on the terminal.
@@ -73,6 +79,7 @@ pub(super) fn absorb(s: &mut Shared, event: UiEvent) -> Option<UiEvent> {
     match event {
         UiEvent::PermissionAsked(p) => s.permission_asked = Some(p),
         UiEvent::Clipboard(news) => s.clipboard_news = Some(news.text()),
+        UiEvent::File(news) => super::files::absorb(s, news),
         UiEvent::Live(info) => {
             // Granted since it was asked: nothing left to ask.
             if s.permission_asked

@@ -433,6 +433,7 @@ impl AgentLive {
             changes: 0,
             permission_changes: 0,
             transfers: 0,
+            files: 0,
         }
     }
 }
@@ -446,6 +447,7 @@ pub struct ScopeReporter {
     /// Permission changes and clipboard transfers reported so far.
     permission_changes: u32,
     transfers: u32,
+    files: u32,
 }
 
 impl ScopeReporter {

@@ -1,6 +1,7 @@
 //! The agent's signed reports of permissions beyond the scope: a change of
 //! what the user allows, and each clipboard transfer (metadata only).
 
+use assent_proto::files::FileReport;
 use assent_proto::identity;
 use assent_proto::permission::{ClipboardReport, Direction, Permission, PermissionReport};
 use assent_proto::wire::ClientMsg;
@@ -50,5 +51,21 @@ impl ScopeReporter {
             receipt: self.device_key.sign(&payload),
         };
         control.send(&ClientMsg::ClipboardTransfer(report)).await
+    }
+
+    /// Tells the relay, with a receipt signed by the device key, how a file
+    /// transfer ended (recorded as `file_transfer`). `report.number` and
+    /// `report.receipt` are filled in here.
+    pub async fn report_file(
+        &mut self,
+        control: &mut Control,
+        mut report: FileReport,
+    ) -> Result<(), ClientError> {
+        self.files = self.files.saturating_add(1);
+        report.number = self.files;
+        report.receipt = self
+            .device_key
+            .sign(&identity::file_payload(&self.offer_bytes, &report));
+        control.send(&ClientMsg::FileTransfer(report)).await
     }
 }

@@ -26,6 +26,7 @@ const VALIDATION_DOMAIN: &[u8] = b"assent/1 user validation receipt\0";
 const CONFIRMATION_DOMAIN: &[u8] = b"assent/1 user confirmation receipt\0";
 const PERMISSION_DOMAIN: &[u8] = b"assent/1 permission receipt\0";
 const CLIPBOARD_DOMAIN: &[u8] = b"assent/1 clipboard transfer receipt\0";
+const FILE_DOMAIN: &[u8] = b"assent/1 file transfer receipt\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
@@ -256,6 +257,22 @@ pub fn clipboard_payload(
     out.push(direction as u8);
     out.extend_from_slice(&bytes.to_be_bytes());
     out.extend_from_slice(sha256);
+    out
+}
+
+/// What the agent signs for one file transfer: bound to the offer of that
+/// session, the report's number, direction, safe name (hashed), size,
+/// SHA-256 and outcome.
+pub fn file_payload(offer_bytes: &[u8], report: &crate::files::FileReport) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FILE_DOMAIN.len() + 32 * 3 + 14);
+    out.extend_from_slice(FILE_DOMAIN);
+    out.extend_from_slice(&Sha256::digest(offer_bytes));
+    out.extend_from_slice(&report.number.to_be_bytes());
+    out.push(report.direction as u8);
+    out.extend_from_slice(&Sha256::digest(report.name.as_bytes()));
+    out.extend_from_slice(&report.bytes.to_be_bytes());
+    out.extend_from_slice(&report.sha256);
+    out.push(report.outcome as u8);
     out
 }
 

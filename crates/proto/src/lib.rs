@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod escalation;
+pub mod files;
 pub mod framing;
 pub mod identity;
 pub mod invite;

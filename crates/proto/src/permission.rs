@@ -12,15 +12,19 @@ use serde::{Deserialize, Serialize};
 pub enum Permission {
     /// Text copied on one side may be pasted on the other, both ways.
     Clipboard = 1,
+    /// Files, each accepted (technician → user) or picked (user →
+    /// technician) by the user.
+    Files = 2,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 1] = [Permission::Clipboard];
+    pub const ALL: [Permission; 2] = [Permission::Clipboard, Permission::Files];
 
     /// The INTERFACE.md name (audit records, command lines).
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::Clipboard => "clipboard",
+            Permission::Files => "files",
         }
     }
 
@@ -29,6 +33,9 @@ impl Permission {
         match self {
             Permission::Clipboard => {
                 "copy and paste text between your computer and theirs (both ways)"
+            }
+            Permission::Files => {
+                "send you files (each only if you accept it) and receive files you pick"
             }
         }
     }
@@ -40,7 +47,7 @@ impl std::str::FromStr for Permission {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown permission {s:?} (expected clipboard)"))
+            .ok_or_else(|| format!("unknown permission {s:?} (expected clipboard or files)"))
     }
 }
 
@@ -114,7 +121,7 @@ mod tests {
         for p in Permission::ALL {
             assert_eq!(p.as_str().parse::<Permission>(), Ok(p));
         }
-        assert!("files".parse::<Permission>().is_err());
+        assert!("file".parse::<Permission>().is_err());
         let twice = [Permission::Clipboard, Permission::Clipboard];
         assert_eq!(normalized(&twice), vec![Permission::Clipboard]);
         assert!(normalized(&[]).is_empty());

@@ -167,6 +167,9 @@ pub enum SessionMsg {
     /// Clipboard text, either way, only while the user allows the
     /// clipboard: the agent drops (and counts) any that arrives otherwise.
     Clipboard(String),
+    /// A step of a file transfer, either way, only while the user allows
+    /// files (the agent refuses offers otherwise).
+    File(crate::files::FileMsg),
 }
 
 /// Largest clipboard text one message carries, in bytes.
@@ -229,6 +232,7 @@ impl SessionMsg {
             SessionMsg::ScreenFormats(f) if f.is_empty() || f.len() > MAX_SCREEN_FORMATS => Err(
                 FrameError::Decode("screen format list empty or too long".into()),
             ),
+            SessionMsg::File(f) => f.validate().map_err(|e| FrameError::Decode(e.into())),
             SessionMsg::Clipboard(t) if t.len() > MAX_CLIPBOARD || t.is_empty() => Err(
                 FrameError::Decode("clipboard text empty or too long".into()),
             ),
@@ -269,6 +273,11 @@ mod tests {
             },
             SessionMsg::Permissions(vec![crate::permission::Permission::Clipboard]),
             SessionMsg::Clipboard("copied text".into()),
+            SessionMsg::File(crate::files::FileMsg::Offer {
+                id: 1,
+                name: "../../.bashrc".into(),
+                size: 10,
+            }),
             SessionMsg::Control(Control::PermissionRequest(
                 crate::permission::Permission::Clipboard,
             )),
@@ -309,6 +318,24 @@ mod tests {
         for bad in [String::new(), "x".repeat(MAX_CLIPBOARD + 1)] {
             let clip = SessionMsg::Clipboard(bad);
             assert!(SessionMsg::decode(&clip.encode().unwrap()).is_err());
+        }
+        for bad in [
+            crate::files::FileMsg::Offer {
+                id: 1,
+                name: "n".repeat(crate::files::MAX_OFFER_NAME + 1),
+                size: 1,
+            },
+            crate::files::FileMsg::Chunk {
+                id: 1,
+                data: vec![0; crate::files::MAX_CHUNK + 1],
+            },
+            crate::files::FileMsg::Chunk {
+                id: 1,
+                data: vec![],
+            },
+        ] {
+            let file = SessionMsg::File(bad);
+            assert!(SessionMsg::decode(&file.encode().unwrap()).is_err());
         }
         let nine = SessionMsg::Permissions(vec![crate::permission::Permission::Clipboard; 9]);
         assert!(SessionMsg::decode(&nine.encode().unwrap()).is_err());

@@ -357,6 +357,9 @@ pub enum ClientMsg {
     PermissionChanged(crate::permission::PermissionReport),
     /// Agent, while live: clipboard text moved (metadata only).
     ClipboardTransfer(crate::permission::ClipboardReport),
+    /// Agent: a file transfer ended (metadata only), also just after the
+    /// session ended under it.
+    FileTransfer(crate::files::FileReport),
 }
 
 /// Relay → client.

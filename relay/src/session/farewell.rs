@@ -90,6 +90,7 @@ impl SessionTask {
             offer_bytes,
             answers,
             note_filed,
+            permissions,
             ..
         } = self;
         let viewer_bye = async {
@@ -123,6 +124,7 @@ impl SessionTask {
             answers,
             note_filed,
             shutdown,
+            permissions,
         };
         aftercare.run(viewer, agent).await;
     }
@@ -152,6 +154,8 @@ struct Aftercare {
     answers: UserAnswers,
     note_filed: bool,
     shutdown: watch::Receiver<bool>,
+    /// File transfers the end cut short are still reported after it.
+    permissions: super::permissions::PermissionLog,
 }
 
 impl Aftercare {
@@ -175,6 +179,13 @@ impl Aftercare {
                         if let Some(a) = agent.take() {
                             self.on_confirmation(&a, answer, &receipt, viewer.as_mut()).await;
                             a.side.close();
+                        }
+                    }
+                    Some(m @ ClientMsg::FileTransfer(_)) => {
+                        if let Some(a) = agent.as_ref() {
+                            let session = (self.id.as_str(), &self.machine, self.offer_bytes.as_slice());
+                            let ctx = ReceiptCtx::new(&self.shared, session, a);
+                            self.permissions.record(&ctx, m).await;
                         }
                     }
                     // Sent before the agent saw the end: not for after it.

@@ -333,7 +333,11 @@ impl SessionTask {
                 .await;
                 None
             }
-            Ok(m @ (ClientMsg::PermissionChanged(_) | ClientMsg::ClipboardTransfer(_))) => {
+            Ok(
+                m @ (ClientMsg::PermissionChanged(_)
+                | ClientMsg::ClipboardTransfer(_)
+                | ClientMsg::FileTransfer(_)),
+            ) => {
                 self.on_permission_report(m).await;
                 None
             }

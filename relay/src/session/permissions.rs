@@ -3,6 +3,7 @@
 //! the device key. Metadata only: the relay never sees clipboard text (it
 //! travels end to end), only its size and SHA-256 as the agent signed them.
 
+use assent_proto::files::{FileOutcome, FileReport};
 use assent_proto::identity;
 use assent_proto::permission::{ClipboardReport, Permission, PermissionReport};
 use assent_proto::session::Phase;
@@ -22,7 +23,9 @@ const MAX_RECORDS: u32 = 2000;
 pub(super) struct PermissionLog {
     last_change: u32,
     last_transfer: u32,
+    last_file: u32,
     clipboard: bool,
+    files: bool,
     written: u32,
 }
 
@@ -32,30 +35,36 @@ impl SessionTask {
         let Some(a) = self.agent.as_ref() else { return };
         let session = (self.id.as_str(), &self.machine, self.offer_bytes.as_slice());
         let ctx = ReceiptCtx::new(&self.shared, session, a);
-        let log = &mut self.permissions;
         if !matches!(ctx.machine.phase(), Phase::Live { .. }) {
             warn!(session = %ctx.session, "permission report outside a live session; ignored");
             return;
         }
-        if log.written >= MAX_RECORDS {
-            warn!(session = %ctx.session, "too many permission reports; not recorded");
-            return;
-        }
-        let (event, fields) = match msg {
-            ClientMsg::PermissionChanged(r) => log.permission(&ctx, r),
-            ClientMsg::ClipboardTransfer(r) => log.clipboard(&ctx, r),
-            _ => return,
-        };
-        log.written += 1;
-        if let Err(e) = ctx.shared.audit.record(event, fields).await {
-            warn!(session = %ctx.session, error = %e, "{event} not recorded");
-        }
+        self.permissions.record(&ctx, msg).await;
     }
 }
 
 type Record = (&'static str, assent_audit::Fields);
 
 impl PermissionLog {
+    /// Checks and records one report (also after the end, for a transfer
+    /// the end cut short: see `farewell.rs`).
+    pub(super) async fn record(&mut self, ctx: &ReceiptCtx<'_>, msg: ClientMsg) {
+        if self.written >= MAX_RECORDS {
+            warn!(session = %ctx.session, "too many permission reports; not recorded");
+            return;
+        }
+        let (event, fields) = match msg {
+            ClientMsg::PermissionChanged(r) => self.permission(ctx, r),
+            ClientMsg::ClipboardTransfer(r) => self.clipboard(ctx, r),
+            ClientMsg::FileTransfer(r) => self.file(ctx, r),
+            _ => return,
+        };
+        self.written += 1;
+        if let Err(e) = ctx.shared.audit.record(event, fields).await {
+            warn!(session = %ctx.session, error = %e, "{event} not recorded");
+        }
+    }
+
     fn permission(&mut self, ctx: &ReceiptCtx<'_>, r: PermissionReport) -> Record {
         let payload =
             identity::permission_payload(ctx.offer_bytes, r.change, r.permission, r.allowed);
@@ -65,6 +74,7 @@ impl PermissionLog {
         self.last_change = r.change;
         match r.permission {
             Permission::Clipboard => self.clipboard = r.allowed,
+            Permission::Files => self.files = r.allowed,
         }
         let fields = fields! {
             "session" => ctx.session, "permission" => r.permission.as_str(),
@@ -92,6 +102,29 @@ impl PermissionLog {
             "receipt" => hex::encode(&r.receipt), "device_key" => ctx.device_key.fingerprint(),
         };
         ("clipboard_transfer", fields)
+    }
+}
+
+impl PermissionLog {
+    /// A completed transfer is believed only with files allowed on record;
+    /// any other outcome (declined, cancelled…) moved nothing.
+    fn file(&mut self, ctx: &ReceiptCtx<'_>, r: FileReport) -> Record {
+        let payload = identity::file_payload(ctx.offer_bytes, &r);
+        if r.number <= self.last_file || ctx.device_key.verify(&payload, &r.receipt).is_err() {
+            return refused(ctx, "bad_file_receipt");
+        }
+        self.last_file = r.number;
+        if r.outcome == FileOutcome::Completed && !self.files {
+            return refused(ctx, "files_not_allowed");
+        }
+        let name = assent_proto::text::sanitize(&r.name, 200);
+        let fields = fields! {
+            "session" => ctx.session, "direction" => r.direction.as_str(), "name" => name,
+            "bytes" => r.bytes, "sha256" => hex::encode(r.sha256), "outcome" => r.outcome.as_str(),
+            "number" => r.number, "receipt" => hex::encode(&r.receipt),
+            "device_key" => ctx.device_key.fingerprint(),
+        };
+        ("file_transfer", fields)
     }
 }
 

@@ -184,8 +184,8 @@ impl ViewerWindow {
 }
 
 impl ViewerWindow {
-    /// Whether the user shares the clipboard, and a button to ask for it.
-    pub(super) fn clipboard_status(&mut self, ui: &mut egui::Ui, snap: &super::Snapshot) {
+    /// What the user allows beyond the scope (clipboard, files), with buttons to ask and a file to send.
+    pub(super) fn permission_status(&mut self, ui: &mut egui::Ui, snap: &super::Snapshot) {
         let shared = snap.stats.clipboard_shared;
         ui.label(crate::clipboard::status_text(shared));
         let live = snap.phase == Phase::Live;
@@ -193,6 +193,26 @@ impl ViewerWindow {
         if !shared && ui.add_enabled(live, ask).clicked() {
             let clipboard = assent_proto::permission::Permission::Clipboard;
             let _ = self.commands.send(Command::AskPermission(clipboard));
+        }
+        ui.separator();
+        if snap.stats.files_allowed {
+            ui.label("Files allowed by the user");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.send_path)
+                    .desired_width(140.0)
+                    .hint_text("file to send"),
+            );
+            if ui.small_button("Send file").clicked() && !self.send_path.trim().is_empty() {
+                let path = std::path::PathBuf::from(self.send_path.trim());
+                let _ = self.commands.send(Command::SendFile(path));
+            }
+        } else {
+            ui.label("Files not allowed");
+            let ask = egui::Button::new("Ask for files").small();
+            if ui.add_enabled(live, ask).clicked() {
+                let files = assent_proto::permission::Permission::Files;
+                let _ = self.commands.send(Command::AskPermission(files));
+            }
         }
         ui.separator();
     }
