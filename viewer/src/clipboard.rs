@@ -182,7 +182,8 @@ mod tests {
     fn headless_lines_ask_only_for_known_permissions() {
         assert_eq!(parse_line("ask clipboard"), Some(Permission::Clipboard));
         assert_eq!(parse_line("  ask  clipboard "), Some(Permission::Clipboard));
-        for other in ["ask", "ask files", "clipboard", "chat ask clipboard"] {
+        assert_eq!(parse_line("ask files"), Some(Permission::Files));
+        for other in ["ask", "ask file", "clipboard", "chat ask clipboard"] {
             assert_eq!(parse_line(other), None, "{other:?}");
         }
     }

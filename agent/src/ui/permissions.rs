@@ -158,7 +158,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_terminal_switches_the_clipboard_and_nothing_else() {
+    fn the_terminal_switches_permissions_and_nothing_else() {
         assert_eq!(
             tty_command("clipboard on\n"),
             Some(UiCommand::Allow(Permission::Clipboard, true))
@@ -167,10 +167,14 @@ mod tests {
             tty_command(" clipboard   off "),
             Some(UiCommand::Allow(Permission::Clipboard, false))
         );
+        assert_eq!(
+            tty_command("files on"),
+            Some(UiCommand::Allow(Permission::Files, true))
+        );
         for other in [
             "clipboard",
             "clipboard on now",
-            "files on",
+            "file on",
             "please clipboard on",
             "",
         ] {
