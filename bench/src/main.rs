@@ -7,6 +7,7 @@
 //! The exit code is non-zero only when a measurement could not be made.
 
 mod desktop;
+mod files;
 mod footprint;
 mod pipeline;
 mod procs;
@@ -67,6 +68,8 @@ enum Group {
     Relay,
     /// Agent and viewer CPU and memory during office work.
     Processes,
+    /// A file to the user through the relay (MB/s) while the screen changes.
+    Files,
     /// Agent CPU, memory, updates/s and bytes beside x11vnc's on static,
     /// typing, moving-photo, window-drag, scrolling, colour-change and video
     /// screens (x11vnc skipped in smoke runs).
@@ -85,6 +88,7 @@ struct Sizes {
     relay_secs: f64,
     footprint_settle_secs: f64,
     footprint_secs: f64,
+    file_mb: u64,
 }
 
 impl Sizes {
@@ -100,6 +104,7 @@ impl Sizes {
                 relay_secs: 1.5,
                 footprint_settle_secs: 0.5,
                 footprint_secs: 2.0,
+                file_mb: 8,
             }
         } else {
             Sizes {
@@ -113,6 +118,7 @@ impl Sizes {
                 relay_secs: 8.0,
                 footprint_settle_secs: 3.0,
                 footprint_secs: 10.0,
+                file_mb: 200,
             }
         }
     }
@@ -209,6 +215,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             sample: secs(if cli.smoke { 0.5 } else { 1.0 }),
         };
         record("relay", runtime.block_on(relay_load::run(&plan)));
+    }
+    if wants(Group::Files) {
+        tracing::info!("group 8: a file to the user");
+        record("files", runtime.block_on(files::run(sizes.file_mb)));
     }
     if wants(Group::Footprint) {
         tracing::info!("group 7: the agent's footprint beside x11vnc's");

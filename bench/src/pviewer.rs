@@ -129,9 +129,21 @@ impl Agent {
         config: &Path,
         code: &str,
     ) -> anyhow::Result<Agent> {
+        Agent::spawn_with(relay, display, config, code, &[])
+    }
+
+    /// [`Agent::spawn`] with `extra` flags for `join`.
+    pub fn spawn_with(
+        relay: &BenchRelay,
+        display: &str,
+        config: &Path,
+        code: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
         let mut cmd = Command::new(procs::product_bin("assent-agent")?);
         cmd.args(["join", "--relay", &relay.addr, "--ca"])
             .arg(relay.ca())
+            .args(extra)
             .args(["--tty", "--device-name", "bench-pc", code])
             .env("DISPLAY", display)
             .env("XDG_CONFIG_HOME", config)
@@ -160,6 +172,11 @@ impl Agent {
         )
         .await
         .map(drop)
+    }
+
+    /// Waits for a terminal line containing `what`.
+    pub async fn wait_for(&mut self, what: &str, limit: Duration) -> anyhow::Result<String> {
+        procs::wait_line(&mut self.stderr, limit, what, |l| l.contains(what)).await
     }
 
     /// Types the user's answer (`v` view, `c` control) and Enter.

@@ -249,6 +249,29 @@ pub async fn headless_session(
     tokio::sync::mpsc::UnboundedReceiver<String>,
     Agent,
 )> {
+    headless_session_with(relay, display, home, Extras::default()).await
+}
+
+/// What a session needs beyond the plain one: flags for each program and
+/// lines the user types at the prompt before answering.
+#[derive(Default)]
+pub struct Extras<'a> {
+    pub viewer: &'a [&'a str],
+    pub agent: &'a [&'a str],
+    pub at_prompt: &'a [&'a str],
+}
+
+/// [`headless_session`] with extra flags and prompt lines.
+pub async fn headless_session_with(
+    relay: &BenchRelay,
+    display: &str,
+    home: &std::path::Path,
+    extras: Extras<'_>,
+) -> anyhow::Result<(
+    procs::Proc,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    Agent,
+)> {
     let viewer_home = home.join("viewer");
     let mut cmd = Command::new(procs::product_bin("assent-viewer")?);
     cmd.args(["connect", "--relay", &relay.addr, "--ca"])
@@ -262,6 +285,7 @@ pub async fn headless_session(
             "--key",
         ])
         .arg(&relay.key_file)
+        .args(extras.viewer)
         .env("XDG_CONFIG_HOME", viewer_home.join("config"))
         .env("XDG_DATA_HOME", viewer_home.join("data"))
         .env_remove("RUST_LOG")
@@ -277,8 +301,15 @@ pub async fn headless_session(
     .await?
     .trim_start_matches("Invite code: ")
     .to_string();
-    let mut agent = Agent::spawn(relay, display, &home.join("agent"), &code)?;
+    let mut agent = Agent::spawn_with(relay, display, &home.join("agent"), &code, extras.agent)?;
     agent.wait_prompt().await?;
+    for line in extras.at_prompt {
+        agent.answer(line)?;
+    }
+    if !extras.at_prompt.is_empty() {
+        // The answer counts only once the question has been up a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
     agent.answer("v")?;
     procs::wait_line(
         &mut out,
