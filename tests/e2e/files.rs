@@ -324,3 +324,85 @@ fn killing_the_sender_mid_way_leaves_nothing_under_the_final_name() {
     assert!(names_in(&dl).is_empty(), "left behind: {:?}", names_in(&dl));
     agent.hang_up();
 }
+
+fn xdotool(x: &Xvfb, args: &[&str]) -> String {
+    let out = x.command("xdotool").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The agent's window: "Allow files" turns files on, an offered file shows
+/// with Accept / Decline and lands once accepted. Screenshots:
+/// target/test-artifacts/files-offer.png and files-saved.png.
+#[test]
+fn the_agent_window_allows_files_and_accepts_one() {
+    let (desk, relay) = (Xvfb::start_with_size(640, 520), TestRelay::started(&[]));
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let dl = home.path().join("dl");
+    let (mut viewer, code) =
+        technician(&relay, (home.path(), &key), "T-7104", &["--files"], "info");
+    let agent = std::process::Command::new(assent_tests::bin("assent-agent"))
+        .args(["join", "--relay", &relay.addr, "--download-dir"])
+        .arg(&dl)
+        .arg("--ca")
+        .arg(relay.ca())
+        .arg(&code)
+        .env("XDG_CONFIG_HOME", home.path().join("agent"))
+        .env("DISPLAY", desk.display())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _agent = assent_tests::Proc::new(agent);
+    let find = |title: &str| {
+        assent_tests::eventually(WAIT, || {
+            let id = xdotool(&desk, &["search", "--name", title]);
+            (!id.is_empty()).then(|| id.lines().next().unwrap().to_string())
+        })
+        .unwrap_or_else(|| panic!("no window {title:?}"))
+    };
+    let prompt = find("Assent — support request");
+    for _ in 0..5 {
+        xdotool(&desk, &["mousemove", "--window", &prompt, "300", "10"]);
+        xdotool(&desk, &["windowfocus", &prompt]);
+        std::thread::sleep(Duration::from_millis(1300));
+        xdotool(&desk, &["key", "v"]);
+        if !xdotool(&desk, &["search", "--name", "Assent — session live"]).is_empty() {
+            break;
+        }
+    }
+    let live = find("Assent — session live");
+    let artifacts = crate::desktop::artifacts();
+    let shot = |name: &str| {
+        let _ = desk
+            .command("import")
+            .args(["-window", "root"])
+            .arg(artifacts.join(name))
+            .status();
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    shot("files-live.png");
+    // "Allow files" (see files-live.png).
+    xdotool(&desk, &["mousemove", "--window", &live, "150", "292"]);
+    xdotool(&desk, &["click", "1"]);
+    viewer.hear("\"allowed\":true");
+    let report = home.path().join("report.txt");
+    write_sample(&report, 5000);
+    viewer.say(&format!("send-file {}", report.display()));
+    std::thread::sleep(Duration::from_millis(1000));
+    shot("files-offer.png");
+    assert!(names_in(&dl).is_empty(), "nothing before Accept");
+    // "Accept" beside the offer (see files-offer.png).
+    xdotool(&desk, &["mousemove", "--window", &live, "400", "315"]);
+    xdotool(&desk, &["click", "1"]);
+    viewer.hear("\"outcome\":\"completed\"");
+    std::thread::sleep(Duration::from_millis(500));
+    shot("files-saved.png");
+    assert_eq!(sha(&dl.join("report.txt")), sha(&report));
+    viewer.hang_up();
+    relay
+        .wait_record(WAIT, |r| r["event"] == "session_end")
+        .expect("session_end");
+}
