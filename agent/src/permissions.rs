@@ -19,6 +19,9 @@ pub struct Permissions {
     /// Open while the user allows the clipboard.
     clipboard: Option<SharedClipboard>,
     files: bool,
+    /// The technician's viewer may record and take screenshots (the viewer
+    /// does the recording; the user sees "Recording" while this is on).
+    recording: bool,
     /// This session's file transfers.
     pub transfers: assent_files::Transfers,
     /// Chosen in the prompt, put in force once the session is live.
@@ -30,6 +33,7 @@ impl Permissions {
         Permissions {
             clipboard: None,
             files: false,
+            recording: false,
             transfers: assent_files::Transfers::new(files.dir.clone(), files.limits),
             chosen_at_prompt: Vec::new(),
         }
@@ -39,6 +43,7 @@ impl Permissions {
         match p {
             Permission::Clipboard => self.clipboard.is_some(),
             Permission::Files => self.files,
+            Permission::Recording => self.recording,
         }
     }
 
@@ -87,6 +92,7 @@ impl LiveSession {
                 }
             },
             Permission::Clipboard => self.permissions.clipboard = None,
+            Permission::Recording => self.permissions.recording = on,
             Permission::Files => {
                 self.permissions.files = on;
                 if !on {

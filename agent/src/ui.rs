@@ -525,6 +525,7 @@ impl AgentWindow {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .interrupted;
+        self.recording_banner(ui, info);
         // Same number of lines in every state, so the buttons stay put.
         if interrupted {
             ui.heading("Connection interrupted, reconnecting…");

@@ -22,6 +22,7 @@ mod people;
 mod privacy;
 mod privacy_window;
 mod prompt;
+mod recording;
 mod relay;
 mod reload;
 mod security;

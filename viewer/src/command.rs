@@ -34,4 +34,8 @@ pub enum Command {
     SendFile(std::path::PathBuf),
     /// Stop the file transfers in progress.
     CancelFile,
+    /// Start (`true`) or stop recording; only while the user allows it.
+    Record(bool),
+    /// Save a PNG of the screen; only while the user allows recording.
+    Screenshot,
 }

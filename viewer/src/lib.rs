@@ -12,6 +12,7 @@ pub mod ending;
 pub mod escalate;
 pub mod files;
 pub mod handover;
+pub mod headless;
 pub mod identity_ask;
 pub mod live;
 pub mod note_input;
@@ -19,6 +20,8 @@ pub mod outage;
 pub mod paths;
 pub mod privacy;
 pub mod record;
+pub mod recording;
+pub mod replay;
 pub mod session;
 pub mod window;
 

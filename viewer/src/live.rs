@@ -66,6 +66,8 @@ pub struct LiveView<'a> {
     pub clipboard: Option<assent_clipboard::SharedClipboard>,
     /// This session's file transfers.
     pub transfers: assent_files::Transfers,
+    /// The recording being written, while the user allows it.
+    pub recorder: Option<crate::recording::Recorder>,
 }
 
 impl LiveView<'_> {
@@ -97,6 +99,7 @@ impl LiveView<'_> {
                 }
             };
             if let Some(mut end) = ended {
+                self.stop_recording().await;
                 end.chat = (self.chat_sent, self.chat_received);
                 return (end, self.tx, self.rx);
             }
@@ -169,8 +172,11 @@ impl LiveView<'_> {
             }
             Ok(SessionMsg::Permissions(in_force)) => {
                 self.on_permissions(&in_force);
-                let files = in_force.contains(&assent_proto::permission::Permission::Files);
-                self.on_files_allowed(files).await;
+                use assent_proto::permission::Permission;
+                self.on_files_allowed(in_force.contains(&Permission::Files))
+                    .await;
+                let recording = in_force.contains(&Permission::Recording);
+                self.on_recording_allowed(recording).await;
             }
             Ok(SessionMsg::File(m)) => self.on_file_msg(m).await,
             Ok(SessionMsg::Clipboard(text)) => self.on_clipboard_text(text),
@@ -229,6 +235,7 @@ impl LiveView<'_> {
             }
         }
         (self.repaint)();
+        self.record_update(bytes, update.keyframe);
         let _ = self
             .tx
             .send(&SessionMsg::FrameAck { seq: update.seq })
@@ -308,6 +315,18 @@ impl LiveView<'_> {
             }
             Some(Command::CancelFile) => {
                 self.cancel_files().await;
+                None
+            }
+            Some(Command::Record(true)) => {
+                self.start_recording().await;
+                None
+            }
+            Some(Command::Record(false)) => {
+                self.stop_recording().await;
+                None
+            }
+            Some(Command::Screenshot) => {
+                self.take_screenshot().await;
                 None
             }
             Some(Command::End) | None => Some(LiveEnd {

@@ -57,9 +57,59 @@ enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Play a recording (made with the user's yes) in a window.
+    #[command(
+        after_help = "Example:\n  assent-viewer replay ~/.local/share/assent/recordings/5f2a9c0e-1.assentrec"
+    )]
+    Replay {
+        /// The recording (.assentrec).
+        file: PathBuf,
+    },
+    /// Write a recording's frames as PNG files (frame-000001.png, …).
+    #[command(after_help = "Example:\n  assent-viewer export 5f2a9c0e-1.assentrec --png frames/")]
+    Export {
+        /// The recording (.assentrec).
+        file: PathBuf,
+        /// The directory for the PNG files (created if missing).
+        #[arg(long, value_name = "DIR")]
+        png: PathBuf,
+    },
+    /// Check a recording's size and SHA-256 against this viewer's audit log.
+    #[command(
+        name = "verify-recording",
+        after_help = "Example:\n  assent-viewer verify-recording 5f2a9c0e-1.assentrec"
+    )]
+    VerifyRecording {
+        /// The recording (.assentrec).
+        file: PathBuf,
+        /// The audit log [default: $XDG_DATA_HOME/assent/audit.jsonl].
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
 }
 
 use assent_viewer::paths::default_key;
+
+/// `replay`, `export`, `verify-recording`.
+fn recordings(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Replay { file } => assent_viewer::replay::replay(file),
+        Command::Export { file, png } => {
+            let n = assent_viewer::replay::export(&file, &png)?;
+            println!("{n} frames written to {}", png.display());
+            Ok(())
+        }
+        Command::VerifyRecording { file, audit } => {
+            let audit = match audit {
+                Some(a) => a,
+                None => assent_viewer::paths::audit_log()?,
+            };
+            println!("{}", assent_viewer::replay::verify(&file, &audit)?);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
 
 fn keygen(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = match path {
@@ -106,6 +156,7 @@ fn main() -> ExitCode {
         Command::Keygen { key } => keygen(key),
         Command::Connect(args) => connect(*args),
         Command::Handovers { relay, ca, key } => handovers(relay, ca, key),
+        other => recordings(other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +203,10 @@ struct ConnectArgs {
     /// and in the note.
     #[arg(long, value_name = "HOW", value_parser = assent_proto::text::identity_check)]
     identity_check: Option<String>,
+    /// Also ask the user to allow recording and screenshots (the record button
+    /// stays disabled until they say yes; they see "Recording" while it is allowed).
+    #[arg(long)]
+    record: bool,
     /// Also ask the user to allow files (each file you send still needs their
     /// Accept; they send you only files they pick).
     #[arg(long)]
@@ -170,6 +225,8 @@ struct ConnectArgs {
     /// [view|control]` hands the session to one (triggers: identity-unverified, no-consent,
     /// compromise-or-malware, sensitive-data, admin-access, bypass-request, multiple-users,
     /// device-risk, outside-scope, unsure-if-safe, other:TEXT), with news as `{"escalation": ...}`.
+    /// `ask recording` asks the user to allow recording; `record start` / `record stop` and
+    /// `screenshot` work only while they allow it, each change printed as `{"recording": {...}}`.
     /// `ask files` asks the user to allow files; `send-file PATH` offers the user a file (it
     /// lands only if they accept), `cancel-file` stops transfers, and each change is printed as
     /// `{"file": {...}}` (files the user sends land in $XDG_DATA_HOME/assent/files).
@@ -266,12 +323,13 @@ fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         .await
     });
     if headless {
-        spawn_stdin_reader(commands_tx.clone(), state.clone());
-        runtime.spawn(print_stats(state.clone()));
-        runtime.spawn(print_chat(state.clone()));
-        runtime.spawn(print_escalation(state.clone()));
+        assent_viewer::headless::spawn_stdin_reader(commands_tx.clone(), state.clone());
+        runtime.spawn(assent_viewer::headless::print_stats(state.clone()));
+        runtime.spawn(assent_viewer::headless::print_chat(state.clone()));
+        runtime.spawn(assent_viewer::headless::print_escalation(state.clone()));
         runtime.spawn(assent_viewer::clipboard::print_headless(state.clone()));
         runtime.spawn(assent_viewer::files::print_headless(state.clone()));
+        runtime.spawn(assent_viewer::recording::print_headless(state.clone()));
     } else {
         assent_viewer::window::run(state.clone(), commands_tx.clone(), repaint)
             .map_err(|e| anyhow::anyhow!("cannot open the session window: {e}"))?;
@@ -390,6 +448,7 @@ fn connect_config(args: ConnectArgs) -> anyhow::Result<assent_viewer::session::C
                 assent_proto::permission::Permission::Clipboard,
             ),
             (args.files, assent_proto::permission::Permission::Files),
+            (args.record, assent_proto::permission::Permission::Recording),
         ]
         .into_iter()
         .filter_map(|(asked, p)| asked.then_some(p))
@@ -450,142 +509,4 @@ async fn end_on_signal(
     let _ = commands.send(assent_viewer::session::Command::End);
     state.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
     repaint();
-}
-
-/// `--headless`: stdin EOF ends the session like closing the window; a line
-/// `control` or `view` asks the user for that scope; `chat TEXT` sends TEXT
-/// to the user.
-fn spawn_stdin_reader(
-    commands: tokio::sync::mpsc::UnboundedSender<assent_viewer::session::Command>,
-    state: assent_viewer::session::SharedState,
-) {
-    use assent_viewer::session::Command as SessionCommand;
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::stdin().lock()) {
-            let Ok(line) = line else { break };
-            let noted = {
-                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                assent_viewer::note_input::apply_line(&mut s, &line)
-            };
-            if let Some(done) = noted {
-                match done {
-                    Ok(what) => eprintln!("note: {what}"),
-                    Err(why) => eprintln!("note: {why}"),
-                }
-            } else if let Some(asked) = escalation_line(&state, &line) {
-                match asked {
-                    Ok(cmd) => {
-                        let _ = commands.send(cmd);
-                    }
-                    Err(why) => eprintln!("escalate: {why}"),
-                }
-            } else if let Some(cmd) = assent_viewer::files::parse_line(&line) {
-                let _ = commands.send(cmd);
-            } else if let Some(p) = assent_viewer::clipboard::parse_line(&line) {
-                let _ = commands.send(SessionCommand::AskPermission(p));
-            } else if let Some(text) = line.strip_prefix("chat ") {
-                let _ = commands.send(SessionCommand::Chat(text.to_string()));
-            } else if line.trim() == "validate" || line.starts_with("validate ") {
-                let what = line.trim().trim_start_matches("validate").trim();
-                let _ = commands.send(SessionCommand::AskValidation(what.to_string()));
-            } else if let Ok(scope) = line.trim().parse() {
-                let _ = commands.send(SessionCommand::RequestScope(scope));
-            }
-        }
-        let _ = commands.send(SessionCommand::End);
-    });
-}
-
-fn escalation_line(
-    state: &assent_viewer::session::SharedState,
-    line: &str,
-) -> Option<Result<assent_viewer::session::Command, String>> {
-    let scope = state.lock().unwrap_or_else(|p| p.into_inner()).scope;
-    assent_viewer::escalate::parse_line(line, scope)
-}
-
-/// `--headless`: each change of the escalation or of the connection
-/// (`{"connection": {"interrupted": true, "why": ...}}`), one JSON line on stdout.
-async fn print_escalation(state: assent_viewer::session::SharedState) {
-    let (mut shown, mut connection) = (0, 0);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let (view, interrupted, version) = {
-            let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            (
-                s.escalation.clone(),
-                s.interrupted.clone(),
-                s.interrupted_version,
-            )
-        };
-        if view.version != shown {
-            shown = view.version;
-            println!("{}", view.json());
-        }
-        if version != connection {
-            connection = version;
-            let json = serde_json::json!({"connection": {
-                "interrupted": interrupted.is_some(), "why": interrupted,
-            }});
-            println!("{json}");
-        }
-    }
-}
-
-/// `--headless`: one JSON statistics line a second while live.
-async fn print_stats(state: assent_viewer::session::SharedState) {
-    use assent_viewer::session;
-    let mut before = session::Stats::default();
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let (now, live) = {
-            let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            (s.stats.clone(), s.phase == session::Phase::Live)
-        };
-        if live {
-            println!(
-                "{}",
-                session::stats_line(&now, &before, std::time::Duration::from_secs(1))
-            );
-        }
-        before = now;
-    }
-}
-
-/// `--headless`: what the user says, one JSON object a line on stdout:
-/// `{"chat": {"from": "user", "at": "HH:MM:SS", "text": "..."}}` and
-/// `{"validation": {"number": N, "answer": "works", "comment": "...", "at": ...}}`.
-async fn print_chat(state: assent_viewer::session::SharedState) {
-    let (mut chat_shown, mut validations_shown) = (0, 0);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let (chat, validations): (Vec<_>, Vec<_>) = {
-            let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            let new = (
-                s.chat.iter().skip(chat_shown).cloned().collect(),
-                s.validations
-                    .iter()
-                    .skip(validations_shown)
-                    .cloned()
-                    .collect(),
-            );
-            (chat_shown, validations_shown) = (s.chat.len(), s.validations.len());
-            new
-        };
-        for line in chat.into_iter().filter(|l| l.from == "user") {
-            let json =
-                serde_json::json!({"chat": {"from": line.from, "at": line.at, "text": line.text}});
-            println!("{json}");
-        }
-        for v in validations {
-            let json = serde_json::json!({"validation": {
-                "number": v.number, "answer": v.answer.as_str(), "comment": v.comment, "at": v.at,
-            }});
-            println!("{json}");
-        }
-    }
 }

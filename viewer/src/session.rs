@@ -100,6 +100,8 @@ pub struct ViewState {
     pub clipboard: crate::clipboard::ClipboardView,
     /// Whether the user allows files, and the last transfer's news.
     pub files: crate::files::FilesView,
+    /// Whether the user allows recording, and what is being recorded.
+    pub recording: crate::recording::RecordingView,
 }
 
 /// The user's answer to one "please test".
@@ -136,6 +138,10 @@ pub struct Stats {
     pub clipboard_shared: bool,
     /// The user allows files.
     pub files_allowed: bool,
+    /// The user allows recording and screenshots.
+    pub recording_allowed: bool,
+    /// A recording is being written.
+    pub recording: bool,
 }
 
 impl ViewState {
@@ -178,6 +184,7 @@ impl ViewState {
             interrupted_version: 0,
             clipboard: Default::default(),
             files: Default::default(),
+            recording: Default::default(),
         }
     }
 }
@@ -346,6 +353,7 @@ async fn run_session(
             crate::files::received_dir(),
             assent_files::Limits::default(),
         ),
+        recorder: None,
     };
     let (end, tx, rx) = live.run(commands).await;
     let finished =
@@ -571,5 +579,7 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json
         "only_one_window": now.only_one_window,
         "clipboard_shared": now.clipboard_shared,
         "files_allowed": now.files_allowed,
+        "recording_allowed": now.recording_allowed,
+        "recording": now.recording,
     })
 }

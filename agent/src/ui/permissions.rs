@@ -59,7 +59,12 @@ pub fn tty_state(info: &LiveInfo) -> String {
     } else {
         "Files: not allowed; `files on` would allow them."
     };
-    format!("{clipboard}\n{files}")
+    let recording = if info.permissions.contains(&Permission::Recording) {
+        "RECORDING: your technician may record the session and take screenshots; `recording off` stops it."
+    } else {
+        "Recording: not allowed; `recording on` would allow it."
+    };
+    format!("{clipboard}\n{files}\n{recording}")
 }
 
 /// `clipboard on` / `clipboard off` typed on the terminal.
@@ -113,6 +118,26 @@ impl AgentWindow {
 
     /// In the "session live" window: the clipboard's state and its switch,
     /// the technician's request, and the clipboard's last news.
+    /// "Recording" in red at the top of the window while it is allowed.
+    pub(super) fn recording_banner(&mut self, ui: &mut egui::Ui, info: &LiveInfo) {
+        if !info.permissions.contains(&Permission::Recording) {
+            return;
+        }
+        ui.horizontal(|ui| {
+            let red = egui::Color32::from_rgb(230, 40, 40);
+            ui.label(
+                egui::RichText::new("Recording")
+                    .color(red)
+                    .strong()
+                    .size(18.0),
+            );
+            ui.label("Your technician may record the session and take screenshots.");
+        });
+        if ui.button("Stop allowing recording").clicked() {
+            self.send(UiCommand::Allow(Permission::Recording, false));
+        }
+    }
+
     pub(super) fn live_permissions(&mut self, ui: &mut egui::Ui, info: &LiveInfo) {
         let (asked, news) = {
             let s = self.ui.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,6 +157,14 @@ impl AgentWindow {
                 }
             }
         });
+        if !info.permissions.contains(&Permission::Recording) {
+            ui.horizontal(|ui| {
+                ui.label("Recording not allowed");
+                if ui.button("Allow recording").clicked() {
+                    self.send(UiCommand::Allow(Permission::Recording, true));
+                }
+            });
+        }
         if let Some(p) = asked.filter(|p| !info.permissions.contains(p)) {
             ui.horizontal(|ui| {
                 ui.strong(format!("{} asks to {}.", info.technician, p.plain_words()));

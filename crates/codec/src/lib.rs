@@ -55,6 +55,7 @@
 mod decoder;
 mod encoder;
 mod moves;
+pub mod recording;
 mod regions;
 mod scroll;
 mod wire;

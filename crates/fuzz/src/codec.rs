@@ -78,6 +78,41 @@ pub fn codec_frame(data: &[u8]) -> Outcome {
     outcome(&label)
 }
 
+/// A recording file (the viewer's, replayed and exported by
+/// `assent-viewer`): the container read as the reader does, each update
+/// through the decoder under the same memory budget as `codec_frame`.
+pub fn recording(data: &[u8]) -> Outcome {
+    use assent_codec::recording::RecordingReader;
+    let mut reader = match RecordingReader::new(data) {
+        Ok(r) => r,
+        Err(e) => return outcome(&format!("{e}")),
+    };
+    let mut decoder = Decoder::new();
+    let mut label = String::new();
+    loop {
+        let meter = Meter::start();
+        let next = reader.next_update();
+        meter.check("recording (container)", 2 * data.len() + 64 * 1024);
+        let update = match next {
+            Ok(Some((_, update))) => update,
+            Ok(None) => break,
+            Err(e) => {
+                label.push_str(&format!("{e:?}").chars().take(12).collect::<String>());
+                break;
+            }
+        };
+        let meter = Meter::start();
+        let result = decoder.decode(&update);
+        meter.check("recording", budget(&update));
+        label.push_str(&match result {
+            Ok(u) if u.keyframe => "key ".to_string(),
+            Ok(_) => "delta ".to_string(),
+            Err(e) => error_kind(&e),
+        });
+    }
+    outcome(&label)
+}
+
 fn error_kind(e: &CodecError) -> String {
     // Variant name only: zstd's messages vary with the input.
     let debug = format!("{e:?}");

@@ -37,7 +37,7 @@ mod relay;
 
 pub use audit::audit_verify;
 pub use channel::{channel_handshake, channel_record};
-pub use codec::codec_frame;
+pub use codec::{codec_frame, recording};
 pub use proto::{
     framing, identity_text, session_msg, session_offer, wire_client_msg, wire_relay_msg,
 };
@@ -98,6 +98,11 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "codec_frame",
         run: codec_frame,
+        max_len: 64 * 1024,
+    },
+    Target {
+        name: "recording",
+        run: recording,
         max_len: 64 * 1024,
     },
     Target {

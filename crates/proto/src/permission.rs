@@ -15,16 +15,24 @@ pub enum Permission {
     /// Files, each accepted (technician → user) or picked (user →
     /// technician) by the user.
     Files = 2,
+    /// The technician's viewer may record the session and take
+    /// screenshots; the user sees "Recording" while it is allowed.
+    Recording = 3,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 2] = [Permission::Clipboard, Permission::Files];
+    pub const ALL: [Permission; 3] = [
+        Permission::Clipboard,
+        Permission::Files,
+        Permission::Recording,
+    ];
 
     /// The INTERFACE.md name (audit records, command lines).
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::Clipboard => "clipboard",
             Permission::Files => "files",
+            Permission::Recording => "recording",
         }
     }
 
@@ -37,6 +45,9 @@ impl Permission {
             Permission::Files => {
                 "send you files (each only if you accept it) and receive files you pick"
             }
+            Permission::Recording => {
+                "record the session and take screenshots of your screen (you see Recording while allowed)"
+            }
         }
     }
 }
@@ -47,7 +58,9 @@ impl std::str::FromStr for Permission {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown permission {s:?} (expected clipboard or files)"))
+            .ok_or_else(|| {
+                format!("unknown permission {s:?} (expected clipboard, files or recording)")
+            })
     }
 }
 

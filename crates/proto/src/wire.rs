@@ -360,6 +360,19 @@ pub enum ClientMsg {
     /// Agent: a file transfer ended (metadata only), also just after the
     /// session ended under it.
     FileTransfer(crate::files::FileReport),
+    /// Viewer, while live: it started writing a recording (the user allows
+    /// recording: the relay checks its record of that).
+    RecordingStarted,
+    /// Viewer: the recording it wrote is closed: its size, SHA-256 and
+    /// frame count (`assent-viewer verify-recording` checks a file against
+    /// them).
+    RecordingStopped {
+        bytes: u64,
+        sha256: [u8; 32],
+        frames: u32,
+    },
+    /// Viewer, while live: it saved a screenshot (its PNG's SHA-256).
+    ScreenshotTaken { sha256: [u8; 32] },
 }
 
 /// Relay → client.

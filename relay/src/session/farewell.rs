@@ -172,6 +172,13 @@ impl Aftercare {
                             record_note(&self.shared, &self.id, &self.machine, fields, self.answers);
                         self.note_filed |= filed.await;
                     }
+                    // A recording the end closed is reported just after it.
+                    Some(m @ ClientMsg::RecordingStopped { .. }) => {
+                        if let Some(v) = viewer.as_ref() {
+                            let peer = v.addr;
+                            self.permissions.record_viewer(&self.shared, &self.id, peer, m).await;
+                        }
+                    }
                     Some(_) | None => close_side(&mut viewer),
                 },
                 msg = next_msg(agent.as_mut().map(|a| &mut a.side)), if agent.is_some() => match msg {

@@ -242,6 +242,14 @@ impl SessionTask {
     async fn on_viewer_msg(&mut self, msg: Option<Result<ClientMsg, NetError>>) -> Option<Event> {
         match msg {
             Some(Ok(ClientMsg::End)) => Some(Event::ViewerClosed),
+            Some(Ok(
+                m @ (ClientMsg::RecordingStarted
+                | ClientMsg::RecordingStopped { .. }
+                | ClientMsg::ScreenshotTaken { .. }),
+            )) => {
+                self.on_recording_report(m).await;
+                None
+            }
             Some(Ok(ClientMsg::ChatSent)) => {
                 if self.machine.may_forward() {
                     self.chat_from_viewer = self.chat_from_viewer.saturating_add(1);

@@ -26,6 +26,9 @@ pub(super) struct PermissionLog {
     last_file: u32,
     clipboard: bool,
     files: bool,
+    recording: bool,
+    /// The viewer said it started a recording and has not closed it.
+    recording_open: bool,
     written: u32,
 }
 
@@ -40,6 +43,19 @@ impl SessionTask {
             return;
         }
         self.permissions.record(&ctx, msg).await;
+    }
+}
+
+impl SessionTask {
+    /// The viewer's word on its recording (a stop also just after the end:
+    /// see `farewell.rs`).
+    pub(super) async fn on_recording_report(&mut self, msg: ClientMsg) {
+        let live = matches!(self.machine.phase(), Phase::Live { .. });
+        if live || matches!(msg, ClientMsg::RecordingStopped { .. }) {
+            let peer = self.viewer.addr;
+            let log = &mut self.permissions;
+            log.record_viewer(&self.shared, &self.id, peer, msg).await;
+        }
     }
 }
 
@@ -75,6 +91,7 @@ impl PermissionLog {
         match r.permission {
             Permission::Clipboard => self.clipboard = r.allowed,
             Permission::Files => self.files = r.allowed,
+            Permission::Recording => self.recording = r.allowed,
         }
         let fields = fields! {
             "session" => ctx.session, "permission" => r.permission.as_str(),
@@ -125,6 +142,58 @@ impl PermissionLog {
             "device_key" => ctx.device_key.fingerprint(),
         };
         ("file_transfer", fields)
+    }
+}
+
+impl PermissionLog {
+    /// What the viewer says of its recording: believed only while the user
+    /// allows recording on record (a stop is recorded whenever one was
+    /// started: the user's "no more" is often what stopped it).
+    pub(super) async fn record_viewer(
+        &mut self,
+        shared: &crate::state::Shared,
+        session: &str,
+        peer: std::net::SocketAddr,
+        msg: ClientMsg,
+    ) {
+        if self.written >= MAX_RECORDS {
+            warn!(session = %session, "too many recording reports; not recorded");
+            return;
+        }
+        let (event, fields) = match msg {
+            ClientMsg::RecordingStopped {
+                bytes,
+                sha256,
+                frames,
+            } if self.recording_open => {
+                self.recording_open = false;
+                let fields = fields! {
+                    "session" => session, "bytes" => bytes, "sha256" => hex::encode(sha256),
+                    "frames" => frames,
+                };
+                ("recording_stopped", fields)
+            }
+            ClientMsg::RecordingStarted if self.recording => {
+                self.recording_open = true;
+                ("recording_started", fields! {"session" => session})
+            }
+            ClientMsg::ScreenshotTaken { sha256 } if self.recording => {
+                let fields = fields! {"session" => session, "sha256" => hex::encode(sha256)};
+                ("screenshot_taken", fields)
+            }
+            _ => {
+                warn!(session = %session, "recording report without the user's yes on record; refused");
+                let fields = fields! {
+                    "role" => "viewer", "peer" => peer.to_string(),
+                    "reason" => "recording_not_allowed", "session" => session,
+                };
+                ("auth_failed", fields)
+            }
+        };
+        self.written += 1;
+        if let Err(e) = shared.audit.record(event, fields).await {
+            warn!(session = %session, error = %e, "{event} not recorded");
+        }
     }
 }
 

@@ -215,5 +215,37 @@ impl ViewerWindow {
             }
         }
         ui.separator();
+        self.recording_status(ui, snap, live);
+    }
+}
+
+impl ViewerWindow {
+    /// Record and Screenshot: enabled only while the user allows recording.
+    fn recording_status(&mut self, ui: &mut egui::Ui, snap: &super::Snapshot, live: bool) {
+        let (allowed, active) = (snap.stats.recording_allowed, snap.stats.recording);
+        if active {
+            ui.colored_label(egui::Color32::from_rgb(230, 60, 60), "REC");
+        }
+        let label = if active { "Stop recording" } else { "Record" };
+        if ui
+            .add_enabled(allowed && live, egui::Button::new(label).small())
+            .clicked()
+        {
+            let _ = self.commands.send(Command::Record(!active));
+        }
+        if ui
+            .add_enabled(allowed && live, egui::Button::new("Screenshot").small())
+            .clicked()
+        {
+            let _ = self.commands.send(Command::Screenshot);
+        }
+        if !allowed {
+            let ask = egui::Button::new("Ask to record").small();
+            if ui.add_enabled(live, ask).clicked() {
+                let recording = assent_proto::permission::Permission::Recording;
+                let _ = self.commands.send(Command::AskPermission(recording));
+            }
+        }
+        ui.separator();
     }
 }

@@ -196,3 +196,33 @@ fn hostile_rects(key: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("version-1", join_updates([&[v1, vec![0; 12]].concat()[..]])),
     ]
 }
+
+/// Recordings: a real one (a keyframe and deltas with their times), one
+/// cut short, one whose length field claims 4 GiB, one that is not a
+/// recording, and one whose updates are refused by the decoder.
+pub(super) fn recordings() -> Vec<(&'static str, Vec<u8>)> {
+    use assent_codec::recording::{RecordingWriter, MAGIC};
+    let desktop = encoded_stream(150, 90, 4);
+    let mut w = RecordingWriter::new(Vec::new()).expect("writing to memory");
+    for (i, update) in desktop.iter().enumerate() {
+        w.write_update(i as u64 * 40, update)
+            .expect("writing to memory");
+    }
+    let whole = w.into_inner();
+    let cut = whole[..whole.len() - 5].to_vec();
+    let mut huge = MAGIC.to_vec();
+    huge.extend(0u64.to_le_bytes());
+    huge.extend(u32::MAX.to_le_bytes());
+    huge.extend([0u8; 16]);
+    let mut refused = RecordingWriter::new(Vec::new()).expect("writing to memory");
+    refused
+        .write_update(0, &desktop[1])
+        .expect("writing to memory");
+    vec![
+        ("recording-desktop", whole),
+        ("recording-cut-short", cut),
+        ("recording-length-4gib", huge),
+        ("recording-not-one", b"\x89PNG\r\n\x1a\n".to_vec()),
+        ("recording-delta-first", refused.into_inner()),
+    ]
+}

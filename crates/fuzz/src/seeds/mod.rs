@@ -45,6 +45,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "session_msg" => session_msgs(),
         "identity_text" => identity_texts(),
         "codec_frame" => codec_frames(),
+        "recording" => codec::recordings(),
         "channel_handshake" => channel_handshakes(),
         "channel_record" => channel_records(),
         "audit_verify" => audit_logs(),
