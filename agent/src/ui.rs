@@ -562,6 +562,7 @@ impl AgentWindow {
         // reaches the chat line, and no stray Space turns a permission on.
         self.live_permissions(ui, info);
         self.live_files(ui, info);
+        self.recording_switch(ui, info);
         // Redraw when the shown minute changes (events repaint at once):
         // a ticking clock would be a changed screen to capture and send.
         let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);

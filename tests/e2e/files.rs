@@ -387,7 +387,7 @@ fn the_agent_window_allows_files_and_accepts_one() {
     // "Allow files" (see files-live.png).
     xdotool(&desk, &["mousemove", "--window", &live, "150", "292"]);
     xdotool(&desk, &["click", "1"]);
-    viewer.hear("\"allowed\":true");
+    viewer.hear("{\"file\":{\"allowed\":true}}");
     let report = home.path().join("report.txt");
     write_sample(&report, 5000);
     viewer.say(&format!("send-file {}", report.display()));

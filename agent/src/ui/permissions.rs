@@ -138,6 +138,20 @@ impl AgentWindow {
         }
     }
 
+    /// Under the files row: "Allow recording" while it is not (when it is,
+    /// the banner at the top has the way back).
+    pub(super) fn recording_switch(&mut self, ui: &mut egui::Ui, info: &LiveInfo) {
+        if info.permissions.contains(&Permission::Recording) {
+            return;
+        }
+        ui.horizontal(|ui| {
+            ui.label("Recording not allowed");
+            if ui.button("Allow recording").clicked() {
+                self.send(UiCommand::Allow(Permission::Recording, true));
+            }
+        });
+    }
+
     pub(super) fn live_permissions(&mut self, ui: &mut egui::Ui, info: &LiveInfo) {
         let (asked, news) = {
             let s = self.ui.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -157,14 +171,6 @@ impl AgentWindow {
                 }
             }
         });
-        if !info.permissions.contains(&Permission::Recording) {
-            ui.horizontal(|ui| {
-                ui.label("Recording not allowed");
-                if ui.button("Allow recording").clicked() {
-                    self.send(UiCommand::Allow(Permission::Recording, true));
-                }
-            });
-        }
         if let Some(p) = asked.filter(|p| !info.permissions.contains(p)) {
             ui.horizontal(|ui| {
                 ui.strong(format!("{} asks to {}.", info.technician, p.plain_words()));
