@@ -25,6 +25,10 @@ pub struct FilesView {
     pub version: u32,
     /// The last change, as a JSON object.
     pub last: Option<serde_json::Value>,
+    /// A file is moving now (the window offers Cancel).
+    pub moving: bool,
+    /// The window's words for the last transfer's state.
+    pub status: Option<String>,
 }
 
 /// Where received files go: `$XDG_DATA_HOME/assent/files`.
@@ -89,12 +93,12 @@ impl LiveView<'_> {
 
     /// The technician sends a file they picked.
     pub(crate) async fn send_file(&mut self, path: PathBuf) {
-        if !lock(&self.state).files.allowed {
-            let why = "the user has not allowed files";
-            self.update_files(serde_json::json!({"problem": why}), |_| {});
-            return;
-        }
-        match self.transfers.offer(&path) {
+        let offered = if lock(&self.state).files.allowed {
+            self.transfers.offer(&path)
+        } else {
+            Err("the user has not allowed files".to_string())
+        };
+        match offered {
             Ok(offer) => {
                 let steps = Steps {
                     send: vec![offer],
@@ -102,7 +106,10 @@ impl LiveView<'_> {
                 };
                 self.apply_file_steps(steps).await;
             }
-            Err(why) => self.update_files(serde_json::json!({"problem": why}), |_| {}),
+            Err(why) => {
+                let json = serde_json::json!({"problem": why});
+                self.update_files(json, |v| v.status = Some(format!("Cannot send: {why}")));
+            }
         }
     }
 
@@ -129,7 +136,7 @@ impl LiveView<'_> {
     }
 
     fn on_file_event(&mut self, event: Event) {
-        let json = match event {
+        let (json, moving, words) = match event {
             // Offers are accepted on the user's behalf: they picked the file.
             Event::Offered(_) => return,
             Event::Progress {
@@ -137,9 +144,14 @@ impl LiveView<'_> {
                 name,
                 done,
                 size,
-            } => serde_json::json!({
-                "direction": direction(way).as_str(), "name": name, "done": done, "size": size,
-            }),
+            } => {
+                let pct = (done.saturating_mul(100)).checked_div(size).unwrap_or(100);
+                let words = format!("{} {name}: {pct}%", verb(way));
+                let json = serde_json::json!({
+                    "direction": direction(way).as_str(), "name": name, "done": done, "size": size,
+                });
+                (json, true, words)
+            }
             Event::Ended(e) => {
                 let sha256 = crate::clipboard::hex(&e.sha256);
                 let d = direction(e.way).as_str();
@@ -155,13 +167,15 @@ impl LiveView<'_> {
                     "bytes" => e.bytes, "sha256" => sha256, "outcome" => outcome,
                 };
                 self.audit.record("file_transfer", f);
-                serde_json::json!({
+                let words = format!("{} {}: {outcome}", verb(e.way), e.name);
+                let json = serde_json::json!({
                     "direction": d, "name": e.name, "bytes": e.bytes, "sha256": sha256,
                     "outcome": outcome, "path": e.path.map(|p| p.display().to_string()),
-                })
+                });
+                (json, false, words)
             }
         };
-        self.update_files(json, |_| {});
+        self.update_files(json, |v| (v.moving, v.status) = (moving, Some(words)));
     }
 
     fn update_files(&mut self, last: serde_json::Value, change: impl FnOnce(&mut FilesView)) {
@@ -173,6 +187,13 @@ impl LiveView<'_> {
             s.stats.files_allowed = s.files.allowed;
         }
         (self.repaint)();
+    }
+}
+
+fn verb(way: Way) -> &'static str {
+    match way {
+        Way::Out => "Sending",
+        Way::In => "Receiving",
     }
 }
 

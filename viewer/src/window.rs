@@ -300,6 +300,7 @@ pub(crate) struct Snapshot {
     stats: Stats,
     size: (u32, u32),
     interrupted: Option<String>,
+    files: crate::files::FilesView,
 }
 
 impl eframe::App for ViewerWindow {
@@ -324,6 +325,7 @@ impl eframe::App for ViewerWindow {
                 stats: s.stats.clone(),
                 size: (s.screen.width, s.screen.height),
                 interrupted: s.interrupted.clone(),
+                files: s.files.clone(),
             }
         };
         self.update_title(&ctx, &snap);

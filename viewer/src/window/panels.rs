@@ -195,6 +195,12 @@ impl ViewerWindow {
             let _ = self.commands.send(Command::AskPermission(clipboard));
         }
         ui.separator();
+        if let Some(status) = &snap.files.status {
+            ui.label(status);
+        }
+        if snap.files.moving && ui.small_button("Cancel").clicked() {
+            let _ = self.commands.send(Command::CancelFile);
+        }
         if snap.stats.files_allowed {
             ui.label("Files allowed by the user");
             ui.add(
