@@ -346,6 +346,11 @@ impl eframe::App for ViewerWindow {
                         .id_salt("side")
                         .show(ui, |ui| self.note_panel(ui))
                 });
+            // Under the remote screen, a row of its own: what the user
+            // allows beyond the scope (clipboard, files, recording).
+            egui::Panel::bottom("permissions").show(ui, |ui| {
+                ui.horizontal(|ui| self.permission_status(ui, &snap));
+            });
         }
         egui::CentralPanel::default().show(ui, |ui| self.central(ui, &snap));
         ctx.request_repaint_after(Duration::from_millis(250));
@@ -434,7 +439,6 @@ impl ViewerWindow {
             ui.label(text);
             ui.separator();
         }
-        self.permission_status(ui, snap);
         ui.label(match snap.scope {
             Scope::View => "VIEW ONLY (input is not sent)",
             Scope::Control => "Control",
