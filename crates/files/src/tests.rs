@@ -263,8 +263,55 @@ mod sessions {
             "the part file"
         );
         let s = b.cancel_all();
-        assert_eq!(s.send, [FileMsg::Cancel { id: 1 }]);
+        assert_eq!(
+            s.send,
+            [FileMsg::Cancel {
+                id: 1,
+                from_sender: false
+            }]
+        );
         assert_eq!(last_end(&s.events).outcome, FileOutcome::Cancelled);
         assert_eq!(std::fs::read_dir(dl.path()).unwrap().count(), 0);
+    }
+
+    /// Both sides number their own transfers: the other side cancelling its
+    /// file number 1 must not touch this side's own file number 1.
+    #[test]
+    fn a_cancel_names_whose_transfer_it_is() {
+        let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let path = src.path().join("mine.txt");
+        std::fs::write(&path, b"mine").unwrap();
+        let mut t = Transfers::new(dl.path().into(), Limits::default());
+        t.offer(&path).unwrap(); // our transfer 1
+        t.on_msg(
+            FileMsg::Offer {
+                id: 1,
+                name: "theirs.txt".into(),
+                size: 4,
+            },
+            true,
+            false,
+        );
+        t.answer(true); // their transfer 1, accepted
+        let s = t.on_msg(
+            FileMsg::Cancel {
+                id: 1,
+                from_sender: true,
+            },
+            true,
+            false,
+        );
+        assert!(matches!(&s.events[..], [Event::Ended(e)] if e.way == Way::In));
+        assert!(t.offer(&path).is_err(), "ours is still going");
+        let s = t.on_msg(
+            FileMsg::Cancel {
+                id: 1,
+                from_sender: false,
+            },
+            true,
+            false,
+        );
+        assert!(matches!(&s.events[..], [Event::Ended(e)] if e.way == Way::Out));
+        assert!(t.offer(&path).is_ok(), "ours was cancelled");
     }
 }

@@ -233,7 +233,7 @@ impl Transfers {
             ),
             FileMsg::Chunk { id, data } => self.on_chunk(id, &data),
             FileMsg::End { id, sha256 } => self.on_end(id, &sha256),
-            FileMsg::Cancel { id } => self.on_cancel(id),
+            FileMsg::Cancel { id, from_sender } => self.on_cancel(id, from_sender),
             FileMsg::Answer { id, accepted } => self.on_answer(id, accepted),
             FileMsg::Ack { id, received } => {
                 if let Some(o) = self.outgoing.as_mut().filter(|o| o.id == id) {
@@ -331,7 +331,10 @@ impl Transfers {
     fn fail_incoming(&mut self, steps: &mut Steps, e: &FileError) {
         if let Some(i) = self.incoming.take() {
             let outcome = outcome_of(e);
-            steps.send.push(FileMsg::Cancel { id: i.id });
+            steps.send.push(FileMsg::Cancel {
+                id: i.id,
+                from_sender: false,
+            });
             steps.send.push(FileMsg::Outcome { id: i.id, outcome });
             steps.end(ended(
                 Way::In,
@@ -342,8 +345,22 @@ impl Transfers {
         }
     }
 
-    fn on_cancel(&mut self, id: u32) -> Steps {
+    /// The other side stops one of its transfers (`from_sender`: one it
+    /// sends us) or one of ours it receives.
+    fn on_cancel(&mut self, id: u32, from_sender: bool) -> Steps {
         let mut steps = Steps::default();
+        if !from_sender {
+            if let Some(o) = self.outgoing.take_if(|o| o.id == id) {
+                let sent = o.sending.sent();
+                steps.end(ended(
+                    Way::Out,
+                    o.sending.name(),
+                    sent,
+                    FileOutcome::Cancelled,
+                ));
+            }
+            return steps;
+        }
         if let Some(i) = self.incoming.take_if(|i| i.id == id) {
             let got = i.receiving.received();
             steps.end(ended(
@@ -355,14 +372,6 @@ impl Transfers {
         }
         if let Some(o) = self.offered.take_if(|o| o.id == id) {
             steps.end(ended(Way::In, &o.name, 0, FileOutcome::Cancelled));
-        }
-        if let Some(o) = self.outgoing.take_if(|o| o.id == id) {
-            steps.end(ended(
-                Way::Out,
-                o.sending.name(),
-                o.sending.sent(),
-                FileOutcome::Cancelled,
-            ));
         }
         steps
     }
@@ -428,7 +437,10 @@ impl Transfers {
             }
             Err(_) => {
                 if let Some(o) = self.outgoing.take() {
-                    steps.send.push(FileMsg::Cancel { id: o.id });
+                    steps.send.push(FileMsg::Cancel {
+                        id: o.id,
+                        from_sender: true,
+                    });
                     steps.end(ended(
                         Way::Out,
                         o.sending.name(),
@@ -454,7 +466,10 @@ impl Transfers {
             steps.end(ended(Way::In, &o.name, 0, FileOutcome::Cancelled));
         }
         if let Some(i) = self.incoming.take() {
-            steps.send.push(FileMsg::Cancel { id: i.id });
+            steps.send.push(FileMsg::Cancel {
+                id: i.id,
+                from_sender: false,
+            });
             let got = i.receiving.received();
             steps.end(ended(
                 Way::In,
@@ -464,7 +479,10 @@ impl Transfers {
             ));
         }
         if let Some(o) = self.outgoing.take() {
-            steps.send.push(FileMsg::Cancel { id: o.id });
+            steps.send.push(FileMsg::Cancel {
+                id: o.id,
+                from_sender: true,
+            });
             steps.end(ended(
                 Way::Out,
                 o.sending.name(),

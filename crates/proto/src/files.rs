@@ -25,8 +25,11 @@ pub enum FileMsg {
     Ack { id: u32, received: u64 },
     /// Sender → receiver: everything is sent; its SHA-256.
     End { id: u32, sha256: [u8; 32] },
-    /// Either way: stop this transfer (the receiver drops what it has).
-    Cancel { id: u32 },
+    /// Either way: stop transfer `id`. Both sides number their own
+    /// transfers, so `from_sender` says whose: `true` from the side that
+    /// sends it (the receiver drops what it has), `false` from the side
+    /// receiving it.
+    Cancel { id: u32, from_sender: bool },
     /// Receiver → sender: how it ended.
     Outcome { id: u32, outcome: FileOutcome },
 }
@@ -73,7 +76,7 @@ impl FileMsg {
             | FileMsg::Chunk { id, .. }
             | FileMsg::Ack { id, .. }
             | FileMsg::End { id, .. }
-            | FileMsg::Cancel { id }
+            | FileMsg::Cancel { id, .. }
             | FileMsg::Outcome { id, .. } => *id,
         }
     }
