@@ -114,7 +114,15 @@ pub fn tty_command(line: &str) -> Option<UiCommand> {
         "accept" => FileCommand::Answer(true),
         "decline" => FileCommand::Answer(false),
         "cancel" => FileCommand::Cancel,
-        _ => FileCommand::Send(PathBuf::from(line.strip_prefix("send ")?.trim())),
+        // "send me the log" is a chat line, not a file: only a path that
+        // names a file here is sent.
+        _ => {
+            let path = PathBuf::from(line.strip_prefix("send ")?.trim());
+            if !path.is_file() {
+                return None;
+            }
+            FileCommand::Send(path)
+        }
     };
     Some(UiCommand::File(cmd))
 }
@@ -213,7 +221,12 @@ mod tests {
             tty_command("cancel"),
             Some(UiCommand::File(FileCommand::Cancel))
         );
-        assert_eq!(tty_command("send /tmp/a b.txt\n"), send("/tmp/a b.txt"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a b.txt");
+        std::fs::write(&file, b"x").unwrap();
+        let typed = format!("send {}\n", file.display());
+        assert_eq!(tty_command(&typed), send(file.to_str().unwrap()));
+        assert_eq!(tty_command("send me the log please"), None, "a chat line");
         assert_eq!(tty_command("accepted it"), None);
         assert_eq!(human(1536), "1.5 kB");
         assert_eq!(percent(1, 4), 25);
