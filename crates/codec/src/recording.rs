@@ -95,7 +95,7 @@ impl<R: Read> RecordingReader<R> {
             return Err(RecordingError::UpdateTooLarge(len));
         }
         // Read through `take` so a lying length costs only what is there.
-        let mut update = Vec::with_capacity(len.min(1 << 20));
+        let mut update = Vec::with_capacity(len.min(16 * 1024));
         (&mut self.input)
             .take(len as u64)
             .read_to_end(&mut update)?;

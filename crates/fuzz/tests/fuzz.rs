@@ -171,6 +171,7 @@ fuzz_tests!(
     session_msg,
     identity_text,
     codec_frame,
+    recording,
     channel_handshake,
     channel_record,
     audit_verify,
@@ -296,6 +297,31 @@ fn zstd_bomb_is_refused_with_bounded_memory() {
     let meter = Meter::start();
     assert!(decoder.decode(update).is_err());
     meter.check("zstd bomb", 256 * 1024);
+}
+
+/// A recording whose length field claims 4 GiB is refused before anything
+/// is allocated for it; one cut short is reported, not read past.
+#[test]
+fn a_recording_that_lies_about_its_length_costs_nothing() {
+    use assent_codec::recording::{RecordingError, RecordingReader};
+    let data = seed("recording", "recording-length-4gib");
+    let mut reader = RecordingReader::new(&data[..]).expect("the magic is right");
+    let meter = Meter::start();
+    assert!(matches!(
+        reader.next_update(),
+        Err(RecordingError::UpdateTooLarge(_))
+    ));
+    meter.check("4 GiB length", 64 * 1024);
+    let cut = seed("recording", "recording-cut-short");
+    let mut reader = RecordingReader::new(&cut[..]).expect("the magic is right");
+    let mut outcome = reader.next_update();
+    while let Ok(Some(_)) = outcome {
+        outcome = reader.next_update();
+    }
+    assert!(
+        matches!(outcome, Err(RecordingError::Truncated)),
+        "{outcome:?}"
+    );
 }
 
 #[test]
