@@ -67,6 +67,9 @@ struct State {
 pub struct Privacy {
     policy: Policy,
     own_pid: u32,
+    /// The agent's own X windows, as its window reported them (beside the
+    /// pid: a client on another host, or one that sets no `_NET_WM_PID`).
+    own_ids: Mutex<Vec<u32>>,
     state: Mutex<State>,
     /// Called (from the list thread) when a new window is shared.
     on_news: Mutex<Option<NewsHook>>,
@@ -87,6 +90,7 @@ impl Privacy {
         Arc::new(Privacy {
             policy,
             own_pid: std::process::id(),
+            own_ids: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
             on_news: Mutex::new(None),
         })
@@ -131,9 +135,24 @@ impl Privacy {
         self.lock().live = true;
     }
 
-    /// Whether the agent itself owns this window (never listed).
-    fn own(&self, w: &TopWindow) -> bool {
+    /// Whether the agent itself owns this window: never listed, never
+    /// counted as hidden (the user did not hide it; the technician is not
+    /// told of it), and always covered in the frames.
+    pub(crate) fn own(&self, w: &TopWindow) -> bool {
         w.pid == Some(self.own_pid)
+            || self
+                .own_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&w.id)
+    }
+
+    /// The agent opened this X window (its prompt / indicator).
+    pub fn add_own_window(&self, id: u32) {
+        let mut ids = self.own_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
     }
 
     /// Whether the policy hides this window.

@@ -305,10 +305,14 @@ pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<
         Box::new(move |cc| {
             ui.shared.lock().unwrap_or_else(|p| p.into_inner()).ctx = Some(cc.egui_ctx.clone());
             use raw_window_handle::HasWindowHandle as _;
-            let titles = cc
-                .window_handle()
-                .ok()
-                .and_then(|h| assent_wintitle::TitleSetter::new(h.as_raw()));
+            let raw = cc.window_handle().ok().map(|h| h.as_raw());
+            // Covered in every frame (privacy::masked), also where the
+            // window's pid does not say it is ours.
+            let own = raw.and_then(assent_wintitle::x11_window);
+            if let (Some(id), Some(privacy)) = (own, crate::privacy::installed()) {
+                privacy.add_own_window(id);
+            }
+            let titles = raw.and_then(assent_wintitle::TitleSetter::new);
             if let Some(t) = &titles {
                 t.set(CONNECTING_TITLE);
             }

@@ -31,6 +31,7 @@ pub async fn run(megabytes: u64) -> anyhow::Result<Vec<Figure>> {
         viewer: &["--files"],
         agent: &["--download-dir", dl_arg],
         at_prompt: &["files on"],
+        window: false,
     };
     let (mut viewer, mut out, mut agent) =
         headless_session_with(&relay, desktop.display(), tmp.path(), extras).await?;

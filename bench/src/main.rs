@@ -9,6 +9,7 @@
 mod desktop;
 mod files;
 mod footprint;
+mod own_window;
 mod pipeline;
 mod procs;
 mod pviewer;

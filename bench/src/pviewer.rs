@@ -140,11 +140,30 @@ impl Agent {
         code: &str,
         extra: &[&str],
     ) -> anyhow::Result<Agent> {
+        Self::spawn_as(relay, display, config, &[extra, &["--tty", code]].concat())
+    }
+
+    /// The agent with its window (answer with [`answer_in_window`]).
+    pub fn spawn_windowed(
+        relay: &BenchRelay,
+        display: &str,
+        config: &Path,
+        code: &str,
+    ) -> anyhow::Result<Agent> {
+        Self::spawn_as(relay, display, config, &[code])
+    }
+
+    fn spawn_as(
+        relay: &BenchRelay,
+        display: &str,
+        config: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Agent> {
         let mut cmd = Command::new(procs::product_bin("assent-agent")?);
         cmd.args(["join", "--relay", &relay.addr, "--ca"])
             .arg(relay.ca())
-            .args(extra)
-            .args(["--tty", "--device-name", "bench-pc", code])
+            .args(["--device-name", "bench-pc"])
+            .args(args)
             .env("DISPLAY", display)
             .env("XDG_CONFIG_HOME", config)
             .env_remove("WAYLAND_DISPLAY")
@@ -186,4 +205,29 @@ impl Agent {
         self.stdin.flush()?;
         Ok(())
     }
+}
+
+/// Answers the agent's consent window on `display` with `key` as a user
+/// would: waits for the window, points at it and focuses it (egui takes
+/// keys only then), waits out the second before it takes an answer
+/// (agent/src/ui/arming.rs), and presses the key.
+pub async fn answer_in_window(display: &str, key: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let window = loop {
+        let found =
+            crate::desktop::xdotool(display, &["search", "--name", "Assent — support request"])
+                .unwrap_or_default();
+        if let Some(id) = found.lines().next().filter(|l| !l.is_empty()) {
+            break id.to_string();
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the agent's consent window never appeared on {display}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    crate::desktop::xdotool(display, &["mousemove", "--window", &window, "40", "20"])?;
+    crate::desktop::xdotool(display, &["windowfocus", &window])?;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    crate::desktop::xdotool(display, &["key", key])?;
+    Ok(())
 }

@@ -40,6 +40,7 @@ pub async fn bandwidth(duration: Duration, with_processes: bool) -> anyhow::Resu
     for workload in Workload::ALL {
         figures.extend(bandwidth_one(workload, duration, with_processes).await?);
     }
+    figures.extend(crate::own_window::static_with_window(duration).await?);
     Ok(figures)
 }
 
@@ -259,6 +260,9 @@ pub struct Extras<'a> {
     pub viewer: &'a [&'a str],
     pub agent: &'a [&'a str],
     pub at_prompt: &'a [&'a str],
+    /// The agent asks in its real window (answered with xdotool, and up
+    /// while live), not on its terminal.
+    pub window: bool,
 }
 
 /// [`headless_session`] with extra flags and prompt lines.
@@ -301,16 +305,24 @@ pub async fn headless_session_with(
     .await?
     .trim_start_matches("Invite code: ")
     .to_string();
-    let mut agent = Agent::spawn_with(relay, display, &home.join("agent"), &code, extras.agent)?;
-    agent.wait_prompt().await?;
-    for line in extras.at_prompt {
-        agent.answer(line)?;
-    }
-    if !extras.at_prompt.is_empty() {
-        // The answer counts only once the question has been up a second.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-    }
-    agent.answer("v")?;
+    let agent = if extras.window {
+        let agent = Agent::spawn_windowed(relay, display, &home.join("agent"), &code)?;
+        pviewer::answer_in_window(display, "v").await?;
+        agent
+    } else {
+        let mut agent =
+            Agent::spawn_with(relay, display, &home.join("agent"), &code, extras.agent)?;
+        agent.wait_prompt().await?;
+        for line in extras.at_prompt {
+            agent.answer(line)?;
+        }
+        if !extras.at_prompt.is_empty() {
+            // The answer counts only once the question has been up a second.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        agent.answer("v")?;
+        agent
+    };
     procs::wait_line(
         &mut out,
         Duration::from_secs(30),

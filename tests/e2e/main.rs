@@ -17,6 +17,7 @@ mod footprint;
 mod link;
 mod logs;
 mod metrics;
+mod own_window;
 mod pending;
 mod people;
 mod privacy;

@@ -7,6 +7,11 @@
 //! hidden window held. Parts of the frame that the source did not re-read
 //! (it keeps earlier reads where X DAMAGE reported nothing) stay covered
 //! where they were covered before, until they are read again.
+//!
+//! The agent's own windows are covered the same way, always, with a label
+//! of their own ([`Cover::add_own`]): the technician never sees the user's
+//! window list (which names hidden windows) or the indicator's redraws,
+//! and a static screen with the indicator up sends nothing.
 
 use std::sync::Arc;
 
@@ -25,6 +30,9 @@ pub struct MaskedSource {
     privacy: Arc<Privacy>,
     /// The masked frame: BGRX, stride `width * 4`.
     frame: Vec<u8>,
+    /// Whether `frame` is the last capture, masked (so a capture that
+    /// re-read only part of the screen needs only that part copied).
+    frame_current: bool,
     covers: Covers,
     seen_version: u64,
     reported: Option<MaskReport>,
@@ -36,6 +44,8 @@ pub struct MaskedSource {
 struct Covers {
     /// Covered areas (frame coordinates) the source has not re-read since.
     stale: Vec<WinRect>,
+    /// The same for the agent's own windows.
+    stale_own: Vec<WinRect>,
     /// The kept window's area in the last "share only" frame.
     last_keep: Option<WinRect>,
     /// The covered bounds of the last frame.
@@ -51,6 +61,7 @@ impl MaskedSource {
             watch,
             privacy,
             frame: Vec::new(),
+            frame_current: false,
             covers: Covers::default(),
             seen_version: u64::MAX,
             reported: None,
@@ -64,14 +75,17 @@ impl Covers {
     fn refresh_stale(&mut self, changed: Option<Area>) {
         let Some(a) = changed else {
             self.stale.clear();
+            self.stale_own.clear();
             return;
         };
-        self.stale.retain(|r| {
+        let unread = |r: &WinRect| {
             !(r.x >= a.x as i32
                 && r.y >= a.y as i32
                 && r.x + r.width as i32 <= (a.x + a.width) as i32
                 && r.y + r.height as i32 <= (a.y + a.height) as i32)
-        });
+        };
+        self.stale.retain(unread);
+        self.stale_own.retain(unread);
     }
 
     /// The cover for this capture (root coordinates): the plan, plus what
@@ -90,20 +104,25 @@ impl Covers {
                 .extend(keep.map(|k| shift(k, (-origin.0, -origin.1))));
         }
         self.last_keep = keep;
+        remember(&mut self.stale, &mut cover.rects, origin);
+        remember(&mut self.stale_own, &mut cover.own, origin);
         cover
-            .rects
-            .extend(self.stale.iter().map(|r| shift(*r, origin)));
-        for r in &cover.rects {
-            let local = shift(*r, (-origin.0, -origin.1));
-            if !self.stale.contains(&local) {
-                self.stale.push(local);
-            }
+    }
+}
+
+/// Adds the stale areas to this capture's `rects` (root coordinates), and
+/// this capture's to the stale areas (frame coordinates).
+fn remember(stale: &mut Vec<WinRect>, rects: &mut Vec<WinRect>, origin: (i32, i32)) {
+    rects.extend(stale.iter().map(|r| shift(*r, origin)));
+    for r in rects.iter() {
+        let local = shift(*r, (-origin.0, -origin.1));
+        if !stale.contains(&local) {
+            stale.push(local);
         }
-        if self.stale.len() > MAX_STALE {
-            let merged = self.stale.iter().copied().reduce(WinRect::union);
-            self.stale = merged.into_iter().collect();
-        }
-        cover
+    }
+    if stale.len() > MAX_STALE {
+        let merged = stale.iter().copied().reduce(WinRect::union);
+        *stale = merged.into_iter().collect();
     }
 }
 
@@ -140,6 +159,9 @@ impl ScreenSource for MaskedSource {
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
         let origin = self.inner.origin();
+        // Set again once this capture is painted: an error on the way
+        // leaves the masked frame behind the source's.
+        let was_current = std::mem::replace(&mut self.frame_current, false);
         let before = self.watch.list()?;
         // Places from before that list are older than it: not needed.
         let _ = self.watch.take_moves();
@@ -156,7 +178,8 @@ impl ScreenSource for MaskedSource {
         };
         let privacy = &self.privacy;
         let hidden = |w: &TopWindow| user.contains(&w.id) || privacy.by_policy(w);
-        let planned = Cover::plan(&around, &choice, &hidden);
+        let mut planned = Cover::plan(&around, &choice, &hidden);
+        planned.add_own(&around, &|w| privacy.own(w));
         let only = matches!(choice, Choice::Only(_));
         let cover = self.covers.next(planned, only, origin, f.changed);
         let bounds = cover.bounds(origin, width, height);
@@ -172,10 +195,22 @@ impl ScreenSource for MaskedSource {
             return Ok(CapturedFrame { changed, ..f });
         }
         let row = width as usize * 4;
-        self.frame.resize(row * height as usize, 0);
-        for (y, dst) in self.frame.chunks_exact_mut(row).enumerate() {
-            dst.copy_from_slice(f.row(y as u32).ok_or(CaptureError::Disconnected)?);
-        }
+        let len = row * height as usize;
+        // Outside `changed` (which holds this capture's covers and the
+        // last one's) the source's frame and the masked one are as they
+        // were: only the part re-read needs copying and painting again.
+        let copy = match changed.filter(|_| was_current && self.frame.len() == len) {
+            Some(a) => a,
+            None => Area {
+                x: 0,
+                y: 0,
+                width,
+                height,
+            },
+        };
+        self.frame.resize(len, 0);
+        copy_area(&f, &mut self.frame, copy)?;
+        self.frame_current = true;
         cover.paint(&mut self.frame, width, height, row, origin);
         Ok(CapturedFrame {
             data: &self.frame,
@@ -185,6 +220,23 @@ impl ScreenSource for MaskedSource {
             changed,
         })
     }
+}
+
+/// Copies `area` of the source's frame into `dst` (BGRX, stride `width * 4`).
+fn copy_area(f: &CapturedFrame<'_>, dst: &mut [u8], area: Area) -> Result<(), CaptureError> {
+    let row = f.width as usize * 4;
+    let x0 = area.x.min(f.width) as usize * 4;
+    let x1 = area.x.saturating_add(area.width).min(f.width) as usize * 4;
+    let y1 = area.y.saturating_add(area.height).min(f.height);
+    for y in area.y..y1 {
+        let src = f.row(y).ok_or(CaptureError::Disconnected)?;
+        let at = y as usize * row;
+        let (Some(to), Some(from)) = (dst.get_mut(at + x0..at + x1), src.get(x0..x1)) else {
+            return Err(CaptureError::Disconnected);
+        };
+        to.copy_from_slice(from);
+    }
+    Ok(())
 }
 
 /// The changed area grown to hold the covers of this frame and the last

@@ -4,10 +4,14 @@
 //! rectangles to paint, always erring on the side of painting more: a hidden
 //! window is covered at the union of all its places; with "share only this
 //! window" only the intersection of that window's places is kept, minus any
-//! place of a window above it.
+//! place of a window above it. The agent's own windows (its prompt and
+//! "session live" window) are covered too, with a label of their own
+//! ([`Cover::add_own`]): they change while the screen does not (a clock,
+//! the window list), and the technician has everything they show already.
 
 use std::collections::HashMap;
 
+use crate::mask_text::{self, Label};
 use crate::windows::{TopWindow, WinRect};
 
 /// Which windows to cover.
@@ -27,6 +31,8 @@ pub struct Cover {
     pub all_but: Option<Option<WinRect>>,
     /// Paint these too.
     pub rects: Vec<WinRect>,
+    /// The agent's own windows: painted last, with their own label.
+    pub own: Vec<WinRect>,
 }
 
 /// Windows and their places around one capture.
@@ -66,15 +72,13 @@ impl Cover {
                 ids.sort_unstable();
                 ids.dedup();
                 if around.overflowed && !ids.is_empty() {
-                    return Cover {
-                        all_but: Some(None),
-                        rects: Vec::new(),
-                    };
+                    return Cover::everything();
                 }
                 let rects = ids.into_iter().flat_map(|id| around.places(id)).collect();
                 Cover {
                     all_but: None,
                     rects,
+                    own: Vec::new(),
                 }
             }
             Choice::Only(id) => Self::only(around, id),
@@ -85,10 +89,7 @@ impl Cover {
         let in_both =
             around.before.iter().any(|w| w.id == id) && around.after.iter().any(|w| w.id == id);
         if !in_both || around.overflowed {
-            return Cover {
-                all_but: Some(None),
-                rects: Vec::new(),
-            };
+            return Cover::everything();
         }
         let keep = around
             .places(id)
@@ -120,12 +121,38 @@ impl Cover {
         Cover {
             all_but: Some(keep),
             rects: others.into_iter().flat_map(|w| around.places(w)).collect(),
+            own: Vec::new(),
         }
+    }
+
+    fn everything() -> Cover {
+        Cover {
+            all_but: Some(None),
+            ..Cover::default()
+        }
+    }
+
+    /// Covers every place the agent's own windows (`own(window)`) held
+    /// around the capture, whatever else is covered. Unlike a hidden
+    /// window, moving too often to track does not cover the whole screen:
+    /// the agent's windows are not the user's secrets, only a cost.
+    pub fn add_own(&mut self, around: &Around<'_>, own: &dyn Fn(&TopWindow) -> bool) {
+        let mut ids: Vec<u32> = around
+            .before
+            .iter()
+            .chain(around.after)
+            .filter(|w| own(w))
+            .map(|w| w.id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.own
+            .extend(ids.into_iter().flat_map(|id| around.places(id)));
     }
 
     /// Whether this paints nothing.
     pub fn is_empty(&self) -> bool {
-        self.all_but.is_none() && self.rects.is_empty()
+        self.all_but.is_none() && self.rects.is_empty() && self.own.is_empty()
     }
 
     /// The smallest frame rectangle holding everything painted, for a frame
@@ -141,6 +168,7 @@ impl Cover {
         }
         self.rects
             .iter()
+            .chain(&self.own)
             .filter_map(|r| clip(*r, origin, width, height))
             .reduce(WinRect::union)
     }
@@ -164,9 +192,11 @@ impl Cover {
             let keep = keep.and_then(|k| clip(k, origin, width, height));
             fill_outside(data, stride, whole, keep);
         }
-        for r in &self.rects {
-            if let Some(c) = clip(*r, origin, width, height) {
-                fill(data, stride, c);
+        for (rects, look) in [(&self.rects, &HIDDEN), (&self.own, &OWN)] {
+            for r in rects {
+                if let Some(c) = clip(*r, origin, width, height) {
+                    fill(data, stride, c, look);
+                }
             }
         }
     }
@@ -203,27 +233,54 @@ fn clip(r: WinRect, origin: (i32, i32), width: u32, height: u32) -> Option<WinRe
     )
 }
 
-/// The covering pattern at (`x`, `y`) from a covered rectangle's corner: grey diagonal stripes
-/// with "HIDDEN BY THE USER" written across them.
-fn pattern(x: u32, y: u32) -> [u8; 4] {
-    if crate::mask_text::ink(x, y) {
-        return [0xf0, 0xf0, 0xf0, 0xff];
+/// How one kind of cover looks: diagonal stripes of two colours (BGRX)
+/// with words written across them.
+pub struct Look {
+    label: Label,
+    stripes: [[u8; 4]; 2],
+}
+
+/// The user's hidden windows: grey stripes, "HIDDEN BY THE USER".
+pub const HIDDEN: Look = Look {
+    label: mask_text::HIDDEN,
+    stripes: [[0x58, 0x58, 0x58, 0xff], [0x48, 0x48, 0x48, 0xff]],
+};
+
+/// The agent's own windows: blue stripes, "ASSENT / THE USER'S OWN WINDOW".
+pub const OWN: Look = Look {
+    label: mask_text::OWN,
+    stripes: [[0x70, 0x48, 0x30, 0xff], [0x60, 0x3c, 0x28, 0xff]],
+};
+
+/// The text's colour on every cover.
+pub const INK: [u8; 4] = [0xf0, 0xf0, 0xf0, 0xff];
+
+impl Look {
+    /// The pattern at (`x`, `y`) from a covered rectangle's corner.
+    pub fn pattern(&self, x: u32, y: u32) -> [u8; 4] {
+        if self.label.ink(x, y) {
+            return INK;
+        }
+        self.stripes[((x + y) / 12 % 2) as usize]
     }
-    if ((x + y) / 12).is_multiple_of(2) {
-        [0x58, 0x58, 0x58, 0xff]
-    } else {
-        [0x48, 0x48, 0x48, 0xff]
+
+    /// Whether a BGRX pixel is one of this cover's colours.
+    pub fn has_colour(&self, px: [u8; 4]) -> bool {
+        let rgb = |p: [u8; 4]| [p[0], p[1], p[2]];
+        [INK, self.stripes[0], self.stripes[1]]
+            .iter()
+            .any(|c| rgb(*c) == rgb(px))
     }
 }
 
-fn fill(data: &mut [u8], stride: usize, r: WinRect) {
+fn fill(data: &mut [u8], stride: usize, r: WinRect, look: &Look) {
     for y in r.y as u32..r.y as u32 + r.height {
         let row = y as usize * stride;
         for x in r.x as u32..r.x as u32 + r.width {
             let at = row + x as usize * 4;
             if let Some(px) = data.get_mut(at..at + 4) {
                 // Anchored to the rectangle: its text starts at its corner.
-                px.copy_from_slice(&pattern(x - r.x as u32, y - r.y as u32));
+                px.copy_from_slice(&look.pattern(x - r.x as u32, y - r.y as u32));
             }
         }
     }
@@ -231,7 +288,7 @@ fn fill(data: &mut [u8], stride: usize, r: WinRect) {
 
 fn fill_outside(data: &mut [u8], stride: usize, whole: WinRect, keep: Option<WinRect>) {
     let Some(k) = keep else {
-        fill(data, stride, whole);
+        fill(data, stride, whole, &HIDDEN);
         return;
     };
     let (kx1, ky1) = (k.x + k.width as i32, k.y + k.height as i32);
@@ -248,7 +305,7 @@ fn fill_outside(data: &mut [u8], stride: usize, whole: WinRect, keep: Option<Win
         band(0, k.y, k.x, ky1),
         band(kx1, k.y, wx1, ky1),
     ] {
-        fill(data, stride, r);
+        fill(data, stride, r, &HIDDEN);
     }
 }
 
@@ -357,5 +414,51 @@ mod tests {
         assert!(painted(&cover, 32, 32).iter().all(|p| *p));
         let none = Cover::plan(&around, &Choice::Show, &|_| false);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_agents_own_windows_get_their_own_label_wherever_they_were() {
+        let before = [win(1, 0, 0, 20, 20), win(2, 40, 0, 20, 20)];
+        let after = [win(1, 0, 0, 20, 20), win(2, 40, 30, 20, 20)];
+        let moves = HashMap::new();
+        let around = Around {
+            before: &before,
+            after: &after,
+            moves: &moves,
+            overflowed: false,
+        };
+        let mut cover = Cover::plan(&around, &Choice::Show, &|_| false);
+        assert!(cover.is_empty());
+        cover.add_own(&around, &|w| w.id == 2);
+        assert!(!cover.is_empty());
+        assert_eq!(
+            cover.bounds((0, 0), 64, 64),
+            Some(WinRect {
+                x: 40,
+                y: 0,
+                width: 20,
+                height: 50
+            })
+        );
+        let mut data = vec![0u8; 64 * 64 * 4];
+        cover.paint(&mut data, 64, 64, 64 * 4, (0, 0));
+        let at =
+            |x: usize, y: usize| -> [u8; 4] { data[(y * 64 + x) * 4..][..4].try_into().unwrap() };
+        for (x, y) in [(40, 0), (59, 19), (45, 35), (59, 49)] {
+            assert!(OWN.has_colour(at(x, y)), "({x},{y}) must be covered");
+            assert!(!HIDDEN.has_colour(at(x, y)), "with the agent's own look");
+        }
+        assert_eq!(at(5, 5), [0, 0, 0, 0], "the user's window stays");
+        // The same pixels every time: an unchanged window costs nothing.
+        let mut again = vec![0u8; 64 * 64 * 4];
+        cover.paint(&mut again, 64, 64, 64 * 4, (0, 0));
+        assert_eq!(data, again);
+        // Sharing only window 1 covers the rest, the agent's with its label.
+        let mut only = Cover::plan(&around, &Choice::Only(1), &|_| false);
+        only.add_own(&around, &|w| w.id == 2);
+        let mut data = vec![0u8; 64 * 64 * 4];
+        only.paint(&mut data, 64, 64, 64 * 4, (0, 0));
+        let px: [u8; 4] = data[(10 * 64 + 50) * 4..][..4].try_into().unwrap();
+        assert!(OWN.has_colour(px));
     }
 }

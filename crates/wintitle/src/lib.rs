@@ -13,6 +13,15 @@ use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, PropMode};
 use x11rb::rust_connection::RustConnection;
 
+/// The X window behind `handle`; `None` when not on X11.
+pub fn x11_window(handle: RawWindowHandle) -> Option<u32> {
+    match handle {
+        RawWindowHandle::Xlib(h) => u32::try_from(h.window).ok(),
+        RawWindowHandle::Xcb(h) => Some(h.window.get()),
+        _ => None,
+    }
+}
+
 pub struct TitleSetter {
     conn: RustConnection,
     window: u32,
@@ -23,11 +32,7 @@ pub struct TitleSetter {
 impl TitleSetter {
     /// For the window behind `handle`, on `$DISPLAY`; `None` when not on X11.
     pub fn new(handle: RawWindowHandle) -> Option<TitleSetter> {
-        let window = match handle {
-            RawWindowHandle::Xlib(h) => u32::try_from(h.window).ok()?,
-            RawWindowHandle::Xcb(h) => h.window.get(),
-            _ => return None,
-        };
+        let window = x11_window(handle)?;
         let (conn, _) = x11rb::connect(None).ok()?;
         let utf8 = conn
             .intern_atom(false, b"UTF8_STRING")
