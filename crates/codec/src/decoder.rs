@@ -6,7 +6,7 @@
 use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
 
 use crate::wire::{self, Header, Kind, Op, OpReader};
-use crate::{copy_rect, CodecError, Rect, Result, MAX_WINDOW_LOG};
+use crate::{copy_rect, CodecError, Rect, Result, View, MAX_WINDOW_LOG};
 
 /// More dirty rectangles than this are reported as their bounding box.
 const MAX_DIRTY: usize = 256;
@@ -31,6 +31,8 @@ pub struct Decoder {
     /// Packed RGBA rows; empty until the first keyframe.
     pixels: Vec<u8>,
     size: Option<(u32, u32)>,
+    /// Where the screen sits on the agent's, from the last keyframe.
+    view: Option<View>,
     last_seq: u64,
     /// Whether the zstd stream is where the encoder's was after the last
     /// applied update; false after any error, until a keyframe.
@@ -66,6 +68,7 @@ impl Decoder {
             zstd,
             pixels: Vec::new(),
             size: None,
+            view: None,
             last_seq: 0,
             in_sync: false,
             raw: Vec::new(),
@@ -76,6 +79,13 @@ impl Decoder {
     /// before the first keyframe.
     pub fn pixels(&self) -> &[u8] {
         &self.pixels
+    }
+
+    /// Where the screen shown sits on the agent's whole screen, and its
+    /// monitors: from the last keyframe that carried a view (`None` when
+    /// it carried none).
+    pub fn view(&self) -> Option<&View> {
+        self.view.as_ref()
     }
 
     /// Screen width in pixels (0 before the first keyframe).
@@ -96,7 +106,7 @@ impl Decoder {
     /// then: deltas are refused until one arrives.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<DecodedUpdate> {
         let result = self.check_and_decompress(bytes);
-        let (header, plan) = match result {
+        let (header, view, plan) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 self.in_sync = false;
@@ -105,6 +115,9 @@ impl Decoder {
         };
         let (width, height) = (header.width, header.height);
         self.apply(&header, &plan)?;
+        if header.keyframe {
+            self.view = view;
+        }
         let dirty = if header.keyframe {
             vec![Rect {
                 x: 0,
@@ -127,8 +140,17 @@ impl Decoder {
     /// Everything that can refuse an update, before the screen is touched:
     /// the header against the current screen, the rectangles, and the
     /// payload decompressed into `raw` at exactly their size.
-    fn check_and_decompress<'a>(&mut self, bytes: &'a [u8]) -> Result<(Header, Plan<'a>)> {
+    fn check_and_decompress<'a>(
+        &mut self,
+        bytes: &'a [u8],
+    ) -> Result<(Header, Option<View>, Plan<'a>)> {
         let (header, rest) = Header::read(bytes)?;
+        let (view, rest) = match header.view {
+            true => {
+                View::read(rest, header.width, header.height).map(|(v, rest)| (Some(v), rest))?
+            }
+            false => (None, rest),
+        };
         if !header.keyframe {
             self.check_delta(&header)?;
         }
@@ -138,7 +160,7 @@ impl Decoder {
             self.zstd.reinit().map_err(CodecError::Zstd)?;
         }
         self.decompress(plan.payload, plan.expected)?;
-        Ok((header, plan))
+        Ok((header, view, plan))
     }
 
     /// A delta must follow the previous update, on a screen of the same

@@ -7,7 +7,9 @@ use crate::moves;
 use crate::regions::{self, Diff, Scratch};
 use crate::scroll::{self, Scroll};
 use crate::wire::{self, Header, Kind, Op};
-use crate::{copy_rect, CodecError, FrameRef, Grid, Rect, Result, ZSTD_LEVEL, ZSTD_WINDOW_LOG};
+use crate::{
+    copy_rect, CodecError, FrameRef, Grid, Rect, Result, View, ZSTD_LEVEL, ZSTD_WINDOW_LOG,
+};
 
 /// One encoded update, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,10 @@ pub struct Encoder {
     previous: Vec<u8>,
     grid: Option<Grid>,
     next_seq: u64,
+    /// Where frames sit on the screen, sent with every keyframe it fits.
+    view: Option<View>,
+    /// The view has changed since a keyframe last carried it.
+    view_pending: bool,
     // Scratch kept between frames to avoid reallocating.
     scratch: Scratch,
     scroll: Scroll,
@@ -61,12 +67,32 @@ impl Encoder {
             previous: Vec::new(),
             grid: None,
             next_seq: 0,
+            view: None,
+            view_pending: false,
             scratch: Scratch::default(),
             scroll: Scroll::default(),
             ops: Vec::new(),
             raw: Vec::new(),
             compressed: Vec::new(),
         }
+    }
+
+    /// Says where the frames from now on sit on the screen ([`View`]). A
+    /// change makes the next frame it fits a keyframe carrying it (a
+    /// frame of another size than the view says is sent without it, and
+    /// the view waits for one that fits).
+    pub fn set_view(&mut self, view: Option<View>) {
+        if view != self.view {
+            self.view = view;
+            self.view_pending = true;
+        }
+    }
+
+    /// Whether `view` holds a `width`×`height` frame.
+    fn view_fits(&self, width: u32, height: u32) -> bool {
+        self.view
+            .as_ref()
+            .is_some_and(|v| v.check(width, height).is_ok())
     }
 
     /// Encodes `frame` against the previous one, looking everywhere.
@@ -100,7 +126,8 @@ impl Encoder {
     ) -> Result<Option<EncodedFrame>> {
         frame.validate()?;
         let grid = Grid::new(frame.width, frame.height);
-        let keyframe = force_keyframe || self.grid != Some(grid);
+        let view = self.view_fits(frame.width, frame.height);
+        let keyframe = force_keyframe || self.grid != Some(grid) || (self.view_pending && view);
         let whole = [Rect {
             x: 0,
             y: 0,
@@ -142,8 +169,13 @@ impl Encoder {
 
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
+        let with_view = keyframe && view;
+        if with_view {
+            self.view_pending = false;
+        }
         let header = Header {
             keyframe,
+            view: with_view,
             width: frame.width,
             height: frame.height,
             seq,
@@ -151,6 +183,9 @@ impl Encoder {
         let mut bytes =
             Vec::with_capacity(wire::HEADER_LEN + 12 * self.ops.len() + self.compressed.len() + 8);
         header.write(&mut bytes);
+        if let Some(v) = self.view.as_ref().filter(|_| with_view) {
+            v.write(&mut bytes);
+        }
         wire::write_ops(&self.ops, &mut bytes);
         bytes.extend_from_slice(&self.compressed);
         Ok(Some(EncodedFrame {

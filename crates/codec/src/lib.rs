@@ -19,17 +19,18 @@
 //! pixels (so decompression is bounded by the rectangle list, and the work
 //! of fills by a few screens), the zstd window by [`MAX_WINDOW_LOG`].
 //!
-//! # Wire format (version 2)
+//! # Wire format (version 3)
 //!
 //! All integers little-endian; "varint" is LEB128 (at most 10 bytes).
 //!
 //! | bytes | field |
 //! | --- | --- |
 //! | 1 | version, [`FORMAT_VERSION`]; anything else is refused |
-//! | 1 | flags: bit 0 = keyframe; other bits must be zero |
+//! | 1 | flags: bit 0 = keyframe; bit 1 = a view follows the header (keyframes only); other bits must be zero |
 //! | 4 | width in pixels, 1..=[`MAX_DIMENSION`] |
 //! | 4 | height in pixels, 1..=[`MAX_DIMENSION`] |
 //! | 8 | sequence number |
+//! | var | with bit 1 only, the [`View`]: varint screen width, height (each 1..=[`MAX_DIMENSION`]), the frame's x, y on that screen (the frame inside it), monitor count (0..=[`MAX_MONITORS`]), then each monitor's varint x, y, width, height (inside the screen) |
 //! | var | varint rectangle count, 1..=[`MAX_RECTS`] |
 //! | var | that many rectangles: varint x, y, width, height (each side at least 1, inside the screen), then a kind byte: 0 = pixels (in the payload), 1 = fill (3 bytes R, G, B follow), 2 = copy (varint source x, y follow: the same size from there, inside the screen) |
 //! | rest | zstd payload: the next part of the session's stream, ending in a flush; empty when no rectangle is "pixels" |
@@ -49,6 +50,12 @@
 //! update continues the stream, so it must follow the previous update
 //! exactly (sequence number + 1, same size) and the decoder refuses any
 //! delta after an error until the next keyframe.
+//!
+//! Format 3 is format 2 plus the view: where the frame sits on the agent's
+//! screen and the monitors there, so frames follow a resolution change or
+//! a second monitor (a keyframe of the new size, with its view) and the
+//! technician can pick one monitor or all. A keyframe without a view
+//! leaves the viewer knowing only the frame's size.
 
 #![forbid(unsafe_code)]
 
@@ -58,10 +65,12 @@ mod moves;
 pub mod recording;
 mod regions;
 mod scroll;
+mod view;
 mod wire;
 
 pub use decoder::{DecodedUpdate, Decoder};
 pub use encoder::{EncodedFrame, Encoder};
+pub use view::{View, MAX_MONITORS};
 
 /// Side of the square tiles frames are diffed in; edge tiles are smaller.
 pub const TILE_SIZE: u32 = 64;
@@ -71,8 +80,9 @@ pub const MAX_DIMENSION: u32 = 8192;
 
 /// Version byte at the start of every encoded frame. Agent and viewer agree
 /// on it when the session starts; version 1 (whole 64x64 tiles, each update
-/// compressed cold) is no longer read or written.
-pub const FORMAT_VERSION: u8 = 2;
+/// compressed cold) and 2 (3 without the view) are no longer read or
+/// written.
+pub const FORMAT_VERSION: u8 = 3;
 
 /// zstd level the encoder uses: level 1 keeps a full 1080p frame near
 /// 3 ms on one core while compressing far better than lz4.
@@ -118,6 +128,10 @@ pub enum CodecError {
     /// Flag bits this version does not define.
     #[error("unknown flags {0:#04x}")]
     UnknownFlags(u8),
+    /// The view is malformed, outside its limits, or does not hold the
+    /// frame.
+    #[error("bad view: {0}")]
+    BadView(&'static str),
     /// A non-keyframe arrived before any keyframe.
     #[error("update needs a keyframe first")]
     NoKeyframe,

@@ -9,6 +9,8 @@ use crate::{check_dimensions, CodecError, Rect, Result, FORMAT_VERSION, MAX_RECT
 pub(crate) const HEADER_LEN: usize = 18;
 
 const FLAG_KEYFRAME: u8 = 1;
+/// Format 3: a [`crate::View`] follows the header (keyframes only).
+const FLAG_VIEW: u8 = 2;
 
 /// Largest decompressed size one zstd block can produce, and the fewest
 /// input bytes such a block takes (3-byte header + 1 RLE byte, RFC 8878).
@@ -21,6 +23,8 @@ const MIN_BLOCK_BYTES: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub keyframe: bool,
+    /// A view follows the header.
+    pub view: bool,
     pub width: u32,
     pub height: u32,
     pub seq: u64,
@@ -29,7 +33,8 @@ pub(crate) struct Header {
 impl Header {
     pub fn write(&self, out: &mut Vec<u8>) {
         out.push(FORMAT_VERSION);
-        out.push(if self.keyframe { FLAG_KEYFRAME } else { 0 });
+        let view = if self.view { FLAG_VIEW } else { 0 };
+        out.push(if self.keyframe { FLAG_KEYFRAME } else { 0 } | view);
         out.extend_from_slice(&self.width.to_le_bytes());
         out.extend_from_slice(&self.height.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
@@ -44,11 +49,17 @@ impl Header {
         if version != FORMAT_VERSION {
             return Err(CodecError::UnsupportedVersion(version));
         }
-        if flags & !FLAG_KEYFRAME != 0 {
+        if flags & !(FLAG_KEYFRAME | FLAG_VIEW) != 0 {
             return Err(CodecError::UnknownFlags(flags));
         }
+        let keyframe = flags & FLAG_KEYFRAME != 0;
+        let view = flags & FLAG_VIEW != 0;
+        if view && !keyframe {
+            return Err(CodecError::BadView("a view on a delta"));
+        }
         let header = Self {
-            keyframe: flags & FLAG_KEYFRAME != 0,
+            keyframe,
+            view,
             width: u32::from_le_bytes([w0, w1, w2, w3]),
             height: u32::from_le_bytes([h0, h1, h2, h3]),
             seq: u64::from_le_bytes(seq),
@@ -205,7 +216,7 @@ pub(crate) fn check_payload_len(payload: &[u8], expected: usize) -> Result<()> {
     Ok(())
 }
 
-fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+pub(crate) fn write_varint(mut value: u64, out: &mut Vec<u8>) {
     while value >= 0x80 {
         out.push(value as u8 | 0x80);
         value >>= 7;
@@ -214,7 +225,7 @@ fn write_varint(mut value: u64, out: &mut Vec<u8>) {
 }
 
 /// LEB128, at most 10 bytes; bits beyond 64 are an error, not wrapped.
-fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8])> {
+pub(crate) fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8])> {
     let mut value = 0u64;
     for (i, &byte) in bytes.iter().enumerate().take(10) {
         let bits = u64::from(byte & 0x7f);

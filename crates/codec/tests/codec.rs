@@ -830,7 +830,7 @@ fn copies_apply_in_order_and_may_overlap() {
 #[test]
 fn unknown_versions_and_flags_are_refused() {
     let mut bytes = update_bytes(true, 10, 10, 0, &[], &[]);
-    for version in [0, 1, FORMAT_VERSION + 1] {
+    for version in [0, 1, 2, FORMAT_VERSION + 1] {
         bytes[0] = version;
         assert!(matches!(
             Decoder::new().decode(&bytes),
@@ -838,10 +838,10 @@ fn unknown_versions_and_flags_are_refused() {
         ));
     }
     bytes[0] = FORMAT_VERSION;
-    bytes[1] = 0x81;
+    bytes[1] = 0x83;
     assert!(matches!(
         Decoder::new().decode(&bytes),
-        Err(CodecError::UnknownFlags(0x81))
+        Err(CodecError::UnknownFlags(0x83))
     ));
     assert!(matches!(
         Decoder::new().decode(&bytes[..17]),

@@ -1,7 +1,7 @@
 //! Target for `assent-codec`: the viewer's decoder fed a hostile stream of
 //! screen updates (as a malicious agent would send them).
 
-use assent_codec::{CodecError, DecodedUpdate, Decoder, Encoder, FrameRef, MAX_DIMENSION};
+use assent_codec::{CodecError, DecodedUpdate, Decoder, Encoder, FrameRef, View, MAX_DIMENSION};
 
 use crate::alloc::Meter;
 use crate::{outcome, Outcome};
@@ -130,6 +130,7 @@ fn error_kind(e: &CodecError) -> String {
 struct Snapshot {
     width: u32,
     height: u32,
+    view: Option<View>,
     pixels: Option<Vec<u8>>,
 }
 
@@ -139,6 +140,7 @@ impl Snapshot {
         Snapshot {
             width: d.width(),
             height: d.height(),
+            view: d.view().cloned(),
             pixels: small.then(|| d.pixels().to_vec()),
         }
     }
@@ -146,6 +148,7 @@ impl Snapshot {
     fn matches(&self, d: &Decoder) -> bool {
         self.width == d.width()
             && self.height == d.height()
+            && self.view.as_ref() == d.view()
             && self.pixels.as_deref().is_none_or(|p| p == d.pixels())
     }
 }
@@ -158,6 +161,13 @@ fn check_applied(d: &Decoder, u: &DecodedUpdate, update: &[u8]) {
     );
     let (w, h) = (u.width as usize, u.height as usize);
     assert_eq!(d.pixels().len(), w * h * 4);
+    if let Some(v) = d.view() {
+        assert!(
+            v.check(u.width, u.height).is_ok(),
+            "codec_frame: bad view kept"
+        );
+        assert!(v.monitors.len() <= assent_codec::MAX_MONITORS);
+    }
     assert!(
         !u.dirty.is_empty(),
         "codec_frame: an update changed nothing"

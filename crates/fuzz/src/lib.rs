@@ -37,7 +37,7 @@ mod relay;
 
 pub use audit::audit_verify;
 pub use channel::{channel_handshake, channel_record};
-pub use codec::{codec_frame, recording};
+pub use codec::{codec_frame, recording, split_updates};
 pub use proto::{
     framing, identity_text, session_msg, session_offer, wire_client_msg, wire_relay_msg,
 };

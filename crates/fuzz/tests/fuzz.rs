@@ -335,6 +335,34 @@ fn huge_screen_with_tiny_payload_is_refused_before_allocating() {
 }
 
 #[test]
+fn hostile_views_are_refused_with_bounded_memory_and_a_real_one_is_kept() {
+    for name in [
+        "view-monitor-outside",
+        "view-frame-outside",
+        "view-count-2-32",
+    ] {
+        let update = &seed("codec_frame", name)[3..];
+        let mut decoder = assent_codec::Decoder::new();
+        let meter = Meter::start();
+        let result = decoder.decode(update);
+        assert!(
+            matches!(result, Err(assent_codec::CodecError::BadView(_))),
+            "{name}: {result:?}"
+        );
+        // A 2^32 monitor count allocates nothing for it.
+        meter.check(name, 64 * 1024);
+        assert!(decoder.view().is_none() && decoder.width() == 0, "{name}");
+    }
+    let data = seed("codec_frame", "view-monitors-and-resize");
+    let mut decoder = assent_codec::Decoder::new();
+    for update in assent_fuzz::split_updates(&data) {
+        decoder.decode(update).expect("the encoder's own stream");
+    }
+    let view = decoder.view().expect("a view");
+    assert_eq!((decoder.width(), view.x, view.monitors.len()), (128, 0, 2));
+}
+
+#[test]
 fn deep_nesting_is_refused_with_bounded_memory() {
     for (target, name) in [
         ("relay_technicians", "deep-nesting"),

@@ -102,7 +102,14 @@ pub enum Control {
     /// Viewer → agent: the technician asks for a permission; the agent
     /// puts it to the user, who alone turns it on.
     PermissionRequest(crate::permission::Permission),
+    /// Viewer → agent (screen format 3): show only this monitor (an index
+    /// into the monitors of the last keyframe's view, below
+    /// [`MAX_MONITORS`]), or the whole screen (`None`).
+    ShowMonitor(Option<u8>),
 }
+
+/// The most monitors a screen lists (as `assent-codec` bounds its view).
+pub const MAX_MONITORS: u8 = 16;
 
 /// One message in the session channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +251,9 @@ impl SessionMsg {
             {
                 Err(FrameError::Decode("wheel step too large".into()))
             }
+            SessionMsg::Control(Control::ShowMonitor(Some(m))) if *m >= MAX_MONITORS => {
+                Err(FrameError::Decode("no such monitor".into()))
+            }
             _ => Ok(()),
         }
     }
@@ -339,6 +349,15 @@ mod tests {
         }
         let nine = SessionMsg::Permissions(vec![crate::permission::Permission::Clipboard; 9]);
         assert!(SessionMsg::decode(&nine.encode().unwrap()).is_err());
+        let pick = |m| {
+            SessionMsg::Control(Control::ShowMonitor(m))
+                .encode()
+                .unwrap()
+        };
+        for ok in [None, Some(0), Some(MAX_MONITORS - 1)] {
+            assert!(SessionMsg::decode(&pick(ok)).is_ok());
+        }
+        assert!(SessionMsg::decode(&pick(Some(MAX_MONITORS))).is_err());
         for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
             let chat = SessionMsg::Chat(bad);
             assert!(SessionMsg::decode(&chat.encode().unwrap()).is_err());

@@ -1,7 +1,7 @@
 //! Seeds of `codec_frame`: real encoder output, headers, rectangle lists
 //! (fills, copies, out of bounds, too many), zstd bombs and windows.
 
-use assent_codec::{Encoder, FrameRef, FORMAT_VERSION};
+use assent_codec::{Encoder, FrameRef, Rect, View, FORMAT_VERSION};
 
 use crate::codec::join_updates;
 
@@ -146,7 +146,85 @@ pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
         ("truncated-header", desktop[0][..10].to_vec()),
     ];
     seeds.extend(hostile_rects(&desktop[0]));
+    seeds.extend(views());
     seeds
+}
+
+/// LEB128, as the codec writes its numbers.
+fn varints(values: &[u64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &v in values {
+        let mut v = v;
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    out
+}
+
+/// Format 3's views: a screen of two monitors shown one, then all after a
+/// resize, from the encoder; and hostile ones (monitors or the frame
+/// outside the screen, a count of 2^32, a view on a delta).
+fn views() -> Vec<(&'static str, Vec<u8>)> {
+    let monitor = |x| Rect {
+        x,
+        y: 0,
+        width: 64,
+        height: 48,
+    };
+    let mut view = View {
+        screen_width: 128,
+        screen_height: 48,
+        x: 64,
+        y: 0,
+        monitors: vec![monitor(0), monitor(64)],
+    };
+    let mut encoder = Encoder::new();
+    let mut stream = Vec::new();
+    for (w, x, step) in [(64, 64, 0), (64, 64, 1), (128, 0, 2), (128, 0, 3)] {
+        view.x = x;
+        encoder.set_view(Some(view.clone()));
+        let pixels = screen(w, 48, step);
+        let frame = FrameRef::new(&pixels, w, 48, w as usize * 4).expect("valid");
+        if let Some(update) = encoder.encode(frame, false).expect("encodes") {
+            stream.push(update.bytes);
+        }
+    }
+    let keyed = |view: Vec<u8>| {
+        let mut h = header(true, 64, 64, 0);
+        h[1] |= 2;
+        join_updates([&[h, view, rects(1, &[0, 0, 64, 64, 1, 9, 9, 9])].concat()[..]])
+    };
+    let mut delta = header(false, 64, 48, 1);
+    delta[1] |= 2;
+    vec![
+        (
+            "view-monitors-and-resize",
+            join_updates(stream.iter().map(Vec::as_slice)),
+        ),
+        (
+            "view-monitor-outside",
+            keyed(varints(&[64, 64, 0, 0, 1, 60, 0, 10, 10])),
+        ),
+        (
+            "view-frame-outside",
+            keyed(varints(&[8192, 8192, 8190, 0, 0])),
+        ),
+        ("view-count-2-32", keyed(varints(&[64, 64, 0, 0, 1 << 32]))),
+        (
+            "view-on-a-delta",
+            join_updates([
+                &stream[0][..],
+                &[delta, varints(&[128, 48, 0, 0, 0])].concat(),
+            ]),
+        ),
+    ]
 }
 
 /// Rectangle lists and streams a hostile agent could send after a valid
