@@ -4,14 +4,14 @@
 //! started only with a [`Grant`]; the session talks to them only through
 //! [`Guarded`], which asks the gate first.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use assent_capture::{CaptureError, ScreenSource};
-use assent_codec::{EncodedFrame, Encoder, FrameRef, Rect};
+use assent_capture::{CaptureError, Layout, ScreenSource};
+use assent_codec::{EncodedFrame, Encoder, FrameRef, Rect, View};
 use assent_input::InputSink;
 use assent_proto::session_msg::InputEvent;
 use tokio::sync::mpsc;
@@ -25,7 +25,12 @@ pub type InputFactory =
     Box<dyn FnOnce() -> Result<Box<dyn InputSink>, assent_input::InputError> + Send>;
 
 enum CaptureCmd {
-    Frame { placeholder: bool, keyframe: bool },
+    Frame {
+        placeholder: bool,
+        keyframe: bool,
+    },
+    /// The technician's pick: one monitor, or the whole screen (`None`).
+    Show(Option<usize>),
 }
 
 enum InputCmd {
@@ -55,6 +60,10 @@ pub struct Guarded {
     /// Whether the gate lets the screen out now, for the capture thread
     /// while it waits for a change (set after every change to the gate).
     screen_allowed: Arc<AtomicBool>,
+    /// Where the frames sit on the screen ([`pack`]ed), from the capture
+    /// thread: the technician points in frame pixels, the input device
+    /// in screen pixels.
+    origin: Arc<AtomicU64>,
 }
 
 impl Guarded {
@@ -68,10 +77,14 @@ impl Guarded {
         let (capture_tx, capture_rx) = std_mpsc::channel::<CaptureCmd>();
         let (frames_tx, frames_rx) = mpsc::channel::<CaptureResult>(2);
         let screen_allowed = Arc::new(AtomicBool::new(true));
-        let allowed = screen_allowed.clone();
+        let origin = Arc::new(AtomicU64::new(0));
+        let shared = Shared {
+            allowed: screen_allowed.clone(),
+            origin: origin.clone(),
+        };
         let capture_thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(screen, capture_rx, frames_tx, &allowed))?;
+            .spawn(move || capture_loop(screen, capture_rx, frames_tx, &shared))?;
         let (input_tx, input_rx) = std_mpsc::channel::<InputCmd>();
         let input_thread = std::thread::Builder::new()
             .name("input".into())
@@ -80,6 +93,7 @@ impl Guarded {
             Guarded {
                 gate: Gate::new(grant),
                 screen_allowed,
+                origin,
                 capture: capture_tx,
                 input: input_tx,
                 threads: vec![capture_thread, input_thread],
@@ -108,9 +122,16 @@ impl Guarded {
             .is_ok()
     }
 
+    /// Shows one monitor (an index into the screen's monitors), or the
+    /// whole screen (`None`), from the next frame on.
+    pub fn show_monitor(&self, monitor: Option<usize>) {
+        let _ = self.capture.send(CaptureCmd::Show(monitor));
+    }
+
     /// Injects the event if the gate admits it; returns whether it did.
     pub fn input(&mut self, event: InputEvent) -> bool {
         if self.gate.admit_input() {
+            let event = on_screen(event, unpack(self.origin.load(Ordering::SeqCst)));
             self.input.send(InputCmd::Apply(event)).is_ok()
         } else {
             false
@@ -168,12 +189,59 @@ impl Guarded {
     }
 }
 
+/// What the capture thread shares with the session.
+struct Shared {
+    /// Whether the gate lets the screen out now.
+    allowed: Arc<AtomicBool>,
+    /// Where the last frame sat on the screen.
+    origin: Arc<AtomicU64>,
+}
+
+/// A screen position in one word, for [`Guarded::input`].
+fn pack((x, y): (i32, i32)) -> u64 {
+    u64::from(x as u32) << 32 | u64::from(y as u32)
+}
+
+fn unpack(v: u64) -> (i32, i32) {
+    ((v >> 32) as u32 as i32, v as u32 as i32)
+}
+
+/// A pointer position in frame pixels, moved to the screen's.
+fn on_screen(event: InputEvent, (ox, oy): (i32, i32)) -> InputEvent {
+    match event {
+        InputEvent::MouseMove { x, y } => InputEvent::MouseMove {
+            x: (i64::from(x) + i64::from(ox)).clamp(0, i64::from(u32::MAX)) as u32,
+            y: (i64::from(y) + i64::from(oy)).clamp(0, i64::from(u32::MAX)) as u32,
+        },
+        other => other,
+    }
+}
+
+/// The codec's view of the screen the source shows part or all of.
+fn view_of(layout: Option<Layout>) -> Option<View> {
+    let l = layout?;
+    let rect = |a: assent_capture::Area| Rect {
+        x: a.x,
+        y: a.y,
+        width: a.width,
+        height: a.height,
+    };
+    Some(View {
+        screen_width: l.width,
+        screen_height: l.height,
+        x: l.shown.x,
+        y: l.shown.y,
+        monitors: l.monitors.into_iter().map(rect).collect(),
+    })
+}
+
 fn capture_loop(
     make: ScreenFactory,
     requests: std_mpsc::Receiver<CaptureCmd>,
     frames: mpsc::Sender<CaptureResult>,
-    allowed: &AtomicBool,
+    shared: &Shared,
 ) {
+    let allowed = &*shared.allowed;
     let mut source = match make() {
         Ok(s) => s,
         Err(e) => {
@@ -187,12 +255,19 @@ fn capture_loop(
     // reason the source's change hints do not cover (nothing captured yet,
     // the placeholder sent while paused, a failed capture or encode).
     let mut stale = true;
-    while let Ok(CaptureCmd::Frame {
-        placeholder: paused,
-        keyframe,
-    }) = requests.recv()
-    {
+    while let Ok(cmd) = requests.recv() {
+        let (paused, keyframe) = match cmd {
+            CaptureCmd::Frame {
+                placeholder,
+                keyframe,
+            } => (placeholder, keyframe),
+            CaptureCmd::Show(monitor) => {
+                source.show_monitor(monitor);
+                continue;
+            }
+        };
         let result = if paused {
+            encoder.set_view(view_of(source.layout()));
             stale = true;
             encode_placeholder(&mut encoder, &mut placeholder, source.size(), keyframe)
         } else {
@@ -200,7 +275,10 @@ fn capture_loop(
             // collects say what the capture below must read.
             let changed = source.may_have_changed();
             if changed || keyframe || stale || wait_for_change(&mut *source, allowed) {
+                // After the hints: they follow a new screen geometry.
+                encoder.set_view(view_of(source.layout()));
                 let r = encode_screen(&mut *source, &mut encoder, keyframe, !stale);
+                shared.origin.store(pack(source.origin()), Ordering::SeqCst);
                 stale = r.is_err();
                 r
             } else {

@@ -14,6 +14,7 @@ mod desktop;
 mod escalation;
 mod files;
 mod footprint;
+mod geometry;
 mod link;
 mod logs;
 mod metrics;

@@ -180,6 +180,7 @@ async fn the_agents_own_window_never_reaches_the_viewer_and_costs_nothing_when_s
         .args(["-window", "root"])
         .arg(artifacts.join("own-window-user.png"))
         .status();
+    v.save_png(&artifacts.join("own-window-technician.png"));
 
     // Static: the pointer rests on the window's buttons (egui highlights
     // what it hovers: the window's pixels change on the real screen), yet

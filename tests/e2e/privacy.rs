@@ -145,7 +145,7 @@ pub(crate) fn count(v: &LiveViewer, rgb: u32) -> usize {
 
 /// A live session with the `--tty` agent: the viewer, the agent, its
 /// stdin and its terminal lines, after `before_yes` typed at the prompt.
-async fn session(
+pub(crate) async fn session(
     xvfb: &Xvfb,
     relay: &TestRelay,
     dir: &std::path::Path,

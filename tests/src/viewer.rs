@@ -227,6 +227,24 @@ impl LiveViewer {
         Ok(self.tx.send(&SessionMsg::Input(ev)).await?)
     }
 
+    /// Writes the decoded screen to `path` as a PNG (through ImageMagick's
+    /// `convert`), for a person to look at; errors are ignored.
+    pub fn save_png(&self, path: &std::path::Path) {
+        let (w, h) = (self.decoder.width(), self.decoder.height());
+        let mut ppm = format!("P6\n{w} {h}\n255\n").into_bytes();
+        for p in self.decoder.pixels().chunks_exact(4) {
+            ppm.extend_from_slice(&p[..3]);
+        }
+        let raw = path.with_extension("ppm");
+        if std::fs::write(&raw, ppm).is_ok() {
+            let _ = std::process::Command::new("convert")
+                .arg(&raw)
+                .arg(path)
+                .status();
+            let _ = std::fs::remove_file(&raw);
+        }
+    }
+
     /// The RGBA pixel at (x, y) of the decoded screen.
     pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 4]> {
         let w = self.decoder.width();

@@ -21,6 +21,9 @@ pub enum Command {
     IdentityCheck(String),
     /// Ask the relay who may receive an escalation.
     ListSpecialists,
+    /// See only this monitor of the user's screen (an index into the
+    /// monitors of the last keyframe's view), or all of it (`None`).
+    ShowMonitor(Option<u8>),
     /// Hand the session to a specialist: who, the trigger, the scope to ask
     /// the user for.
     Escalate {

@@ -34,6 +34,8 @@ pub fn spawn_stdin_reader(
                 let _ = commands.send(cmd);
             } else if let Some(p) = crate::clipboard::parse_line(&line) {
                 let _ = commands.send(SessionCommand::AskPermission(p));
+            } else if let Some(pick) = crate::monitors::monitor_line(&line) {
+                let _ = commands.send(pick);
             } else if let Some(text) = line.strip_prefix("chat ") {
                 let _ = commands.send(SessionCommand::Chat(text.to_string()));
             } else if line.trim() == "validate" || line.starts_with("validate ") {

@@ -15,6 +15,7 @@ pub mod handover;
 pub mod headless;
 pub mod identity_ask;
 pub mod live;
+pub mod monitors;
 pub mod note_input;
 pub mod outage;
 pub mod paths;

@@ -227,6 +227,13 @@ impl LiveView<'_> {
                 d.extend(update.dirty.iter().copied());
             }
             s.screen.version += 1;
+            if update.keyframe {
+                crate::monitors::shown_part(
+                    &mut s.stats,
+                    self.decoder.view(),
+                    (update.width, update.height),
+                );
+            }
             s.stats.frames += 1;
             s.stats.bytes += bytes.len() as u64;
             s.stats.decode_ms = decode_ms;
@@ -293,6 +300,12 @@ impl LiveView<'_> {
             }
             // Asked before the invite only.
             Some(Command::IdentityCheck(_)) => None,
+            Some(Command::ShowMonitor(m)) => {
+                info!(monitor = ?m, "asking to see one monitor or all");
+                let ask = SessionMsg::Control(SessionControl::ShowMonitor(m));
+                let _ = self.tx.send(&ask).await;
+                None
+            }
             Some(Command::ListSpecialists) => {
                 let _ = self.control.send(&ClientMsg::ListSpecialists).await;
                 None

@@ -417,6 +417,29 @@ impl ViewerWindow {
         }
     }
 
+    /// "Monitor: All 1 2": what the technician sees of a screen with
+    /// several monitors (the agent crops; a keyframe brings the pick).
+    fn monitor_pick(&mut self, ui: &mut egui::Ui, stats: &crate::session::Stats) {
+        ui.label("Monitor:");
+        if ui
+            .selectable_label(stats.monitor.is_none(), "All")
+            .clicked()
+        {
+            let _ = self.commands.send(Command::ShowMonitor(None));
+        }
+        for (i, _) in stats.monitors.iter().enumerate() {
+            let label = (i + 1).to_string();
+            if ui
+                .selectable_label(stats.monitor == Some(i), label)
+                .clicked()
+            {
+                let _ = self
+                    .commands
+                    .send(Command::ShowMonitor(u8::try_from(i).ok()));
+            }
+        }
+    }
+
     fn status_bar(&mut self, ui: &mut egui::Ui, snap: &Snapshot) {
         if let Some(why) = &snap.interrupted {
             ui.colored_label(
@@ -451,6 +474,10 @@ impl ViewerWindow {
         };
         // Only a live session has a user to ask.
         let live = snap.phase == Phase::Live;
+        if live && snap.stats.monitors.len() > 1 {
+            self.monitor_pick(ui, &snap.stats);
+            ui.separator();
+        }
         if ui
             .add_enabled(live, egui::Button::new(label).small())
             .clicked()

@@ -150,6 +150,18 @@ impl ScreenSource for MaskedSource {
         self.inner.cursor()
     }
 
+    fn origin(&self) -> (i32, i32) {
+        self.inner.origin()
+    }
+
+    fn layout(&self) -> Option<assent_capture::Layout> {
+        self.inner.layout()
+    }
+
+    fn show_monitor(&mut self, monitor: Option<usize>) {
+        self.inner.show_monitor(monitor);
+    }
+
     fn take_mask_report(&mut self, again: bool) -> Option<MaskReport> {
         match self.pending.take() {
             None if again => self.reported,
@@ -158,7 +170,6 @@ impl ScreenSource for MaskedSource {
     }
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
-        let origin = self.inner.origin();
         // Set again once this capture is painted: an error on the way
         // leaves the masked frame behind the source's.
         let was_current = std::mem::replace(&mut self.frame_current, false);
@@ -166,7 +177,9 @@ impl ScreenSource for MaskedSource {
         // Places from before that list are older than it: not needed.
         let _ = self.watch.take_moves();
         let f = self.inner.capture()?;
-        let (width, height) = (f.width, f.height);
+        // Where this frame is, after the capture: it may have followed a
+        // new screen geometry.
+        let (width, height, origin) = (f.width, f.height, f.origin);
         let after = self.watch.list_known(&before)?;
         let (moves, overflowed) = self.watch.take_moves();
         let (choice, user) = self.privacy.decide();
@@ -218,6 +231,7 @@ impl ScreenSource for MaskedSource {
             height,
             stride: row,
             changed,
+            origin,
         })
     }
 }

@@ -116,6 +116,7 @@ impl ScreenSource for FakeSource {
             stride: self.stride,
             // It redraws the whole frame each time.
             changed: None,
+            origin: (0, 0),
         })
     }
 }

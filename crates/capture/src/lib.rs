@@ -10,6 +10,8 @@
 mod damage;
 mod fake;
 #[cfg(all(unix, not(target_os = "macos")))]
+mod geometry;
+#[cfg(all(unix, not(target_os = "macos")))]
 pub mod mask;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod mask_text;
@@ -22,7 +24,7 @@ mod x11;
 pub use damage::FULL_CHECK;
 pub use fake::FakeSource;
 #[cfg(all(unix, not(target_os = "macos")))]
-pub use x11::X11Source;
+pub use x11::{X11Source, LOOK_EVERY};
 
 /// Bytes per BGRX pixel.
 pub const BYTES_PER_PIXEL: usize = 4;
@@ -45,6 +47,10 @@ pub struct CapturedFrame<'a> {
     /// `None` when any pixel may have changed. An encoder that saw the
     /// previous capture needs to compare only within it.
     pub changed: Option<Area>,
+    /// Where this frame sits on the root window (the source's
+    /// [`ScreenSource::origin`] when it was captured: a capture may follow
+    /// a new screen geometry).
+    pub origin: (i32, i32),
 }
 
 /// A rectangle in frame pixels.
@@ -75,6 +81,22 @@ impl CapturedFrame<'_> {
         self.data
             .get(start..start + self.width as usize * BYTES_PER_PIXEL)
     }
+}
+
+/// The most monitors a source lists.
+pub const MAX_MONITORS: usize = 16;
+
+/// The whole screen a source captures all or part of.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// The screen (every monitor), in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// Its monitors, inside it, at most [`MAX_MONITORS`] (none: the
+    /// screen is one monitor).
+    pub monitors: Vec<Area>,
+    /// The part of the screen frames show.
+    pub shown: Area,
 }
 
 /// Something that captures the screen.
@@ -114,6 +136,20 @@ pub trait ScreenSource {
     fn origin(&self) -> (i32, i32) {
         (0, 0)
     }
+
+    /// The whole screen, its monitors and what frames show, when the
+    /// source knows more than its frames (the X11 source does). It may
+    /// change between captures: a resolution change, a monitor added.
+    fn layout(&self) -> Option<Layout> {
+        None
+    }
+
+    /// Shows only monitor `monitor` (an index into [`Layout::monitors`])
+    /// from the next capture on, or the whole screen (`None`, also when
+    /// that monitor goes away). A source without monitors ignores it.
+    fn show_monitor(&mut self, monitor: Option<usize>) {
+        let _ = monitor;
+    }
 }
 
 /// Counts of what a masking source covers (never which windows).
@@ -140,4 +176,8 @@ pub enum CaptureError {
     Setup(#[source] std::io::Error),
     #[error("lost the connection to the X server")]
     Disconnected,
+    /// A read fell outside the screen: its size changed under the capture
+    /// (the X11 source looks again and retries once before reporting it).
+    #[error("the screen's size changed during the capture")]
+    ScreenChanged,
 }

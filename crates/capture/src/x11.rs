@@ -2,6 +2,12 @@
 //! GetImage requests (x11rb) into a frame buffer kept for the screen's size;
 //! a large change, or a caller that never asks for hints, reads the whole
 //! screen through scrap 0.5's MIT-SHM capturer, opened on first use.
+//!
+//! Frames show the whole screen (every monitor) or one monitor the caller
+//! picks. The screen's geometry is looked at again every [`LOOK_EVERY`]
+//! and whenever a read fails ([`crate::geometry`]): after a resolution
+//! change or a monitor added or removed, the frame buffer and the SHM
+//! capturer are made again for the new size, and capture goes on.
 
 use std::ffi::{c_int, c_void, CString, OsString};
 use std::rc::Rc;
@@ -9,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use scrap::x11::{Capturer, Display, Server};
 use x11rb::connection::Connection as _;
+use x11rb::errors::ReplyError;
 use x11rb::rust_connection::RustConnection;
 
 use crate::damage::{DamageWatch, Hint, Rect};
-use crate::{Area, CaptureError, CapturedFrame, ScreenSource, BYTES_PER_PIXEL};
+use crate::geometry;
+use crate::{Area, CaptureError, CapturedFrame, Layout, ScreenSource, BYTES_PER_PIXEL};
 
 // libxcb is already linked by scrap; scrap just never asks it whether the
 // connection died (its frame() then silently returns the old image).
@@ -22,6 +30,8 @@ extern "C" {
 
 /// A change larger than this share of the screen is read through SHM.
 const SHM_ABOVE: u32 = 4;
+/// How often the screen's size and monitors are looked at again.
+pub const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// What the next capture reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +53,21 @@ enum Shm {
     Open(Capturer),
 }
 
-/// Captures the primary monitor of an X11 display.
+/// Captures an X11 display: the whole screen, or one monitor.
 ///
 /// Not `Send` (scrap's capturer holds an `Rc` and raw xcb pointers): create
 /// it on the thread that captures, e.g. at the top of the capture thread,
 /// and hand encoded tiles, not the source, to other threads.
 pub struct X11Source {
     shm: Shm,
+    /// scrap's connection, for the monitors and a new SHM capturer.
+    server: Rc<Server>,
+    /// The screen and its monitors as last looked at, and what is shown.
+    layout: Layout,
+    /// The monitor asked for (`None`: the whole screen).
+    pick: Option<usize>,
+    /// When the geometry is looked at again.
+    next_look: Instant,
     width: u32,
     height: u32,
     /// Monitor origin on the root window.
@@ -82,23 +100,10 @@ impl X11Source {
         };
         let name = CString::new(display)
             .map_err(|_| connect_error("the name contains a NUL byte".into()))?;
-        let server = Server::connect(name.as_ptr().cast())
-            .map_err(|e| connect_error(format!("xcb error {e:?}")))?;
-        // The same choice as scrap::Display::primary(): the primary
-        // monitor, or the first one when none is marked primary.
-        let mut displays = Server::displays(Rc::new(server));
-        let first = displays
-            .next()
-            .ok_or_else(|| CaptureError::NoScreen(display.to_owned()))?;
-        let chosen = if first.is_default() {
-            first
-        } else {
-            displays.find(|d| d.is_default()).unwrap_or(first)
-        };
-        let rect = chosen.rect();
-        if rect.w == 0 || rect.h == 0 {
-            return Err(CaptureError::NoScreen(display.to_owned()));
-        }
+        let server = Rc::new(
+            Server::connect(name.as_ptr().cast())
+                .map_err(|e| connect_error(format!("xcb error {e:?}")))?,
+        );
         let (conn, screen) =
             x11rb::connect(Some(display)).map_err(|e| connect_error(e.to_string()))?;
         let root = conn
@@ -107,20 +112,77 @@ impl X11Source {
             .get(screen)
             .ok_or_else(|| CaptureError::NoScreen(display.to_owned()))?
             .root;
+        let layout = geometry::look(&conn, root, &server)?;
+        if layout.width == 0 || layout.height == 0 {
+            return Err(CaptureError::NoScreen(display.to_owned()));
+        }
         let damage = DamageWatch::new(&conn, root);
-        let (width, height) = (u32::from(rect.w), u32::from(rect.h));
-        Ok(X11Source {
-            shm: Shm::Closed(Some(chosen)),
-            width,
-            height,
-            origin: (rect.x.into(), rect.y.into()),
+        let mut source = X11Source {
+            shm: Shm::Closed(None),
+            server,
+            layout: Layout::default(),
+            pick: None,
+            next_look: Instant::now() + LOOK_EVERY,
+            width: 0,
+            height: 0,
+            origin: (0, 0),
             conn,
             root,
             damage,
             next: None,
             primed: false,
-            frame: vec![0; width as usize * height as usize * BYTES_PER_PIXEL],
-        })
+            frame: Vec::new(),
+        };
+        source.configure(layout);
+        Ok(source)
+    }
+
+    /// Captures from now on what `layout` says is shown: a frame buffer
+    /// and an SHM capturer (opened on first use) of that size, and a whole
+    /// read next.
+    fn configure(&mut self, layout: Layout) {
+        let shown = layout.shown;
+        (self.width, self.height) = (shown.width, shown.height);
+        self.origin = (shown.x as i32, shown.y as i32);
+        self.frame = vec![0; shown.width as usize * shown.height as usize * BYTES_PER_PIXEL];
+        self.primed = false;
+        self.next = self.next.map(|_| Read::Check);
+        let rect = scrap::x11::Rect {
+            x: shown.x as i16,
+            y: shown.y as i16,
+            w: shown.width as u16,
+            h: shown.height as u16,
+        };
+        // SAFETY: `Display::new` only keeps its arguments: a live
+        // connection (shared through the Rc), its screen's root, and a
+        // rectangle inside that root as last looked at (a later change is
+        // found by the next look, and a read of a stale rectangle fails or
+        // reads stale pixels, never memory outside the segment).
+        let display = unsafe { Display::new(self.server.clone(), true, rect, self.root) };
+        self.shm = Shm::Closed(Some(display));
+        self.layout = layout;
+    }
+
+    /// Looks at the screen's geometry; when it or the pick changed what
+    /// is shown, captures that from now on. Returns whether it did.
+    fn follow(&mut self) -> Result<bool, CaptureError> {
+        self.next_look = Instant::now() + LOOK_EVERY;
+        let mut layout = geometry::look(&self.conn, self.root, &self.server)?;
+        if layout.width == 0 || layout.height == 0 {
+            return Err(CaptureError::NoScreen(String::new()));
+        }
+        layout.shown = geometry::shown(&layout, self.pick);
+        if layout == self.layout {
+            return Ok(false);
+        }
+        tracing::info!(
+            screen = format!("{}x{}", layout.width, layout.height),
+            monitors = layout.monitors.len(),
+            shown = ?layout.shown,
+            "the screen's geometry changed: capture follows"
+        );
+        self.configure(layout);
+        Ok(true)
     }
 
     /// Whether changes are reported by the X DAMAGE extension (otherwise
@@ -179,14 +241,21 @@ impl X11Source {
         let stride = self.width as usize * BYTES_PER_PIXEL;
         let mut ok = true;
         for (y, rows, cookie) in cookies {
-            let reply = cookie.reply().map_err(|_| CaptureError::Disconnected)?;
+            let reply = cookie.reply().map_err(|e| match e {
+                // Outside the screen: it shrank since the last look.
+                ReplyError::X11Error(_) => CaptureError::ScreenChanged,
+                _ => CaptureError::Disconnected,
+            })?;
             if reply.data.len() != row_len * rows as usize {
                 ok = false;
                 continue;
             }
             for (i, src) in reply.data.chunks_exact(row_len).enumerate() {
                 let at = (r.y as usize + y as usize + i) * stride + r.x as usize * BYTES_PER_PIXEL;
-                self.frame[at..at + row_len].copy_from_slice(src);
+                self.frame
+                    .get_mut(at..at + row_len)
+                    .ok_or(CaptureError::ScreenChanged)?
+                    .copy_from_slice(src);
             }
         }
         Ok(ok)
@@ -246,6 +315,16 @@ impl ScreenSource for X11Source {
         self.origin
     }
 
+    fn layout(&self) -> Option<Layout> {
+        Some(self.layout.clone())
+    }
+
+    fn show_monitor(&mut self, monitor: Option<usize>) {
+        self.pick = monitor;
+        // Now, not at the next look: the next capture shows the pick.
+        self.next_look = Instant::now();
+    }
+
     fn cursor(&mut self) -> Option<(u32, u32)> {
         use x11rb::protocol::xproto::ConnectionExt as _;
         let reply = self.conn.query_pointer(self.root).ok()?.reply().ok()?;
@@ -256,6 +335,12 @@ impl ScreenSource for X11Source {
     }
 
     fn may_have_changed(&mut self) -> bool {
+        if Instant::now() >= self.next_look {
+            // An error is the capture's to report.
+            if self.follow().unwrap_or(true) {
+                return true;
+            }
+        }
         let Some(damage) = &mut self.damage else {
             return true;
         };
@@ -285,7 +370,43 @@ impl ScreenSource for X11Source {
     }
 
     fn capture(&mut self) -> Result<CapturedFrame<'_>, CaptureError> {
+        if Instant::now() >= self.next_look {
+            self.follow()?;
+        }
         let read = self.next.take().unwrap_or(Read::Unknown);
+        if read == Read::Unknown {
+            // No hints: the SHM image as it is, no copy; the frame
+            // buffer stays unprimed for any later hinted capture.
+            self.primed = false;
+            let data = shm_image(&mut self.shm)?;
+            return Ok(CapturedFrame {
+                data,
+                width: self.width,
+                height: self.height,
+                stride: data.len() / self.height as usize,
+                changed: None,
+                origin: self.origin,
+            });
+        }
+        let changed = match self.read(read) {
+            Err(CaptureError::ScreenChanged) if self.follow()? => self.read(Read::Check)?,
+            other => other?,
+        };
+        Ok(CapturedFrame {
+            data: &self.frame,
+            width: self.width,
+            height: self.height,
+            stride: self.width as usize * BYTES_PER_PIXEL,
+            changed,
+            origin: self.origin,
+        })
+    }
+}
+
+impl X11Source {
+    /// Reads what `read` says into the frame buffer; returns where the
+    /// frame may differ from the last capture (`None`: anywhere).
+    fn read(&mut self, read: Read) -> Result<Option<Area>, CaptureError> {
         // Only a part read leaves the rest of the buffer as the previous
         // capture had it, and only of a buffer that held a whole read.
         let mut changed = match read {
@@ -306,19 +427,7 @@ impl ScreenSource for X11Source {
             height: self.height,
         };
         match read {
-            Read::Unknown => {
-                // No hints: the SHM image as it is, no copy; the frame
-                // buffer stays unprimed for any later hinted capture.
-                let data = shm_image(&mut self.shm)?;
-                return Ok(CapturedFrame {
-                    data,
-                    width: self.width,
-                    height: self.height,
-                    stride: data.len() / self.height as usize,
-                    changed: None,
-                });
-            }
-            Read::Large => self.read_shm()?,
+            Read::Unknown | Read::Large => self.read_shm()?,
             Read::Check => {
                 if !self.read_part(whole)? {
                     self.read_shm()?;
@@ -333,13 +442,7 @@ impl ScreenSource for X11Source {
             }
         }
         self.primed = primed || !matches!(read, Read::Part(_));
-        Ok(CapturedFrame {
-            data: &self.frame,
-            width: self.width,
-            height: self.height,
-            stride: self.width as usize * BYTES_PER_PIXEL,
-            changed,
-        })
+        Ok(changed)
     }
 }
 
