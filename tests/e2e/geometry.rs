@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use assent_proto::session_msg::{Control, SessionMsg};
-use assent_tests::viewer::LiveViewer;
+use assent_proto::session_msg::{Control, InputEvent, SessionMsg};
+use assent_proto::wire::Scope;
+use assent_tests::viewer::{LiveViewer, Pairing};
 use assent_tests::TestRelay;
 use assent_xvfb::Xvfb;
 
@@ -317,4 +318,60 @@ fn pixel(shot: &[u8], w: u32, x: u32, y: u32) -> [u8; 3] {
     shot.get(i..i + 3)
         .and_then(|p| p.try_into().ok())
         .unwrap_or_default()
+}
+
+/// With control and the right monitor picked, a pointer position on the
+/// technician's screen lands on that monitor of the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointer_input_lands_on_the_monitor_shown() {
+    let (xvfb, _wins) = two_monitors();
+    let relay = TestRelay::started(&[]);
+    let dir = assent_tests::tempdir();
+    let key = relay.enrol("alice");
+    let v = assent_tests::viewer::connect(&relay.addr, &relay.ca(), &key, Scope::Control)
+        .await
+        .unwrap();
+    let code = v.invite.code.clone();
+    let pairing = tokio::spawn(async move { assent_tests::viewer::pair(v, &key).await });
+    let mut agent = crate::privacy::spawn_agent(&xvfb, &relay, dir.path(), &code, &[]);
+    let rx = assent_tests::lines(agent.child.stderr.take().unwrap());
+    let mut stdin = agent.child.stdin.take().unwrap();
+    assent_tests::wait_line(&rx, |l| l.contains("Type your answer"), "the prompt");
+    tokio::time::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(200)).await;
+    std::io::Write::write_all(&mut stdin, b"c\n").unwrap();
+    let mut v = match tokio::time::timeout(WAIT, pairing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        Pairing::Live(l) => *l,
+        Pairing::Refused(r) => panic!("refused: {r}"),
+    };
+    let pick = SessionMsg::Control(Control::ShowMonitor(Some(1)));
+    v.tx.send(&pick).await.unwrap();
+    let right = v.read_until(WAIT, |v| size(v) == (640, 800)).await.unwrap();
+    assert!(right, "the right monitor: {:?}", size(&v));
+    v.input(InputEvent::MouseMove { x: 100, y: 50 })
+        .await
+        .unwrap();
+    let at = assent_tests::eventually_every(WAIT, Duration::from_millis(100), || {
+        let out = xvfb
+            .command("xdotool")
+            .arg("getmouselocation")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.starts_with("x:740 y:50 ").then_some(text)
+    });
+    assert!(
+        at.is_some(),
+        "the pointer is at (740, 50) on the user's screen"
+    );
+    // The agent says where it is, in the frame's pixels.
+    let seen = v
+        .read_until(WAIT, |v| v.cursor == Some((100, 50)))
+        .await
+        .unwrap();
+    assert!(seen, "cursor reported on the monitor: {:?}", v.cursor);
 }

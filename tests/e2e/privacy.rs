@@ -96,7 +96,7 @@ impl Windows {
     }
 }
 
-fn spawn_agent(
+pub(crate) fn spawn_agent(
     xvfb: &Xvfb,
     relay: &TestRelay,
     config: &std::path::Path,
