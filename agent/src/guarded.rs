@@ -124,8 +124,13 @@ impl Guarded {
 
     /// Shows one monitor (an index into the screen's monitors), or the
     /// whole screen (`None`), from the next frame on.
-    pub fn show_monitor(&self, monitor: Option<usize>) {
-        let _ = self.capture.send(CaptureCmd::Show(monitor));
+    /// The technician picks what they see: any part of the screen is
+    /// masked alike, so no gate question.
+    pub fn show_monitor(&self, monitor: Option<u8>) {
+        tracing::info!(?monitor, "the technician picked what to see");
+        let _ = self
+            .capture
+            .send(CaptureCmd::Show(monitor.map(usize::from)));
     }
 
     /// Injects the event if the gate admits it; returns whether it did.

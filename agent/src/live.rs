@@ -261,12 +261,7 @@ impl LiveSession {
             }
             Ok(SessionMsg::FrameAck { seq }) => self.flow.on_ack(seq, Instant::now()),
             Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => self.want_keyframe = true,
-            // The technician picks what they see; the privacy mask applies
-            // to any part of the screen alike.
-            Ok(SessionMsg::Control(SessionControl::ShowMonitor(m))) => {
-                info!(monitor = ?m, "the technician picked what to see");
-                self.guarded.show_monitor(m.map(usize::from));
-            }
+            Ok(SessionMsg::Control(SessionControl::ShowMonitor(m))) => self.guarded.show_monitor(m),
             Ok(SessionMsg::Control(SessionControl::ScopeRequest(requested))) => {
                 self.on_scope_request(requested).await
             }

@@ -229,7 +229,7 @@ impl LiveView<'_> {
             s.screen.version += 1;
             if update.keyframe {
                 crate::monitors::shown_part(
-                    &mut s.stats,
+                    &mut s.stats.screens,
                     self.decoder.view(),
                     (update.width, update.height),
                 );

@@ -5,11 +5,22 @@
 
 use assent_codec::View;
 
-use crate::session::{Command, Stats};
+use crate::session::Command;
+
+/// What the viewer knows of the user's screen (screen format 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Screens {
+    /// The user's whole screen, when the agent says.
+    pub screen: Option<(u32, u32)>,
+    /// Its monitors: (x, y, width, height) each.
+    pub monitors: Vec<(u32, u32, u32, u32)>,
+    /// The monitor shown (an index into `monitors`), `None` for all.
+    pub monitor: Option<usize>,
+}
 
 /// The user's screen and monitors, and which monitor a keyframe of `size`
 /// shows (none when it shows the whole screen), from its view.
-pub fn shown_part(stats: &mut Stats, view: Option<&View>, size: (u32, u32)) {
+pub fn shown_part(stats: &mut Screens, view: Option<&View>, size: (u32, u32)) {
     let Some(v) = view else {
         (stats.screen, stats.monitors, stats.monitor) = (None, Vec::new(), None);
         return;
@@ -80,7 +91,7 @@ mod tests {
             y: 0,
             monitors: vec![monitor(0), monitor(640)],
         };
-        let mut stats = Stats::default();
+        let mut stats = Screens::default();
         shown_part(&mut stats, Some(&view), (640, 800));
         assert_eq!(stats.screen, Some((1280, 800)));
         assert_eq!((stats.monitors.len(), stats.monitor), (2, Some(1)));

@@ -142,12 +142,8 @@ pub struct Stats {
     pub recording_allowed: bool,
     /// A recording is being written.
     pub recording: bool,
-    /// The user's whole screen, when the agent says (screen format 3).
-    pub screen: Option<(u32, u32)>,
-    /// Its monitors: (x, y, width, height) each.
-    pub monitors: Vec<(u32, u32, u32, u32)>,
-    /// The monitor shown (an index into `monitors`), `None` for all.
-    pub monitor: Option<usize>,
+    /// The user's screen, its monitors and the one shown.
+    pub screens: crate::monitors::Screens,
 }
 
 impl ViewState {
@@ -587,8 +583,8 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json
         "files_allowed": now.files_allowed,
         "recording_allowed": now.recording_allowed,
         "recording": now.recording,
-        "screen": now.screen.map(|(w, h)| [w, h]),
-        "monitors": now.monitors.iter().map(|m| [m.0, m.1, m.2, m.3]).collect::<Vec<_>>(),
-        "monitor": now.monitor,
+        "screen": now.screens.screen.map(|(w, h)| [w, h]),
+        "monitors": now.screens.monitors.iter().map(|m| [m.0, m.1, m.2, m.3]).collect::<Vec<_>>(),
+        "monitor": now.screens.monitor,
     })
 }

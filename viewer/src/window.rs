@@ -419,7 +419,7 @@ impl ViewerWindow {
 
     /// "Monitor: All 1 2": what the technician sees of a screen with
     /// several monitors (the agent crops; a keyframe brings the pick).
-    fn monitor_pick(&mut self, ui: &mut egui::Ui, stats: &crate::session::Stats) {
+    fn monitor_pick(&mut self, ui: &mut egui::Ui, stats: &crate::monitors::Screens) {
         ui.label("Monitor:");
         if ui
             .selectable_label(stats.monitor.is_none(), "All")
@@ -474,8 +474,8 @@ impl ViewerWindow {
         };
         // Only a live session has a user to ask.
         let live = snap.phase == Phase::Live;
-        if live && snap.stats.monitors.len() > 1 {
-            self.monitor_pick(ui, &snap.stats);
+        if live && snap.stats.screens.monitors.len() > 1 {
+            self.monitor_pick(ui, &snap.stats.screens);
             ui.separator();
         }
         if ui

@@ -2,6 +2,7 @@
 //! (fills, copies, out of bounds, too many), zstd bombs and windows.
 
 use assent_codec::{Encoder, FrameRef, Rect, View, FORMAT_VERSION};
+use assent_proto::session_msg::{Control, SessionMsg};
 
 use crate::codec::join_updates;
 
@@ -302,5 +303,20 @@ pub(super) fn recordings() -> Vec<(&'static str, Vec<u8>)> {
         ("recording-length-4gib", huge),
         ("recording-not-one", b"\x89PNG\r\n\x1a\n".to_vec()),
         ("recording-delta-first", refused.into_inner()),
+    ]
+}
+
+/// The technician's pick of a monitor (screen format 3).
+pub(super) fn monitor_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    let enc = |m: SessionMsg| m.encode().expect("small");
+    vec![
+        (
+            "show-monitor",
+            enc(SessionMsg::Control(Control::ShowMonitor(Some(1)))),
+        ),
+        (
+            "show-monitor-out-of-range",
+            enc(SessionMsg::Control(Control::ShowMonitor(Some(200)))),
+        ),
     ]
 }

@@ -409,23 +409,8 @@ fn session_msgs() -> Vec<(&'static str, Vec<u8>)> {
     .chain(procedure_session_msgs())
     .chain(privacy::session_msgs())
     .chain(permission::session_msgs())
-    .chain(monitor_msgs())
+    .chain(codec::monitor_msgs())
     .collect()
-}
-
-/// The technician's pick of a monitor (screen format 3).
-fn monitor_msgs() -> Vec<(&'static str, Vec<u8>)> {
-    let enc = |m: SessionMsg| m.encode().expect("small");
-    vec![
-        (
-            "show-monitor",
-            enc(SessionMsg::Control(Control::ShowMonitor(Some(1)))),
-        ),
-        (
-            "show-monitor-out-of-range",
-            enc(SessionMsg::Control(Control::ShowMonitor(Some(200)))),
-        ),
-    ]
 }
 
 fn identity_texts() -> Vec<(&'static str, Vec<u8>)> {
