@@ -123,9 +123,9 @@ impl Guarded {
     }
 
     /// Shows one monitor (an index into the screen's monitors), or the
-    /// whole screen (`None`), from the next frame on.
-    /// The technician picks what they see: any part of the screen is
-    /// masked alike, so no gate question.
+    /// whole screen (`None`), from the next frame on. Not a gate question:
+    /// it narrows what the technician sees, and the privacy mask covers
+    /// any part of the screen alike.
     pub fn show_monitor(&self, monitor: Option<u8>) {
         tracing::info!(?monitor, "the technician picked what to see");
         let _ = self

@@ -210,15 +210,22 @@ impl Agent {
 /// Answers the agent's consent window on `display` with `key` as a user
 /// would: waits for the window, points at it and focuses it (egui takes
 /// keys only then), waits out the second before it takes an answer
-/// (agent/src/ui/arming.rs), and presses the key.
+/// (agent/src/ui/arming.rs), and presses the key, again until the window
+/// says the session is live (on a loaded machine it may arm late, and a
+/// key before that answers nothing).
 pub async fn answer_in_window(display: &str, key: &str) -> anyhow::Result<()> {
+    let find = |title: &str| {
+        crate::desktop::xdotool(display, &["search", "--name", title])
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let window = loop {
-        let found =
-            crate::desktop::xdotool(display, &["search", "--name", "Assent — support request"])
-                .unwrap_or_default();
-        if let Some(id) = found.lines().next().filter(|l| !l.is_empty()) {
-            break id.to_string();
+        if let Some(id) = find("Assent — support request") {
+            break id;
         }
         if std::time::Instant::now() > deadline {
             bail!("the agent's consent window never appeared on {display}");
@@ -228,6 +235,12 @@ pub async fn answer_in_window(display: &str, key: &str) -> anyhow::Result<()> {
     crate::desktop::xdotool(display, &["mousemove", "--window", &window, "40", "20"])?;
     crate::desktop::xdotool(display, &["windowfocus", &window])?;
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    crate::desktop::xdotool(display, &["key", key])?;
+    while find("Assent — session live").is_none() {
+        if std::time::Instant::now() > deadline {
+            bail!("the agent's window never took the answer {key:?}");
+        }
+        crate::desktop::xdotool(display, &["key", key])?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
     Ok(())
 }

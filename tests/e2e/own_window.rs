@@ -151,7 +151,6 @@ async fn the_agents_own_window_never_reaches_the_viewer_and_costs_nothing_when_s
     let mut pairing = pairing;
     let until = Instant::now() + WAIT;
     let paired = loop {
-        xdotool(&xvfb, &["windowfocus", &prompt]);
         xdotool(&xvfb, &["key", "v"]);
         match tokio::time::timeout(Duration::from_millis(700), &mut pairing).await {
             Ok(done) => break done,
