@@ -210,7 +210,7 @@ fn the_headless_viewer_lists_the_monitors_and_picks_one_by_a_line() {
 }
 
 /// The technician's window on display B: the user's two monitors, and the
-/// status bar's "Monitor: All 1 2" (geometry-viewer.png).
+/// row above them, "Show: All 1 2" (geometry-viewer.png); a click on 2.
 #[test]
 fn the_viewer_window_shows_both_monitors_and_offers_the_pick() {
     let (display_a, _wins) = two_monitors();
@@ -262,15 +262,15 @@ fn the_viewer_window_shows_both_monitors_and_offers_the_pick() {
         .status();
     assert!(both.is_some(), "the window shows both monitors");
     // Click "2": right of the selected "All" (egui's selection colour, in
-    // the status bar), past "1".
-    let (w, h, shot) = rgb_shot(&display_b);
+    // the row above the screen), past "1".
+    let (w, _, shot) = rgb_shot(&display_b);
     let all = (0..w)
-        .filter(|&x| (h - 140..h - 90).any(|y| pixel(&shot, w, x, y) == SELECTED))
+        .filter(|&x| (0..60).any(|y| pixel(&shot, w, x, y) == SELECTED))
         .max()
-        .expect("the selected \"All\" in the status bar");
-    let y = (h - 140..h - 90)
+        .expect("the selected \"All\" above the screen");
+    let y = (0..60)
         .find(|&y| pixel(&shot, w, all, y) == SELECTED)
-        .unwrap_or(h - 112);
+        .unwrap_or(10);
     let (x, y) = ((all + 51).to_string(), (y + 6).to_string());
     let xdotool = |args: &[&str]| display_b.command("xdotool").args(args).status();
     let _ = xdotool(&["mousemove", &x, &y]);

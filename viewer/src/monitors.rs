@@ -1,6 +1,6 @@
 //! The user's monitors (screen format 3): what the technician's viewer
 //! knows of them from each keyframe's view, and the pick of one monitor or
-//! all, from the window's "Monitor:" control or a `--headless` line. The
+//! all, from the window's "Show: All 1 2" row or a `--headless` line. The
 //! agent crops to the pick; its privacy mask covers any part alike.
 
 use assent_codec::View;

@@ -336,6 +336,13 @@ impl eframe::App for ViewerWindow {
             egui::Panel::bottom("status").show(ui, |ui| {
                 ui.horizontal(|ui| self.status_bar(ui, &snap));
             });
+            // Its own row: the status bar is full, and this is only there
+            // when the user's screen has several monitors.
+            if snap.phase == Phase::Live && snap.stats.screens.monitors.len() > 1 {
+                egui::Panel::top("monitors").show(ui, |ui| {
+                    ui.horizontal(|ui| self.monitor_pick(ui, &snap.stats.screens));
+                });
+            }
             egui::Panel::right("note")
                 .default_size(280.0)
                 .show(ui, |ui| {
@@ -417,10 +424,11 @@ impl ViewerWindow {
         }
     }
 
-    /// "Monitor: All 1 2": what the technician sees of a screen with
-    /// several monitors (the agent crops; a keyframe brings the pick).
+    /// "The user's screen has N monitors. Show: All 1 2": what the
+    /// technician sees of it (the agent crops; a keyframe brings the pick).
     fn monitor_pick(&mut self, ui: &mut egui::Ui, stats: &crate::monitors::Screens) {
-        ui.label("Monitor:");
+        let n = stats.monitors.len();
+        ui.label(format!("The user's screen has {n} monitors. Show:"));
         if ui
             .selectable_label(stats.monitor.is_none(), "All")
             .clicked()
@@ -474,10 +482,6 @@ impl ViewerWindow {
         };
         // Only a live session has a user to ask.
         let live = snap.phase == Phase::Live;
-        if live && snap.stats.screens.monitors.len() > 1 {
-            self.monitor_pick(ui, &snap.stats.screens);
-            ui.separator();
-        }
         if ui
             .add_enabled(live, egui::Button::new(label).small())
             .clicked()

@@ -80,8 +80,8 @@ pub const MAX_DIMENSION: u32 = 8192;
 
 /// Version byte at the start of every encoded frame. Agent and viewer agree
 /// on it when the session starts; version 1 (whole 64x64 tiles, each update
-/// compressed cold) and 2 (3 without the view) are no longer read or
-/// written.
+/// compressed cold) is no longer read or written, version 2 (3 without the
+/// view) is only read, so recordings made before format 3 replay.
 pub const FORMAT_VERSION: u8 = 3;
 
 /// zstd level the encoder uses: level 1 keeps a full 1080p frame near

@@ -11,6 +11,8 @@ pub(crate) const HEADER_LEN: usize = 18;
 const FLAG_KEYFRAME: u8 = 1;
 /// Format 3: a [`crate::View`] follows the header (keyframes only).
 const FLAG_VIEW: u8 = 2;
+/// The format before the view, read (never written) for old recordings.
+const FORMAT_2: u8 = 2;
 
 /// Largest decompressed size one zstd block can produce, and the fewest
 /// input bytes such a block takes (3-byte header + 1 RLE byte, RFC 8878).
@@ -46,10 +48,14 @@ impl Header {
             .split_first_chunk::<HEADER_LEN>()
             .ok_or(CodecError::Truncated)?;
         let [version, flags, w0, w1, w2, w3, h0, h1, h2, h3, seq @ ..] = *head;
-        if version != FORMAT_VERSION {
-            return Err(CodecError::UnsupportedVersion(version));
-        }
-        if flags & !(FLAG_KEYFRAME | FLAG_VIEW) != 0 {
+        // Format 2 is format 3 without the view: still read, so that
+        // recordings made before format 3 replay (sessions agree on 3).
+        let known = match version {
+            FORMAT_VERSION => FLAG_KEYFRAME | FLAG_VIEW,
+            FORMAT_2 => FLAG_KEYFRAME,
+            _ => return Err(CodecError::UnsupportedVersion(version)),
+        };
+        if flags & !known != 0 {
             return Err(CodecError::UnknownFlags(flags));
         }
         let keyframe = flags & FLAG_KEYFRAME != 0;
