@@ -215,7 +215,7 @@ impl Agent {
 /// key before that answers nothing).
 pub async fn answer_in_window(display: &str, key: &str) -> anyhow::Result<()> {
     let find = |title: &str| {
-        crate::desktop::xdotool(display, &["search", "--name", title])
+        crate::desktop::xdotool(display, &["search", "--onlyvisible", "--name", title])
             .unwrap_or_default()
             .lines()
             .next()
@@ -232,8 +232,15 @@ pub async fn answer_in_window(display: &str, key: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Visible is not yet focusable for a moment: X refuses the focus
+    // (BadMatch) until the window is viewable.
+    while crate::desktop::xdotool(display, &["windowfocus", &window]).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("the agent's consent window never took the focus");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     crate::desktop::xdotool(display, &["mousemove", "--window", &window, "40", "20"])?;
-    crate::desktop::xdotool(display, &["windowfocus", &window])?;
     tokio::time::sleep(Duration::from_millis(1300)).await;
     while find("Assent — session live").is_none() {
         if std::time::Instant::now() > deadline {

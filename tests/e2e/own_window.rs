@@ -144,7 +144,12 @@ async fn the_agents_own_window_never_reaches_the_viewer_and_costs_nothing_when_s
     let mut agent = Proc::new(cmd.spawn().expect("spawn assent-agent"));
     let prompt = wait_window(&xvfb, "Assent — support request").await;
     xdotool(&xvfb, &["mousemove", "--window", &prompt, "40", "20"]);
-    xdotool(&xvfb, &["windowfocus", &prompt]);
+    // X refuses the focus until the window is viewable: until it has it.
+    let focused = eventually_every_async(WAIT, Duration::from_millis(100), || {
+        xdotool(&xvfb, &["windowfocus", &prompt]);
+        ready((xdotool(&xvfb, &["getwindowfocus"]) == prompt).then_some(()))
+    });
+    focused.await.expect("the prompt takes the focus");
     tokio::time::sleep(assent_agent::ui::ARM_DELAY + Duration::from_millis(300)).await;
     // Again until it counts: on a loaded machine the window may arm late,
     // and a key before that answers nothing.
