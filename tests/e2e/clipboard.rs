@@ -15,6 +15,7 @@ use assent_tests::{eventually, TestRelay};
 use assent_xvfb::Xvfb;
 use sha2::{Digest as _, Sha256};
 
+use crate::agent_window::{self, shot, window, xdotool};
 use crate::common::WAIT;
 use crate::people::{technician_on, user};
 
@@ -221,22 +222,6 @@ async fn a_patched_viewer_moves_nothing_without_the_users_yes() {
     );
 }
 
-fn xdotool(x: &Xvfb, args: &[&str]) -> String {
-    let out = x.command("xdotool").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn window(x: &Xvfb, title: &str) -> String {
-    eventually(WAIT, || {
-        xdotool(x, &["search", "--name", title])
-            .lines()
-            .next()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-    })
-    .unwrap_or_else(|| panic!("no window titled {title:?}"))
-}
-
 /// The agent's window: the prompt offers the clipboard as a box of its
 /// own, unticked; ticked with the mouse, it goes with the answer and the
 /// "session live" window shows it in force. Screenshots:
@@ -255,53 +240,24 @@ fn the_agent_window_asks_for_the_clipboard_and_shows_it_in_force() {
     let display = Some(tech_desk.display());
     let (mut viewer, code) =
         technician_on(display, &relay, who, "T-7003", &["--clipboard"], "info");
-    let agent = std::process::Command::new(assent_tests::bin("assent-agent"))
-        .args(["join", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .arg(&code)
-        .env("XDG_CONFIG_HOME", home.path().join("agent"))
-        .env("DISPLAY", desk.display())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _agent = assent_tests::Proc::new(agent);
+    let _agent = agent_window::spawn(&relay, home.path(), &desk, &code, &[]);
     let prompt = window(&desk, "Assent — support request");
-    let artifacts = crate::desktop::artifacts();
     xdotool(&desk, &["mousemove", "--window", &prompt, "300", "10"]);
     xdotool(&desk, &["windowfocus", &prompt]);
     std::thread::sleep(Duration::from_millis(1500));
-    let shot = |name: &str| {
-        let _ = desk
-            .command("import")
-            .args(["-window", "root"])
-            .arg(artifacts.join(name))
-            .status();
-    };
-    shot("clipboard-prompt.png");
+    shot(&desk, "clipboard-prompt.png");
     // The box "Also allow them to copy and paste text…" (see the shot).
     xdotool(&desk, &["mousemove", "--window", &prompt, "15", "160"]);
     xdotool(&desk, &["click", "1"]);
     std::thread::sleep(Duration::from_millis(300));
-    shot("clipboard-prompt-ticked.png");
-    // The answer counts once the prompt has had the focus for a second; on
-    // a loaded machine the focus can come late: give it again until then.
-    for _ in 0..5 {
-        xdotool(&desk, &["windowfocus", &prompt]);
-        std::thread::sleep(Duration::from_millis(1300));
-        xdotool(&desk, &["key", "v"]);
-        let live = xdotool(&desk, &["search", "--name", "Assent — session live"]);
-        if !live.is_empty() {
-            break;
-        }
-    }
+    shot(&desk, "clipboard-prompt-ticked.png");
+    agent_window::answer_view(&desk, &prompt);
     viewer.hear("\"shared\":true");
     desk.set_clipboard(FROM_USER);
     assert!(arrives(&tech_desk, FROM_USER), "user → technician");
     window(&desk, "Assent — session live");
     std::thread::sleep(Duration::from_millis(700));
-    shot("clipboard-live.png");
+    shot(&desk, "clipboard-live.png");
     let granted = relay
         .wait_record(WAIT, |r| r["event"] == "permission_changed")
         .expect("permission_changed");

@@ -17,6 +17,7 @@ use assent_tests::viewer::{self, LiveViewer, Pairing};
 use assent_tests::TestRelay;
 use assent_xvfb::Xvfb;
 
+use crate::agent_window::{self, shot, window, xdotool};
 use crate::common::WAIT;
 use crate::people::{technician, user_with};
 
@@ -325,11 +326,6 @@ fn killing_the_sender_mid_way_leaves_nothing_under_the_final_name() {
     agent.hang_up();
 }
 
-fn xdotool(x: &Xvfb, args: &[&str]) -> String {
-    let out = x.command("xdotool").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The agent's window: "Allow files" turns files on, an offered file shows
 /// with Accept / Decline and lands once accepted. Screenshots:
 /// target/test-artifacts/files-offer.png and files-saved.png.
@@ -342,48 +338,19 @@ fn the_agent_window_allows_files_and_accepts_one() {
     let dl = home.path().join("dl");
     let (mut viewer, code) =
         technician(&relay, (home.path(), &key), "T-7104", &["--files"], "info");
-    let agent = std::process::Command::new(assent_tests::bin("assent-agent"))
-        .args(["join", "--relay", &relay.addr, "--download-dir"])
-        .arg(&dl)
-        .arg("--ca")
-        .arg(relay.ca())
-        .arg(&code)
-        .env("XDG_CONFIG_HOME", home.path().join("agent"))
-        .env("DISPLAY", desk.display())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _agent = assent_tests::Proc::new(agent);
-    let find = |title: &str| {
-        assent_tests::eventually(WAIT, || {
-            let id = xdotool(&desk, &["search", "--name", title]);
-            (!id.is_empty()).then(|| id.lines().next().unwrap().to_string())
-        })
-        .unwrap_or_else(|| panic!("no window {title:?}"))
-    };
-    let prompt = find("Assent — support request");
-    for _ in 0..5 {
-        xdotool(&desk, &["mousemove", "--window", &prompt, "300", "10"]);
-        xdotool(&desk, &["windowfocus", &prompt]);
-        std::thread::sleep(Duration::from_millis(1300));
-        xdotool(&desk, &["key", "v"]);
-        if !xdotool(&desk, &["search", "--name", "Assent — session live"]).is_empty() {
-            break;
-        }
-    }
-    let live = find("Assent — session live");
-    let artifacts = crate::desktop::artifacts();
-    let shot = |name: &str| {
-        let _ = desk
-            .command("import")
-            .args(["-window", "root"])
-            .arg(artifacts.join(name))
-            .status();
-    };
+    let dl_arg = dl.to_str().unwrap();
+    let _agent = agent_window::spawn(
+        &relay,
+        home.path(),
+        &desk,
+        &code,
+        &["--download-dir", dl_arg],
+    );
+    let prompt = window(&desk, "Assent — support request");
+    agent_window::answer_view(&desk, &prompt);
+    let live = window(&desk, "Assent — session live");
     std::thread::sleep(Duration::from_millis(700));
-    shot("files-live.png");
+    shot(&desk, "files-live.png");
     // "Allow files" (see files-live.png).
     xdotool(&desk, &["mousemove", "--window", &live, "150", "292"]);
     xdotool(&desk, &["click", "1"]);
@@ -392,14 +359,14 @@ fn the_agent_window_allows_files_and_accepts_one() {
     write_sample(&report, 5000);
     viewer.say(&format!("send-file {}", report.display()));
     std::thread::sleep(Duration::from_millis(1000));
-    shot("files-offer.png");
+    shot(&desk, "files-offer.png");
     assert!(names_in(&dl).is_empty(), "nothing before Accept");
     // "Accept" beside the offer (see files-offer.png).
     xdotool(&desk, &["mousemove", "--window", &live, "400", "315"]);
     xdotool(&desk, &["click", "1"]);
     viewer.hear("\"outcome\":\"completed\"");
     std::thread::sleep(Duration::from_millis(500));
-    shot("files-saved.png");
+    shot(&desk, "files-saved.png");
     assert_eq!(sha(&dl.join("report.txt")), sha(&report));
     viewer.hang_up();
     relay

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod agent_window;
 mod audit_first;
 mod blips;
 mod chat;

@@ -14,6 +14,7 @@ use assent_tests::x11::paint_root;
 use assent_tests::{bin, TestRelay};
 use assent_xvfb::Xvfb;
 
+use crate::agent_window::{self, shot, window, xdotool};
 use crate::common::WAIT;
 use crate::people::{technician, user};
 
@@ -175,11 +176,6 @@ fn recording_needs_the_users_yes_and_replays_what_the_viewer_saw() {
     agent.say("e");
 }
 
-fn xdotool(x: &Xvfb, args: &[&str]) -> String {
-    let out = x.command("xdotool").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Pixels of the agent's red "Recording" on the screen now.
 fn red_pixels(x: &Xvfb, png: &Path) -> usize {
     let _ = x
@@ -207,46 +203,17 @@ fn the_agent_window_shows_recording_in_red_while_allowed() {
     relay.enrol_keyfile("alice", &key);
     let (mut viewer, code) =
         technician(&relay, (home.path(), &key), "T-7202", &["--record"], "info");
-    let agent = Command::new(bin("assent-agent"))
-        .args(["join", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .arg(&code)
-        .env("XDG_CONFIG_HOME", home.path().join("agent"))
-        .env("DISPLAY", desk.display())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _agent = assent_tests::Proc::new(agent);
-    let find = |title: &str| {
-        assent_tests::eventually(WAIT, || {
-            let id = xdotool(&desk, &["search", "--name", title]);
-            (!id.is_empty()).then(|| id.lines().next().unwrap().to_string())
-        })
-        .unwrap_or_else(|| panic!("no window {title:?}"))
-    };
-    let prompt = find("Assent — support request");
+    let _agent = agent_window::spawn(&relay, home.path(), &desk, &code, &[]);
+    let prompt = window(&desk, "Assent — support request");
     // The prompt's box "Also allow them to record…", then the answer.
     // Laid out and drawn (a loaded machine takes its time).
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = desk
-        .command("import")
-        .args(["-window", "root"])
-        .arg(crate::desktop::artifacts().join("recording-prompt.png"))
-        .status();
+    shot(&desk, "recording-prompt.png");
     xdotool(&desk, &["mousemove", "--window", &prompt, "15", "160"]);
     xdotool(&desk, &["click", "1"]);
-    for _ in 0..5 {
-        xdotool(&desk, &["windowfocus", &prompt]);
-        std::thread::sleep(Duration::from_millis(1300));
-        xdotool(&desk, &["key", "v"]);
-        if !xdotool(&desk, &["search", "--name", "Assent — session live"]).is_empty() {
-            break;
-        }
-    }
+    agent_window::answer_view(&desk, &prompt);
     viewer.hear("{\"recording\":{\"allowed\":true}}");
-    let live = find("Assent — session live");
+    let live = window(&desk, "Assent — session live");
     std::thread::sleep(Duration::from_millis(700));
     let artifacts = crate::desktop::artifacts();
     assert!(
