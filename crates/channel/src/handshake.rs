@@ -10,8 +10,9 @@ use zeroize::Zeroizing;
 
 use crate::record::{Opener, Sealer};
 use crate::{
-    binding_payload, noise_error, verification_code, ChannelError, Result, LEN_PREFIX,
-    MAX_NOISE_MSG, MAX_SESSION_MSG, NOISE_PARAMS, PROLOGUE, SIGNATURE_LEN,
+    binding_payload, noise_error, verification_code, ChannelError, Result, ResumeSecret,
+    LEN_PREFIX, MAX_NOISE_MSG, MAX_SESSION_MSG, NOISE_PARAMS, PROLOGUE, RESUME_PROLOGUE,
+    SIGNATURE_LEN,
 };
 
 /// Largest handshake message accepted. XX with empty payloads needs at most
@@ -30,6 +31,9 @@ pub struct Established {
     pub verification_code: String,
     /// The peer's identity key, proven by its signature on this handshake.
     pub peer: PublicKey,
+    /// What a later channel of the same session is bound to
+    /// ([`Handshake::resuming`]).
+    pub resume: ResumeSecret,
 }
 
 enum State {
@@ -39,6 +43,7 @@ enum State {
         sender: Sealer,
         receiver: Opener,
         hash: Vec<u8>,
+        resume: ResumeSecret,
     },
     Done(Box<Established>),
     Failed,
@@ -81,15 +86,38 @@ impl<'k> Handshake<'k> {
     /// The viewer's side. Its first message is ready in
     /// [`Handshake::take_outgoing`] at once.
     pub fn initiator(my_key: &'k SecretKey, expected_peer: PublicKey) -> Result<Handshake<'k>> {
-        Handshake::new(Role::Viewer, my_key, expected_peer)
+        Handshake::new(Role::Viewer, my_key, expected_peer, PROLOGUE.to_vec())
     }
 
     /// The agent's side.
     pub fn responder(my_key: &'k SecretKey, expected_peer: PublicKey) -> Result<Handshake<'k>> {
-        Handshake::new(Role::Agent, my_key, expected_peer)
+        Handshake::new(Role::Agent, my_key, expected_peer, PROLOGUE.to_vec())
     }
 
-    fn new(role: Role, key: &'k SecretKey, expected_peer: PublicKey) -> Result<Handshake<'k>> {
+    /// A new channel for the same session after one side came back on a
+    /// new connection (the old channel's records in flight are lost, so it
+    /// cannot simply go on). The same identity binding as the first time,
+    /// and the old channel's secret in the prologue: only the two parties
+    /// of that channel can complete it, never the relay, whoever's keys it
+    /// holds.
+    pub fn resuming(
+        role: Role,
+        my_key: &'k SecretKey,
+        expected_peer: PublicKey,
+        previous: &ResumeSecret,
+    ) -> Result<Handshake<'k>> {
+        let mut prologue = RESUME_PROLOGUE.to_vec();
+        prologue.extend_from_slice(previous.bytes());
+        Handshake::new(role, my_key, expected_peer, prologue)
+    }
+
+    fn new(
+        role: Role,
+        key: &'k SecretKey,
+        expected_peer: PublicKey,
+        prologue: Vec<u8>,
+    ) -> Result<Handshake<'k>> {
+        let prologue = Zeroizing::new(prologue);
         let params = NOISE_PARAMS
             .parse()
             .map_err(|e: snow::Error| ChannelError::Handshake(e.to_string()))?;
@@ -100,7 +128,7 @@ impl<'k> Handshake<'k> {
         let private = Zeroizing::new(keypair.private);
         let builder = builder
             .local_private_key(&private)
-            .and_then(|b| b.prologue(PROLOGUE))
+            .and_then(|b| b.prologue(&prologue))
             .map_err(noise_error)?;
         let noise = match role {
             Role::Viewer => builder.build_initiator(),
@@ -203,6 +231,7 @@ impl<'k> Handshake<'k> {
                     sender,
                     receiver,
                     hash,
+                    ..
                 } => {
                     let Some(signature) = receiver.next_message()? else {
                         return Ok(());
@@ -224,7 +253,10 @@ impl<'k> Handshake<'k> {
                     receiver.set_max_message(MAX_SESSION_MSG);
                     let code = verification_code(hash);
                     let State::AwaitSignature {
-                        sender, receiver, ..
+                        sender,
+                        receiver,
+                        resume,
+                        ..
                     } = std::mem::replace(&mut self.state, State::Failed)
                     else {
                         unreachable!("matched above")
@@ -234,6 +266,7 @@ impl<'k> Handshake<'k> {
                         receiver,
                         verification_code: code,
                         peer: self.expected_peer,
+                        resume,
                     }));
                     return Ok(());
                 }
@@ -264,6 +297,7 @@ impl<'k> Handshake<'k> {
         self.state = State::AwaitSignature {
             sender,
             receiver,
+            resume: ResumeSecret::from_hash(&hash),
             hash,
         };
         Ok(())

@@ -22,6 +22,8 @@ pub struct Channel<S, R> {
     pub verification_code: String,
     /// The peer's proven identity key.
     pub peer: PublicKey,
+    /// What a later channel of this session is bound to.
+    pub resume: crate::ResumeSecret,
 }
 
 impl<S, R> fmt::Debug for Channel<S, R> {
@@ -42,6 +44,7 @@ impl<S, R> Channel<S, R> {
             reader: ChannelReader::new(recv, established.receiver),
             verification_code: established.verification_code,
             peer: established.peer,
+            resume: established.resume,
         }
     }
 }
@@ -76,6 +79,29 @@ where
     R: AsyncRead + Unpin,
 {
     run(Handshake::responder(key, expected_viewer_key)?, send, recv).await
+}
+
+/// Runs the handshake of a channel that carries on `previous` (see
+/// [`Handshake::resuming`]) on a new stream pair, as `role`. Bound it with
+/// a timeout.
+pub async fn resume<S, R>(
+    role: assent_proto::wire::Role,
+    send: S,
+    recv: R,
+    key: &SecretKey,
+    expected_peer: PublicKey,
+    previous: &crate::ResumeSecret,
+) -> Result<Channel<S, R>>
+where
+    S: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
+    run(
+        Handshake::resuming(role, key, expected_peer, previous)?,
+        send,
+        recv,
+    )
+    .await
 }
 
 async fn run<S, R>(mut hs: Handshake<'_>, mut send: S, mut recv: R) -> Result<Channel<S, R>>

@@ -43,7 +43,7 @@ mod record;
 pub use assent_proto::session_msg::MAX_SESSION_MSG;
 pub use handshake::{Established, Handshake};
 #[cfg(feature = "tokio")]
-pub use io::{accept_agent, connect_viewer, Channel, ChannelReader, ChannelWriter};
+pub use io::{accept_agent, connect_viewer, resume, Channel, ChannelReader, ChannelWriter};
 pub use record::{Opener, Sealer};
 
 use assent_proto::wire::Role;
@@ -69,8 +69,39 @@ pub const FLAG_LAST: u8 = 1;
 /// Length of an ed25519 signature, the only content of the binding message.
 pub const SIGNATURE_LEN: usize = 64;
 
+/// Prologue of a channel that carries on an earlier one; the earlier
+/// channel's [`ResumeSecret`] follows it.
+pub const RESUME_PROLOGUE: &[u8] = b"assent/1 channel resume\0";
+
 const BINDING_DOMAIN: &[u8] = b"assent/1 channel\0";
 const VERIFY_DOMAIN: &[u8] = b"assent/1 verify\0";
+const RESUME_DOMAIN: &[u8] = b"assent/1 resume\0";
+
+/// A secret only the two ends of one channel know (derived from its
+/// handshake hash, which the relay never sees): what a later channel of the
+/// same session proves it continues.
+#[derive(Clone)]
+pub struct ResumeSecret(Box<zeroize::Zeroizing<[u8; 32]>>);
+
+impl ResumeSecret {
+    fn from_hash(handshake_hash: &[u8]) -> ResumeSecret {
+        let digest = Sha256::new()
+            .chain_update(RESUME_DOMAIN)
+            .chain_update(handshake_hash)
+            .finalize();
+        ResumeSecret(Box::new(zeroize::Zeroizing::new(digest.into())))
+    }
+
+    fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ResumeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeSecret(..)")
+    }
+}
 
 /// Everything that can go wrong on the channel. Every error is fatal for the
 /// channel it came from. No variant carries key material.

@@ -210,6 +210,61 @@ fn bytes_arriving_behind_the_handshake_are_kept() {
 }
 
 #[test]
+fn a_resumed_channel_needs_the_old_channels_secret() {
+    let (tech, dev) = (technician(), device());
+    let (v, a) = establish();
+    assert_eq!(v.resume.bytes(), a.resume.bytes(), "both ends derive it");
+    fn resume<'k>(
+        tech: &'k SecretKey,
+        agent_key: &'k SecretKey,
+        viewer_secret: &ResumeSecret,
+        agent_secret: &ResumeSecret,
+    ) -> (Result<()>, Handshake<'k>, Handshake<'k>) {
+        let mut viewer =
+            Handshake::resuming(Role::Viewer, tech, agent_key.public(), viewer_secret).unwrap();
+        let mut agent =
+            Handshake::resuming(Role::Agent, agent_key, tech.public(), agent_secret).unwrap();
+        let (rv, ra) = pump(&mut viewer, &mut agent, &mut |_, _| {});
+        (rv.and(ra), viewer, agent)
+    }
+    let (ok, viewer, agent) = resume(&tech, &dev, &v.resume, &a.resume);
+    ok.unwrap();
+    let (mut v2, mut a2) = (
+        viewer.into_established().unwrap(),
+        agent.into_established().unwrap(),
+    );
+    assert_eq!(
+        transfer(&mut v2.sender, &mut a2.receiver, b"again", 3),
+        b"again"
+    );
+    assert_ne!(
+        v2.resume.bytes(),
+        v.resume.bytes(),
+        "each channel has its own"
+    );
+    // Another session's secret (a relay splicing two sessions of the same
+    // technician and device) does not complete.
+    let (other, _) = establish();
+    let (failed, ..) = resume(&tech, &dev, &other.resume, &a.resume);
+    assert!(failed.is_err(), "a foreign secret completed the handshake");
+    // The right secret with another device's key does not either.
+    let stranger = stranger();
+    let mut viewer = Handshake::resuming(Role::Viewer, &tech, dev.public(), &v.resume).unwrap();
+    let mut agent = Handshake::resuming(Role::Agent, &stranger, tech.public(), &a.resume).unwrap();
+    let (rv, _) = pump(&mut viewer, &mut agent, &mut |_, _| {});
+    assert!(
+        matches!(rv, Err(ChannelError::PeerKeyMismatch)),
+        "a stranger's key completed the handshake: {rv:?}"
+    );
+    // Nor does a first-time handshake against a resuming one.
+    let mut fresh = Handshake::initiator(&tech, dev.public()).unwrap();
+    let mut agent = Handshake::resuming(Role::Agent, &dev, tech.public(), &a.resume).unwrap();
+    let (rv, ra) = pump(&mut fresh, &mut agent, &mut |_, _| {});
+    assert!(rv.and(ra).is_err());
+    assert_eq!(format!("{:?}", v.resume), "ResumeSecret(..)");
+}
+
+#[test]
 fn viewer_expecting_another_agent_key_refuses() {
     let (tech, dev) = (technician(), device());
     let mut viewer = Handshake::initiator(&tech, stranger().public()).unwrap();

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{AgentPending, ClientError, Control, Viewer, ViewerEvent};
 
+pub use assent_channel::ResumeSecret;
 pub type ChannelWriter = assent_channel::ChannelWriter<SendStream>;
 pub type ChannelReader = assent_channel::ChannelReader<RecvStream>;
 
@@ -39,6 +40,11 @@ impl E2e {
     /// The peer's key, as verified by its signature over the handshake.
     pub fn peer(&self) -> PublicKey {
         self.established.peer
+    }
+
+    /// What a later channel of this session is bound to.
+    pub fn resume_secret(&self) -> ResumeSecret {
+        self.established.resume.clone()
     }
 
     /// Seals the live data stream with the established keys.

@@ -9,6 +9,7 @@ pub mod e2e;
 mod handover;
 mod path;
 mod permission;
+pub mod resume;
 
 pub use handover::Claimed;
 pub use path::PathClock;
@@ -35,6 +36,8 @@ pub enum ClientError {
     BadRelaySignature,
     #[error("the relay ended the session: {}", .0.as_str())]
     Ended(EndReason),
+    #[error("{0} timed out")]
+    TimedOut(&'static str),
 }
 
 impl ClientError {
@@ -185,6 +188,9 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::EscalationCode { .. } => "EscalationCode",
         RelayMsg::PeerInterrupted { .. } => "PeerInterrupted",
         RelayMsg::PeerResumed { .. } => "PeerResumed",
+        RelayMsg::ResumeCredential { .. } => "ResumeCredential",
+        RelayMsg::Reconnected { .. } => "Reconnected",
+        RelayMsg::PeerReconnected { .. } => "PeerReconnected",
     }
 }
 

@@ -29,7 +29,8 @@ pub mod wire;
 /// agreement on the session channel. 3: escalation to a specialist
 /// (handover messages, the offer's `escalated_from`). 4: permissions of
 /// their own (the invite's and offer's `permissions`, clipboard reports).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: a live session carried on over a new connection (`Resume`).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// ALPN identifier negotiated on every QUIC connection.
 pub const ALPN: &[u8] = b"assent/1";

@@ -373,6 +373,17 @@ pub enum ClientMsg {
     },
     /// Viewer, while live: it saved a screenshot (its PNG's SHA-256).
     ScreenshotTaken { sha256: [u8; 32] },
+    /// Agent or viewer, in place of `AgentJoin` / `ViewerAuth`: carry on
+    /// live session `session` on this new connection (its old one can no
+    /// longer reach the relay). `credential` is the one the relay sent in
+    /// [`RelayMsg::ResumeCredential`]; `signature` proves, as `AgentJoin`
+    /// does, the same device (or technician) key on this connection. The
+    /// end-to-end channel then starts again, bound to the old one.
+    Resume {
+        session: String,
+        credential: [u8; 32],
+        signature: Vec<u8>,
+    },
 }
 
 /// Relay → client.
@@ -459,6 +470,16 @@ pub enum RelayMsg {
     PeerInterrupted { side: Role },
     /// To one side: the other side's path is back.
     PeerResumed { side: Role },
+    /// To each side once the session is live: what proves, with its key,
+    /// that a later new connection is this side of this session (see
+    /// [`ClientMsg::Resume`]). A secret: never logged.
+    ResumeCredential { credential: [u8; 32] },
+    /// To a side that sent `Resume`: this connection carries the session
+    /// now; the relay opens its data stream next.
+    Reconnected { session: String },
+    /// To one side: the other side came back on a new connection; a new
+    /// data stream follows, and the end-to-end channel starts again on it.
+    PeerReconnected { side: Role },
 }
 
 /// Largest end-to-end handshake message the relay passes on.
@@ -490,6 +511,8 @@ pub enum ErrorKind {
     Shutdown,
     /// The technician withdrew the request before the user answered.
     Withdrawn,
+    /// `Resume` named no live session this side may carry on.
+    NotResumable,
 }
 
 /// Encodes a message body (without the length prefix).

@@ -18,6 +18,7 @@ mod codec;
 mod files;
 mod permission;
 mod privacy;
+mod resume;
 
 use channel::{channel_handshakes, channel_records};
 use codec::codec_frames;
@@ -228,6 +229,7 @@ fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
     out.extend(privacy::client_msgs());
     out.extend(permission::client_msgs());
     out.extend(hostile_client_msgs());
+    out.extend(resume::client_msgs());
     out
 }
 
@@ -329,6 +331,7 @@ fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
     ]
     .into_iter()
     .chain(procedure_relay_msgs())
+    .chain(resume::relay_msgs())
     .collect()
 }
 

@@ -1,0 +1,38 @@
+//! Seeds of a live session carried on over a new connection.
+
+use assent_proto::wire::{ClientMsg, RelayMsg, Role};
+
+use super::encode;
+
+pub(super) fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![(
+        "resume",
+        encode(&ClientMsg::Resume {
+            session: "s-1".into(),
+            credential: [9; 32],
+            signature: vec![5; 64],
+        }),
+    )]
+}
+
+/// A live session carried on over a new connection.
+pub(super) fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "resume-credential",
+            encode(&RelayMsg::ResumeCredential {
+                credential: [4; 32],
+            }),
+        ),
+        (
+            "reconnected",
+            encode(&RelayMsg::Reconnected {
+                session: "s-1".into(),
+            }),
+        ),
+        (
+            "peer-reconnected",
+            encode(&RelayMsg::PeerReconnected { side: Role::Agent }),
+        ),
+    ]
+}
