@@ -22,6 +22,8 @@ pub enum Control {
     Machine(Event),
     /// News of the handover this session offered.
     Handover(Notice),
+    /// A side back on a new connection.
+    Reconnect(Box<crate::state::Reconnect>),
 }
 
 /// What the specialist's session tells the first one.

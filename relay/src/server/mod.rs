@@ -3,6 +3,7 @@
 
 mod agent;
 mod handover;
+mod resume;
 mod viewer;
 
 use std::net::SocketAddr;
@@ -202,6 +203,23 @@ async fn dispatch(shared: Arc<Shared>, peer: Peer, role: Role, msg: ClientMsg, p
             };
             agent::agent_flow(shared, peer, join, payload, &signature)
                 .instrument(info_span!("agent"))
+                .await
+        }
+        (
+            role,
+            ClientMsg::Resume {
+                session,
+                credential,
+                signature,
+            },
+        ) => {
+            let ask = resume::ResumeAsk {
+                session,
+                credential,
+                signature,
+            };
+            resume::resume_flow(shared, peer, role, ask, payload)
+                .instrument(info_span!("resume"))
                 .await
         }
         (role, _) => {

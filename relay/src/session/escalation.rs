@@ -29,6 +29,10 @@ impl SessionTask {
         match control? {
             Control::Machine(event) => Some(event),
             Control::Handover(notice) => self.on_notice(notice).await,
+            Control::Reconnect(r) => {
+                self.on_reconnect(*r).await;
+                None
+            }
         }
     }
 

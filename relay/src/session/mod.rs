@@ -10,6 +10,7 @@ mod farewell;
 mod paths;
 mod permissions;
 mod privacy;
+mod reconnect;
 mod records;
 mod side;
 
@@ -116,6 +117,8 @@ struct SessionTask {
     path_tick: tokio::time::Interval,
     privacy: privacy::PrivacyLog,
     permissions: permissions::PermissionLog,
+    /// Each side's resume credential, once live.
+    credentials: Option<reconnect::Credentials>,
 }
 
 impl SessionTask {
@@ -160,6 +163,7 @@ impl SessionTask {
             paths: paths::Paths::new(),
             privacy: privacy::PrivacyLog::default(),
             permissions: Default::default(),
+            credentials: None,
             path_tick: {
                 let mut tick = tokio::time::interval(paths::PATH_POLL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -579,6 +583,8 @@ impl SessionTask {
         };
         self.viewer.tell(&started).await;
         a.side.tell(&started).await;
+        self.hand_out_credentials().await;
+        let Some(a) = self.agent.as_mut() else { return };
         match open_data(&self.viewer.conn, &a.side.conn).await {
             Ok(((v_send, v_recv), (a_send, a_recv))) => {
                 let c = &self.counters;

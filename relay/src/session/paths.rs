@@ -21,8 +21,8 @@ pub(super) const PATH_POLL: Duration = Duration::from_millis(250);
 const GONE_BEFORE_LIVE: Duration = Duration::from_secs(2);
 
 pub(super) struct Paths {
-    viewer: PathWatch,
-    agent: PathWatch,
+    pub(super) viewer: PathWatch,
+    pub(super) agent: PathWatch,
 }
 
 impl Paths {
