@@ -52,6 +52,8 @@ enum Wake {
     Copied(Option<assent_clipboard::Copied>),
     /// A file going out has room for its next chunk.
     FileChunk,
+    /// An attempt to carry on over a new connection ended.
+    Reconnected(Box<Result<assent_client::resume::Resumed, ClientError>>),
 }
 
 /// How a live session ended.
@@ -106,6 +108,8 @@ pub struct LiveSession {
     pub outage: Outage,
     /// What the user allows beyond the scope (the clipboard).
     pub permissions: crate::permissions::Permissions,
+    /// Coming back on a new connection after a long silence.
+    pub reconnect: crate::reconnect::Reconnection,
 }
 
 /// What the live session learns that matters once it ends.
@@ -145,7 +149,7 @@ impl LiveSession {
                 }
                 Wake::ScopePromptTimedOut => self.on_scope_answer(ConsentDecision::Timeout).await,
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
-                Wake::Relay(msg) => self.on_relay_msg(msg),
+                Wake::Relay(msg) => self.on_relay_msg(msg).await,
                 Wake::Command(cmd) => self.on_command(cmd).await,
                 Wake::SpecialistJoined(joined) => {
                     match joined {
@@ -168,6 +172,10 @@ impl LiveSession {
                 }
                 Wake::FileChunk => {
                     self.send_file_chunk().await;
+                    Ok(())
+                }
+                Wake::Reconnected(result) => {
+                    self.on_reconnected(*result).await;
                     Ok(())
                 }
             };
@@ -206,6 +214,7 @@ impl LiveSession {
             msg = self.control.recv() => Wake::Relay(msg),
             cmd = commands.recv() => Wake::Command(cmd),
             copied = self.permissions.next_copied() => Wake::Copied(copied),
+            resumed = self.reconnect.finished() => Wake::Reconnected(Box::new(resumed)),
             // Between frames, not ahead of them: one chunk per turn.
             _ = std::future::ready(()), if self.permissions.transfers.may_send() => Wake::FileChunk,
         }
@@ -239,6 +248,9 @@ impl LiveSession {
         };
         self.flow.on_sent(encoded.seq, Instant::now());
         if let Err(e) = self.tx.send(&SessionMsg::Frame(encoded.bytes)).await {
+            if self.carried_on().await {
+                return Ok(());
+            }
             self.end.channel_closed = true;
             return Err(format!("The connection to the technician failed: {e}"));
         }
@@ -281,6 +293,7 @@ impl LiveSession {
                 self.on_permission_request(p).await
             }
             Ok(_) => {}
+            Err(_) if self.carried_on().await => {}
             Err(e) => {
                 // Usually the other side ended: the relay says how (see `finish`).
                 self.end.channel_closed = true;
@@ -290,7 +303,7 @@ impl LiveSession {
         Ok(())
     }
 
-    fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Result<(), Ended> {
+    async fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Result<(), Ended> {
         match msg {
             Ok(RelayMsg::SessionEnded { reason }) => {
                 self.end.relay_end = Some(reason);
@@ -308,7 +321,12 @@ impl LiveSession {
                 self.on_peer_path(false);
                 Ok(())
             }
+            Ok(RelayMsg::ResumeCredential { credential }) => {
+                self.on_resume_credential(credential);
+                Ok(())
+            }
             Ok(_) => Ok(()),
+            Err(_) if self.carried_on().await => Ok(()),
             Err(e) => Err(format!("The connection to the relay was lost: {e}")),
         }
     }

@@ -34,6 +34,12 @@ impl LiveSession {
             info!(own, "own path changed");
             self.set_outage(|o| o.own = own);
         }
+        self.maybe_reconnect(self.outage.own, std::time::Instant::now());
+    }
+
+    /// Back on a new connection: the path works (the clock starts afresh).
+    pub(crate) fn own_path_back(&mut self) {
+        self.set_outage(|o| o.own = false);
     }
 
     /// The relay's word on the technician's path.

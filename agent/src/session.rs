@@ -199,6 +199,7 @@ async fn live_session(
     } = accepted;
     let reporter = live.scope_reporter();
     let code = e2e.verification_code().to_string();
+    let resume_secret = e2e.resume_secret();
     let channel = e2e.into_channel(live.data.send, live.data.recv);
     let agreed = agree_screen_format(channel).await;
     let ((tx, rx), (guarded, frames)) = match (agreed, capture) {
@@ -241,6 +242,7 @@ async fn live_session(
         rejoin: ctx.rejoin.clone(),
         outage: Default::default(),
         permissions: crate::permissions::Permissions::new(&ctx.files),
+        reconnect: crate::reconnect::Reconnection::new(resume_secret),
     })
 }
 

@@ -68,6 +68,8 @@ pub struct LiveView<'a> {
     pub transfers: assent_files::Transfers,
     /// The recording being written, while the user allows it.
     pub recorder: Option<crate::recording::Recorder>,
+    /// What a new channel with the same agent needs.
+    pub resumption: crate::reconnect::Resumption,
 }
 
 impl LiveView<'_> {
@@ -83,6 +85,7 @@ impl LiveView<'_> {
         loop {
             let ended = match self.next_wake(commands).await {
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
+                Wake::Relay(Ok(RelayMsg::PeerReconnected { .. })) => self.follow_agent().await,
                 Wake::Relay(msg) => self.on_relay_msg(msg),
                 Wake::Command(cmd) => self.on_command(cmd).await,
                 Wake::PathTick => {
@@ -188,7 +191,7 @@ impl LiveView<'_> {
             Ok(_) => {}
             Err(e) => {
                 info!(error = %e, "session channel closed");
-                return Some(self.relay_reason().await);
+                return self.relay_reason().await;
             }
         }
         None
@@ -478,15 +481,18 @@ fn clock_time() -> String {
 impl LiveView<'_> {
     /// The channel closed under the session: the relay says why in a
     /// moment (an admin's kill, a handover), else the user's side is lost.
-    async fn relay_reason(&mut self) -> LiveEnd {
+    /// The channel closed: the relay says why, or that the agent is back
+    /// on a new connection (the old channel's close came first).
+    async fn relay_reason(&mut self) -> Option<LiveEnd> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
             match tokio::time::timeout_at(deadline, self.control.recv()).await {
-                Ok(Ok(RelayMsg::SessionEnded { reason })) => return ended(reason.as_str()),
+                Ok(Ok(RelayMsg::SessionEnded { reason })) => return Some(ended(reason.as_str())),
+                Ok(Ok(RelayMsg::PeerReconnected { .. })) => return self.follow_agent().await,
                 Ok(Ok(msg)) => {
                     crate::escalate::on_relay_msg(&self.state, self.audit, &self.session, &msg);
                 }
-                Ok(Err(_)) | Err(_) => return ended("agent_lost"),
+                Ok(Err(_)) | Err(_) => return Some(ended("agent_lost")),
             }
         }
     }
@@ -502,7 +508,7 @@ async fn next_copied(
     }
 }
 
-fn ended(reason: &str) -> LiveEnd {
+pub(crate) fn ended(reason: &str) -> LiveEnd {
     LiveEnd {
         reason: reason.to_string(),
         by_viewer: false,
