@@ -19,19 +19,19 @@ use crate::common::WAIT;
 
 /// Which side reaches the relay through the proxy.
 #[derive(Clone, Copy, PartialEq)]
-enum Via {
+pub(crate) enum Via {
     Agent,
     Viewer,
 }
 
-struct Blip {
-    relay: TestRelay,
-    proxy: LossyProxy,
-    v: LiveViewer,
-    agent: Agent,
+pub(crate) struct Blip {
+    pub relay: TestRelay,
+    pub proxy: LossyProxy,
+    pub v: LiveViewer,
+    pub agent: Agent,
 }
 
-async fn live_through_proxy(via: Via, grace: &str) -> Blip {
+pub(crate) async fn live_through_proxy(via: Via, grace: &str) -> Blip {
     let relay = TestRelay::started(&[("reconnect_grace_secs", grace)]);
     let proxy = LossyProxy::start(relay.addr.parse().unwrap(), 0.0, Duration::ZERO).await;
     let proxied = proxy.addr.to_string();
@@ -69,7 +69,7 @@ async fn live_through_proxy(via: Via, grace: &str) -> Blip {
 }
 
 /// Frames keep coming to the viewer for `d` (it acknowledges each).
-async fn watch(v: &mut LiveViewer, d: Duration) {
+pub(crate) async fn watch(v: &mut LiveViewer, d: Duration) {
     let until = Instant::now() + d;
     while Instant::now() < until {
         let _ = v.next_frame(Duration::from_millis(100)).await;
@@ -146,7 +146,7 @@ async fn outage(b: &mut Blip, secs: u64, side: &str) {
     assert_eq!(b.agent.ui.interruptions()[shown_before..], [true, false]);
 }
 
-fn count(relay: &TestRelay, event: &str) -> usize {
+pub(crate) fn count(relay: &TestRelay, event: &str) -> usize {
     relay
         .records()
         .iter()

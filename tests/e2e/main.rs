@@ -25,6 +25,7 @@ mod people;
 mod privacy;
 mod privacy_window;
 mod prompt;
+mod reconnect;
 mod recording;
 mod relay;
 mod reload;

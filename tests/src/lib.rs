@@ -410,6 +410,11 @@ pub mod lossy {
         /// Bumped to send upstream from a new socket (NAT rebinding, or a
         /// laptop moving from Wi-Fi to Ethernet): a new source port.
         generation: AtomicU64,
+        /// Set to strand every flow there is now: their datagrams are
+        /// dropped both ways for good, while new flows (a client's new
+        /// socket) pass. A dead address or a NAT that forgot the mapping:
+        /// what QUIC migration cannot carry.
+        strand: std::sync::atomic::AtomicBool,
     }
 
     impl Drop for LossyProxy {
@@ -441,6 +446,12 @@ pub mod lossy {
         /// From now on, each client's datagrams go upstream from a new port.
         pub fn rebind(&self) {
             self.switches.generation.fetch_add(1, Relaxed);
+        }
+
+        /// The flows there are now carry nothing more, ever; a client's
+        /// new socket gets through.
+        pub fn strand(&self) {
+            self.switches.strand.store(true, Relaxed);
         }
 
         /// Forwards to `upstream`, dropping `loss_percent` of the datagrams
@@ -486,7 +497,8 @@ pub mod lossy {
         source_ip: &'static str,
     ) {
         let mut coin = Coin(0x9e37_79b9_7f4a_7c15);
-        let mut backs: HashMap<(SocketAddr, u64), Arc<UdpSocket>> = HashMap::new();
+        type Flow = (Arc<UdpSocket>, Arc<std::sync::atomic::AtomicBool>);
+        let mut backs: HashMap<(SocketAddr, u64), Flow> = HashMap::new();
         let mut buf = vec![0u8; 65536];
         loop {
             let Ok((n, client)) = front.recv_from(&mut buf).await else {
@@ -496,25 +508,34 @@ pub mod lossy {
                 counts.dropped.fetch_add(1, Relaxed);
                 continue;
             }
+            if switches.strand.swap(false, Relaxed) {
+                for (_, dead) in backs.values() {
+                    dead.store(true, Relaxed);
+                }
+            }
             let key = (client, switches.generation.load(Relaxed));
-            let back = match backs.get(&key) {
+            let (back, dead) = match backs.get(&key) {
                 Some(b) => b.clone(),
                 None => {
                     let Ok(b) = UdpSocket::bind((source_ip, 0)).await else {
                         continue;
                     };
-                    let b = Arc::new(b);
-                    backs.insert(key, b.clone());
+                    let flow = (Arc::new(b), Arc::default());
+                    backs.insert(key, flow.clone());
                     tokio::spawn(back_to_client(
-                        b.clone(),
+                        flow.clone(),
                         front.clone(),
                         client,
                         (loss, delay),
                         (counts.clone(), switches.clone()),
                     ));
-                    b
+                    flow
                 }
             };
+            if dead.load(Relaxed) {
+                counts.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
             if coin.drop(loss) {
                 counts.dropped.fetch_add(1, Relaxed);
                 continue;
@@ -533,7 +554,7 @@ pub mod lossy {
     }
 
     async fn back_to_client(
-        back: Arc<UdpSocket>,
+        (back, dead): (Arc<UdpSocket>, Arc<std::sync::atomic::AtomicBool>),
         front: Arc<UdpSocket>,
         client: SocketAddr,
         (loss, delay): (f64, Duration),
@@ -545,7 +566,7 @@ pub mod lossy {
             let Ok((n, _)) = back.recv_from(&mut buf).await else {
                 return;
             };
-            if switches.blackout.load(Relaxed) || coin.drop(loss) {
+            if switches.blackout.load(Relaxed) || dead.load(Relaxed) || coin.drop(loss) {
                 counts.dropped.fetch_add(1, Relaxed);
                 continue;
             }

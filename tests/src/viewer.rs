@@ -45,6 +45,16 @@ pub struct LiveViewer {
     pub clipboard: Vec<String>,
     /// File messages the agent sent.
     pub files: Vec<assent_proto::files::FileMsg>,
+    /// What following the agent onto a new connection needs.
+    resumption: Resumption,
+    /// Times the agent came back on a new connection and was followed.
+    pub reconnections: u32,
+}
+
+struct Resumption {
+    key: SecretKey,
+    agent_key: PublicKey,
+    secret: assent_client::e2e::ResumeSecret,
 }
 
 impl std::fmt::Debug for LiveViewer {
@@ -89,6 +99,11 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         Err(e) => return Ok(Pairing::Refused(format!("handshake: {e}"))),
     };
     let code = e2e.verification_code().to_string();
+    let resumption = Resumption {
+        key: channel_key.clone(),
+        agent_key: device_key,
+        secret: e2e.resume_secret(),
+    };
     let scope = loop {
         match viewer.next_event().await {
             Ok(ViewerEvent::Consent(ConsentDecision::Denied | ConsentDecision::Timeout)) => {
@@ -124,6 +139,8 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         permissions: None,
         clipboard: Vec::new(),
         files: Vec::new(),
+        resumption,
+        reconnections: 0,
     })))
 }
 
@@ -134,7 +151,15 @@ impl LiveViewer {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let msg = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(m) => m?,
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    // As the real viewer: a closed channel may be the
+                    // agent coming back on a new connection.
+                    if self.follow_reconnect().await? {
+                        continue;
+                    }
+                    return Err(e.into());
+                }
                 Err(_) => return Ok(false),
             };
             match msg {
@@ -168,6 +193,32 @@ impl LiveViewer {
                 _ => {}
             }
         }
+    }
+
+    /// After the channel closed: whether the relay says the agent is back
+    /// on a new connection (then the channel is followed onto it).
+    async fn follow_reconnect(&mut self) -> anyhow::Result<bool> {
+        let wait = Duration::from_secs(2);
+        loop {
+            match tokio::time::timeout(wait, self.viewer.control.recv()).await {
+                Ok(Ok(assent_proto::wire::RelayMsg::PeerReconnected { .. })) => break,
+                Ok(Ok(_)) => continue,
+                Ok(Err(_)) | Err(_) => return Ok(false),
+            }
+        }
+        let r = &self.resumption;
+        let (tx, rx, secret) = assent_client::resume::follow(
+            &mut self.viewer.control,
+            assent_proto::wire::Role::Viewer,
+            &r.key,
+            r.agent_key,
+            &r.secret,
+        )
+        .await
+        .context("following the agent onto its new connection")?;
+        (self.tx, self.rx, self.resumption.secret) = (tx, rx, secret);
+        self.reconnections += 1;
+        Ok(true)
     }
 
     /// Decodes frames until `pred` holds on the screen or `limit` passes.
