@@ -109,7 +109,7 @@ pub struct LiveSession {
     /// What the user allows beyond the scope (the clipboard).
     pub permissions: crate::permissions::Permissions,
     /// Coming back on a new connection after a long silence.
-    pub reconnect: crate::reconnect::Reconnection,
+    pub reconnect: assent_client::resume::Reconnector,
 }
 
 /// What the live session learns that matters once it ends.
@@ -293,7 +293,7 @@ impl LiveSession {
                 self.on_permission_request(p).await
             }
             Ok(_) => {}
-            Err(_) if self.carried_on().await => {}
+            Err(_) if self.carried_on().await || self.viewer_came_back().await => {}
             Err(e) => {
                 // Usually the other side ended: the relay says how (see `finish`).
                 self.end.channel_closed = true;
@@ -322,9 +322,10 @@ impl LiveSession {
                 Ok(())
             }
             Ok(RelayMsg::ResumeCredential { credential }) => {
-                self.on_resume_credential(credential);
+                self.reconnect.credential(&self.offer.session, credential);
                 Ok(())
             }
+            Ok(RelayMsg::PeerReconnected { .. }) => self.follow_viewer().await,
             Ok(_) => Ok(()),
             Err(_) if self.carried_on().await => Ok(()),
             Err(e) => Err(format!("The connection to the relay was lost: {e}")),

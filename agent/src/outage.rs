@@ -34,7 +34,12 @@ impl LiveSession {
             info!(own, "own path changed");
             self.set_outage(|o| o.own = own);
         }
-        self.maybe_reconnect(self.outage.own, std::time::Instant::now());
+        if self
+            .reconnect
+            .look(self.outage.own, std::time::Instant::now())
+        {
+            info!("own path silent: trying a new connection");
+        }
     }
 
     /// Back on a new connection: the path works (the clock starts afresh).

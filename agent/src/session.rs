@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use assent_client::e2e::{ChannelReader, ChannelWriter};
+use assent_client::resume::Reconnector;
 use assent_client::{AgentPending, ClientError};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::permission::Permission;
-use assent_proto::wire::{ConsentDecision, ErrorKind, RelayMsg, SessionOffer};
+use assent_proto::wire::{ConsentDecision, ErrorKind, RelayMsg, Role, SessionOffer};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -199,7 +200,13 @@ async fn live_session(
     } = accepted;
     let reporter = live.scope_reporter();
     let code = e2e.verification_code().to_string();
-    let resume_secret = e2e.resume_secret();
+    let reconnect = Reconnector::new(
+        (&ctx.rejoin.relay, &ctx.rejoin.ca),
+        Role::Agent,
+        ctx.rejoin.device_key.clone(),
+        PublicKey(offer.technician_key),
+        e2e.resume_secret(),
+    );
     let channel = e2e.into_channel(live.data.send, live.data.recv);
     let agreed = agree_screen_format(channel).await;
     let ((tx, rx), (guarded, frames)) = match (agreed, capture) {
@@ -242,7 +249,7 @@ async fn live_session(
         rejoin: ctx.rejoin.clone(),
         outage: Default::default(),
         permissions: crate::permissions::Permissions::new(&ctx.files),
-        reconnect: crate::reconnect::Reconnection::new(resume_secret),
+        reconnect,
     })
 }
 

@@ -70,13 +70,26 @@ pub fn technician_on(
     extra: &[&str],
     log: &str,
 ) -> (Person, String) {
+    technician_via(display, relay, &relay.addr, (home, key), ticket, extra, log)
+}
+
+/// [`technician_on`], reaching the relay at `addr` (a proxy in front of it).
+pub fn technician_via(
+    display: Option<&str>,
+    relay: &TestRelay,
+    addr: &str,
+    (home, key): (&Path, &Path),
+    ticket: &str,
+    extra: &[&str],
+    log: &str,
+) -> (Person, String) {
     let mut command = Command::new(bin("assent-viewer"));
     if let Some(display) = display {
         command.env("DISPLAY", display);
     }
     let mut child = command
         .args(["connect", "--headless", "--ticket", ticket])
-        .args(["--relay", &relay.addr, "--ca"])
+        .args(["--relay", addr, "--ca"])
         .arg(relay.ca())
         .arg("--key")
         .arg(key)

@@ -13,10 +13,12 @@ use assent_client::{ClientError, Control};
 use assent_proto::identity::SecretKey;
 use assent_proto::session_msg::InputEvent;
 use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, Role};
+use assent_tests::lossy::LossyProxy;
 use assent_tests::TestRelay;
 
 use crate::blips::{count, live_through_proxy, watch, Via};
 use crate::common::WAIT;
+use crate::people::{technician_via, user, Person};
 
 /// A client that says `Resume` for `session` with `credential`, proving
 /// `key`; what the relay answers.
@@ -149,4 +151,76 @@ async fn a_dead_connection_is_replaced_by_a_new_one_and_strangers_are_refused() 
         assert_eq!(count(&b.relay, event), n, "{event}: {:?}", b.relay.events());
     }
     assert_eq!(b.agent.ui.interruptions(), [true, false]);
+}
+
+/// The frames count of the viewer's next statistics line.
+fn frames(viewer: &Person) -> u64 {
+    let line = viewer.hear("\"fps\"");
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    json["frames"].as_u64().unwrap()
+}
+
+/// The technician's side: the real headless viewer's connection is
+/// stranded; it comes back on a new one, the real `--tty` agent follows it
+/// onto a new channel, and a change on the user's screen reaches the
+/// technician again. Both audits have it; the user is not asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_technicians_viewer_comes_back_on_a_new_connection() {
+    let display = assent_xvfb::Xvfb::start_with_size(320, 200);
+    let relay = TestRelay::started(&[("reconnect_grace_secs", "20")]);
+    let proxy = LossyProxy::start(relay.addr.parse().unwrap(), 0.0, Duration::ZERO).await;
+    let home = assent_tests::tempdir();
+    let key = home.path().join("tech.key");
+    relay.enrol_keyfile("alice", &key);
+    let via = proxy.addr.to_string();
+    let (viewer, code) = technician_via(
+        None,
+        &relay,
+        &via,
+        (home.path(), &key),
+        "T-6101",
+        &[],
+        "info",
+    );
+    let mut agent = user(&relay, home.path(), display.display(), &code, "info");
+    agent.say("v");
+    assert!(frames(&viewer) > 0, "no first frame");
+    proxy.strand();
+    let rec = relay
+        .wait_record_async(Duration::from_secs(15), |r| {
+            r["event"] == "session_reconnected"
+        })
+        .await
+        .unwrap_or_else(|| panic!("no session_reconnected: {:?}", relay.events()));
+    assert_eq!(rec["side"], "viewer");
+    // The agent followed: a change on the user's screen reaches the viewer.
+    let before = frames(&viewer);
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut colour = 0x20_40_60;
+    while frames(&viewer) <= before {
+        assert!(
+            Instant::now() < until,
+            "no frame after the viewer came back"
+        );
+        colour += 0x10;
+        assent_tests::x11::paint_root(display.display(), colour);
+    }
+    agent.say("e");
+    let end = relay
+        .wait_record_async(WAIT, |r| r["event"] == "session_end")
+        .await
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_ended", "{end}");
+    assert_eq!(count(&relay, "consent"), 1);
+    let audit = home.path().join("data/assent/audit.jsonl");
+    let viewer_audit = std::fs::read_to_string(audit).unwrap_or_default();
+    assert!(
+        viewer_audit.contains("\"event\":\"session_reconnected\"")
+            && viewer_audit.contains("\"side\":\"viewer\""),
+        "{viewer_audit}"
+    );
+    // The credential is a secret: in no log.
+    let logs =
+        relay.log_text() + &std::fs::read_to_string(home.path().join("viewer-T-6101.log")).unwrap();
+    assert!(!logs.contains("credential"), "a credential in a log");
 }

@@ -41,6 +41,8 @@ enum Wake {
     Copied(Option<assent_clipboard::Copied>),
     /// A file going out has room for its next chunk.
     FileChunk,
+    /// An attempt to carry on over a new connection ended.
+    Reconnected(Box<Result<assent_client::resume::Resumed, ClientError>>),
 }
 
 pub struct LiveView<'a> {
@@ -68,8 +70,8 @@ pub struct LiveView<'a> {
     pub transfers: assent_files::Transfers,
     /// The recording being written, while the user allows it.
     pub recorder: Option<crate::recording::Recorder>,
-    /// What a new channel with the same agent needs.
-    pub resumption: crate::reconnect::Resumption,
+    /// Coming back on a new connection, or following the agent onto one.
+    pub reconnect: assent_client::resume::Reconnector,
 }
 
 impl LiveView<'_> {
@@ -85,8 +87,7 @@ impl LiveView<'_> {
         loop {
             let ended = match self.next_wake(commands).await {
                 Wake::Peer(msg) => self.on_peer_msg(msg).await,
-                Wake::Relay(Ok(RelayMsg::PeerReconnected { .. })) => self.follow_agent().await,
-                Wake::Relay(msg) => self.on_relay_msg(msg),
+                Wake::Relay(msg) => self.on_relay_msg(msg).await,
                 Wake::Command(cmd) => self.on_command(cmd).await,
                 Wake::PathTick => {
                     self.on_path_tick();
@@ -98,6 +99,10 @@ impl LiveView<'_> {
                 }
                 Wake::FileChunk => {
                     self.send_file_chunk().await;
+                    None
+                }
+                Wake::Reconnected(result) => {
+                    self.on_reconnected(*result).await;
                     None
                 }
             };
@@ -116,6 +121,7 @@ impl LiveView<'_> {
             cmd = commands.recv() => Wake::Command(cmd),
             _ = self.outage.clock.tick() => Wake::PathTick,
             copied = next_copied(&mut self.clipboard) => Wake::Copied(copied),
+            resumed = self.reconnect.finished() => Wake::Reconnected(Box::new(resumed)),
             // Between frames and input, not ahead of them: one chunk per turn.
             _ = std::future::ready(()), if self.transfers.may_send() => Wake::FileChunk,
         }
@@ -252,8 +258,14 @@ impl LiveView<'_> {
             .await;
     }
 
-    fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
+    async fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
         match msg {
+            Ok(RelayMsg::PeerReconnected { .. }) => self.follow_agent().await,
+            Ok(RelayMsg::ResumeCredential { credential }) => {
+                self.reconnect.credential(&self.session, credential);
+                None
+            }
+            Err(_) if self.carried_on().await => None,
             Ok(RelayMsg::SessionEnded { reason }) => Some(ended(reason.as_str())),
             Ok(RelayMsg::PeerInterrupted { .. }) => {
                 self.on_peer_path(true);
@@ -484,6 +496,9 @@ impl LiveView<'_> {
     /// The channel closed: the relay says why, or that the agent is back
     /// on a new connection (the old channel's close came first).
     async fn relay_reason(&mut self) -> Option<LiveEnd> {
+        if self.carried_on().await {
+            return None;
+        }
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
             match tokio::time::timeout_at(deadline, self.control.recv()).await {

@@ -23,6 +23,19 @@ impl LiveView<'_> {
             self.outage.own = silent;
             self.show_outage();
         }
+        if self
+            .reconnect
+            .look(self.outage.own, std::time::Instant::now())
+        {
+            info!("own path silent: trying a new connection");
+        }
+    }
+
+    /// Back on a new connection: the path works.
+    pub(crate) fn own_path_back(&mut self) {
+        if std::mem::take(&mut self.outage.own) {
+            self.show_outage();
+        }
     }
 
     /// The relay's word on the user's path.

@@ -1,48 +1,36 @@
-//! The user's agent came back on a new connection (its old one could not
-//! reach the relay any more): the relay opened a new data stream to this
-//! viewer, and the channel starts again on it, bound to the old channel
-//! (`assent_client::resume`), so only the same agent can continue it.
+//! A connection that cannot reach the relay any more, on either side. This
+//! viewer comes back on a new connection when its own path has stayed
+//! silent (`assent_client::resume::Reconnector`), and follows the user's
+//! agent when the relay says it came back: either way a new data stream
+//! carries a channel bound to the old one, so only the same two parties
+//! can continue it.
 
-use assent_client::e2e::{E2e, ResumeSecret};
-use assent_client::resume;
-use assent_proto::identity::{PublicKey, SecretKey};
+use assent_client::e2e::E2e;
+use assent_client::resume::{Reconnector, Resumed};
+use assent_client::{ClientError, PathClock};
+use assent_proto::identity::PublicKey;
 use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
 use assent_proto::wire::Role;
 use tracing::{info, warn};
 
 use crate::live::{ended, LiveEnd, LiveView};
-use crate::session::fields;
+use crate::session::{fields, ConnectConfig};
 
-/// What a new channel with the same agent needs.
-pub struct Resumption {
-    pub key: SecretKey,
-    pub agent_key: PublicKey,
-    pub secret: ResumeSecret,
-}
-
-impl Resumption {
-    pub fn new(key: &SecretKey, agent_key: PublicKey, e2e: &E2e) -> Resumption {
-        Resumption {
-            key: key.clone(),
-            agent_key,
-            secret: e2e.resume_secret(),
-        }
-    }
+/// This session's: the technician's key, and the agent the channel is with.
+pub(crate) fn reconnector(config: &ConnectConfig, agent_key: PublicKey, e2e: &E2e) -> Reconnector {
+    let relay = (config.relay.as_str(), config.ca.as_path());
+    let key = config.key.clone();
+    Reconnector::new(relay, Role::Viewer, key, agent_key, e2e.resume_secret())
 }
 
 impl LiveView<'_> {
+    /// The user's agent is back on a new connection.
     pub(crate) async fn follow_agent(&mut self) -> Option<LiveEnd> {
-        let r = &self.resumption;
-        let control = &mut *self.control;
-        match resume::follow(control, Role::Viewer, &r.key, r.agent_key, &r.secret).await {
-            Ok((tx, rx, secret)) => {
+        match self.reconnect.follow(self.control).await {
+            Ok((tx, rx)) => {
                 info!("the user's agent is back on a new connection");
-                (self.tx, self.rx, self.resumption.secret) = (tx, rx, secret);
-                let f = fields! {"session" => self.session, "side" => "agent"};
-                self.audit.record("session_reconnected", f);
-                // Frames in flight were lost with the old connection.
-                let ask = SessionMsg::Control(SessionControl::KeyframeRequest);
-                let _ = self.tx.send(&ask).await;
+                (self.tx, self.rx) = (tx, rx);
+                self.after_new_channel("agent").await;
                 None
             }
             Err(e) => {
@@ -52,5 +40,41 @@ impl LiveView<'_> {
                 )))
             }
         }
+    }
+
+    /// The old connection failed under the session: when a new one is
+    /// being made, its outcome decides whether the session goes on.
+    pub(crate) async fn carried_on(&mut self) -> bool {
+        if !self.reconnect.in_flight() {
+            return false;
+        }
+        let result = self.reconnect.finished().await;
+        let ok = result.is_ok();
+        self.on_reconnected(result).await;
+        ok
+    }
+
+    pub(crate) async fn on_reconnected(&mut self, result: Result<Resumed, ClientError>) {
+        let resumed = match self.reconnect.settle(result) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "could not carry the session on over a new connection");
+                return;
+            }
+        };
+        info!("the session carries on over a new connection");
+        *self.control = resumed.control;
+        (self.tx, self.rx) = (resumed.tx, resumed.rx);
+        self.outage.clock = PathClock::default();
+        self.own_path_back();
+        self.after_new_channel("viewer").await;
+    }
+
+    /// Frames in flight on the old channel are gone: ask for a whole one.
+    async fn after_new_channel(&mut self, side: &str) {
+        let f = fields! {"session" => self.session, "side" => side};
+        self.audit.record("session_reconnected", f);
+        let ask = SessionMsg::Control(SessionControl::KeyframeRequest);
+        let _ = self.tx.send(&ask).await;
     }
 }

@@ -16,7 +16,6 @@ use tracing::info;
 
 use crate::checklist::{Checklist, Fact, NoteProblem, Outcome};
 use crate::live::{LiveEnd, LiveView};
-use crate::reconnect::Resumption;
 use crate::record::{AuditWriter, SessionNote};
 
 pub struct ConnectConfig {
@@ -311,7 +310,7 @@ async fn run_session(
         .await
         .context("opening the session stream")?;
     let code = paired.e2e.verification_code().to_string();
-    let resumption = Resumption::new(&ctx.config.key, paired.device_key, &paired.e2e);
+    let reconnect = crate::reconnect::reconnector(ctx.config, paired.device_key, &paired.e2e);
     let (mut tx, mut rx) = paired.e2e.into_channel(data.send, data.recv);
     let session = paired.session;
     ctx.audit.record(
@@ -358,7 +357,7 @@ async fn run_session(
             assent_files::Limits::default(),
         ),
         recorder: None,
-        resumption,
+        reconnect,
     };
     let (end, tx, rx) = live.run(commands).await;
     let finished =

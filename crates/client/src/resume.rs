@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use assent_proto::identity::{PublicKey, SecretKey};
-use assent_proto::wire::{ClientMsg, RelayMsg, Role};
+use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, Role};
 
 use crate::e2e::{ChannelReader, ChannelWriter, ResumeSecret};
 use crate::{unexpected, ClientError, Control, DataStream};
@@ -37,6 +37,142 @@ impl std::fmt::Debug for ResumeTicket {
             .field("relay", &self.relay)
             .field("session", &self.session)
             .finish_non_exhaustive()
+    }
+}
+
+/// Own path silent this long: try a new connection (migration and QUIC's
+/// own retransmissions had their chance).
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(3);
+/// Between failed attempts.
+pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+
+/// One side's bookkeeping for coming back: the ticket once the relay sent
+/// the credential, the secret the next channel is bound to, and the
+/// attempt under way. The same for agent and viewer.
+pub struct Reconnector {
+    relay: String,
+    ca: std::path::PathBuf,
+    role: Role,
+    key: SecretKey,
+    peer: PublicKey,
+    ticket: Option<ResumeTicket>,
+    secret: ResumeSecret,
+    attempt: Option<tokio::task::JoinHandle<Result<Resumed, ClientError>>>,
+    silent_since: Option<std::time::Instant>,
+    next_try: Option<std::time::Instant>,
+    /// The relay said there is no session to carry on: stop trying.
+    refused: bool,
+}
+
+impl Reconnector {
+    /// For `role` at `relay` (checked against `ca`), proving `key`, with
+    /// `peer` on the other end of `secret`'s channel.
+    pub fn new(
+        (relay, ca): (&str, &Path),
+        role: Role,
+        key: SecretKey,
+        peer: PublicKey,
+        secret: ResumeSecret,
+    ) -> Reconnector {
+        Reconnector {
+            relay: relay.to_string(),
+            ca: ca.to_path_buf(),
+            role,
+            key,
+            peer,
+            ticket: None,
+            secret,
+            attempt: None,
+            silent_since: None,
+            next_try: None,
+            refused: false,
+        }
+    }
+
+    /// The relay's `ResumeCredential` for this side of `session`.
+    pub fn credential(&mut self, session: &str, credential: [u8; 32]) {
+        self.ticket = Some(ResumeTicket {
+            relay: self.relay.clone(),
+            ca: self.ca.clone(),
+            session: session.to_string(),
+            credential,
+        });
+    }
+
+    /// Called on every look at the own path: starts an attempt once it has
+    /// been silent for [`RECONNECT_AFTER`], then every [`RETRY_EVERY`].
+    /// Whether one started.
+    pub fn look(&mut self, own_silent: bool, now: std::time::Instant) -> bool {
+        if !own_silent {
+            self.silent_since = None;
+            self.next_try = None;
+            return false;
+        }
+        let since = *self.silent_since.get_or_insert(now);
+        let due = self.next_try.unwrap_or(since + RECONNECT_AFTER);
+        if self.refused || self.attempt.is_some() || now < due {
+            return false;
+        }
+        let Some(ticket) = self.ticket.clone() else {
+            return false;
+        };
+        self.next_try = Some(now + RETRY_EVERY);
+        let (role, key, peer) = (self.role, self.key.clone(), self.peer);
+        let secret = self.secret.clone();
+        self.attempt = Some(tokio::spawn(async move {
+            resume(&ticket, role, &key, peer, &secret).await
+        }));
+        true
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.attempt.is_some()
+    }
+
+    /// The attempt's result, once there is one (never, without one).
+    pub async fn finished(&mut self) -> Result<Resumed, ClientError> {
+        let Some(attempt) = self.attempt.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = attempt
+            .await
+            .unwrap_or_else(|e| Err(ClientError::Protocol(format!("resume attempt: {e}"))));
+        self.attempt = None;
+        result
+    }
+
+    /// Takes an attempt's outcome: the session carried on (the caller swaps
+    /// it in), or why not (a refusal ends the trying).
+    pub fn settle(&mut self, result: Result<Resumed, ClientError>) -> Result<Resumed, ClientError> {
+        match &result {
+            Ok(r) => {
+                self.secret = r.secret.clone();
+                self.silent_since = None;
+                self.next_try = None;
+            }
+            Err(e) => self.refused |= e.refusal() == Some(ErrorKind::NotResumable),
+        }
+        result
+    }
+
+    /// The other side came back on a new connection: its data stream on
+    /// this connection, and the channel bound to the current secret.
+    pub async fn follow(
+        &mut self,
+        control: &mut Control,
+    ) -> Result<(ChannelWriter, ChannelReader), ClientError> {
+        let (tx, rx, secret) =
+            follow(control, self.role, &self.key, self.peer, &self.secret).await?;
+        self.secret = secret;
+        Ok((tx, rx))
+    }
+}
+
+impl Drop for Reconnector {
+    fn drop(&mut self) {
+        if let Some(a) = self.attempt.take() {
+            a.abort();
+        }
     }
 }
 
