@@ -174,10 +174,7 @@ impl LiveSession {
                     self.send_file_chunk().await;
                     Ok(())
                 }
-                Wake::Reconnected(result) => {
-                    self.on_reconnected(*result).await;
-                    Ok(())
-                }
+                Wake::Reconnected(result) => self.on_reconnected(*result).await,
             };
             if let Err(message) = ended {
                 break message;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use assent_client::resume::Resumed;
 use assent_client::{ClientError, PathClock};
-use assent_proto::wire::RelayMsg;
+use assent_proto::wire::{ErrorKind, RelayMsg};
 use tracing::{info, warn};
 
 use crate::live::LiveSession;
@@ -30,16 +30,30 @@ impl LiveSession {
         }
         let result = self.reconnect.finished().await;
         let ok = result.is_ok();
-        self.on_reconnected(result).await;
+        let _ = self.on_reconnected(result).await;
         ok
     }
 
-    pub(crate) async fn on_reconnected(&mut self, result: Result<Resumed, ClientError>) {
+    /// An attempt's outcome: carried on, try again later, or (the relay
+    /// says there is no session left: the grace ran out) over.
+    pub(crate) async fn on_reconnected(
+        &mut self,
+        result: Result<Resumed, ClientError>,
+    ) -> Result<(), String> {
         let resumed = match self.reconnect.settle(result) {
             Ok(r) => r,
+            Err(e) if e.refusal() == Some(ErrorKind::NotResumable) => {
+                warn!(
+                    "the relay has no session to carry on: it ended while the connection was down"
+                );
+                return Err(format!(
+                    "The connection to {} was down for too long: the session ended.",
+                    self.technician()
+                ));
+            }
             Err(e) => {
                 warn!(error = %e, "could not carry the session on over a new connection");
-                return;
+                return Ok(());
             }
         };
         info!("the session carries on over a new connection");
@@ -48,6 +62,7 @@ impl LiveSession {
         self.outage.clock = PathClock::default();
         self.own_path_back();
         self.after_new_channel().await;
+        Ok(())
     }
 
     /// The technician's viewer came back on a new connection.

@@ -224,3 +224,36 @@ async fn the_technicians_viewer_comes_back_on_a_new_connection() {
         relay.log_text() + &std::fs::read_to_string(home.path().join("viewer-T-6101.log")).unwrap();
     assert!(!logs.contains("credential"), "a credential in a log");
 }
+
+/// A connection that stays dead past the grace: the relay ends the session
+/// (`agent_lost`), and the agent's next attempt hears there is nothing to
+/// carry on, so it ends at once and says why, instead of waiting out its
+/// old connection's idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_after_the_grace_ends_the_agents_session() {
+    let b = live_through_proxy(Via::Agent, "2").await;
+    b.proxy.strand();
+    let end = b
+        .relay
+        .wait_record_async(WAIT, |r| r["event"] == "session_end")
+        .await
+        .expect("session_end");
+    assert_eq!(end["reason"], "agent_lost");
+    let outcome = tokio::time::timeout(WAIT, b.agent.task)
+        .await
+        .expect("the agent did not end")
+        .unwrap()
+        .unwrap();
+    match outcome {
+        assent_agent::session::Outcome::Ended(m) => {
+            assert!(m.contains("down for too long"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let refused = b.relay.records().into_iter().any(|r| {
+        r["event"] == "auth_failed"
+            && ["resume_unknown_session", "resume_not_live"]
+                .contains(&r["reason"].as_str().unwrap_or(""))
+    });
+    assert!(refused, "{:?}", b.relay.events());
+}

@@ -70,10 +70,16 @@ async fn pair_forward_both_ways_and_audit_in_order() {
     assert_eq!(end["bytes_to_viewer"], 300_000);
     assert_eq!(end["bytes_to_agent"], 200_000);
     assert!(end["duration_ms"].as_u64().is_some());
-    // The agent is told.
-    let msg = tokio::time::timeout(WAIT, live.control.recv())
-        .await
-        .unwrap();
+    // The agent is told (after the resume credential it got at the start).
+    let msg = loop {
+        match tokio::time::timeout(WAIT, live.control.recv())
+            .await
+            .unwrap()
+        {
+            Ok(RelayMsg::ResumeCredential { .. }) => continue,
+            other => break other,
+        }
+    };
     assert!(
         matches!(
             msg,

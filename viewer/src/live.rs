@@ -101,10 +101,7 @@ impl LiveView<'_> {
                     self.send_file_chunk().await;
                     None
                 }
-                Wake::Reconnected(result) => {
-                    self.on_reconnected(*result).await;
-                    None
-                }
+                Wake::Reconnected(result) => self.on_reconnected(*result).await,
             };
             if let Some(mut end) = ended {
                 self.stop_recording().await;

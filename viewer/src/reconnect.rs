@@ -10,7 +10,7 @@ use assent_client::resume::{Reconnector, Resumed};
 use assent_client::{ClientError, PathClock};
 use assent_proto::identity::PublicKey;
 use assent_proto::session_msg::{Control as SessionControl, SessionMsg};
-use assent_proto::wire::Role;
+use assent_proto::wire::{ErrorKind, Role};
 use tracing::{info, warn};
 
 use crate::live::{ended, LiveEnd, LiveView};
@@ -50,16 +50,27 @@ impl LiveView<'_> {
         }
         let result = self.reconnect.finished().await;
         let ok = result.is_ok();
-        self.on_reconnected(result).await;
+        let _ = self.on_reconnected(result).await;
         ok
     }
 
-    pub(crate) async fn on_reconnected(&mut self, result: Result<Resumed, ClientError>) {
+    /// An attempt's outcome: carried on, try again later, or (the relay
+    /// says there is no session left: the grace ran out) over.
+    pub(crate) async fn on_reconnected(
+        &mut self,
+        result: Result<Resumed, ClientError>,
+    ) -> Option<LiveEnd> {
         let resumed = match self.reconnect.settle(result) {
             Ok(r) => r,
+            Err(e) if e.refusal() == Some(ErrorKind::NotResumable) => {
+                warn!(
+                    "the relay has no session to carry on: it ended while the connection was down"
+                );
+                return Some(ended("viewer_lost"));
+            }
             Err(e) => {
                 warn!(error = %e, "could not carry the session on over a new connection");
-                return;
+                return None;
             }
         };
         info!("the session carries on over a new connection");
@@ -68,6 +79,7 @@ impl LiveView<'_> {
         self.outage.clock = PathClock::default();
         self.own_path_back();
         self.after_new_channel("viewer").await;
+        None
     }
 
     /// Frames in flight on the old channel are gone: ask for a whole one.

@@ -106,14 +106,19 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The relay's last word: its `SessionEnded`, or why the connection failed
-/// (news of the peer's path along the way is not the end).
+/// (news of the peer's path, or this side's resume credential, along the
+/// way is not the end).
 async fn until_over(
     control: &mut assent_client::Control,
 ) -> Result<assent_proto::wire::RelayMsg, assent_client::ClientError> {
     use assent_proto::wire::RelayMsg;
     loop {
         match control.recv().await {
-            Ok(RelayMsg::PeerInterrupted { .. } | RelayMsg::PeerResumed { .. }) => continue,
+            Ok(
+                RelayMsg::PeerInterrupted { .. }
+                | RelayMsg::PeerResumed { .. }
+                | RelayMsg::ResumeCredential { .. },
+            ) => continue,
             other => return other,
         }
     }
