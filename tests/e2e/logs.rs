@@ -117,3 +117,31 @@ fn agent_and_viewer_log_json_lines() {
     let stderr = String::from_utf8_lossy(&agent.stderr);
     assert!(!json_lines(&stderr).is_empty(), "no JSON lines: {stderr}");
 }
+
+/// The relay says at start which UDP offloads (GSO, GRO) its socket has,
+/// with the segment counts quinn will use.
+#[test]
+fn the_relay_reports_udp_offload_at_start() {
+    let relay = TestRelay::started(&[]);
+    let line = assent_tests::eventually(std::time::Duration::from_secs(5), || {
+        let text = relay.log_text();
+        text.lines()
+            .find(|l| l.contains("UDP offload"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no offload report: {}", relay.log_text()));
+    for field in ["gso_segments=", "gro_segments="] {
+        let at = line
+            .find(field)
+            .unwrap_or_else(|| panic!("{field} in {line}"));
+        let value: String = line[at + field.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert!(
+            value.parse::<u32>().is_ok_and(|n| n >= 1),
+            "{field} in {line}"
+        );
+    }
+    assert!(line.contains("segmentation (GSO) o"), "{line}");
+}

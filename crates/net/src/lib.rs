@@ -220,7 +220,28 @@ fn bind_udp(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
         tracing::info!(granted_kib = granted / 1024, "UDP receive buffer");
     }
     socket.bind(&listen.into())?;
-    Ok(socket.into())
+    let socket: std::net::UdpSocket = socket.into();
+    report_offload(&socket);
+    Ok(socket)
+}
+
+/// Says at start which UDP offloads the kernel gives this socket: with
+/// segmentation (GSO) one system call sends many datagrams, with receive
+/// offload (GRO) one call takes many; quinn uses both where they exist.
+fn report_offload(socket: &std::net::UdpSocket) {
+    match quinn::udp::UdpSocketState::new(socket.into()) {
+        Ok(state) => {
+            let (gso, gro) = (state.max_gso_segments(), state.gro_segments());
+            tracing::info!(
+                gso_segments = gso,
+                gro_segments = gro,
+                "UDP offload: segmentation (GSO) {}, receive offload (GRO) {}",
+                if gso > 1 { "on" } else { "off" },
+                if gro > 1 { "on" } else { "off" },
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot ask the kernel about UDP offload"),
+    }
 }
 
 /// A client endpoint that trusts only the CA certificates in `ca_pem`
