@@ -10,6 +10,7 @@ pub mod audit_writer;
 pub mod check;
 pub mod config;
 pub mod handover;
+pub mod load;
 pub mod metrics;
 pub mod registry;
 pub mod reload;
@@ -187,7 +188,10 @@ pub async fn serve(
         state: Mutex::new(state),
         shutdown: shutdown_rx,
         tasks: Default::default(),
+        load: Default::default(),
     });
+    tokio::spawn(load::sample(shared.load.clone()));
+    load::start_stall_hook();
     audit
         .record(
             "relay_started",

@@ -155,6 +155,8 @@ pub struct Shared {
     pub state: Mutex<State>,
     pub shutdown: watch::Receiver<bool>,
     pub tasks: crate::tracker::Tracker,
+    /// Whether the relay keeps up (new sessions wait while it does not).
+    pub load: Arc<crate::load::LoadGauge>,
 }
 
 impl Shared {

@@ -43,6 +43,10 @@ pub(super) async fn agent_flow(
             return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
         }
     };
+    // Before the code is looked at: a busy relay spends no code.
+    if let Err(r) = super::admit(&shared, Role::Agent, peer.addr).await {
+        return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
+    }
     let handoff = redeem_code(&shared, peer.addr.ip(), code).and_then(|invite| {
         hand_to_session(&shared, &invite, (&device, device_key)).map(|tx| (invite, tx))
     });

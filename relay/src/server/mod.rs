@@ -269,6 +269,25 @@ pub async fn refuse(
     conn.close(close::REFUSED, b"refused");
 }
 
+/// New sessions wait while the relay is behind ([`crate::load`]): the
+/// client is told when to try again, and the refusal is on record as
+/// `admission_refused` (coalesced, with how many it covers).
+pub(crate) async fn admit(shared: &Shared, role: Role, peer: SocketAddr) -> Result<(), Refusal> {
+    let now = Instant::now();
+    let Some(busy) = shared.load.busy(now) else {
+        return Ok(());
+    };
+    if let Some(refused) = shared.load.refused(now) {
+        let fields = fields! {
+            "role" => role.as_str(), "peer" => peer.to_string(), "reason" => "busy",
+            "lag_ms" => busy.lag_ms, "retry_after_secs" => busy.retry_after_secs,
+            "refused" => refused,
+        };
+        let _ = shared.audit.record("admission_refused", fields).await;
+    }
+    Err(Refusal::new(ErrorKind::Busy, busy.message()))
+}
+
 /// Why an authenticated client's flow stopped before its session.
 enum Stop {
     /// Tell the client why, audit it if it is an auth failure, and close.

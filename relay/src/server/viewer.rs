@@ -80,7 +80,11 @@ async fn open(
     assent_net::send_msg(&mut peer.send, &hello)
         .await
         .map_err(|_| Stop::Silent)?;
-    match read_first_ask(peer).await? {
+    let ask = read_first_ask(peer).await?;
+    if !matches!(ask, FirstAsk::ListHandovers) {
+        super::admit(shared, Role::Viewer, peer.addr).await?;
+    }
+    match ask {
         FirstAsk::Invite(request) => {
             let who = (technician.as_str(), key);
             open_invite(shared, peer, who, request).await.map(Some)

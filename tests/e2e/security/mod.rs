@@ -19,6 +19,7 @@ mod crash;
 mod hostile;
 mod load;
 mod network;
+mod overload;
 
 use assent_proto::wire::ClientMsg;
 use assent_tests::TestRelay;

@@ -1,0 +1,258 @@
+//! Whether the relay can take another session. Overload must slow the
+//! sessions it carries, never kill them; so when the relay measures that it
+//! is behind, it refuses *new* sessions ("relay busy, try again in N s",
+//! `admission_refused`) and keeps serving the rest.
+//!
+//! The measure is the runtime's scheduling lag: a task that asks to wake
+//! every [`SAMPLE_EVERY`] and notes how late it woke. A relay whose cores
+//! keep up wakes within a millisecond or two; one that is starved of CPU
+//! (more traffic than it can encrypt and forward, or a noisy neighbour)
+//! wakes late, and every packet it handles waits as long.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+/// How often the lag is sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// The samples a decision looks at.
+pub const WINDOW: Duration = Duration::from_secs(2);
+/// Busy when the median lag over the window reaches this: every packet
+/// then waits a tenth of a second on top of the network.
+pub const BUSY_LAG: Duration = Duration::from_millis(100);
+/// What a refused client is told to wait.
+pub const RETRY_AFTER_SECS: u64 = 10;
+
+/// The relay is behind: new sessions wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// Median scheduling lag over the window.
+    pub lag_ms: u64,
+    pub retry_after_secs: u64,
+}
+
+impl Busy {
+    fn of(median: Duration) -> Busy {
+        Busy {
+            lag_ms: u64::try_from(median.as_millis()).unwrap_or(u64::MAX),
+            retry_after_secs: RETRY_AFTER_SECS,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        format!(
+            "the relay is busy (it runs {} ms behind); try again in {} s",
+            self.lag_ms, self.retry_after_secs
+        )
+    }
+}
+
+/// Refusals are audited at most this often (each one is counted in the
+/// metrics): an overloaded relay must not fsync a record per refused
+/// connection.
+pub const REFUSALS_RECORDED_EVERY: Duration = Duration::from_secs(1);
+
+/// The lag samples of the last [`WINDOW`] and the verdict; a state
+/// machine fed `now`. Busy from a median lag of [`BUSY_LAG`], and again
+/// free only below half of it, so a relay at the edge does not flap.
+#[derive(Debug, Default)]
+pub struct LoadGauge {
+    inner: Mutex<Inner>,
+    /// When a refusal was last on record, and how many since.
+    refusals: Mutex<(Option<Instant>, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    samples: VecDeque<(Instant, Duration)>,
+    busy: bool,
+}
+
+impl Inner {
+    fn median(&self, now: Instant) -> Option<Duration> {
+        let mut recent: Vec<Duration> = self
+            .samples
+            .iter()
+            .filter(|(at, _)| now.saturating_duration_since(*at) <= WINDOW)
+            .map(|(_, lag)| *lag)
+            .collect();
+        recent.sort();
+        recent.get(recent.len() / 2).copied()
+    }
+}
+
+impl LoadGauge {
+    /// A refusal: `Some(n)` when it goes on record, covering `n` refusals
+    /// (this one and those since the last record).
+    pub fn refused(&self, now: Instant) -> Option<u64> {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.1 += 1;
+        let due =
+            r.0.is_none_or(|last| now.duration_since(last) >= REFUSALS_RECORDED_EVERY);
+        if !due {
+            return None;
+        }
+        let n = std::mem::take(&mut r.1);
+        r.0 = Some(now);
+        Some(n)
+    }
+
+    /// One sample; returns the change of verdict it caused, if any.
+    pub fn record(&self, lag: Duration, now: Instant) -> Option<Option<Busy>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.samples.push_back((now, lag));
+        while inner
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > WINDOW)
+        {
+            inner.samples.pop_front();
+        }
+        // One sample is a verdict too: a sampler starved for the whole
+        // window has only the one it finally took, and it says enough.
+        let median = inner.median(now).unwrap_or_default();
+        let bound = if inner.busy { BUSY_LAG / 2 } else { BUSY_LAG };
+        let busy = median >= bound;
+        if busy == std::mem::replace(&mut inner.busy, busy) {
+            return None;
+        }
+        Some(busy.then(|| Busy::of(median)))
+    }
+
+    /// `Some` while the relay is behind, with the median lag.
+    pub fn busy(&self, now: Instant) -> Option<Busy> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !inner.busy {
+            return None;
+        }
+        // No sample in the window: the sampler itself cannot run.
+        let median = inner.median(now).unwrap_or(WINDOW);
+        Some(Busy::of(median))
+    }
+}
+
+/// Samples the lag until the relay stops, and says when it starts and
+/// stops refusing new sessions.
+pub async fn sample(gauge: std::sync::Arc<LoadGauge>) {
+    loop {
+        let asked = Instant::now();
+        tokio::time::sleep(SAMPLE_EVERY).await;
+        let now = Instant::now();
+        let lag = now.duration_since(asked).saturating_sub(SAMPLE_EVERY);
+        match gauge.record(lag, now) {
+            Some(Some(busy)) => warn!(
+                lag_ms = busy.lag_ms,
+                "the relay is behind: new sessions are refused until it catches up"
+            ),
+            Some(None) => info!("the relay caught up: new sessions are admitted again"),
+            None => {}
+        }
+    }
+}
+
+/// Test hook, compiled into debug builds only: while the file named by
+/// `ASSENT_TEST_STALL_FILE` exists and holds a number N, tasks block the
+/// runtime's worker threads N ms at a time (a relay starved of CPU, as a
+/// CPU hog would do, but on cue). A release relay never reads it.
+#[cfg(debug_assertions)]
+pub fn start_stall_hook() {
+    let Some(path) = std::env::var_os("ASSENT_TEST_STALL_FILE") else {
+        return;
+    };
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    for _ in 0..workers * 2 {
+        let path = std::path::PathBuf::from(&path);
+        tokio::spawn(async move {
+            loop {
+                let stall = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok());
+                match stall {
+                    Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                    None => tokio::time::sleep(SAMPLE_EVERY).await,
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+}
+
+#[cfg(not(debug_assertions))]
+pub fn start_stall_hook() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(gauge: &LoadGauge, start: Instant, lags_ms: &[u64]) -> Vec<Option<Option<Busy>>> {
+        lags_ms
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| {
+                let at = start + SAMPLE_EVERY * (i as u32 + 1);
+                gauge.record(Duration::from_millis(*ms), at)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn busy_when_the_median_lag_reaches_the_bound_and_free_below_half_of_it() {
+        let gauge = LoadGauge::default();
+        let t0 = Instant::now();
+        assert_eq!(gauge.busy(t0), None, "no samples, no verdict");
+        // A lone spike (a garbage-collecting neighbour) is not overload.
+        let changes = feed(&gauge, t0, &[1, 2, 400, 1, 2, 1]);
+        assert!(changes.iter().all(Option::is_none), "{changes:?}");
+        // Most samples late: busy, said once.
+        let t1 = t0 + SAMPLE_EVERY * 6;
+        let changes = feed(&gauge, t1, &[150; 12]);
+        let turned: Vec<_> = changes.iter().flatten().collect();
+        assert_eq!(turned.len(), 1, "{changes:?}");
+        let busy = gauge.busy(t1 + SAMPLE_EVERY * 12).expect("busy");
+        assert_eq!(
+            (busy.lag_ms, busy.retry_after_secs),
+            (150, RETRY_AFTER_SECS)
+        );
+        assert!(
+            busy.message().contains("try again in 10 s"),
+            "{}",
+            busy.message()
+        );
+        // Hovering just under the bound keeps it busy (no flapping).
+        let t2 = t1 + SAMPLE_EVERY * 12;
+        let changes = feed(&gauge, t2, &[80; 25]);
+        assert!(changes.iter().all(Option::is_none), "{changes:?}");
+        assert!(gauge.busy(t2 + SAMPLE_EVERY * 25).is_some());
+        // Caught up: said once.
+        let t3 = t2 + SAMPLE_EVERY * 25;
+        let changes = feed(&gauge, t3, &[1; 25]);
+        assert_eq!(changes.iter().flatten().collect::<Vec<_>>(), [&None]);
+        assert_eq!(gauge.busy(t3 + SAMPLE_EVERY * 25), None);
+    }
+
+    #[test]
+    fn refusals_go_on_record_at_most_once_a_second_with_their_count() {
+        let gauge = LoadGauge::default();
+        let t0 = Instant::now();
+        assert_eq!(gauge.refused(t0), Some(1));
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(gauge.refused(ms(10)), None);
+        assert_eq!(gauge.refused(ms(500)), None);
+        assert_eq!(gauge.refused(ms(1000)), Some(3));
+        assert_eq!(gauge.refused(ms(1001)), None);
+    }
+
+    #[test]
+    fn a_starved_sampler_still_decides_on_what_it_has() {
+        let gauge = LoadGauge::default();
+        let t0 = Instant::now();
+        // One sample in the whole window, five seconds late.
+        assert!(gauge.record(Duration::from_secs(5), t0).is_some());
+        assert_eq!(gauge.busy(t0).map(|b| b.lag_ms), Some(5000));
+        // Starved again: no sample for longer than the window; still busy.
+        let later = t0 + WINDOW * 3;
+        assert_eq!(gauge.busy(later).map(|b| b.lag_ms), Some(2000));
+    }
+}

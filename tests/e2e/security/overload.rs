@@ -1,0 +1,103 @@
+//! Overload (scenario 19): a relay starved of CPU keeps every session it
+//! carries and refuses new ones with "relay busy, try again in N s".
+
+use std::time::{Duration, Instant};
+
+use assent_client::ClientError;
+use assent_proto::wire::{ConsentDecision, ErrorKind, Scope};
+use assent_tests::viewer;
+use assent_tests::TestRelay;
+
+use crate::agent::live_pair;
+use crate::common::{join, WAIT};
+
+fn busy_refusal(e: &ClientError) -> bool {
+    e.refusal() == Some(ErrorKind::Busy) && e.to_string().contains("try again in 10 s")
+}
+
+/// Waits for the relay's log to say `what` more than `times` times.
+async fn log_says(relay: &TestRelay, what: &str, times: usize) -> bool {
+    assent_tests::eventually_async(Duration::from_secs(15), || {
+        let n = relay.log_text().matches(what).count();
+        std::future::ready((n > times).then_some(()))
+    })
+    .await
+    .is_some()
+}
+
+/// The relay's worker threads are blocked 300 ms at a time (the debug-build
+/// hook `ASSENT_TEST_STALL_FILE`, standing in for a CPU hog: cgroups are not
+/// available to the tests). The live session keeps delivering frames; a new
+/// invite and a join to a pending invite are refused as busy, on record as
+/// `admission_refused`, and the pending code is not spent: once the relay
+/// has caught up, the same code joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s19_overload_keeps_sessions_and_refuses_new_ones_as_busy() {
+    let stall = assent_tests::tempdir();
+    let stall = stall.path().join("stall");
+    let mut relay = TestRelay::init(&[("reconnect_grace_secs", "20")]);
+    let hook = ("ASSENT_TEST_STALL_FILE".into(), stall.display().to_string());
+    relay.env.push(hook);
+    relay.start();
+    let (mut live, _agent) = live_pair(&relay, Scope::View, ConsentDecision::View).await;
+    let key = relay.enrol("bob");
+    let pending = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::View)
+        .await
+        .unwrap();
+    let code = pending.invite.code.clone();
+
+    std::fs::write(&stall, "300").unwrap();
+    let behind = log_says(&relay, "the relay is behind", 0).await;
+    assert!(behind, "{}", relay.log_text());
+    let refused = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::View).await;
+    let Err(e) = refused else {
+        panic!("a new invite while busy")
+    };
+    let e = e.downcast_ref::<ClientError>().expect("a relay refusal");
+    assert!(busy_refusal(e), "{e}");
+    let Err(e) = join(&relay, &code).await else {
+        panic!("a join while busy")
+    };
+    assert!(busy_refusal(&e), "{e}");
+    // The session it carries goes on, slowly.
+    let frames = live.frames;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let _ = live.next_frame(Duration::from_millis(500)).await;
+    }
+    assert!(live.frames > frames + 3, "frames stopped under overload");
+
+    let caught_up = relay.log_text().matches("the relay caught up").count();
+    std::fs::remove_file(&stall).unwrap();
+    assert!(log_says(&relay, "the relay caught up", caught_up).await);
+    let joined = tokio::time::timeout(WAIT, join(&relay, &code))
+        .await
+        .unwrap();
+    if let Err(e) = joined {
+        panic!(
+            "the code does not join after the overload: {e}: {:?}",
+            relay.events()
+        );
+    }
+    let records = relay.records();
+    let refusals: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == "admission_refused")
+        .collect();
+    assert!(!refusals.is_empty(), "no admission_refused");
+    for r in &refusals {
+        assert_eq!(r["reason"], "busy", "{r}");
+        // Busy from 100 ms, free again only under 50 ms.
+        assert!(r["lag_ms"].as_u64().unwrap_or(0) >= 50, "{r}");
+        assert_eq!(r["retry_after_secs"], 10, "{r}");
+    }
+    let covered: u64 = refusals
+        .iter()
+        .map(|r| r["refused"].as_u64().unwrap())
+        .sum();
+    assert!(covered >= 1, "{refusals:?}");
+    assert!(
+        !records.iter().any(|r| r["event"] == "session_end"),
+        "a session ended under overload"
+    );
+}
