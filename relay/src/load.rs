@@ -19,9 +19,6 @@ use tracing::{info, warn};
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// The samples a decision looks at.
 pub const WINDOW: Duration = Duration::from_secs(2);
-/// Busy when the median lag over the window reaches this: every packet
-/// then waits a tenth of a second on top of the network.
-pub const BUSY_LAG: Duration = Duration::from_millis(100);
 /// What a refused client is told to wait.
 pub const RETRY_AFTER_SECS: u64 = 10;
 
@@ -55,8 +52,10 @@ impl Busy {
 pub const REFUSALS_RECORDED_EVERY: Duration = Duration::from_secs(1);
 
 /// The lag samples of the last [`WINDOW`] and the verdict; a state
-/// machine fed `now`. Busy from a median lag of [`BUSY_LAG`], and again
-/// free only below half of it, so a relay at the edge does not flap.
+/// machine fed `now`. Busy from a median lag of `bound` (relay.toml
+/// `busy_lag_ms`, default 100: every packet then waits a tenth of a second
+/// on top of the network), and free again only below half of it, so a
+/// relay at the edge does not flap; a zero bound is never busy.
 #[derive(Debug, Default)]
 pub struct LoadGauge {
     inner: Mutex<Inner>,
@@ -100,7 +99,7 @@ impl LoadGauge {
     }
 
     /// One sample; returns the change of verdict it caused, if any.
-    pub fn record(&self, lag: Duration, now: Instant) -> Option<Option<Busy>> {
+    pub fn record(&self, lag: Duration, now: Instant, bound: Duration) -> Option<Option<Busy>> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.samples.push_back((now, lag));
         while inner
@@ -113,8 +112,8 @@ impl LoadGauge {
         // One sample is a verdict too: a sampler starved for the whole
         // window has only the one it finally took, and it says enough.
         let median = inner.median(now).unwrap_or_default();
-        let bound = if inner.busy { BUSY_LAG / 2 } else { BUSY_LAG };
-        let busy = median >= bound;
+        let bound = if inner.busy { bound / 2 } else { bound };
+        let busy = !bound.is_zero() && median >= bound;
         if busy == std::mem::replace(&mut inner.busy, busy) {
             return None;
         }
@@ -135,13 +134,20 @@ impl LoadGauge {
 
 /// Samples the lag until the relay stops, and says when it starts and
 /// stops refusing new sessions.
-pub async fn sample(gauge: std::sync::Arc<LoadGauge>) {
+/// It holds the shared state (so the audit writer) only until shutdown.
+pub async fn sample(shared: std::sync::Arc<crate::state::Shared>) {
+    let gauge = &shared.load;
+    let mut shutdown = shared.shutdown.clone();
     loop {
         let asked = Instant::now();
-        tokio::time::sleep(SAMPLE_EVERY).await;
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
         let now = Instant::now();
         let lag = now.duration_since(asked).saturating_sub(SAMPLE_EVERY);
-        match gauge.record(lag, now) {
+        let bound = Duration::from_millis(shared.limits().busy_lag_ms);
+        match gauge.record(lag, now, bound) {
             Some(Some(busy)) => warn!(
                 lag_ms = busy.lag_ms,
                 "the relay is behind: new sessions are refused until it catches up"
@@ -186,13 +192,15 @@ pub fn start_stall_hook() {}
 mod tests {
     use super::*;
 
+    const BOUND: Duration = Duration::from_millis(100);
+
     fn feed(gauge: &LoadGauge, start: Instant, lags_ms: &[u64]) -> Vec<Option<Option<Busy>>> {
         lags_ms
             .iter()
             .enumerate()
             .map(|(i, ms)| {
                 let at = start + SAMPLE_EVERY * (i as u32 + 1);
-                gauge.record(Duration::from_millis(*ms), at)
+                gauge.record(Duration::from_millis(*ms), at, BOUND)
             })
             .collect()
     }
@@ -233,6 +241,20 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_bound_is_never_busy() {
+        let gauge = LoadGauge::default();
+        let t0 = Instant::now();
+        for i in 0..30 {
+            let at = t0 + SAMPLE_EVERY * i;
+            assert_eq!(
+                gauge.record(Duration::from_secs(1), at, Duration::ZERO),
+                None
+            );
+        }
+        assert_eq!(gauge.busy(t0 + SAMPLE_EVERY * 30), None);
+    }
+
+    #[test]
     fn refusals_go_on_record_at_most_once_a_second_with_their_count() {
         let gauge = LoadGauge::default();
         let t0 = Instant::now();
@@ -249,7 +271,7 @@ mod tests {
         let gauge = LoadGauge::default();
         let t0 = Instant::now();
         // One sample in the whole window, five seconds late.
-        assert!(gauge.record(Duration::from_secs(5), t0).is_some());
+        assert!(gauge.record(Duration::from_secs(5), t0, BOUND).is_some());
         assert_eq!(gauge.busy(t0).map(|b| b.lag_ms), Some(5000));
         // Starved again: no sample for longer than the window; still busy.
         let later = t0 + WINDOW * 3;

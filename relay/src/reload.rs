@@ -87,7 +87,7 @@ fn apply_limits(shared: &Shared, limits: &Limits) {
 
 /// The `[limits]` keys whose values differ.
 fn changed_limits(old: &Limits, new: &Limits) -> Vec<&'static str> {
-    let pairs: [(&'static str, u64, u64); 11] = [
+    let pairs: [(&'static str, u64, u64); 12] = [
         (
             "max_sessions",
             old.max_sessions as u64,
@@ -139,6 +139,7 @@ fn changed_limits(old: &Limits, new: &Limits) -> Vec<&'static str> {
             old.auth_timeout_secs,
             new.auth_timeout_secs,
         ),
+        ("busy_lag_ms", old.busy_lag_ms, new.busy_lag_ms),
     ];
     pairs
         .into_iter()

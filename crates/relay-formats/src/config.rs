@@ -51,6 +51,9 @@ pub struct Limits {
     pub code_failures_per_minute: u32,
     pub auth_timeout_secs: u64,
     pub reconnect_grace_secs: u64,
+    /// New sessions are refused while the relay's median scheduling lag is
+    /// at least this (0: never).
+    pub busy_lag_ms: u64,
 }
 
 impl Default for Limits {
@@ -68,6 +71,7 @@ impl Default for Limits {
             code_failures_per_minute: 60,
             auth_timeout_secs: 10,
             reconnect_grace_secs: 20,
+            busy_lag_ms: 100,
         }
     }
 }
@@ -249,6 +253,12 @@ auth_timeout_secs = {}
 # session ends `agent_lost` / `viewer_lost` (at most 300; read at start).
 reconnect_grace_secs = {}
 
+# When the relay runs this many milliseconds behind (its median scheduling
+# lag over 2 s: it is short of CPU), it refuses new sessions with "relay
+# busy, try again in 10 s" so the sessions it carries go on; it admits again
+# below half of it. 0 turns this off.
+busy_lag_ms = {}
+
 [metrics]
 # Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz)
 # over plain HTTP on this TCP address; off while unset. It has no
@@ -267,6 +277,7 @@ reconnect_grace_secs = {}
             l.code_failures_per_minute,
             l.auth_timeout_secs,
             l.reconnect_grace_secs,
+            l.busy_lag_ms,
             crate::webhooks::TEMPLATE,
         )
     }

@@ -35,7 +35,8 @@ async fn log_says(relay: &TestRelay, what: &str, times: usize) -> bool {
 async fn s19_overload_keeps_sessions_and_refuses_new_ones_as_busy() {
     let stall = assent_tests::tempdir();
     let stall = stall.path().join("stall");
-    let mut relay = TestRelay::init(&[("reconnect_grace_secs", "20")]);
+    let limits = [("reconnect_grace_secs", "20"), ("busy_lag_ms", "100")];
+    let mut relay = TestRelay::init(&limits);
     let hook = ("ASSENT_TEST_STALL_FILE".into(), stall.display().to_string());
     relay.env.push(hook);
     relay.start();
