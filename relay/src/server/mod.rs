@@ -52,6 +52,15 @@ pub async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
             _ = shutdown.changed() => break,
         };
         let peer = incoming.remote_address();
+        // Address validation first (a Retry: one small packet, no state):
+        // until the client has shown it receives at its address, the relay
+        // sends nothing bigger, so a spoofed source cannot turn it into an
+        // amplifier (quinn alone may send 3x plus one datagram). Costs a
+        // round trip per connection; only validated ones count below.
+        if !incoming.remote_address_validated() && incoming.may_retry() {
+            let _ = incoming.retry();
+            continue;
+        }
         let allowed = shared.lock().conn_rate.allow(&peer.ip(), Instant::now());
         if !allowed {
             warn!(%peer, "connection refused: per-address connection rate exceeded");

@@ -229,3 +229,41 @@ fn relay_audited_auth_failed(relay: &TestRelay, reason: &str) -> bool {
         })
         .is_some()
 }
+
+/// Scenario 20: anti-amplification (RFC 9000 §8.1). A raw UDP client sends
+/// one QUIC Initial (made by a real QUIC client whose later datagrams are
+/// dropped) from an address that never answers; everything the relay sends
+/// back to that address, retransmissions included, stays within three
+/// times what it received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s20_an_unvalidated_address_gets_at_most_three_times_its_bytes() {
+    let relay = TestRelay::started(&[]);
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap().to_string();
+    let ca = relay.ca();
+    let client = tokio::spawn(async move {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(8),
+            assent_net::connect(&front_addr, &ca),
+        )
+        .await;
+    });
+    let mut buf = vec![0u8; 65536];
+    let (sent, _) = front.recv_from(&mut buf).await.unwrap();
+    back.send_to(&buf[..sent], &relay.addr).await.unwrap();
+    let mut answered = 0usize;
+    let mut datagrams = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(until, back.recv_from(&mut buf)).await {
+        answered += n;
+        datagrams += 1;
+    }
+    client.abort();
+    let ratio = answered as f64 / sent as f64;
+    println!(
+        "sent {sent} bytes, the relay answered {answered} in {datagrams} datagrams: {ratio:.2}x"
+    );
+    assert!(answered > 0, "the relay did not answer at all");
+    assert!(ratio <= 3.0, "{answered} bytes for {sent}: {ratio:.2}x");
+}
