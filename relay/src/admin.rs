@@ -94,12 +94,22 @@ pub fn list_sessions(shared: &Shared) -> Vec<SessionInfo> {
                 bytes_to_agent: e.counters.to_agent.load(Ordering::Relaxed),
                 state: e.phase.as_str().to_string(),
                 age_secs: now.saturating_duration_since(e.created).as_secs(),
+                rate_to_viewer: e.counters.rate_to_viewer.load(Ordering::Relaxed),
+                rate_to_agent: e.counters.rate_to_agent.load(Ordering::Relaxed),
+                rtt_viewer_ms: rtt_ms(&e.counters.rtt_viewer_us),
+                rtt_agent_ms: rtt_ms(&e.counters.rtt_agent_us),
             };
             (e.created, info)
         })
         .collect();
     list.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
     list.into_iter().map(|(_, info)| info).collect()
+}
+
+/// Milliseconds with one decimal, `None` while unknown.
+fn rtt_ms(us: &std::sync::atomic::AtomicU64) -> Option<f64> {
+    let us = us.load(Ordering::Relaxed);
+    (us > 0).then(|| (us as f64 / 100.0).round() / 10.0)
 }
 
 async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {

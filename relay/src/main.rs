@@ -364,7 +364,7 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>7} {:<28}",
+        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>7} {:<28} {:>21} {:>15}",
         "SESSION",
         "TECHNICIAN",
         "TICKET",
@@ -374,11 +374,19 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
         "TO VIEWER",
         "TO AGENT",
         "AGE",
-        "STATE"
+        "STATE",
+        "RATE TO VIEWER/AGENT",
+        "RTT VIEWER/AGENT"
     );
     for s in sessions {
+        let rate = format!(
+            "{}/{}",
+            per_second(s.rate_to_viewer),
+            per_second(s.rate_to_agent)
+        );
+        let rtt = format!("{}/{}", millis(s.rtt_viewer_ms), millis(s.rtt_agent_ms));
         println!(
-            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>6}s {:<28}",
+            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>6}s {:<28} {:>21} {:>15}",
             s.id,
             clip(&s.technician, 16),
             clip(&s.ticket, 16),
@@ -392,10 +400,25 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
             s.bytes_to_viewer,
             s.bytes_to_agent,
             s.age_secs,
-            s.state
+            s.state,
+            rate,
+            rtt
         );
     }
     Ok(())
+}
+
+/// A rate for people: `0 B/s`, `512 kB/s`, `12.5 MB/s`.
+fn per_second(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB/s", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{} kB/s", b / 1_000),
+        b => format!("{b} B/s"),
+    }
+}
+
+fn millis(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"))
 }
 
 /// Shortens and neutralises a value for a terminal table: values were

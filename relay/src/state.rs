@@ -50,11 +50,19 @@ impl EntryPhase {
     }
 }
 
-/// Byte counters of a live session, shared with its forwarders.
+/// Byte counters of a live session, shared with its forwarders, and the
+/// figures its task measures for `assent-relay sessions`.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub to_viewer: AtomicU64,
     pub to_agent: AtomicU64,
+    /// Bytes a second each way over the last second or so.
+    pub rate_to_viewer: AtomicU64,
+    pub rate_to_agent: AtomicU64,
+    /// Each side's smoothed round trip to the relay, in microseconds
+    /// (0 until known).
+    pub rtt_viewer_us: AtomicU64,
+    pub rtt_agent_us: AtomicU64,
     /// The relay-wide totals the metrics show (none in unit tests).
     pub relay: Option<ForwardedBytes>,
 }

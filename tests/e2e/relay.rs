@@ -852,3 +852,54 @@ async fn an_older_protocol_version_is_refused_clearly() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// `assent-relay sessions` shows each live session's throughput each way
+/// (over about the last second) and both sides' round trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_show_throughput_and_round_trips() {
+    let relay = TestRelay::started(&[]);
+    let key = relay.enrol("alice");
+    let (_viewer, mut vdata, mut live) =
+        pair(&relay, &key, Scope::View, ConsentDecision::View).await;
+    let sink = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(Some(_)) = live.data.recv.read(&mut buf).await {}
+    });
+    let feed = tokio::spawn(async move {
+        let chunk = vec![7u8; 20_000];
+        loop {
+            if vdata.send.write_all(&chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let seen = assent_tests::eventually_async(Duration::from_secs(10), || {
+        let out = run(
+            "assent-relay",
+            &["sessions", "--data-dir", relay.data_dir(), "--json"],
+        );
+        let sessions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let s = sessions[0].clone();
+        let moving = s["rate_to_agent"].as_u64().unwrap_or(0) > 100_000;
+        std::future::ready(moving.then_some(s))
+    })
+    .await
+    .expect("no throughput shown");
+    for rtt in ["rtt_viewer_ms", "rtt_agent_ms"] {
+        let ms = seen[rtt].as_f64().unwrap_or(-1.0);
+        assert!(ms > 0.0 && ms < 1000.0, "{rtt}: {seen}");
+    }
+    let table = run(
+        "assent-relay",
+        &["sessions", "--data-dir", relay.data_dir()],
+    );
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.contains("RATE TO VIEWER/AGENT") && table.contains("kB/s"),
+        "{table}"
+    );
+    assert!(table.contains(" ms/"), "{table}");
+    feed.abort();
+    sink.abort();
+}

@@ -13,7 +13,7 @@ pub enum AdminRequest {
     TechnicianEscalations { name: String, allowed: bool },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionInfo {
     pub id: String,
     pub technician: String,
@@ -30,9 +30,19 @@ pub struct SessionInfo {
     /// Seconds since the request (invite) was created.
     #[serde(default)]
     pub age_secs: u64,
+    /// Bytes a second each way over about the last second (live only).
+    #[serde(default)]
+    pub rate_to_viewer: u64,
+    #[serde(default)]
+    pub rate_to_agent: u64,
+    /// Each side's round trip to the relay in milliseconds, once known.
+    #[serde(default)]
+    pub rtt_viewer_ms: Option<f64>,
+    #[serde(default)]
+    pub rtt_agent_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct AdminResponse {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

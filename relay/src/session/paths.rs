@@ -23,6 +23,9 @@ const GONE_BEFORE_LIVE: Duration = Duration::from_secs(2);
 pub(super) struct Paths {
     pub(super) viewer: PathWatch,
     pub(super) agent: PathWatch,
+    /// Where the last throughput figure was taken: when, and the byte
+    /// counts each way then.
+    rate_from: (Instant, u64, u64),
 }
 
 impl Paths {
@@ -31,6 +34,7 @@ impl Paths {
         Paths {
             viewer: PathWatch::new(now),
             agent: PathWatch::new(now),
+            rate_from: (now, 0, 0),
         }
     }
 }
@@ -40,6 +44,7 @@ impl SessionTask {
     /// gone before the session went live.
     pub(super) fn on_path_tick(&mut self) -> Option<Event> {
         let now = Instant::now();
+        self.measure(now);
         let viewer = self.paths.viewer.silence(&self.viewer.conn, now);
         let agent = match &self.agent {
             Some(a) => self.paths.agent.silence(&a.side.conn, now),
@@ -69,6 +74,31 @@ impl SessionTask {
             }
             _ => None,
         }
+    }
+
+    /// Throughput each way (about once a second) and both round trips,
+    /// for `assent-relay sessions`.
+    fn measure(&mut self, now: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        let store_rtt = |slot: &std::sync::atomic::AtomicU64, conn: &assent_net::Connection| {
+            let us = u64::try_from(conn.rtt().as_micros()).unwrap_or(u64::MAX);
+            slot.store(us.max(1), Relaxed);
+        };
+        store_rtt(&c.rtt_viewer_us, &self.viewer.conn);
+        if let Some(a) = &self.agent {
+            store_rtt(&c.rtt_agent_us, &a.side.conn);
+        }
+        let (since, v0, a0) = self.paths.rate_from;
+        let secs = now.duration_since(since).as_secs_f64();
+        if secs < 1.0 {
+            return;
+        }
+        let (v, a) = (c.to_viewer.load(Relaxed), c.to_agent.load(Relaxed));
+        let rate = |now: u64, then: u64| (now.saturating_sub(then) as f64 / secs) as u64;
+        c.rate_to_viewer.store(rate(v, v0), Relaxed);
+        c.rate_to_agent.store(rate(a, a0), Relaxed);
+        self.paths.rate_from = (now, v, a);
     }
 
     /// On record, then the other side is told.
