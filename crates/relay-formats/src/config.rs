@@ -84,6 +84,14 @@ pub const MAX_RECONNECT_GRACE_SECS: u64 = 300;
 /// recently used ones). Part of the brute-force bound in ARCHITECTURE.md.
 pub const MAX_INVITES_TOTAL: usize = 10_000;
 
+/// The template's `[metrics]` section.
+const METRICS_TEMPLATE: &str = r#"[metrics]
+# Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz)
+# over plain HTTP on this TCP address; off while unset. It has no
+# authentication: keep it on loopback or a management network, e.g.
+# listen = "127.0.0.1:9464"
+"#;
+
 impl Limits {
     pub fn session(&self) -> SessionLimits {
         SessionLimits {
@@ -253,18 +261,11 @@ auth_timeout_secs = {}
 # session ends `agent_lost` / `viewer_lost` (at most 300; read at start).
 reconnect_grace_secs = {}
 
-# When the relay runs this many milliseconds behind (its median scheduling
-# lag over 2 s: it is short of CPU), it refuses new sessions with "relay
-# busy, try again in 10 s" so the sessions it carries go on; it admits again
-# below half of it. 0 turns this off.
+# While the relay runs this many ms behind (short of CPU), new sessions get
+# "relay busy, try again in 10 s" and the live ones go on; 0 turns it off.
 busy_lag_ms = {}
 
-[metrics]
-# Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz)
-# over plain HTTP on this TCP address; off while unset. It has no
-# authentication: keep it on loopback or a management network, e.g.
-# listen = "127.0.0.1:9464"
-{}"#,
+{}{}"#,
             l.max_sessions,
             l.max_pending_invites_per_technician,
             l.invite_ttl_secs,
@@ -278,6 +279,7 @@ busy_lag_ms = {}
             l.auth_timeout_secs,
             l.reconnect_grace_secs,
             l.busy_lag_ms,
+            METRICS_TEMPLATE,
             crate::webhooks::TEMPLATE,
         )
     }
