@@ -190,7 +190,7 @@ pub async fn serve(
         tasks: Default::default(),
         load: Default::default(),
     });
-    tokio::spawn(load::sample(shared.clone()));
+    tokio::spawn(load::sample(shared.clone(), local.port()));
     load::start_stall_hook();
     audit
         .record(

@@ -102,3 +102,36 @@ async fn s19_overload_keeps_sessions_and_refuses_new_ones_as_busy() {
         "a session ended under overload"
     );
 }
+
+/// Datagrams the kernel drops at the relay's socket (its receive buffer
+/// full while the relay is stalled) are reported in the relay's log with
+/// the figure, for the admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_datagrams_are_reported_with_the_figure() {
+    let stall = assent_tests::tempdir();
+    let stall = stall.path().join("stall");
+    let mut relay = TestRelay::init(&[]);
+    let hook = ("ASSENT_TEST_STALL_FILE".into(), stall.display().to_string());
+    relay.env.push(hook);
+    relay.start();
+    std::fs::write(&stall, "1500").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Far more than the relay's 8 MiB receive buffer holds, while nothing reads it.
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let junk = [0x40u8; 1200];
+    for _ in 0..20_000 {
+        let _ = flood.send_to(&junk, &relay.addr);
+    }
+    std::fs::remove_file(&stall).unwrap();
+    let said = log_says(&relay, "the kernel dropped datagrams", 0).await;
+    let log = relay.log_text();
+    assert!(said, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("the kernel dropped"))
+        .unwrap();
+    assert!(
+        line.contains("dropped=") && line.contains("total="),
+        "{line}"
+    );
+}
