@@ -142,7 +142,7 @@ pub async fn sample(shared: std::sync::Arc<crate::state::Shared>, port: u16) {
     let mut samples = 0u32;
     loop {
         samples = samples.wrapping_add(1);
-        if samples % 10 == 0 {
+        if samples.is_multiple_of(10) {
             drops.look(Instant::now());
         }
         let asked = Instant::now();
