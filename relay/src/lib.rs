@@ -200,7 +200,8 @@ pub async fn serve(
         .await
         .context("writing relay_started")?;
     let (stop, hangup) = signals().await?;
-    info!(%local, "relay listening");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    info!(%local, workers, "relay listening");
 
     let helpers = spawn_helpers(&shared, metrics_listener, hangup);
     let admin_task = tokio::spawn(admin::serve(shared.clone(), admin_listener));

@@ -174,7 +174,7 @@ fn main() -> ExitCode {
         }
     }
     assent_cli::init_logging(cli.log.log_format, filter);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(&cli) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -188,6 +188,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `serve` runs on relay.toml's `workers` threads (one per core when
+/// unset); every other command on the default. A relay.toml that does not
+/// load is reported by `serve` itself.
+fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match &cli.command {
+        Command::Serve { data_dir, .. } => {
+            let config = assent_relay::config::load(&DataDir::new(data_dir).config());
+            config.ok().and_then(|c| c.workers)
+        }
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build()
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

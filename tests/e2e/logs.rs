@@ -119,10 +119,20 @@ fn agent_and_viewer_log_json_lines() {
 }
 
 /// The relay says at start which UDP offloads (GSO, GRO) its socket has,
-/// with the segment counts quinn will use.
+/// with the segment counts quinn will use, and runs on relay.toml's
+/// `workers` threads.
 #[test]
-fn the_relay_reports_udp_offload_at_start() {
-    let relay = TestRelay::started(&[]);
+fn the_relay_reports_udp_offload_and_its_workers_at_start() {
+    let mut relay = TestRelay::init(&[]);
+    let toml = relay.dir.join("relay.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("# workers = 4"), "{text}");
+    std::fs::write(&toml, text.replace("# workers = 4", "workers = 3")).unwrap();
+    relay.start();
+    let workers = assent_tests::eventually(std::time::Duration::from_secs(5), || {
+        relay.log_text().contains("workers=3").then_some(())
+    });
+    assert!(workers.is_some(), "{}", relay.log_text());
     let line = assent_tests::eventually(std::time::Duration::from_secs(5), || {
         let text = relay.log_text();
         text.lines()

@@ -15,6 +15,9 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
     #[serde(default = "default_public_name")]
     pub public_name: String,
+    /// Threads for packet processing and encryption; `None`: one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -83,6 +86,31 @@ pub const MAX_RECONNECT_GRACE_SECS: u64 = 300;
 /// Invites the relay holds at most, across technicians (pending and
 /// recently used ones). Part of the brute-force bound in ARCHITECTURE.md.
 pub const MAX_INVITES_TOTAL: usize = 10_000;
+
+/// The template's top-level keys.
+fn template_head(listen: SocketAddr, public_name: &str) -> String {
+    // Quoted by the TOML writer: a name with `"` or `\` pasted between
+    // quotes would make a file that does not load (found by fuzzing).
+    let public_name = toml::Value::String(public_name.to_string()).to_string();
+    format!(
+        r#"# Assent relay configuration. Read once when `assent-relay serve` starts.
+
+# UDP address the QUIC relay listens on (`serve --listen` overrides it).
+listen = "{listen}"
+
+# Name agents and viewers use to reach this relay; the TLS certificate is
+# valid for it (and for the listen IP). Changing it needs a new certificate.
+public_name = {public_name}
+
+# Threads that process packets and encrypt (every connection's work runs on
+# any of them); one per core when unset. Read at start.
+# workers = 4
+"#
+    )
+}
+
+/// Most worker threads `workers` takes.
+pub const MAX_WORKERS: usize = 1024;
 
 /// The template's `[metrics]` section.
 const METRICS_TEMPLATE: &str = r#"[metrics]
@@ -198,6 +226,10 @@ impl RelayConfig {
         let config: RelayConfig =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(redacted(text, e)))?;
         config.limits.validate().map_err(ConfigError::Limit)?;
+        if config.workers.is_some_and(|w| w == 0 || w > MAX_WORKERS) {
+            let e = format!("workers must be between 1 and {MAX_WORKERS}");
+            return Err(ConfigError::Limit(e));
+        }
         crate::webhooks::validate(&config.webhooks).map_err(ConfigError::Webhook)?;
         Ok(config)
     }
@@ -205,19 +237,9 @@ impl RelayConfig {
     /// The file `init` writes: every key present and commented.
     pub fn template(listen: SocketAddr, public_name: &str) -> String {
         let l = Limits::default();
-        // Quoted by the TOML writer: a name with `"` or `\` pasted between
-        // quotes would make a file that does not load (found by fuzzing).
-        let public_name = toml::Value::String(public_name.to_string()).to_string();
+        let head = template_head(listen, public_name);
         format!(
-            r#"# Assent relay configuration. Read once when `assent-relay serve` starts.
-
-# UDP address the QUIC relay listens on (`serve --listen` overrides it).
-listen = "{listen}"
-
-# Name agents and viewers use to reach this relay; the TLS certificate is
-# valid for it (and for the listen IP). Changing it needs a new certificate.
-public_name = {public_name}
-
+            r#"{head}
 [limits]
 # Sessions (awaiting consent or live) the relay carries at once; further
 # agents are refused with a clear "relay busy" error.
