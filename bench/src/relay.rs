@@ -61,6 +61,7 @@ impl BenchRelay {
             "localhost",
         ])?;
         set_limits(&dir.join("relay.toml"), &LIMITS)?;
+        set_workers(&dir.join("relay.toml"))?;
         let technician = SecretKey::generate().context("generating a technician key")?;
         let line = format!("{} bench@localhost", technician.public().to_line());
         run(&[
@@ -117,6 +118,24 @@ impl BenchRelay {
         })
     }
 
+    /// What the relay said at start of its threads and UDP offloads, for
+    /// the report (`workers=N`, `gso_segments=N gro_segments=N`).
+    pub fn start_facts(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let field = |name: &str| {
+            log.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or("?")
+                .to_string()
+        };
+        format!(
+            "workers={} gso_segments={} gro_segments={}",
+            field("workers="),
+            field("gso_segments="),
+            field("gro_segments=")
+        )
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.dir.join("tls/ca.pem")
     }
@@ -132,6 +151,20 @@ impl BenchRelay {
             .map(|a| a.iter().filter_map(|s| s["bytes_to_viewer"].as_u64()).sum())
             .unwrap_or(0))
     }
+}
+
+/// `ASSENT_BENCH_RELAY_WORKERS=N` runs the relay on N threads (relay.toml
+/// `workers`; one per core otherwise), to compare 1 against 2.
+fn set_workers(path: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(n) = std::env::var("ASSENT_BENCH_RELAY_WORKERS") else {
+        return Ok(());
+    };
+    let n: usize = n
+        .parse()
+        .context("ASSENT_BENCH_RELAY_WORKERS is not a number")?;
+    let text = std::fs::read_to_string(path).context("reading relay.toml")?;
+    let set = text.replace("# workers = 4", &format!("workers = {n}"));
+    std::fs::write(path, set).context("writing relay.toml")
 }
 
 /// Replaces `key = value` lines in relay.toml (the keys must exist, so a

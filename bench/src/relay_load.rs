@@ -257,6 +257,7 @@ impl LoadResult {
 async fn measure(n: usize, paced: bool, plan: &Plan) -> anyhow::Result<LoadResult> {
     let tmp = tempfile::tempdir()?;
     let mut relay = BenchRelay::start(tmp.path()).await?;
+    eprintln!("relay: {}", relay.start_facts());
     let addr: Arc<str> = relay.addr.clone().into();
     let ca: Arc<std::path::Path> = relay.ca().into();
 
