@@ -190,7 +190,7 @@ pub async fn serve(
         tasks: Default::default(),
         load: Default::default(),
     });
-    tokio::spawn(load::sample(shared.clone(), local.port()));
+    tokio::spawn(load::sample(shared.clone()));
     load::start_stall_hook();
     audit
         .record(

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use crate::metrics::udp::own_drops;
+
 /// How often the lag is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// The samples a decision looks at.
@@ -135,10 +137,10 @@ impl LoadGauge {
 /// Samples the lag until the relay stops, and says when it starts and
 /// stops refusing new sessions.
 /// It holds the shared state (so the audit writer) only until shutdown.
-pub async fn sample(shared: std::sync::Arc<crate::state::Shared>, port: u16) {
+pub async fn sample(shared: std::sync::Arc<crate::state::Shared>) {
     let gauge = &shared.load;
     let mut shutdown = shared.shutdown.clone();
-    let mut drops = DropWatch::new(port);
+    let mut drops = DropWatch::new();
     let mut samples = 0u32;
     loop {
         samples = samples.wrapping_add(1);
@@ -164,45 +166,10 @@ pub async fn sample(shared: std::sync::Arc<crate::state::Shared>, port: u16) {
     }
 }
 
-/// Datagrams the kernel dropped at this relay's UDP socket because its
-/// receive buffer was full (the `drops` column of `/proc/net/udp` and
-/// `udp6` for the socket bound to `port`): packets lost before the relay
-/// saw them, a sign it is behind or its buffer too small.
-pub fn udp_drops(port: u16) -> Option<u64> {
-    let mut found = None;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        if let Ok(text) = std::fs::read_to_string(table) {
-            if let Some(d) = drops_in_table(&text, port) {
-                found = Some(found.unwrap_or(0) + d);
-            }
-        }
-    }
-    found
-}
-
-/// The drops of the sockets bound to `port` in one `/proc/net/udp*` table.
-fn drops_in_table(text: &str, port: u16) -> Option<u64> {
-    let mut found = None;
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local_port = fields
-            .get(1)
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-        if local_port != Some(port) {
-            continue;
-        }
-        if let Some(d) = fields.last().and_then(|d| d.parse::<u64>().ok()) {
-            found = Some(found.unwrap_or(0) + d);
-        }
-    }
-    found
-}
-
 /// Says (at most every [`DROPS_SAID_EVERY`]) when the kernel dropped
-/// datagrams at the relay's socket since it last looked.
-pub struct DropWatch {
-    port: u16,
+/// datagrams at the relay's socket since it last looked (its receive
+/// buffer was full: packets lost before the relay saw them).
+pub(crate) struct DropWatch {
     last: Option<u64>,
     said: Option<Instant>,
 }
@@ -211,17 +178,16 @@ pub struct DropWatch {
 pub const DROPS_SAID_EVERY: Duration = Duration::from_secs(10);
 
 impl DropWatch {
-    pub fn new(port: u16) -> DropWatch {
+    pub(crate) fn new() -> DropWatch {
         DropWatch {
-            port,
-            last: udp_drops(port),
+            last: own_drops(),
             said: None,
         }
     }
 
     /// Looks again; warns with the figure when there are new drops.
-    pub fn look(&mut self, now: Instant) {
-        let Some(total) = udp_drops(self.port) else {
+    pub(crate) fn look(&mut self, now: Instant) {
+        let Some(total) = own_drops() else {
             return;
         };
         let new = total.saturating_sub(self.last.unwrap_or(total));
@@ -326,22 +292,6 @@ mod tests {
         let changes = feed(&gauge, t3, &[1; 25]);
         assert_eq!(changes.iter().flatten().collect::<Vec<_>>(), [&None]);
         assert_eq!(gauge.busy(t3 + SAMPLE_EVERY * 25), None);
-    }
-
-    #[test]
-    fn drops_are_read_for_the_relays_port_only() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
- 4032: 00000000:BAEB 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1451653 2 000000002ba4de2d 17
- 4033: 0100007F:1151 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1451654 2 000000002ba4de2e 3
-";
-        assert_eq!(drops_in_table(table, 0xBAEB), Some(17));
-        assert_eq!(drops_in_table(table, 4433), Some(3));
-        assert_eq!(drops_in_table(table, 9), None);
-        assert_eq!(drops_in_table("garbage\n1: x", 1), None);
-        // The relay's own process can read its table.
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = socket.local_addr().unwrap().port();
-        assert_eq!(udp_drops(port), Some(0));
     }
 
     #[test]

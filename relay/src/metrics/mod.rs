@@ -8,7 +8,7 @@
 //! becomes `other`): never a code, key, ticket, name or any free text.
 
 mod http;
-mod udp;
+pub(crate) mod udp;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
