@@ -23,7 +23,7 @@ pub enum Control {
     /// News of the handover this session offered.
     Handover(Notice),
     /// A side back on a new connection.
-    Reconnect(Box<crate::state::Reconnect>),
+    Reconnect(Box<crate::peer::Reconnect>),
 }
 
 /// What the specialist's session tells the first one.

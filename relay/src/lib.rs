@@ -12,6 +12,7 @@ pub mod config;
 pub mod handover;
 pub mod load;
 pub mod metrics;
+pub mod peer;
 pub mod registry;
 pub mod reload;
 pub mod server;
@@ -190,7 +191,15 @@ pub async fn serve(
         tasks: Default::default(),
         load: Default::default(),
     });
-    tokio::spawn(load::sample(shared.clone()));
+    // The closure holds the shared state (so the audit writer) only until
+    // the sampler stops at shutdown.
+    let limits = shared.clone();
+    let busy_lag = move || Duration::from_millis(limits.limits().busy_lag_ms);
+    tokio::spawn(load::sample(
+        shared.load.clone(),
+        busy_lag,
+        shared.shutdown.clone(),
+    ));
     load::start_stall_hook();
     audit
         .record(

@@ -136,10 +136,13 @@ impl LoadGauge {
 
 /// Samples the lag until the relay stops, and says when it starts and
 /// stops refusing new sessions.
-/// It holds the shared state (so the audit writer) only until shutdown.
-pub async fn sample(shared: std::sync::Arc<crate::state::Shared>) {
-    let gauge = &shared.load;
-    let mut shutdown = shared.shutdown.clone();
+/// `bound` reads relay.toml's `busy_lag_ms` as it is now (a reload
+/// changes it); it runs until `shutdown` flips.
+pub async fn sample(
+    gauge: std::sync::Arc<LoadGauge>,
+    bound: impl Fn() -> Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut drops = DropWatch::new();
     let mut samples = 0u32;
     loop {
@@ -154,8 +157,7 @@ pub async fn sample(shared: std::sync::Arc<crate::state::Shared>) {
         }
         let now = Instant::now();
         let lag = now.duration_since(asked).saturating_sub(SAMPLE_EVERY);
-        let bound = Duration::from_millis(shared.limits().busy_lag_ms);
-        match gauge.record(lag, now, bound) {
+        match gauge.record(lag, now, bound()) {
             Some(Some(busy)) => warn!(
                 lag_ms = busy.lag_ms,
                 "the relay is behind: new sessions are refused until it catches up"

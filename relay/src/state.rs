@@ -3,12 +3,12 @@
 //! the session task (session/) so that neither imports the other.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use assent_net::{Connection, NetError, RecvStream, SendStream};
+use assent_net::{NetError, RecvStream};
 use assent_proto::identity::{PublicKey, SecretKey};
 use assent_proto::invite::InviteBook;
 use assent_proto::limits::{CodeGuard, ConnectionRate};
@@ -19,16 +19,9 @@ use crate::audit_writer::AuditHandle;
 use crate::config::Limits;
 use crate::handover::{Control, Handovers};
 use crate::metrics::{ForwardedBytes, Metrics};
+pub use crate::peer::{Peer, Reconnect};
 use crate::registry::Registry;
 use crate::store::DataDir;
-
-/// One authenticated connection: its control stream and address.
-pub struct Peer {
-    pub conn: Connection,
-    pub send: SendStream,
-    pub recv: RecvStream,
-    pub addr: SocketAddr,
-}
 
 /// Where a session stands, as `assent-relay sessions` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,29 +106,6 @@ pub struct AgentArrival {
     pub peer: Peer,
     pub device: String,
     pub device_key: PublicKey,
-}
-
-/// A side of a live session back on a new connection (`Resume`), handed
-/// to the session to check. A refusal gives the connection back with the
-/// audit reason, so the accept side can tell the client and close.
-pub struct Reconnect {
-    pub peer: Peer,
-    pub role: assent_proto::wire::Role,
-    pub credential: [u8; 32],
-    /// What the side's key must have signed on this connection.
-    pub payload: Vec<u8>,
-    pub signature: Vec<u8>,
-    pub refused: oneshot::Sender<(Peer, &'static str)>,
-}
-
-impl std::fmt::Debug for Reconnect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The credential is a secret: never in a log line.
-        f.debug_struct("Reconnect")
-            .field("role", &self.role)
-            .field("peer", &self.peer.addr)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Mutable relay state. Held only for short, non-async sections.
