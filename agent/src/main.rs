@@ -222,7 +222,7 @@ fn join(relay: String, ca: PathBuf, options: JoinOptions, code: String) -> anyho
         // user closes it (which ends the session).
         if let Err(e) = ui::run_window(window, commands_tx.clone()) {
             let _ = commands_tx.send(UiCommand::End);
-            eprintln!("error: cannot open the consent window: {e}");
+            eprintln!("error: cannot open the consent window: {e:#}");
         }
         let _ = commands_tx.send(UiCommand::End);
     }

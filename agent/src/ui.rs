@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use assent_proto::permission::Permission;
 use assent_proto::wire::{Confirmation, ConsentDecision, Scope, Validation};
-use eframe::egui;
+use assent_softwindow::egui;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::prompt::PromptText;
@@ -291,45 +291,39 @@ fn absorb_panel_event(s: &mut Shared, event: UiEvent) -> Option<UiEvent> {
 
 /// Runs the window on this (the main) thread until the session ends or the
 /// user closes it. Closing it answers `deny` at the prompt and `End` when live.
-pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> Result<(), String> {
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title(CONNECTING_TITLE)
-            .with_inner_size([520.0, 460.0])
-            .with_always_on_top(),
-        ..Default::default()
-    };
-    eframe::run_native(
-        "assent-agent",
-        options,
-        Box::new(move |cc| {
-            ui.shared.lock().unwrap_or_else(|p| p.into_inner()).ctx = Some(cc.egui_ctx.clone());
-            use raw_window_handle::HasWindowHandle as _;
-            let raw = cc.window_handle().ok().map(|h| h.as_raw());
-            // Covered in every frame (privacy::masked), also where the
-            // window's pid does not say it is ours.
-            let own = raw.and_then(assent_wintitle::x11_window);
-            if let (Some(id), Some(privacy)) = (own, crate::privacy::installed()) {
-                privacy.add_own_window(id);
-            }
-            let titles = raw.and_then(assent_wintitle::TitleSetter::new);
-            if let Some(t) = &titles {
-                t.set(CONNECTING_TITLE);
-            }
-            Ok(Box::new(AgentWindow {
-                ui,
-                commands,
-                title: CONNECTING_TITLE.to_string(),
-                titles,
-                arming: Arming::default(),
-                chat_draft: String::new(),
-                validation_comment: String::new(),
-                prompt_allowed: Vec::new(),
-                send_path: String::new(),
-            }))
-        }),
-    )
-    .map_err(|e| e.to_string())
+/// Drawn by the CPU (assent-softwindow), not OpenGL: on a machine without a
+/// GPU, Mesa's software GL alone was most of the agent's memory.
+pub fn run_window(ui: WindowUi, commands: UnboundedSender<UiCommand>) -> anyhow::Result<()> {
+    let viewport = egui::ViewportBuilder::default()
+        .with_title(CONNECTING_TITLE)
+        .with_inner_size([520.0, 460.0])
+        .with_always_on_top();
+    assent_softwindow::run(viewport, move |ctx, window| {
+        ui.shared.lock().unwrap_or_else(|p| p.into_inner()).ctx = Some(ctx.clone());
+        use raw_window_handle::HasWindowHandle as _;
+        let raw = window.window_handle().ok().map(|h| h.as_raw());
+        // Covered in every frame (privacy::masked), also where the
+        // window's pid does not say it is ours.
+        let own = raw.and_then(assent_wintitle::x11_window);
+        if let (Some(id), Some(privacy)) = (own, crate::privacy::installed()) {
+            privacy.add_own_window(id);
+        }
+        let titles = raw.and_then(assent_wintitle::TitleSetter::new);
+        if let Some(t) = &titles {
+            t.set(CONNECTING_TITLE);
+        }
+        AgentWindow {
+            ui,
+            commands,
+            title: CONNECTING_TITLE.to_string(),
+            titles,
+            arming: Arming::default(),
+            chat_draft: String::new(),
+            validation_comment: String::new(),
+            prompt_allowed: Vec::new(),
+            send_path: String::new(),
+        }
+    })
 }
 
 struct AgentWindow {
@@ -367,8 +361,8 @@ impl AgentWindow {
     }
 }
 
-impl eframe::App for AgentWindow {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+impl assent_softwindow::App for AgentWindow {
+    fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         let phase = self
             .ui

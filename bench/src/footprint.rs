@@ -9,6 +9,10 @@
 //! second and over the whole window), RSS and peak RSS, and updates a
 //! second at the client, with the bytes they carried (the agent's frame
 //! payload at the viewer; x11vnc's RFB messages at our client).
+//! On the static screen the agent is measured twice: with `--tty` (as on
+//! every screen) and in its default window mode, its consent prompt
+//! answered in the window and its "session live" window up (issue 20: the
+//! window's renderer was most of the agent's memory).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use crate::procs::{self, Proc, ProcUsage as _};
 use crate::relay::BenchRelay;
 use crate::report::{Better, Figure, Target};
 use crate::rfb::RfbClient;
-use crate::session::{headless_session, parse_stats};
+use crate::session::{headless_session_with, parse_stats, Extras};
 
 const G: &str = "footprint";
 
@@ -139,13 +143,24 @@ async fn sample(
     Ok(m)
 }
 
-/// The agent serving the headless viewer on `screen`.
-async fn agent(screen: Screen, settle: Duration, window: Duration) -> anyhow::Result<Measured> {
+/// The agent serving the headless viewer on `screen`, asking on its
+/// terminal (`--tty`) or, with `window_mode`, in its window (left up, as a
+/// user has it during a session).
+async fn agent(
+    screen: Screen,
+    settle: Duration,
+    window: Duration,
+    window_mode: bool,
+) -> anyhow::Result<Measured> {
     let tmp = tempfile::tempdir()?;
     let relay = BenchRelay::start(tmp.path()).await?;
     let desktop = screen.desktop()?;
+    let extras = Extras {
+        window: window_mode,
+        ..Extras::default()
+    };
     let (mut viewer, mut out, mut agent) =
-        headless_session(&relay, desktop.display(), tmp.path()).await?;
+        headless_session_with(&relay, desktop.display(), tmp.path(), extras).await?;
     tokio::time::sleep(settle).await;
     // The viewer prints its running totals once a second; the sampler
     // reads the latest.
@@ -237,7 +252,7 @@ pub async fn run(
     let mut figures = Vec::new();
     for screen in Screen::ALL {
         tracing::info!(screen = screen.name(), "footprint: agent");
-        let a = agent(screen, settle, window)
+        let a = agent(screen, settle, window, false)
             .await
             .with_context(|| format!("agent on the {} screen", screen.name()))?;
         let v = if with_vnc {
@@ -252,8 +267,48 @@ pub async fn run(
         };
         figures.extend(figures_for(screen, &a, v.as_ref()));
         figures.extend(bytes_for(screen, &a, v.as_ref()));
+        if screen == Screen::Static {
+            tracing::info!("footprint: agent in window mode, static screen");
+            let w = agent(screen, settle, window, true)
+                .await
+                .context("the agent in window mode on the static screen")?;
+            figures.extend(window_mode_figures(&w, v.as_ref()));
+        }
     }
     Ok(figures)
+}
+
+/// The agent in window mode on the static screen (issue 20's targets hold
+/// for it too: ≤ 0.02 cores, ≤ 40 MB), with its ratios to x11vnc's
+/// figures on the same screen.
+fn window_mode_figures(a: &Measured, v: Option<&Measured>) -> Vec<Figure> {
+    let n = "static, window mode";
+    let mb = |b: u64| Some(b as f64 / 1e6);
+    let one = |what: &str, unit: &'static str, x: Option<f64>| {
+        Figure::single(G, format!("{n}: {what}"), unit, Better::Lower, x)
+    };
+    let mut out = vec![
+        one("agent CPU (whole window)", "cores", Some(a.cpu_whole)).target(Target::median(0.02)),
+        Figure::from_samples(
+            G,
+            format!("{n}: agent CPU per second"),
+            "cores",
+            Better::Lower,
+            &a.cpu_per_sec,
+        ),
+        one("agent RSS", "MB", mb(a.rss)).target(Target::median(40.0)),
+        one("agent peak RSS", "MB", mb(a.peak_rss)),
+        one("agent RSS anon (heap, buffers)", "MB", mb(a.parts[0])),
+        one("agent RSS file + shmem", "MB", mb(a.parts[1] + a.parts[2])),
+    ];
+    if let Some(v) = v {
+        let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
+        out.extend([
+            one("agent/x11vnc CPU", "x", ratio(a.cpu_whole, v.cpu_whole)),
+            one("agent/x11vnc RSS", "x", ratio(a.rss as f64, v.rss as f64)),
+        ]);
+    }
+    out
 }
 
 fn figures_for(screen: Screen, a: &Measured, v: Option<&Measured>) -> Vec<Figure> {

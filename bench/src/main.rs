@@ -73,7 +73,8 @@ enum Group {
     Files,
     /// Agent CPU, memory, updates/s and bytes beside x11vnc's on static,
     /// typing, moving-photo, window-drag, scrolling, colour-change and video
-    /// screens (x11vnc skipped in smoke runs).
+    /// screens, the static one also with the agent's window up (x11vnc
+    /// skipped in smoke runs).
     Footprint,
 }
 

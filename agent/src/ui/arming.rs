@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use assent_proto::wire::{ConsentDecision, Scope};
-use eframe::egui;
+use assent_softwindow::egui;
 
 /// How long a question must have been on screen, with keyboard focus,
 /// before a key or click answers it: someone typing in another window when

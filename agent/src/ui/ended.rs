@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use assent_proto::wire::Confirmation;
-use eframe::egui;
+use assent_softwindow::egui;
 
 use super::{AgentWindow, Phase, UiCommand};
 

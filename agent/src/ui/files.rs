@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use assent_files::Way;
 use assent_proto::files::FileOutcome;
 use assent_proto::permission::Permission;
-use eframe::egui;
+use assent_softwindow::egui;
 
 use super::{AgentWindow, LiveInfo, Shared, UiCommand};
 

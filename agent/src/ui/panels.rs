@@ -2,7 +2,7 @@
 //! test" and the chat.
 
 use assent_proto::wire::Validation;
-use eframe::egui;
+use assent_softwindow::egui;
 
 use super::{AgentWindow, UiCommand};
 

@@ -6,7 +6,7 @@
 //! takes `clipboard on` / `clipboard off`.
 
 use assent_proto::permission::{Direction, Permission};
-use eframe::egui;
+use assent_softwindow::egui;
 
 use super::{AgentWindow, LiveInfo, Shared, UiCommand, UiEvent};
 

@@ -5,7 +5,7 @@
 //! session. The choices go straight to the agent's privacy state, which the
 //! capture thread reads before every frame.
 
-use eframe::egui;
+use assent_softwindow::egui;
 
 use super::AgentWindow;
 use crate::privacy::{Entry, Privacy};
