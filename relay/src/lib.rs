@@ -191,16 +191,7 @@ pub async fn serve(
         tasks: Default::default(),
         load: Default::default(),
     });
-    // The closure holds the shared state (so the audit writer) only until
-    // the sampler stops at shutdown.
-    let limits = shared.clone();
-    let busy_lag = move || Duration::from_millis(limits.limits().busy_lag_ms);
-    tokio::spawn(load::sample(
-        shared.load.clone(),
-        busy_lag,
-        shared.shutdown.clone(),
-    ));
-    load::start_stall_hook();
+    start_load_watch(&shared);
     audit
         .record(
             "relay_started",
@@ -242,6 +233,18 @@ pub async fn serve(
         .ok();
     info!("relay stopped");
     Ok(())
+}
+
+/// Samples how far behind the relay runs (admission control, the drop
+/// warning) until shutdown.
+fn start_load_watch(shared: &Arc<Shared>) {
+    // The closure holds the shared state (so the audit writer) only until
+    // the sampler stops at shutdown.
+    let limits = shared.clone();
+    let busy_lag = move || Duration::from_millis(limits.limits().busy_lag_ms);
+    let shutdown = shared.shutdown.clone();
+    tokio::spawn(load::sample(shared.load.clone(), busy_lag, shutdown));
+    load::start_stall_hook();
 }
 
 /// Starts the audit writer, with the webhook outbox fed from it when
