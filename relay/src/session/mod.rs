@@ -584,7 +584,12 @@ impl SessionTask {
         self.viewer.tell(&started).await;
         a.side.tell(&started).await;
         self.hand_out_credentials().await;
-        let Some(a) = self.agent.as_mut() else { return };
+        self.forward().await;
+    }
+
+    /// Opens a data stream to each side and forwards between them.
+    async fn forward(&mut self) {
+        let Some(a) = self.agent.as_ref() else { return };
         match open_data(&self.viewer.conn, &a.side.conn).await {
             Ok(((v_send, v_recv), (a_send, a_recv))) => {
                 let c = &self.counters;

@@ -15,7 +15,7 @@ use assent_proto::wire::{RelayMsg, Role};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::side::{open_data, pump, Side};
+use super::side::Side;
 use super::SessionTask;
 use crate::fields;
 use crate::state::Reconnect;
@@ -140,16 +140,7 @@ impl SessionTask {
         };
         back.tell(&reconnected).await;
         other.tell(&peer_back).await;
-        match open_data(&self.viewer.conn, &a.side.conn).await {
-            Ok(((v_send, v_recv), (a_send, a_recv))) => {
-                let c = &self.counters;
-                self.forwarders
-                    .push(tokio::spawn(pump(a_recv, v_send, c.clone(), true)));
-                self.forwarders
-                    .push(tokio::spawn(pump(v_recv, a_send, c.clone(), false)));
-            }
-            Err(e) => info!(session = %self.id, error = %e, "could not reopen data streams"),
-        }
+        self.forward().await;
     }
 }
 
