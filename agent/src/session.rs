@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use assent_client::e2e::{ChannelReader, ChannelWriter};
+use assent_client::e2e::{ChannelReader, ChannelWriter, E2e};
 use assent_client::resume::Reconnector;
 use assent_client::{AgentPending, ClientError};
 use assent_proto::identity::{PublicKey, SecretKey};
@@ -75,22 +75,23 @@ pub async fn run(
     stats: Arc<Stats>,
 ) -> anyhow::Result<Outcome> {
     ui.show(UiEvent::Connecting);
-    let mut pending = AgentPending::join(
-        &config.relay,
-        &config.ca,
-        config.device_key,
-        &config.device,
-        &config.code,
-    )
-    .await
-    .map_err(explain)?;
-    let offer = pending.offer.clone();
-    info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
-    let e2e = match handshake(&mut pending, PublicKey(offer.technician_key)).await? {
-        Ok(e2e) => e2e,
-        // The request ended (withdrawn, cancelled) before the user was asked.
-        Err(kind) => return Ok(close_request(&*ui, kind, &offer)),
+    // Reaching the relay can take long (an unreachable one: until QUIC
+    // gives up); End (a SIGTERM, the window closed) stops it at once.
+    let joined = tokio::select! {
+        joined = join_and_shake_hands(&config) => joined?,
+        () = ended(&mut commands) => {
+            let message = "Stopped before the relay was reached: nothing was asked or shared.";
+            info!("ended while connecting");
+            ui.show(UiEvent::Ended(message.into()));
+            return Ok(Outcome::Ended(message.into()));
+        }
     };
+    let (mut pending, e2e) = match joined {
+        Ok(joined) => joined,
+        // The request ended (withdrawn, cancelled) before the user was asked.
+        Err((kind, offer)) => return Ok(close_request(&*ui, kind, &offer)),
+    };
+    let offer = pending.offer.clone();
     let code = e2e.verification_code().to_string();
 
     // Ask the user. The local timeout denies; so does closing the window.
@@ -141,6 +142,36 @@ pub async fn run(
     };
     let capture = Capture::Start(screen, input);
     live_until_over((first, chosen), capture, &ctx, &mut commands).await
+}
+
+/// Redeems the code and runs the end-to-end handshake; `Err` with the
+/// refusal when the request ended before the user could be asked.
+async fn join_and_shake_hands(
+    config: &JoinConfig,
+) -> anyhow::Result<Result<(AgentPending, E2e), (Option<ErrorKind>, SessionOffer)>> {
+    let key = config.device_key.clone();
+    let (relay, ca, device, code) = (&config.relay, &config.ca, &config.device, &config.code);
+    let mut pending = AgentPending::join(relay, ca, key, device, code)
+        .await
+        .map_err(explain)?;
+    let offer = pending.offer.clone();
+    info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
+    Ok(
+        match handshake(&mut pending, PublicKey(offer.technician_key)).await? {
+            Ok(e2e) => Ok((pending, e2e)),
+            Err(kind) => Err((kind, offer)),
+        },
+    )
+}
+
+/// Until the user ends (End, or the window and its commands gone); other
+/// commands before the prompt answer nothing.
+async fn ended(commands: &mut mpsc::UnboundedReceiver<UiCommand>) {
+    while let Some(cmd) = commands.recv().await {
+        if matches!(cmd, UiCommand::End) {
+            return;
+        }
+    }
 }
 
 /// The live session, and each specialist's session the user hands it to,

@@ -185,3 +185,46 @@ fn xdg_open_of_a_join_link_brings_up_the_real_prompt() {
     assert!(found.is_some(), "no consent window after xdg-open");
     assert!(!agents.is_empty(), "the agent was not xdg-open's child");
 }
+
+/// A relay that never answers (a UDP socket nobody reads): the agent's
+/// window says it is connecting, and SIGTERM ends it at once, window and
+/// process, instead of waiting for QUIC to give up.
+#[test]
+fn sigterm_while_connecting_to_a_silent_relay_ends_the_agent() {
+    let display = assent_xvfb::Xvfb::start_with_size(640, 480);
+    let relay = TestRelay::init(&[]);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let home = assent_tests::tempdir();
+    let child = Command::new(bin("assent-agent"))
+        .args(["join", "--relay", &addr, "--ca"])
+        .arg(relay.ca())
+        .arg("123-456-789-012-345")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("DISPLAY", display.display())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = Proc::new(child);
+    assert!(
+        window(&display, "Assent — connecting").is_some(),
+        "no connecting window"
+    );
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_timeout(Duration::from_secs(5));
+    assert!(status.is_some(), "still running 5 s after SIGTERM");
+    assert!(
+        window_gone(&display, "Assent — connecting"),
+        "the window stayed"
+    );
+}
+
+fn window_gone(display: &assent_xvfb::Xvfb, title: &str) -> bool {
+    let out = display
+        .command("xdotool")
+        .args(["search", "--name", title])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
