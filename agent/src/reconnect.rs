@@ -25,10 +25,9 @@ impl LiveSession {
     /// being made (the relay closes the old one as it takes the new), its
     /// outcome decides whether the session goes on.
     pub(crate) async fn carried_on(&mut self) -> bool {
-        if !self.reconnect.in_flight() {
+        let Some(result) = self.reconnect.outcome_in_flight().await else {
             return false;
-        }
-        let result = self.reconnect.finished().await;
+        };
         let ok = result.is_ok();
         let _ = self.on_reconnected(result).await;
         ok

@@ -45,10 +45,9 @@ impl LiveView<'_> {
     /// The old connection failed under the session: when a new one is
     /// being made, its outcome decides whether the session goes on.
     pub(crate) async fn carried_on(&mut self) -> bool {
-        if !self.reconnect.in_flight() {
+        let Some(result) = self.reconnect.outcome_in_flight().await else {
             return false;
-        }
-        let result = self.reconnect.finished().await;
+        };
         let ok = result.is_ok();
         let _ = self.on_reconnected(result).await;
         ok

@@ -125,8 +125,14 @@ impl Reconnector {
         true
     }
 
-    pub fn in_flight(&self) -> bool {
-        self.attempt.is_some()
+    /// The outcome of the attempt under way, waited for; `None` without
+    /// one. For when the old connection failed: the relay closes it as it
+    /// takes the new one, so the attempt decides whether the session goes on.
+    pub async fn outcome_in_flight(&mut self) -> Option<Result<Resumed, ClientError>> {
+        match self.attempt {
+            Some(_) => Some(self.finished().await),
+            None => None,
+        }
     }
 
     /// The attempt's result, once there is one (never, without one).
