@@ -21,7 +21,7 @@ pub struct Peer {
 pub struct Reconnect {
     pub peer: Peer,
     pub role: assent_proto::wire::Role,
-    pub credential: [u8; 32],
+    pub credential: assent_proto::wire::ResumeCredential,
     /// What the side's key must have signed on this connection.
     pub payload: Vec<u8>,
     pub signature: Vec<u8>,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use assent_client::{ClientError, Control};
 use assent_proto::identity::SecretKey;
 use assent_proto::session_msg::InputEvent;
-use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, Role};
+use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, ResumeCredential, Role};
 use assent_tests::lossy::LossyProxy;
 use assent_tests::TestRelay;
 
@@ -27,7 +27,7 @@ async fn resume_as(
     role: Role,
     key: &SecretKey,
     session: &str,
-    credential: [u8; 32],
+    credential: ResumeCredential,
 ) -> Result<RelayMsg, ClientError> {
     let mut control = Control::open(&relay.addr, &relay.ca(), role).await?;
     let signature = control.sign_challenge(role, key)?;
@@ -71,9 +71,23 @@ async fn a_dead_connection_is_replaced_by_a_new_one_and_strangers_are_refused() 
     // credential, an unknown session, and the viewer's own credential
     // (read off its control stream) under another key.
     let stranger = SecretKey::generate().unwrap();
-    let guess = resume_as(&b.relay, Role::Agent, &stranger, &session, [7; 32]).await;
+    let guess = resume_as(
+        &b.relay,
+        Role::Agent,
+        &stranger,
+        &session,
+        ResumeCredential([7; 32]),
+    )
+    .await;
     refused_as(guess, "a made-up credential");
-    let unknown = resume_as(&b.relay, Role::Agent, &stranger, "no-such-session", [7; 32]).await;
+    let unknown = resume_as(
+        &b.relay,
+        Role::Agent,
+        &stranger,
+        "no-such-session",
+        ResumeCredential([7; 32]),
+    )
+    .await;
     refused_as(unknown, "an unknown session");
     let credential = loop {
         match tokio::time::timeout(WAIT, b.v.viewer.control.recv()).await {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use assent_proto::identity::{PublicKey, SecretKey};
-use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, Role};
+use assent_proto::wire::{ClientMsg, ErrorKind, RelayMsg, ResumeCredential, Role};
 
 use crate::e2e::{ChannelReader, ChannelWriter, ResumeSecret};
 use crate::{unexpected, ClientError, Control, DataStream};
@@ -28,7 +28,7 @@ pub struct ResumeTicket {
     pub ca: std::path::PathBuf,
     pub session: String,
     /// From the relay's `ResumeCredential`; a secret.
-    pub credential: [u8; 32],
+    pub credential: ResumeCredential,
 }
 
 impl std::fmt::Debug for ResumeTicket {
@@ -90,7 +90,7 @@ impl Reconnector {
     }
 
     /// The relay's `ResumeCredential` for this side of `session`.
-    pub fn credential(&mut self, session: &str, credential: [u8; 32]) {
+    pub fn credential(&mut self, session: &str, credential: ResumeCredential) {
         self.ticket = Some(ResumeTicket {
             relay: self.relay.clone(),
             ca: self.ca.clone(),
@@ -228,7 +228,7 @@ async fn reconnect(
     control
         .send(&ClientMsg::Resume {
             session: ticket.session.clone(),
-            credential: ticket.credential,
+            credential: ticket.credential.clone(),
             signature,
         })
         .await?;

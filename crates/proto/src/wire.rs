@@ -381,7 +381,7 @@ pub enum ClientMsg {
     /// end-to-end channel then starts again, bound to the old one.
     Resume {
         session: String,
-        credential: [u8; 32],
+        credential: ResumeCredential,
         signature: Vec<u8>,
     },
 }
@@ -473,13 +473,26 @@ pub enum RelayMsg {
     /// To each side once the session is live: what proves, with its key,
     /// that a later new connection is this side of this session (see
     /// [`ClientMsg::Resume`]). A secret: never logged.
-    ResumeCredential { credential: [u8; 32] },
+    ResumeCredential { credential: ResumeCredential },
     /// To a side that sent `Resume`: this connection carries the session
     /// now; the relay opens its data stream next.
     Reconnected { session: String },
     /// To one side: the other side came back on a new connection; a new
     /// data stream follows, and the end-to-end channel starts again on it.
     PeerReconnected { side: Role },
+}
+
+/// What proves, with a side's key, that a new connection is that side of a
+/// live session (`ResumeCredential`, `Resume`). A secret: its `Debug` shows
+/// no byte of it, so no log line can.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResumeCredential(pub [u8; 32]);
+
+impl std::fmt::Debug for ResumeCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeCredential(..)")
+    }
 }
 
 /// Largest end-to-end handshake message the relay passes on.

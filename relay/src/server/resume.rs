@@ -15,7 +15,7 @@ use crate::state::{Peer, Reconnect, Shared};
 /// What `Resume` carried.
 pub(super) struct ResumeAsk {
     pub session: String,
-    pub credential: [u8; 32],
+    pub credential: assent_proto::wire::ResumeCredential,
     pub signature: Vec<u8>,
 }
 

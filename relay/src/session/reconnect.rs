@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use assent_net::{close, PathWatch};
 use assent_proto::session::Phase;
-use assent_proto::wire::{RelayMsg, Role};
+use assent_proto::wire::{RelayMsg, ResumeCredential, Role};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -60,10 +60,14 @@ impl SessionTask {
         };
         let (agent, viewer) = (c.agent, c.viewer);
         self.credentials = Some(c);
-        let to_viewer = RelayMsg::ResumeCredential { credential: viewer };
+        let to_viewer = RelayMsg::ResumeCredential {
+            credential: ResumeCredential(viewer),
+        };
         self.viewer.tell(&to_viewer).await;
         if let Some(a) = self.agent.as_mut() {
-            let to_agent = RelayMsg::ResumeCredential { credential: agent };
+            let to_agent = RelayMsg::ResumeCredential {
+                credential: ResumeCredential(agent),
+            };
             a.side.tell(&to_agent).await;
         }
     }
@@ -110,7 +114,7 @@ impl SessionTask {
         let Some(credentials) = &self.credentials else {
             return Err("resume_not_live");
         };
-        if !same_secret(credentials.of(r.role), &r.credential) {
+        if !same_secret(credentials.of(r.role), &r.credential.0) {
             return Err("bad_resume_credential");
         }
         let key = match (r.role, &self.agent) {

@@ -1,6 +1,6 @@
 //! Seeds of a live session carried on over a new connection.
 
-use assent_proto::wire::{ClientMsg, RelayMsg, Role};
+use assent_proto::wire::{ClientMsg, RelayMsg, ResumeCredential, Role};
 
 use super::encode;
 
@@ -9,7 +9,7 @@ pub(super) fn client_msgs() -> Vec<(&'static str, Vec<u8>)> {
         "resume",
         encode(&ClientMsg::Resume {
             session: "s-1".into(),
-            credential: [9; 32],
+            credential: ResumeCredential([9; 32]),
             signature: vec![5; 64],
         }),
     )]
@@ -21,7 +21,7 @@ pub(super) fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
         (
             "resume-credential",
             encode(&RelayMsg::ResumeCredential {
-                credential: [4; 32],
+                credential: ResumeCredential([4; 32]),
             }),
         ),
         (

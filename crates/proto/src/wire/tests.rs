@@ -83,6 +83,30 @@ fn trailing_bytes_are_refused() {
     assert!(SessionOffer::from_bytes(&bytes).is_err());
 }
 
+#[test]
+fn a_resume_credential_round_trips_and_never_shows_in_debug() {
+    let credential = ResumeCredential([0xab; 32]);
+    let msgs = (
+        RelayMsg::ResumeCredential {
+            credential: credential.clone(),
+        },
+        ClientMsg::Resume {
+            session: "s".into(),
+            credential,
+            signature: vec![1; 64],
+        },
+    );
+    let relay = encode(&msgs.0).unwrap();
+    assert_eq!(decode::<RelayMsg>(&relay).unwrap(), msgs.0);
+    let client = encode(&msgs.1).unwrap();
+    assert_eq!(decode::<ClientMsg>(&client).unwrap(), msgs.1);
+    // The same bytes as a plain [u8; 32] on the wire (transparent).
+    assert_eq!(relay.len(), 1 + 32);
+    for shown in [format!("{:?}", msgs.0), format!("{:?}", msgs.1)] {
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
     #[test]
