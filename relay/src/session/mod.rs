@@ -34,7 +34,7 @@ use crate::fields;
 use crate::handover::{Control, Link, Notice};
 use crate::state::{AgentArrival, Counters, EntryPhase, Peer, Shared};
 use records::{record_note, record_validation, ReceiptCtx, Receipted, ScopeChange, UserAnswers};
-use side::{handshake_allowed, lost_or_closed, open_data, pump, Agent, Side};
+use side::{handshake_allowed, lost_or_closed, Agent, Side};
 
 /// How often a live session looks at its byte counters (idle detection).
 const ACTIVITY_POLL: Duration = Duration::from_secs(1);
@@ -585,20 +585,5 @@ impl SessionTask {
         a.side.tell(&started).await;
         self.hand_out_credentials().await;
         self.forward().await;
-    }
-
-    /// Opens a data stream to each side and forwards between them.
-    async fn forward(&mut self) {
-        let Some(a) = self.agent.as_ref() else { return };
-        match open_data(&self.viewer.conn, &a.side.conn).await {
-            Ok(((v_send, v_recv), (a_send, a_recv))) => {
-                let c = &self.counters;
-                self.forwarders
-                    .push(tokio::spawn(pump(a_recv, v_send, c.clone(), true)));
-                self.forwarders
-                    .push(tokio::spawn(pump(v_recv, a_send, c.clone(), false)));
-            }
-            Err(e) => info!(session = %self.id, error = %e, "could not open data streams"),
-        }
     }
 }

@@ -73,10 +73,7 @@ type Pair = (SendStream, RecvStream);
 
 /// Opens the data stream to each side. The preamble makes the stream visible
 /// to the client's `accept_bi` at once.
-pub(super) async fn open_data(
-    viewer: &Connection,
-    agent: &Connection,
-) -> Result<(Pair, Pair), NetError> {
+async fn open_data(viewer: &Connection, agent: &Connection) -> Result<(Pair, Pair), NetError> {
     let open = |conn: Connection| async move {
         let (mut send, recv) = conn.open_bi().await?;
         send.write_all(DATA_PREAMBLE).await?;
@@ -90,12 +87,7 @@ pub(super) async fn open_data(
 /// `Bytes` quinn read them (no copy); while the receiving side's window is
 /// full, `write_chunk` waits and nothing more is read, so QUIC flow control
 /// pushes back on the sender instead of the relay buffering.
-pub(super) async fn pump(
-    mut from: RecvStream,
-    mut to: SendStream,
-    counters: Arc<Counters>,
-    to_viewer: bool,
-) {
+async fn pump(mut from: RecvStream, mut to: SendStream, counters: Arc<Counters>, to_viewer: bool) {
     loop {
         match from.read_chunk(CHUNK, true).await {
             Ok(Some(chunk)) => {
@@ -110,6 +102,24 @@ pub(super) async fn pump(
                 break;
             }
             Err(_) => break,
+        }
+    }
+}
+
+impl super::SessionTask {
+    /// Opens a data stream to each side and forwards between them (at the
+    /// start, and again after a side came back on a new connection).
+    pub(super) async fn forward(&mut self) {
+        let Some(a) = self.agent.as_ref() else { return };
+        match open_data(&self.viewer.conn, &a.side.conn).await {
+            Ok(((v_send, v_recv), (a_send, a_recv))) => {
+                let c = &self.counters;
+                self.forwarders
+                    .push(tokio::spawn(pump(a_recv, v_send, c.clone(), true)));
+                self.forwarders
+                    .push(tokio::spawn(pump(v_recv, a_send, c.clone(), false)));
+            }
+            Err(e) => info!(session = %self.id, error = %e, "could not open data streams"),
         }
     }
 }
