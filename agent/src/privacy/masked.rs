@@ -26,17 +26,56 @@ const MAX_STALE: usize = 64;
 
 pub struct MaskedSource {
     inner: Box<dyn ScreenSource>,
-    watch: WindowWatch,
-    privacy: Arc<Privacy>,
-    /// The masked frame: BGRX, stride `width * 4`.
+    mask: Mask,
+    /// The masked frame, BGRX, stride `width * 4`, only for a source
+    /// that does not lend its own buffer to paint in (see `painted`).
     frame: Vec<u8>,
+    /// Where the last capture painted covers into the source's own
+    /// buffer (frame coordinates): the next capture has the source read
+    /// it again, so a cover taken away shows the screen at once.
+    painted: Option<Area>,
     /// Whether `frame` is the last capture, masked (so a capture that
     /// re-read only part of the screen needs only that part copied).
     frame_current: bool,
-    covers: Covers,
     seen_version: u64,
+}
+
+/// Everything that decides the cover, apart from the source (so it can
+/// be planned while the source's frame is borrowed).
+struct Mask {
+    watch: WindowWatch,
+    privacy: Arc<Privacy>,
+    covers: Covers,
     reported: Option<MaskReport>,
     pending: Option<MaskReport>,
+}
+
+/// A capture's geometry and where it may differ from the last.
+#[derive(Clone, Copy)]
+struct Shape {
+    width: u32,
+    height: u32,
+    origin: (i32, i32),
+    changed: Option<Area>,
+}
+
+impl Shape {
+    fn of(f: &CapturedFrame<'_>) -> Shape {
+        Shape {
+            width: f.width,
+            height: f.height,
+            origin: f.origin,
+            changed: f.changed,
+        }
+    }
+}
+
+/// One capture's cover, its bounds in the frame, and where the masked
+/// frame may differ from the last one.
+struct Planned {
+    cover: Cover,
+    bounds: Option<WinRect>,
+    changed: Option<Area>,
 }
 
 /// What the mask remembers from one capture to the next.
@@ -48,6 +87,8 @@ struct Covers {
     stale_own: Vec<WinRect>,
     /// The kept window's area in the last "share only" frame.
     last_keep: Option<WinRect>,
+    /// Whether the last frame shared only one window.
+    last_only: bool,
     /// The covered bounds of the last frame.
     last_bounds: Option<WinRect>,
 }
@@ -58,14 +99,90 @@ impl MaskedSource {
         privacy.set_live();
         Ok(MaskedSource {
             inner,
-            watch,
-            privacy,
+            mask: Mask {
+                watch,
+                privacy,
+                covers: Covers::default(),
+                reported: None,
+                pending: None,
+            },
             frame: Vec::new(),
+            painted: None,
             frame_current: false,
-            covers: Covers::default(),
             seen_version: u64::MAX,
-            reported: None,
-            pending: None,
+        })
+    }
+
+    /// A capture whose covers are painted into the source's own buffer.
+    fn capture_in_place(
+        &mut self,
+        before: Vec<TopWindow>,
+    ) -> Result<CapturedFrame<'_>, CaptureError> {
+        let shape = Shape::of(&self.inner.capture()?);
+        let planned = self.mask.plan(&before, shape)?;
+        // No screen-sized copy of our own from now on.
+        (self.frame, self.frame_current) = (Vec::new(), false);
+        let Shape {
+            width,
+            height,
+            origin,
+            ..
+        } = shape;
+        let row = width as usize * 4;
+        let data = self
+            .inner
+            .last_frame_mut()
+            .filter(|d| d.len() == row * height as usize)
+            // Never the frame unpainted.
+            .ok_or(CaptureError::Disconnected)?;
+        if !planned.cover.is_empty() {
+            planned.cover.paint(data, width, height, row, origin);
+            self.painted = planned.bounds.map(area_of);
+        }
+        Ok(CapturedFrame {
+            data,
+            width,
+            height,
+            stride: row,
+            changed: planned.changed,
+            origin,
+        })
+    }
+}
+
+impl Mask {
+    /// The cover for a capture bracketed by the window list `before` and
+    /// one taken now (which also collects the moves in between).
+    fn plan(&mut self, before: &[TopWindow], shape: Shape) -> Result<Planned, CaptureError> {
+        let after = self.watch.list_known(before)?;
+        let (moves, overflowed) = self.watch.take_moves();
+        let (choice, user) = self.privacy.decide();
+        let around = Around {
+            before,
+            after: &after,
+            moves: &moves,
+            overflowed,
+        };
+        let privacy = &self.privacy;
+        let hidden = |w: &TopWindow| user.contains(&w.id) || privacy.by_policy(w);
+        let mut planned = Cover::plan(&around, &choice, &hidden);
+        planned.add_own(&around, &|w| privacy.own(w));
+        let only = matches!(choice, Choice::Only(_));
+        let cover = self.covers.next(planned, only, shape.origin, shape.changed);
+        let bounds = cover.bounds(shape.origin, shape.width, shape.height);
+        let last = std::mem::replace(&mut self.covers.last_bounds, bounds);
+        let changed = shape
+            .changed
+            .map(|a| widen(a, bounds.into_iter().chain(last)));
+        let report = self.privacy.count(&after, &choice, &user);
+        if self.reported != Some(report) {
+            self.reported = Some(report);
+            self.pending = Some(report);
+        }
+        Ok(Planned {
+            cover,
+            bounds,
+            changed,
         })
     }
 }
@@ -104,6 +221,7 @@ impl Covers {
                 .extend(keep.map(|k| shift(k, (-origin.0, -origin.1))));
         }
         self.last_keep = keep;
+        self.last_only = only;
         remember(&mut self.stale, &mut cover.rects, origin);
         remember(&mut self.stale_own, &mut cover.own, origin);
         cover
@@ -141,7 +259,7 @@ impl ScreenSource for MaskedSource {
 
     fn may_have_changed(&mut self) -> bool {
         let inner = self.inner.may_have_changed();
-        let version = self.privacy.version();
+        let version = self.mask.privacy.version();
         let choices = std::mem::replace(&mut self.seen_version, version) != version;
         inner || choices
     }
@@ -163,8 +281,8 @@ impl ScreenSource for MaskedSource {
     }
 
     fn take_mask_report(&mut self, again: bool) -> Option<MaskReport> {
-        match self.pending.take() {
-            None if again => self.reported,
+        match self.mask.pending.take() {
+            None if again => self.mask.reported,
             pending => pending,
         }
     }
@@ -173,40 +291,26 @@ impl ScreenSource for MaskedSource {
         // Set again once this capture is painted: an error on the way
         // leaves the masked frame behind the source's.
         let was_current = std::mem::replace(&mut self.frame_current, false);
-        let before = self.watch.list()?;
-        // Places from before that list are older than it: not needed.
-        let _ = self.watch.take_moves();
-        let f = self.inner.capture()?;
-        // Where this frame is, after the capture: it may have followed a
-        // new screen geometry.
-        let (width, height, origin) = (f.width, f.height, f.origin);
-        let after = self.watch.list_known(&before)?;
-        let (moves, overflowed) = self.watch.take_moves();
-        let (choice, user) = self.privacy.decide();
-        let around = Around {
-            before: &before,
-            after: &after,
-            moves: &moves,
-            overflowed,
-        };
-        let privacy = &self.privacy;
-        let hidden = |w: &TopWindow| user.contains(&w.id) || privacy.by_policy(w);
-        let mut planned = Cover::plan(&around, &choice, &hidden);
-        planned.add_own(&around, &|w| privacy.own(w));
-        let only = matches!(choice, Choice::Only(_));
-        let cover = self.covers.next(planned, only, origin, f.changed);
-        let bounds = cover.bounds(origin, width, height);
-        let last = std::mem::replace(&mut self.covers.last_bounds, bounds);
-        let changed = f.changed.map(|a| widen(a, bounds.into_iter().chain(last)));
-        let report = self.privacy.count(&after, &choice, &user);
-        if self.reported != Some(report) {
-            self.reported = Some(report);
-            self.pending = Some(report);
+        if let Some(painted) = self.painted.take() {
+            self.inner.reread(painted);
         }
+        let before = self.mask.watch.list()?;
+        // Places from before that list are older than it: not needed.
+        let _ = self.mask.watch.take_moves();
+        // Sharing one window covers all the rest: painting that in place
+        // would have every capture re-read the whole screen, so that mode
+        // keeps its own copy.
+        if self.inner.lends_next_frame() && !self.mask.covers.last_only {
+            return self.capture_in_place(before);
+        }
+        let f = self.inner.capture()?;
+        let shape = Shape::of(&f);
+        let Planned { cover, changed, .. } = self.mask.plan(&before, shape)?;
         if cover.is_empty() {
             // Nothing to paint: the source's frame as it is, no copy.
             return Ok(CapturedFrame { changed, ..f });
         }
+        let (width, height, origin) = (shape.width, shape.height, shape.origin);
         let row = width as usize * 4;
         let len = row * height as usize;
         // Outside `changed` (which holds this capture's covers and the
@@ -253,6 +357,16 @@ fn copy_area(f: &CapturedFrame<'_>, dst: &mut [u8], area: Area) -> Result<(), Ca
     Ok(())
 }
 
+/// A rectangle already clipped to the frame, as an area.
+fn area_of(r: WinRect) -> Area {
+    Area {
+        x: r.x.max(0) as u32,
+        y: r.y.max(0) as u32,
+        width: r.width,
+        height: r.height,
+    }
+}
+
 /// The changed area grown to hold the covers of this frame and the last
 /// (frame coordinates, already clipped to the frame).
 fn widen(a: Area, covers: impl Iterator<Item = WinRect>) -> Area {
@@ -263,12 +377,7 @@ fn widen(a: Area, covers: impl Iterator<Item = WinRect>) -> Area {
         height: a.height,
     });
     match covers.fold(start, |acc, r| Some(acc.map_or(r, |a| a.union(r)))) {
-        Some(r) => Area {
-            x: r.x.max(0) as u32,
-            y: r.y.max(0) as u32,
-            width: r.width,
-            height: r.height,
-        },
+        Some(r) => area_of(r),
         None => a,
     }
 }

@@ -144,6 +144,29 @@ pub trait ScreenSource {
         None
     }
 
+    /// Whether the next capture's pixels will sit in a buffer of the
+    /// source's own, lent by [`ScreenSource::last_frame_mut`] (asked
+    /// before capturing: the capture's frame borrows the source).
+    fn lends_next_frame(&self) -> bool {
+        false
+    }
+
+    /// The last capture's pixels, writable, when they sit in a buffer of
+    /// the source's own that later captures re-read only where hints (or
+    /// [`ScreenSource::reread`]) say: a masking wrapper paints its covers
+    /// there instead of keeping a screen-sized copy. `None` (the default)
+    /// when the source cannot lend its frame.
+    fn last_frame_mut(&mut self) -> Option<&mut [u8]> {
+        None
+    }
+
+    /// Says that `area` (frame pixels) of the buffer lent by
+    /// [`ScreenSource::last_frame_mut`] no longer holds the screen's
+    /// pixels: the next capture reads it again, whatever the hints say.
+    fn reread(&mut self, area: Area) {
+        let _ = area;
+    }
+
     /// Shows only monitor `monitor` (an index into [`Layout::monitors`])
     /// from the next capture on, or the whole screen (`None`, also when
     /// that monitor goes away). A source without monitors ignores it.

@@ -82,6 +82,13 @@ pub struct X11Source {
     next: Option<Read>,
     /// Whether the frame buffer holds a whole screen read.
     primed: bool,
+    /// Whether the last capture's pixels are the frame buffer's (not the
+    /// SHM image handed out as it is): only then is it lent.
+    lent: bool,
+    /// Part of the frame buffer a caller wrote over ([`ScreenSource::reread`]),
+    /// read again by the next capture on its own (not merged into the
+    /// hinted part, which could then outgrow a part read).
+    overwritten: Option<Rect>,
     /// The screen as last read: BGRX, stride `width * 4`.
     frame: Vec<u8>,
 }
@@ -131,6 +138,8 @@ impl X11Source {
             damage,
             next: None,
             primed: false,
+            lent: false,
+            overwritten: None,
             frame: Vec::new(),
         };
         source.configure(layout);
@@ -146,6 +155,7 @@ impl X11Source {
         self.origin = (shown.x as i32, shown.y as i32);
         self.frame = vec![0; shown.width as usize * shown.height as usize * BYTES_PER_PIXEL];
         self.primed = false;
+        (self.lent, self.overwritten) = (false, None);
         self.next = self.next.map(|_| Read::Check);
         let rect = scrap::x11::Rect {
             x: shown.x as i16,
@@ -334,6 +344,33 @@ impl ScreenSource for X11Source {
         inside.then_some((x as u32, y as u32))
     }
 
+    fn lends_next_frame(&self) -> bool {
+        // A hinted read goes into the frame buffer; only a capture without
+        // hints hands out the SHM image.
+        self.next.is_some()
+    }
+
+    fn last_frame_mut(&mut self) -> Option<&mut [u8]> {
+        self.lent.then_some(self.frame.as_mut_slice())
+    }
+
+    fn reread(&mut self, area: Area) {
+        let r = Rect {
+            x: area.x as i32,
+            y: area.y as i32,
+            width: area.width,
+            height: area.height,
+        };
+        let Some(r) = self.clip(Rect {
+            x: r.x + self.origin.0,
+            y: r.y + self.origin.1,
+            ..r
+        }) else {
+            return;
+        };
+        self.overwritten = Some(self.overwritten.map_or(r, |o| o.union(r)));
+    }
+
     fn may_have_changed(&mut self) -> bool {
         if Instant::now() >= self.next_look {
             // An error is the capture's to report.
@@ -377,7 +414,7 @@ impl ScreenSource for X11Source {
         if read == Read::Unknown {
             // No hints: the SHM image as it is, no copy; the frame
             // buffer stays unprimed for any later hinted capture.
-            self.primed = false;
+            (self.primed, self.lent) = (false, false);
             let data = shm_image(&mut self.shm)?;
             return Ok(CapturedFrame {
                 data,
@@ -388,10 +425,12 @@ impl ScreenSource for X11Source {
                 origin: self.origin,
             });
         }
+        self.lent = false;
         let changed = match self.read(read) {
             Err(CaptureError::ScreenChanged) if self.follow()? => self.read(Read::Check)?,
             other => other?,
         };
+        self.lent = true;
         Ok(CapturedFrame {
             data: &self.frame,
             width: self.width,
@@ -426,6 +465,9 @@ impl X11Source {
             width: self.width,
             height: self.height,
         };
+        // Read on its own after a part (see `overwritten`); a whole read
+        // reads it anyway.
+        let overwritten = self.overwritten.take().filter(|_| primed);
         match read {
             Read::Unknown | Read::Large => self.read_shm()?,
             Read::Check => {
@@ -433,16 +475,39 @@ impl X11Source {
                     self.read_shm()?;
                 }
             }
-            Read::Part(r) if r.width == 0 => {}
             Read::Part(r) => {
-                if !self.read_part(r)? {
-                    self.read_shm()?;
-                    changed = None;
+                for part in [r].into_iter().chain(overwritten) {
+                    if part.width > 0 && !self.read_part(part)? {
+                        self.read_shm()?;
+                        changed = None;
+                        break;
+                    }
+                }
+                if let (Some(c), Some(o)) = (changed.as_mut(), overwritten) {
+                    *c = area_union(*c, o);
                 }
             }
         }
         self.primed = primed || !matches!(read, Read::Part(_));
         Ok(changed)
+    }
+}
+
+/// The smallest area holding a changed area and a re-read rectangle
+/// (both inside the frame).
+fn area_union(a: Area, r: Rect) -> Area {
+    let r = Rect {
+        x: a.x as i32,
+        y: a.y as i32,
+        width: a.width,
+        height: a.height,
+    }
+    .union(r);
+    Area {
+        x: r.x as u32,
+        y: r.y as u32,
+        width: r.width,
+        height: r.height,
     }
 }
 
