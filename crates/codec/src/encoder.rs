@@ -47,7 +47,15 @@ pub struct Encoder {
     ops: Vec<Op>,
     raw: Vec<u8>,
     compressed: Vec<u8>,
+    /// Frames in a row that used under a quarter of a large `raw`.
+    slack_frames: u32,
 }
+
+/// Scratch up to this size is kept between frames whatever they need.
+const KEEP_SCRATCH: usize = 1 << 20;
+/// Large scratch is given back after this many frames in a row that
+/// used under a quarter of it (the end of a burst of big changes).
+const SLACK_FRAMES: u32 = 64;
 
 impl Default for Encoder {
     fn default() -> Self {
@@ -74,6 +82,7 @@ impl Encoder {
             ops: Vec::new(),
             raw: Vec::new(),
             compressed: Vec::new(),
+            slack_frames: 0,
         }
     }
 
@@ -188,6 +197,7 @@ impl Encoder {
         }
         wire::write_ops(&self.ops, &mut bytes);
         bytes.extend_from_slice(&self.compressed);
+        self.give_back_scratch(keyframe);
         Ok(Some(EncodedFrame {
             seq,
             keyframe,
@@ -230,6 +240,28 @@ impl Encoder {
             keyframe: false,
         };
         regions::find(&diff, frame, &self.previous, &mut self.scratch);
+    }
+
+    /// A keyframe packs the whole screen (6 MB at 1080p) and is followed
+    /// by small updates for minutes; keeping its scratch was a quarter of
+    /// an idle agent's memory. Given back at once after a keyframe, and
+    /// after a burst of big changes once it has been idle for a while.
+    fn give_back_scratch(&mut self, keyframe: bool) {
+        let cap = self.raw.capacity();
+        if cap <= KEEP_SCRATCH {
+            self.slack_frames = 0;
+            return;
+        }
+        if self.raw.len() < cap / 4 {
+            self.slack_frames += 1;
+        } else {
+            self.slack_frames = 0;
+        }
+        if keyframe || self.slack_frames >= SLACK_FRAMES {
+            self.raw = Vec::new();
+            self.compressed = Vec::new();
+            self.slack_frames = 0;
+        }
     }
 
     /// Packs the "pixels" rectangles, as filtered RGB, one after another.
@@ -294,5 +326,69 @@ fn bgrx_to_rgb_sub(bgrx: &[u8], out: &mut Vec<u8>) {
         rgb[1] = cur[1].wrapping_sub(left[1]);
         rgb[2] = cur[2].wrapping_sub(left[2]);
         left = cur;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Decoder;
+
+    /// Noise that every tile of a frame changes to (seeded per frame).
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_keyframes_scratch_is_given_back_and_a_bursts_after_it_ends() {
+        let (w, h) = (1920u32, 1080u32);
+        let len = (w * h * 4) as usize;
+        let mut encoder = Encoder::new();
+        let mut decoder = Decoder::new();
+        let mut send = |encoder: &mut Encoder, data: &[u8], keyframe: bool| {
+            let frame = FrameRef::new(data, w, h, w as usize * 4).unwrap();
+            let update = encoder.encode(frame, keyframe).unwrap().unwrap();
+            decoder.decode(&update.bytes).unwrap();
+        };
+        let mut screen = noise(len, 7);
+        send(&mut encoder, &screen, true);
+        assert!(
+            encoder.raw.capacity() <= KEEP_SCRATCH,
+            "kept after a keyframe"
+        );
+
+        // A burst: the whole screen changes twice; the scratch stays.
+        for seed in [9, 11] {
+            screen = noise(len, seed);
+            send(&mut encoder, &screen, false);
+        }
+        assert!(
+            encoder.raw.capacity() > KEEP_SCRATCH,
+            "a burst keeps its scratch"
+        );
+
+        // Then small changes: given back after SLACK_FRAMES of them.
+        for i in 0..SLACK_FRAMES {
+            screen[i as usize * 4] ^= 0xff;
+            send(&mut encoder, &screen, false);
+        }
+        assert!(
+            encoder.raw.capacity() <= KEEP_SCRATCH,
+            "kept after the burst"
+        );
+        // And the stream is whole: the decoder holds the last screen.
+        let rgba: Vec<u8> = screen
+            .chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0], 255])
+            .collect();
+        assert!(decoder.pixels() == rgba.as_slice());
     }
 }
