@@ -50,6 +50,32 @@ impl Record {
         }
     }
 
+    /// Recomputes the record's hash from its content (ignoring the stored
+    /// `hash`), exactly as the writer and the verifier do, so another store
+    /// of the same records (e.g. a central database) can check them without
+    /// re-implementing the canonical form.
+    pub fn recompute_hash(&self) -> String {
+        self.compute_hash()
+    }
+
+    /// The record's line as written to the log: canonical JSON including
+    /// `hash`, without the newline. A copy kept elsewhere byte for byte can be
+    /// parsed back with [`Record::from_json`] and re-hashed.
+    pub fn to_line(&self) -> String {
+        let mut out = String::new();
+        self.write_line(&mut out);
+        out
+    }
+
+    /// Splits a parsed JSON object into standard keys and fields. Verifies
+    /// nothing; the error says what is missing or of the wrong type.
+    pub fn from_json(value: Value) -> Result<Record, String> {
+        match value {
+            Value::Object(map) => Record::from_map(map),
+            _ => Err("not a JSON object".into()),
+        }
+    }
+
     /// SHA-256 (lowercase hex) of the canonical form without `hash`.
     pub(crate) fn compute_hash(&self) -> String {
         let mut canonical = String::new();

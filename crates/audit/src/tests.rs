@@ -877,3 +877,19 @@ fn a_head_that_lags_the_log_is_fine() {
     assert_eq!(verify(&path), Ok(3));
     assert!(AuditLog::open(&path).is_ok());
 }
+
+#[test]
+fn a_record_round_trips_through_its_line_for_other_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(&dir, 3);
+    let records = read_records(&path).unwrap();
+    for (record, line) in records.iter().zip(lines(&path)) {
+        let line = line.strip_suffix(b"\n").unwrap();
+        assert_eq!(record.to_line().as_bytes(), line);
+        assert_eq!(record.recompute_hash(), record.hash);
+        let parsed = Record::from_json(serde_json::from_slice(line).unwrap()).unwrap();
+        assert_eq!(&parsed, record);
+    }
+    assert!(Record::from_json(json!([1])).is_err());
+    assert!(Record::from_json(json!({"seq": 1})).is_err());
+}
