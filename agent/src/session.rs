@@ -111,6 +111,7 @@ pub async fn run(
         return Ok(decline(pending, decision, &*ui).await);
     };
     let pending_key = pending.device_key_clone();
+    let joined_at = pending.relay.clone();
     // A yes starts nothing until the relay has it on record: a refusal
     // here (its audit failed, or the request ended meanwhile) leaves the
     // screen and input untouched.
@@ -120,7 +121,7 @@ pub async fn run(
         Err(e) => return Err(explain(e)),
     };
     let rejoin = Rejoin {
-        relay: config.relay.clone(),
+        relay: joined_at,
         ca: config.ca.clone(),
         device: config.device.clone(),
         device_key: pending_key,
@@ -155,6 +156,9 @@ async fn join_and_shake_hands(
         .await
         .map_err(explain)?;
     let offer = pending.offer.clone();
+    if pending.relay != *relay {
+        info!(relay = %pending.relay, "the code belongs to another relay of the fleet: joined there");
+    }
     info!(technician = %offer.technician, ticket = %offer.ticket, "joined; running the end-to-end handshake");
     Ok(
         match handshake(&mut pending, PublicKey(offer.technician_key)).await? {

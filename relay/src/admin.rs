@@ -98,12 +98,51 @@ pub fn list_sessions(shared: &Shared) -> Vec<SessionInfo> {
                 rate_to_agent: e.counters.rate_to_agent.load(Ordering::Relaxed),
                 rtt_viewer_ms: rtt_ms(&e.counters.rtt_viewer_us),
                 rtt_agent_ms: rtt_ms(&e.counters.rtt_agent_us),
+                relay: shared.fleet.as_ref().map(|f| f.relay_id.clone()),
             };
             (e.created, info)
         })
         .collect();
     list.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
     list.into_iter().map(|(_, info)| info).collect()
+}
+
+/// In fleet mode, the sessions the other relays hold, from the fleet's
+/// directory (`lost` when their relay's lease ran out).
+async fn add_fleet_sessions(
+    shared: &Shared,
+    list: &mut Vec<SessionInfo>,
+) -> Result<(), assent_fleet::FleetError> {
+    let Some(link) = &shared.fleet else {
+        return Ok(());
+    };
+    let rows = link.fleet.sessions().await;
+    link.saw(&rows);
+    let started = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
+    for row in rows?.into_iter().filter(|r| r.relay_id != link.relay_id) {
+        let state = match row.state {
+            assent_fleet::SessionState::Live => row.phase.clone(),
+            assent_fleet::SessionState::Lost => "lost (its relay stopped answering)".into(),
+        };
+        list.push(SessionInfo {
+            id: row.session_id,
+            technician: row.technician,
+            device: row.device.unwrap_or_default(),
+            started: started(row.started_at_ms),
+            state,
+            relay: Some(row.relay_id),
+            ..Default::default()
+        });
+    }
+    Ok(())
 }
 
 /// Milliseconds with one decimal, `None` while unknown.
@@ -114,25 +153,20 @@ fn rtt_ms(us: &std::sync::atomic::AtomicU64) -> Option<f64> {
 
 async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
     match req {
-        AdminRequest::Sessions => AdminResponse {
-            ok: true,
-            sessions: Some(list_sessions(shared)),
-            ..Default::default()
-        },
-        AdminRequest::Kill { session } => {
-            let tx = shared
-                .lock()
-                .sessions
-                .get(&session)
-                .map(|e| e.control.clone());
-            match tx {
-                Some(tx) if tx.send(Control::Machine(Event::AdminKill)).await.is_ok() => {
-                    info!(session = %session, "admin kill");
-                    AdminResponse::ok(format!("session {session} ended"))
-                }
-                _ => AdminResponse::err(format!("no live session or pending request {session}")),
+        AdminRequest::Sessions => {
+            let mut sessions = list_sessions(shared);
+            // This relay's own list stands even when the fleet's is missing.
+            let warning = add_fleet_sessions(shared, &mut sessions).await.err().map(|e| {
+                format!("warning: only this relay's sessions: the fleet database could not be asked ({e})")
+            });
+            AdminResponse {
+                ok: true,
+                sessions: Some(sessions),
+                message: warning,
+                ..Default::default()
             }
         }
+        AdminRequest::Kill { session } => kill(shared, &session).await,
         AdminRequest::TechnicianAdd { name, key } => {
             match change(shared, Change::Add { name, key }).await {
                 Ok(t) => AdminResponse::ok(format!("enrolled {} ({})", t.name, t.fingerprint())),
@@ -150,11 +184,61 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
                 Ok(t) => {
                     let n = end_technician(shared, &t.name).await;
                     info!(technician = %t.name, sessions = n, "technician revoked");
-                    AdminResponse::ok(format!("revoked {}; {n} session(s) ended", t.name))
+                    let line = format!("revoked {}; {n} session(s) ended", t.name);
+                    AdminResponse::ok(tell_fleet_revoked(shared, &t, line).await)
                 }
                 Err(e) => AdminResponse::err(e.to_string()),
             }
         }
+    }
+}
+
+/// Ends a session or pending request this relay holds; in fleet mode,
+/// one another relay holds, through the fleet.
+async fn kill(shared: &Shared, session: &str) -> AdminResponse {
+    if kill_local(shared, session).await {
+        info!(session = %session, "admin kill");
+        return AdminResponse::ok(format!("session {session} ended"));
+    }
+    let missing = || AdminResponse::err(format!("no live session or pending request {session}"));
+    let Some(link) = &shared.fleet else {
+        return missing();
+    };
+    match crate::fleet::forward_kill(link, session).await {
+        Ok(Some(relay)) => {
+            info!(session = %session, relay = %relay, "admin kill sent through the fleet");
+            AdminResponse::ok(format!("session {session} on relay {relay}: told to end"))
+        }
+        Ok(None) => missing(),
+        Err(e) => AdminResponse::err(format!(
+            "no live session or pending request {session} on this relay, and the fleet database could not be asked: {e}"
+        )),
+    }
+}
+
+/// Tells a session's task to end as an admin kill; whether it was there.
+pub(crate) async fn kill_local(shared: &Shared, session: &str) -> bool {
+    let tx = shared
+        .lock()
+        .sessions
+        .get(session)
+        .map(|e| e.control.clone());
+    match tx {
+        Some(tx) => tx.send(Control::Machine(Event::AdminKill)).await.is_ok(),
+        None => false,
+    }
+}
+
+/// In fleet mode, tells the other relays of a revocation done here.
+async fn tell_fleet_revoked(shared: &Shared, t: &Technician, line: String) -> String {
+    let Some(link) = &shared.fleet else {
+        return line;
+    };
+    match crate::fleet::forward_revoke(link, &t.fingerprint()).await {
+        Ok(()) => format!("{line}; the fleet's other relays are told"),
+        Err(e) => format!(
+            "{line}; WARNING: the fleet database is unreachable ({e}): the other relays were not told, revoke again when it is back"
+        ),
     }
 }
 
@@ -168,7 +252,7 @@ pub fn escalations_line(t: &Technician) -> String {
 
 /// A registry change through the one audit-first path, its record written
 /// by the relay's audit writer.
-async fn change(shared: &Shared, change: Change) -> Result<Technician, ChangeError> {
+pub(crate) async fn change(shared: &Shared, change: Change) -> Result<Technician, ChangeError> {
     let record = async |event: String, fields: Fields| {
         shared
             .audit

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit_writer;
 pub mod check;
 pub mod config;
+pub mod fleet;
 pub mod handover;
 pub mod load;
 pub mod metrics;
@@ -166,6 +167,10 @@ pub async fn serve(
     let technicians = registry::load(&dir)?;
     let log = open_audit_after_crash(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
+    let fleet = match &config.fleet {
+        Some(settings) => Some(fleet::FleetLink::join(settings, &signing.public()).await?),
+        None => None,
+    };
     let (audit, writer, webhooks) = start_audit(&dir, &config, log, &metrics)?;
     // A connection outlives the reconnect grace a little, so the session
     // decides when an interrupted path ends it (the grace is read at start;
@@ -190,6 +195,7 @@ pub async fn serve(
         shutdown: shutdown_rx,
         tasks: Default::default(),
         load: Default::default(),
+        fleet: fleet.clone(),
     });
     start_load_watch(&shared);
     audit
@@ -203,7 +209,10 @@ pub async fn serve(
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     info!(%local, workers, "relay listening");
 
-    let helpers = spawn_helpers(&shared, metrics_listener, hangup);
+    let mut helpers = spawn_helpers(&shared, metrics_listener, hangup);
+    if let Some(link) = &fleet {
+        helpers.extend(fleet::spawn(&shared, link)?);
+    }
     let admin_task = tokio::spawn(admin::serve(shared.clone(), admin_listener));
     let accept = tokio::spawn(server::accept_loop(shared.clone(), endpoint.clone()));
     metrics.set_listening(true);
@@ -224,6 +233,7 @@ pub async fn serve(
     endpoint.close(assent_net::close::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     let _ = std::fs::remove_file(dir.admin_socket());
+    let signing = store::load_signing_key(&dir)?;
     drop(shared);
     drop(audit);
     // The writer exits once its last handle is gone; joining it means every
@@ -231,6 +241,9 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .ok();
+    if let Some(link) = &fleet {
+        fleet::ship_rest(link, &dir.audit(), &signing, Duration::from_secs(2)).await;
+    }
     info!("relay stopped");
     Ok(())
 }

@@ -85,6 +85,11 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Fleet mode ([fleet] in relay.toml): the shared PostgreSQL schema and the relays' leases.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Verify or show the audit log.
     Audit {
         #[command(subcommand)]
@@ -140,12 +145,32 @@ enum TechnicianCommand {
 }
 
 #[derive(Subcommand)]
+enum FleetCommand {
+    /// Create or upgrade the fleet's tables, triggers and writer role (idempotent; run once per upgrade, from any relay, as the database owner).
+    #[command(after_help = "Example:\n  assent-relay fleet migrate --data-dir /var/lib/assent")]
+    Migrate {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// List the fleet's relays, whether each holds its lease, and its key.
+    Status {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain: `ok: N records`, or the first bad seq (exit 1).
-    #[command(after_help = "Example:\n  assent-relay audit verify --data-dir /var/lib/assent")]
+    #[command(
+        after_help = "Example:\n  assent-relay audit verify --data-dir /var/lib/assent\n  assent-relay audit verify --fleet --data-dir /var/lib/assent"
+    )]
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Check the fleet's central audit instead: every relay's chain and signed checkpoints (`bad: relay R seq N: …`, exit 1).
+        #[arg(long)]
+        fleet: bool,
     },
     /// Print the records as a table, or the raw JSON lines.
     #[command(
@@ -159,6 +184,9 @@ enum AuditCommand {
         /// Only records of this session.
         #[arg(long)]
         session: Option<String>,
+        /// Every relay's records from the fleet's central audit, by time.
+        #[arg(long)]
+        fleet: bool,
     },
 }
 
@@ -244,7 +272,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir.require_relay()?;
             let sessions =
                 match admin::request(&dir.admin_socket(), &AdminRequest::Sessions).await? {
-                    Some(r) if r.ok => r.sessions.unwrap_or_default(),
+                    Some(r) if r.ok => {
+                        if let Some(warning) = &r.message {
+                            eprintln!("{warning}");
+                        }
+                        r.sessions.unwrap_or_default()
+                    }
                     Some(r) => bail!("{}", r.error.unwrap_or_default()),
                     None => bail!(
                         "the relay is not running (no answer on {})",
@@ -268,7 +301,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => bail!("the relay is not running, so no session is live"),
             }
         }
-        Command::Audit { command } => return audit(command),
+        Command::Audit { command } => return audit(command).await,
+        Command::Fleet { command } => match command {
+            FleetCommand::Migrate { data_dir } => {
+                assent_relay::fleet::cli::migrate(&DataDir::new(&data_dir)).await?
+            }
+            FleetCommand::Status { data_dir } => {
+                assent_relay::fleet::cli::status(&DataDir::new(&data_dir)).await?
+            }
+        },
         Command::CheckConfig { data_dir } => return Ok(check_config(&data_dir)),
     }
     Ok(ExitCode::SUCCESS)
@@ -381,8 +422,10 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
         println!("no live sessions or pending requests");
         return Ok(());
     }
+    // Fleet mode: which relay holds each session.
+    let fleet = sessions.iter().any(|s| s.relay.is_some());
     println!(
-        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>7} {:<28} {:>21} {:>15}",
+        "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>7} {:<28} {:>21} {:>15}{}",
         "SESSION",
         "TECHNICIAN",
         "TICKET",
@@ -394,7 +437,8 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
         "AGE",
         "STATE",
         "RATE TO VIEWER/AGENT",
-        "RTT VIEWER/AGENT"
+        "RTT VIEWER/AGENT",
+        if fleet { "  RELAY" } else { "" }
     );
     for s in sessions {
         let rate = format!(
@@ -404,7 +448,7 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
         );
         let rtt = format!("{}/{}", millis(s.rtt_viewer_ms), millis(s.rtt_agent_ms));
         println!(
-            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>6}s {:<28} {:>21} {:>15}",
+            "{:<18} {:<16} {:<16} {:<20} {:<8} {:<26} {:>12} {:>12} {:>6}s {:<28} {:>21} {:>15}{}",
             s.id,
             clip(&s.technician, 16),
             clip(&s.ticket, 16),
@@ -420,7 +464,11 @@ fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
             s.age_secs,
             s.state,
             rate,
-            rtt
+            rtt,
+            s.relay
+                .as_deref()
+                .map(|r| format!("  {}", clip(r, 24)))
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -455,9 +503,23 @@ fn clip(value: &str, width: usize) -> String {
     }
 }
 
-fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    use assent_relay::fleet::cli as fleet;
     match command {
-        AuditCommand::Verify { data_dir } => {
+        AuditCommand::Verify {
+            data_dir,
+            fleet: true,
+        } => fleet::verify(&DataDir::new(&data_dir)).await,
+        AuditCommand::Show {
+            data_dir,
+            json,
+            session,
+            fleet: true,
+        } => {
+            fleet::show(&DataDir::new(&data_dir), json, session.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { data_dir, .. } => {
             let dir = DataDir::new(&data_dir);
             dir.require_relay()?;
             match assent_audit::verify(&dir.audit()) {
@@ -483,6 +545,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             data_dir,
             json,
             session,
+            ..
         } => {
             let dir = DataDir::new(&data_dir);
             dir.require_relay()?;

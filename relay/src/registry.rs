@@ -194,6 +194,16 @@ impl Registry {
         self.read().status(key)
     }
 
+    /// The name of the technician with this key fingerprint, and whether
+    /// they are revoked.
+    pub fn name_of(&self, fingerprint: &str) -> Option<(String, bool)> {
+        self.read()
+            .list
+            .iter()
+            .find(|t| t.fingerprint() == fingerprint)
+            .map(|t| (t.name.clone(), t.revoked.is_some()))
+    }
+
     /// Active technicians who may receive escalations.
     pub fn specialists(&self) -> Vec<String> {
         self.read().specialists()

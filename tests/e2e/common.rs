@@ -3,7 +3,7 @@ use std::time::Duration;
 use assent_client::{AgentLive, AgentPending, ClientError, DataStream, Viewer, ViewerEvent};
 use assent_proto::identity::SecretKey;
 use assent_proto::wire::{ConsentDecision, Impact, InviteRequest, Scope};
-use assent_tests::TestRelay;
+use assent_tests::{bin, Proc, TestRelay};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -79,4 +79,35 @@ pub async fn wait_invite_expired(relay: &TestRelay, invite: &str) -> serde_json:
         })
         .await
         .unwrap_or_else(|| panic!("invite {invite} did not expire: {:?}", relay.events()))
+}
+
+/// Starts `assent-testclient` with `args`; its stdout as lines.
+pub fn spawn_testclient(
+    args: &[&str],
+) -> (
+    Proc,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(bin("assent-testclient"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (Proc::new(child), out)
+}
+
+/// The next line, which must start with `prefix`; the rest of it.
+pub fn expect_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    prefix: &str,
+) -> String {
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        line.starts_with(prefix),
+        "expected {prefix:?}, got {line:?}"
+    );
+    line[prefix.len()..].trim().to_string()
 }

@@ -14,6 +14,7 @@ mod confirmation;
 mod desktop;
 mod escalation;
 mod files;
+mod fleet;
 mod footprint;
 mod geometry;
 mod link;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use assent_client::{ClientError, Control, ViewerEvent};
 use assent_proto::identity::SecretKey;
 use assent_proto::wire::{ClientMsg, ConsentDecision, ErrorKind, RelayMsg, Role, Scope};
-use assent_tests::{bin, eventually_async, run, Proc, TestRelay};
+use assent_tests::{eventually_async, run, Proc, TestRelay};
 
 use crate::common::*;
 
@@ -355,32 +355,6 @@ async fn denied_and_timed_out_consent_forward_nothing() {
         .any(|r| r["event"] == "consent" && r["decision"] == "denied"));
     assert!(!has_event(&relay, "session_start"));
     assert!(!has_event(&relay, "session_end"));
-}
-
-fn spawn_testclient(
-    args: &[&str],
-) -> (
-    Proc,
-    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-) {
-    use std::io::BufRead as _;
-    let mut child = std::process::Command::new(bin("assent-testclient"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    (Proc::new(child), out)
-}
-
-fn expect_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, prefix: &str) -> String {
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(
-        line.starts_with(prefix),
-        "expected {prefix:?}, got {line:?}"
-    );
-    line[prefix.len()..].trim().to_string()
 }
 
 /// Starts a viewer and an agent as processes and waits until both are live.

@@ -202,7 +202,8 @@ impl TestRelay {
     }
 
     /// `assent-relay technician add` with a public key line.
-    fn add_technician(&self, name: &str, key_line: &str) {
+    /// Enrols `key_line` (`ed25519:… hint`) as `name` through the CLI.
+    pub fn add_technician(&self, name: &str, key_line: &str) {
         let out = run(
             "assent-relay",
             &[

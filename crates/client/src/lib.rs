@@ -191,6 +191,7 @@ fn msg_name(msg: &RelayMsg) -> &'static str {
         RelayMsg::ResumeCredential { .. } => "ResumeCredential",
         RelayMsg::Reconnected { .. } => "Reconnected",
         RelayMsg::PeerReconnected { .. } => "PeerReconnected",
+        RelayMsg::Redirect { .. } => "Redirect",
     }
 }
 
@@ -308,9 +309,15 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// Redirects an agent follows while joining (a fleet needs one).
+const MAX_REDIRECTS: u32 = 1;
+
 /// The end user's side after a code was accepted: consent is pending.
 pub struct AgentPending {
     pub control: Control,
+    /// The relay the code was redeemed at (another than the one asked
+    /// first after a fleet's redirect): where the session lives.
+    pub relay: String,
     pub offer: SessionOffer,
     offer_bytes: Vec<u8>,
     device_key: SecretKey,
@@ -326,22 +333,30 @@ impl AgentPending {
         device: &str,
         code: &str,
     ) -> Result<AgentPending, ClientError> {
-        let mut control = Control::open(relay, ca, Role::Agent).await?;
-        let signature = control.sign_challenge(Role::Agent, &device_key)?;
-        control
-            .send(&ClientMsg::AgentJoin {
-                code: code.to_string(),
-                device: device.to_string(),
-                device_key: device_key.public().0,
-                signature,
-            })
-            .await?;
-        let (offer_bytes, relay_signature) = match control.recv().await? {
-            RelayMsg::ConsentRequest {
-                offer,
-                relay_signature,
-            } => (offer, relay_signature),
-            other => return Err(unexpected("ConsentRequest", &other)),
+        let mut relay = relay.to_string();
+        let mut hops = 0;
+        let (control, offer_bytes, relay_signature) = loop {
+            let mut control = Control::open(&relay, ca, Role::Agent).await?;
+            let signature = control.sign_challenge(Role::Agent, &device_key)?;
+            control
+                .send(&ClientMsg::AgentJoin {
+                    code: code.to_string(),
+                    device: device.to_string(),
+                    device_key: device_key.public().0,
+                    signature,
+                })
+                .await?;
+            match control.recv().await? {
+                RelayMsg::ConsentRequest {
+                    offer,
+                    relay_signature,
+                } => break (control, offer, relay_signature),
+                // One hop: the relay a fleet names holds the code itself.
+                RelayMsg::Redirect { relay: next } if hops < MAX_REDIRECTS => {
+                    (relay, hops) = (next, hops + 1);
+                }
+                other => return Err(unexpected("ConsentRequest", &other)),
+            }
         };
         control
             .relay_key
@@ -356,6 +371,7 @@ impl AgentPending {
         }
         Ok(AgentPending {
             control,
+            relay,
             offer,
             offer_bytes,
             device_key,

@@ -480,6 +480,10 @@ pub enum RelayMsg {
     /// To one side: the other side came back on a new connection; a new
     /// data stream follows, and the end-to-end channel starts again on it.
     PeerReconnected { side: Role },
+    /// Fleet mode: the code belongs to a technician connected to another
+    /// relay of the fleet, at this `host:port`. The agent joins there
+    /// with the same code (its CA decides whether to trust that relay).
+    Redirect { relay: String },
 }
 
 /// What proves, with a side's key, that a new connection is that side of a

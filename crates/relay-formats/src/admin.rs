@@ -13,7 +13,7 @@ pub enum AdminRequest {
     TechnicianEscalations { name: String, allowed: bool },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SessionInfo {
     pub id: String,
     pub technician: String,
@@ -40,6 +40,9 @@ pub struct SessionInfo {
     pub rtt_viewer_ms: Option<f64>,
     #[serde(default)]
     pub rtt_agent_ms: Option<f64>,
+    /// Fleet mode: the relay that holds the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]

@@ -25,6 +25,9 @@ pub struct RelayConfig {
     /// `[[webhooks]]`: where notes and summaries are POSTed (webhooks.rs).
     #[serde(default)]
     pub webhooks: Vec<crate::webhooks::Webhook>,
+    /// `[fleet]`: relays sharing one PostgreSQL (fleet.rs); `None`: alone.
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 /// `[metrics]`: the HTTP listener for Prometheus and health checks.
@@ -205,7 +208,7 @@ pub enum ConfigError {
 /// a webhook secret (the line and column still point at the spot).
 fn redacted(text: &str, e: toml::de::Error) -> String {
     let message = e.to_string();
-    if !text.contains("secret") {
+    if !text.contains("secret") && !text.contains("database") {
         return message;
     }
     let quotes = |l: &str| {
@@ -231,6 +234,9 @@ impl RelayConfig {
             return Err(ConfigError::Limit(e));
         }
         crate::webhooks::validate(&config.webhooks).map_err(ConfigError::Webhook)?;
+        if let Some(fleet) = &config.fleet {
+            crate::fleet::validate(fleet).map_err(ConfigError::Limit)?;
+        }
         Ok(config)
     }
 
@@ -287,7 +293,7 @@ reconnect_grace_secs = {}
 # "relay busy, try again in 10 s" and the live ones go on; 0 turns it off.
 busy_lag_ms = {}
 
-{}{}"#,
+{}{}{}"#,
             l.max_sessions,
             l.max_pending_invites_per_technician,
             l.invite_ttl_secs,
@@ -303,6 +309,7 @@ busy_lag_ms = {}
             l.busy_lag_ms,
             METRICS_TEMPLATE,
             crate::webhooks::TEMPLATE,
+            crate::fleet::TEMPLATE,
         )
     }
 }
@@ -321,6 +328,28 @@ mod tests {
         assert_eq!(c.limits.invite_ttl_secs, 600);
         assert_eq!(c.metrics.listen, None);
         assert!(c.webhooks.is_empty());
+    }
+
+    #[test]
+    fn a_fleet_table_is_checked_and_its_password_never_shown() {
+        let table = |id: &str, addr: &str| {
+            format!("[fleet]\ndatabase = \"postgres://a:hunter2@db/x\"\nrelay_id = \"{id}\"\npublic_address = \"{addr}\"\n")
+        };
+        let c = RelayConfig::parse(&table("relay-a", "a.example:4433")).unwrap();
+        let f = c.fleet.as_ref().unwrap();
+        assert_eq!((f.relay_id.as_str(), f.lease_secs), ("relay-a", 10));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let err = RelayConfig::parse(&table("a b", "a:1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fleet.relay_id"), "{err}");
+        let err = RelayConfig::parse(&table("a", "nohost"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fleet.public_address"), "{err}");
+        let bad = format!("{}lease = 3\n", table("a", "a:1"));
+        let err = RelayConfig::parse(&bad).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   checks an enrolment or revocation makes;
 //! - [`admin`]: the admin socket's one-line JSON requests and answers;
 //! - [`webhooks`]: the `[[webhooks]]` tables of `relay.toml`;
+//! - [`fleet`]: the `[fleet]` table of `relay.toml`;
 //! - [`outbox`]: the webhook outbox journal the relay keeps on disk.
 //!
 //! The relay reads and writes the files and the socket; everything it makes
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod fleet;
 pub mod outbox;
 pub mod technicians;
 pub mod webhooks;

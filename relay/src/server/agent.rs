@@ -3,13 +3,13 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use assent_proto::identity::PublicKey;
 use assent_proto::invite::{Invite, RedeemError};
 use assent_proto::limits::Throttle;
 use assent_proto::text;
-use assent_proto::wire::{ErrorKind, Role};
+use assent_proto::wire::{ErrorKind, RelayMsg, Role};
 use tokio::sync::oneshot;
 use tracing::info;
 
@@ -47,7 +47,22 @@ pub(super) async fn agent_flow(
     if let Err(r) = super::admit(&shared, Role::Agent, peer.addr).await {
         return refuse_peer(&shared, peer, Role::Agent, r.into()).await;
     }
-    let handoff = redeem_code(&shared, peer.addr.ip(), code).and_then(|invite| {
+    let redeemed = match redeem_code(&shared, peer.addr.ip(), &code) {
+        // Fleet mode: a code unknown here may be another relay's.
+        Err(r) if r.audit_reason == Some("bad_code") => {
+            match super::fleet_gate::holder_of(&shared, &code).await {
+                Some(Ok(relay)) => return redirect(peer, relay).await,
+                Some(Err(r)) => Err(r),
+                None => Err(r),
+            }
+        }
+        other => other,
+    };
+    if redeemed.is_ok() {
+        super::fleet_gate::spent_here(&shared, &code);
+    }
+    drop(code);
+    let handoff = redeemed.and_then(|invite| {
         hand_to_session(&shared, &invite, (&device, device_key)).map(|tx| (invite, tx))
     });
     let (invite, tx) = match handoff {
@@ -73,14 +88,23 @@ pub(super) struct AgentJoin {
     pub(super) device_key: PublicKey,
 }
 
+/// Sends the agent to the relay of the fleet that holds its code.
+async fn redirect(mut peer: Peer, relay: String) {
+    let _ = assent_net::send_msg(&mut peer.send, &RelayMsg::Redirect { relay }).await;
+    let _ = peer.send.finish();
+    // The agent closes once it has read it; do not wait long for it.
+    let _ = tokio::time::timeout(Duration::from_millis(500), peer.conn.closed()).await;
+    peer.conn.close(assent_net::close::REFUSED, b"redirected");
+}
+
 /// Checks the throttles and redeems the code under one lock, so two
-/// guesses cannot race the guard. The code is dropped here.
-fn redeem_code(shared: &Shared, ip: IpAddr, code: String) -> Result<Invite, Refusal> {
+/// guesses cannot race the guard.
+fn redeem_code(shared: &Shared, ip: IpAddr, code: &str) -> Result<Invite, Refusal> {
     let outcome = {
         let mut st = shared.lock();
         let now = Instant::now();
         st.code_guard.check(&ip, now).map(|()| {
-            let r = st.invites.redeem(&code, now);
+            let r = st.invites.redeem(code, now);
             match &r {
                 Ok(_) => st.code_guard.succeeded(&ip),
                 Err(_) => st.code_guard.failed(&ip, now),
@@ -88,7 +112,6 @@ fn redeem_code(shared: &Shared, ip: IpAddr, code: String) -> Result<Invite, Refu
             r
         })
     };
-    drop(code);
     match outcome {
         Err(Throttle::Address(wait)) => Err(Refusal::auth(
             ErrorKind::Throttled,
@@ -106,12 +129,12 @@ fn redeem_code(shared: &Shared, ip: IpAddr, code: String) -> Result<Invite, Refu
                 wait.as_secs().max(1)
             ),
         )),
-        Ok(Err(e)) => Err(redeem_refusal(e)),
+        Ok(Err(e)) => Err(refusal_for(e)),
         Ok(Ok(invite)) => Ok(invite),
     }
 }
 
-fn redeem_refusal(e: RedeemError) -> Refusal {
+pub(super) fn refusal_for(e: RedeemError) -> Refusal {
     let (kind, reason, message) = match e {
         RedeemError::Malformed => (
             ErrorKind::BadCode,

@@ -2,6 +2,7 @@
 //! roles; every refusal goes through [`refuse`] with a typed [`Refusal`].
 
 mod agent;
+mod fleet_gate;
 mod handover;
 mod resume;
 mod viewer;

@@ -73,6 +73,7 @@ async fn open(
     signature: &[u8],
 ) -> Result<Option<OpenedInvite>, Stop> {
     let technician = authenticate_technician(shared, key, payload, signature)?;
+    super::fleet_gate::check_technician(shared, &key).await?;
     info!(technician = %technician, "technician authenticated");
     let hello = RelayMsg::Authenticated {
         technician: technician.clone(),
@@ -134,6 +135,11 @@ pub(super) async fn record_invite(
     let bound_device = escalation.as_ref().map(|(_, device)| *device);
     let (invite, code, arrival, control) =
         register_invite(shared, (technician, key), &request, &session, bound_device)?;
+    let ids = (invite.id.as_str(), technician, session.as_str());
+    if let Err(r) = super::fleet_gate::publish_invite(shared, &code, ids).await {
+        forget_invite(shared, &invite.id, &session);
+        return Err(r.into());
+    }
     let mut fields = fields! {
         "technician" => technician,
         "technician_key" => key.fingerprint(),

@@ -97,8 +97,10 @@ async fn main() -> anyhow::Result<()> {
             let pending =
                 AgentPending::join(&relay, &ca, SecretKey::generate()?, "test-device", &code)
                     .await?;
+            // Where the session lives (another relay after a fleet's redirect).
+            let joined_at = pending.relay.clone();
             let mut live = pending.answer(decision).await?;
-            println!("started {}", live.session);
+            println!("started {} at {joined_at}", live.session);
             println!("over {:?}", until_over(&mut live.control).await);
             Ok(())
         }

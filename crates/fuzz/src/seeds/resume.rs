@@ -34,5 +34,12 @@ pub(super) fn relay_msgs() -> Vec<(&'static str, Vec<u8>)> {
             "peer-reconnected",
             encode(&RelayMsg::PeerReconnected { side: Role::Agent }),
         ),
+        // Fleet mode: the agent is sent to the relay that holds its code.
+        (
+            "redirect",
+            encode(&RelayMsg::Redirect {
+                relay: "relay-a.example.com:4433".into(),
+            }),
+        ),
     ]
 }

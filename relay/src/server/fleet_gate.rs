@@ -1,0 +1,129 @@
+//! Fleet mode at the door: what a new session asks of the fleet's database
+//! before it may start. A database that does not answer refuses the new
+//! session with a clear message rather than letting stale state decide
+//! (a revocation must never be missed); sessions already live go on.
+
+use std::time::Duration;
+
+use assent_fleet::{NewInvite, RedeemError};
+use assent_proto::identity::PublicKey;
+use assent_proto::invite::InviteCode;
+use assent_proto::wire::ErrorKind;
+use sha2::{Digest as _, Sha256};
+use tracing::info;
+
+use super::Refusal;
+use crate::state::Shared;
+
+/// What the fleet's shared wrong-code budget counts over.
+const CODE_WINDOW: Duration = Duration::from_secs(60);
+
+fn unreachable_db() -> Refusal {
+    Refusal::new(
+        ErrorKind::Busy,
+        "the relay cannot reach its fleet database, so it starts no new session; try again in a minute",
+    )
+}
+
+/// The fleet's name for a code: codes themselves are never stored.
+/// (A digest of a 15-digit code is open to an offline search by whoever
+/// reads the database; the code's minutes of life bound what that gains.)
+fn code_digest(code: &InviteCode) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"assent fleet invite code\0");
+    h.update(code.grouped().as_bytes());
+    h.finalize().into()
+}
+
+/// A technician revoked on any relay of the fleet is refused here too.
+pub(super) async fn check_technician(shared: &Shared, key: &PublicKey) -> Result<(), Refusal> {
+    let Some(link) = &shared.fleet else {
+        return Ok(());
+    };
+    let revoked = link.fleet.is_revoked(&key.fingerprint()).await;
+    link.saw(&revoked);
+    match revoked {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(Refusal::auth(
+            ErrorKind::TechnicianRevoked,
+            "technician_revoked",
+            "this technician key has been revoked in the fleet; ask the relay admin",
+        )),
+        Err(_) => Err(unreachable_db()),
+    }
+}
+
+/// Puts a new invite where every relay of the fleet can find its relay.
+pub(super) async fn publish_invite(
+    shared: &Shared,
+    code: &InviteCode,
+    (invite_id, technician, session): (&str, &str, &str),
+) -> Result<(), Refusal> {
+    let Some(link) = &shared.fleet else {
+        return Ok(());
+    };
+    let invite = NewInvite {
+        invite_id: invite_id.to_string(),
+        code_digest: code_digest(code),
+        technician: technician.to_string(),
+        session_id: session.to_string(),
+        expires_in: Duration::from_secs(shared.limits().invite_ttl_secs),
+    };
+    let created = link.fleet.create_invite(&invite).await;
+    link.saw(&created);
+    created.map_err(|_| unreachable_db())
+}
+
+/// Marks a code redeemed here as used in the fleet too, so another relay
+/// answers "already used" rather than sending the agent here again.
+pub(super) fn spent_here(shared: &Shared, typed: &str) {
+    let (Some(link), Some(code)) = (shared.fleet.clone(), InviteCode::parse(typed)) else {
+        return;
+    };
+    let digest = code_digest(&code);
+    tokio::spawn(async move {
+        let _ = link.fleet.redeem(&digest).await;
+    });
+}
+
+/// A code this relay does not know: the relay of the fleet that holds it
+/// (`host:port`), or why not. Each unknown code counts against the fleet's
+/// shared budget, so adding relays does not multiply an attacker's guesses.
+pub(super) async fn holder_of(shared: &Shared, typed: &str) -> Option<Result<String, Refusal>> {
+    let link = shared.fleet.as_ref()?;
+    let code = InviteCode::parse(typed)?;
+    let redeemed = link.fleet.redeem(&code_digest(&code)).await;
+    let refusal = match redeemed {
+        Ok(r) if r.relay_id != link.relay_id => {
+            info!(relay = %r.relay_id, invite = %r.invite_id, "the code belongs to another relay: redirecting the agent");
+            return Some(Ok(r.public_address));
+        }
+        // Ours, yet not in our book: it ended here already.
+        Ok(_) => return None,
+        Err(RedeemError::Unknown) => {
+            let budget = u64::from(shared.limits().code_failures_per_minute);
+            let failures = link.fleet.code_failure(CODE_WINDOW).await;
+            link.saw(&failures);
+            match failures {
+                Ok(n) if u64::from(n) > budget => Refusal::auth(
+                    ErrorKind::Throttled,
+                    "throttled_global",
+                    "the relay is not accepting codes right now; try again in 60 s",
+                ),
+                Ok(_) => return None,
+                Err(_) => unreachable_db(),
+            }
+        }
+        Err(RedeemError::Expired) => {
+            super::agent::refusal_for(assent_proto::invite::RedeemError::Expired)
+        }
+        Err(RedeemError::Used) => {
+            super::agent::refusal_for(assent_proto::invite::RedeemError::Used)
+        }
+        Err(RedeemError::Withdrawn) => {
+            super::agent::refusal_for(assent_proto::invite::RedeemError::Withdrawn)
+        }
+        Err(RedeemError::Fleet(_)) => unreachable_db(),
+    };
+    Some(Err(refusal))
+}
