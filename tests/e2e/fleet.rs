@@ -454,7 +454,8 @@ fn with_the_database_down_live_sessions_go_on_new_ones_wait_and_the_audit_ships_
         &["kill", "--data-dir", f.relays[0].data_dir(), &session],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(session_end(&f.relays[0], &session).is_some());
+    // The kill is on record once the session's task has ended it.
+    assert!(within(WAIT, || session_end(&f.relays[0], &session).is_some()).is_some());
     f.pg.start_again().expect("restart the database");
     let local: Vec<u64> = f.relays[0]
         .records()

@@ -87,43 +87,39 @@ pub(super) fn spent_here(shared: &Shared, typed: &str) {
 }
 
 /// A code this relay does not know: the relay of the fleet that holds it
-/// (`host:port`), or why not. Each unknown code counts against the fleet's
-/// shared budget, so adding relays does not multiply an attacker's guesses.
+/// (`host:port`), or why not. Every such lookup counts against the fleet's
+/// shared budget before the code is looked at (found or not), so adding
+/// relays does not multiply an attacker's guesses (ARCHITECTURE.md).
 pub(super) async fn holder_of(shared: &Shared, typed: &str) -> Option<Result<String, Refusal>> {
     let link = shared.fleet.as_ref()?;
     let code = InviteCode::parse(typed)?;
+    let budget = u64::from(shared.limits().code_failures_per_minute);
+    let lookups = link.fleet.code_failure(CODE_WINDOW).await;
+    link.saw(&lookups);
+    match lookups {
+        Ok(n) if u64::from(n) > budget => {
+            return Some(Err(Refusal::auth(
+                ErrorKind::Throttled,
+                "throttled_global",
+                "the relay is not accepting codes right now; try again in 60 s",
+            )))
+        }
+        Ok(_) => {}
+        Err(_) => return Some(Err(unreachable_db())),
+    }
     let redeemed = link.fleet.redeem(&code_digest(&code)).await;
-    let refusal = match redeemed {
+    let local = |e| Some(Err(super::agent::refusal_for(e)));
+    use assent_proto::invite::RedeemError as Local;
+    match redeemed {
         Ok(r) if r.relay_id != link.relay_id => {
             info!(relay = %r.relay_id, invite = %r.invite_id, "the code belongs to another relay: redirecting the agent");
-            return Some(Ok(r.public_address));
+            Some(Ok(r.public_address))
         }
-        // Ours, yet not in our book: it ended here already.
-        Ok(_) => return None,
-        Err(RedeemError::Unknown) => {
-            let budget = u64::from(shared.limits().code_failures_per_minute);
-            let failures = link.fleet.code_failure(CODE_WINDOW).await;
-            link.saw(&failures);
-            match failures {
-                Ok(n) if u64::from(n) > budget => Refusal::auth(
-                    ErrorKind::Throttled,
-                    "throttled_global",
-                    "the relay is not accepting codes right now; try again in 60 s",
-                ),
-                Ok(_) => return None,
-                Err(_) => unreachable_db(),
-            }
-        }
-        Err(RedeemError::Expired) => {
-            super::agent::refusal_for(assent_proto::invite::RedeemError::Expired)
-        }
-        Err(RedeemError::Used) => {
-            super::agent::refusal_for(assent_proto::invite::RedeemError::Used)
-        }
-        Err(RedeemError::Withdrawn) => {
-            super::agent::refusal_for(assent_proto::invite::RedeemError::Withdrawn)
-        }
-        Err(RedeemError::Fleet(_)) => unreachable_db(),
-    };
-    Some(Err(refusal))
+        // Ours, yet not in our book, or nobody's: the refusal stands.
+        Ok(_) | Err(RedeemError::Unknown) => None,
+        Err(RedeemError::Expired) => local(Local::Expired),
+        Err(RedeemError::Used) => local(Local::Used),
+        Err(RedeemError::Withdrawn) => local(Local::Withdrawn),
+        Err(RedeemError::Fleet(_)) => Some(Err(unreachable_db())),
+    }
 }
