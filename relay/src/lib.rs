@@ -167,10 +167,7 @@ pub async fn serve(
     let technicians = registry::load(&dir)?;
     let log = open_audit_after_crash(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let fleet = match &config.fleet {
-        Some(settings) => Some(fleet::FleetLink::join(settings, &signing.public()).await?),
-        None => None,
-    };
+    let fleet = fleet::FleetLink::join_if(config.fleet.as_ref(), &signing.public()).await?;
     let (audit, writer, webhooks) = start_audit(&dir, &config, log, &metrics)?;
     // A connection outlives the reconnect grace a little, so the session
     // decides when an interrupted path ends it (the grace is read at start;
@@ -209,10 +206,7 @@ pub async fn serve(
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     info!(%local, workers, "relay listening");
 
-    let mut helpers = spawn_helpers(&shared, metrics_listener, hangup);
-    if let Some(link) = &fleet {
-        helpers.extend(fleet::spawn(&shared, link)?);
-    }
+    let helpers = spawn_helpers(&shared, metrics_listener, hangup)?;
     let admin_task = tokio::spawn(admin::serve(shared.clone(), admin_listener));
     let accept = tokio::spawn(server::accept_loop(shared.clone(), endpoint.clone()));
     metrics.set_listening(true);
@@ -233,19 +227,26 @@ pub async fn serve(
     endpoint.close(assent_net::close::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     let _ = std::fs::remove_file(dir.admin_socket());
-    let signing = store::load_signing_key(&dir)?;
     drop(shared);
     drop(audit);
-    // The writer exits once its last handle is gone; joining it means every
-    // queued record is on disk.
+    last_records(writer, fleet.as_ref(), &dir).await;
+    info!("relay stopped");
+    Ok(())
+}
+
+/// Waits for the audit writer to put every queued record on disk (it exits
+/// once its last handle is gone), then ships what the fleet lacks.
+async fn last_records(
+    writer: std::thread::JoinHandle<()>,
+    fleet: Option<&Arc<fleet::FleetLink>>,
+    dir: &DataDir,
+) {
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .ok();
-    if let Some(link) = &fleet {
-        fleet::ship_rest(link, &dir.audit(), &signing, Duration::from_secs(2)).await;
+    if let Some(link) = fleet {
+        fleet::ship_rest(link, dir, Duration::from_secs(2)).await;
     }
-    info!("relay stopped");
-    Ok(())
 }
 
 /// Samples how far behind the relay runs (admission control, the drop
@@ -300,13 +301,13 @@ async fn stop_helpers(
 }
 
 /// The tasks that stop with the relay without a say in its shutdown:
-/// housekeeping, the SIGHUP reload, and the metrics endpoint (its address
+/// housekeeping, the SIGHUP reload, the fleet's, and the metrics endpoint (its address
 /// is logged, which names the port when `listen` asked for port 0).
 fn spawn_helpers(
     shared: &Arc<Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
     hangup: tokio::signal::unix::Signal,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = vec![
         tokio::spawn(housekeeping(shared.clone())),
         tokio::spawn(reload::on_hangup(shared.clone(), hangup)),
@@ -317,7 +318,10 @@ fn spawn_helpers(
         }
         tasks.push(tokio::spawn(metrics::serve(shared.clone(), listener)));
     }
-    tasks
+    if let Some(link) = &shared.fleet {
+        tasks.extend(fleet::spawn(shared, link)?);
+    }
+    Ok(tasks)
 }
 
 /// No invites, sessions or strikes yet; the tables sized by `limits`.

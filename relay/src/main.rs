@@ -503,22 +503,31 @@ fn clip(value: &str, width: usize) -> String {
     }
 }
 
-async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+/// `audit verify|show --fleet`: the fleet's central audit.
+async fn fleet_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     use assent_relay::fleet::cli as fleet;
     match command {
-        AuditCommand::Verify {
-            data_dir,
-            fleet: true,
-        } => fleet::verify(&DataDir::new(&data_dir)).await,
+        AuditCommand::Verify { data_dir, .. } => fleet::verify(&DataDir::new(&data_dir)).await,
         AuditCommand::Show {
             data_dir,
             json,
             session,
-            fleet: true,
+            ..
         } => {
             fleet::show(&DataDir::new(&data_dir), json, session.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    if matches!(
+        command,
+        AuditCommand::Verify { fleet: true, .. } | AuditCommand::Show { fleet: true, .. }
+    ) {
+        return fleet_audit(command).await;
+    }
+    match command {
         AuditCommand::Verify { data_dir, .. } => {
             let dir = DataDir::new(&data_dir);
             dir.require_relay()?;

@@ -101,6 +101,15 @@ impl Fleet {
     /// wrong address or a down database is reported at start-up (within
     /// [`CONNECT_TIMEOUT`]) rather than at the first session.
     pub async fn connect(config: FleetConfig) -> Result<Fleet, FleetError> {
+        let fleet = Fleet::configure(config)?;
+        drop(fleet.client().await?);
+        Ok(fleet)
+    }
+
+    /// Parses the configuration and sets up the pool without connecting:
+    /// for a relay that must start while its database is down (calls fail
+    /// with [`FleetError::Unavailable`] until it is back).
+    pub fn configure(config: FleetConfig) -> Result<Fleet, FleetError> {
         if config.relay_id.is_empty() {
             return Err(FleetError::Config("relay_id is empty".into()));
         }
@@ -114,7 +123,6 @@ impl Fleet {
                 public_address: config.public_address,
             }),
         };
-        drop(fleet.client().await?);
         Ok(fleet)
     }
 

@@ -40,32 +40,63 @@ pub struct FleetLink {
     pub relay_id: String,
     pub public_address: String,
     lease: Duration,
+    /// This relay's key (hex), registered with its first lease.
+    key_hex: String,
+    /// Whether the relay is registered (it may start while the database
+    /// is down, and registers when it is back).
+    registered: AtomicBool,
     /// Whether the database answered the last time it was asked.
     up: AtomicBool,
 }
 
 impl FleetLink {
-    /// Connects (a bad address or a database that is down is an error at
-    /// start, named without its password) and registers this relay with
-    /// its signing key, taking its first lease.
+    /// Registers this relay with its signing key, taking its first lease.
+    /// A bad address or another relay's key under this id is an error at
+    /// start (named without the password); a database that is down is
+    /// not: the relay serves, refuses new sessions, and registers when
+    /// the database is back.
     pub async fn join(
         settings: &FleetSettings,
         relay_key: &assent_proto::identity::PublicKey,
     ) -> anyhow::Result<Arc<FleetLink>> {
-        let fleet = connect(settings).await?;
-        let lease = Duration::from_secs(settings.lease_secs);
-        fleet
-            .register(&hex::encode(relay_key.0), lease)
-            .await
-            .with_context(|| format!("registering relay {} in the fleet", settings.relay_id))?;
-        info!(relay_id = %settings.relay_id, "joined the fleet");
-        Ok(Arc::new(FleetLink {
-            fleet,
+        let link = Arc::new(FleetLink {
+            fleet: Fleet::configure(fleet_config(settings))
+                .context("the [fleet] database setting")?,
             relay_id: settings.relay_id.clone(),
             public_address: settings.public_address.clone(),
-            lease,
+            lease: Duration::from_secs(settings.lease_secs),
+            key_hex: hex::encode(relay_key.0),
+            registered: AtomicBool::new(false),
             up: AtomicBool::new(true),
-        }))
+        });
+        match link.register().await {
+            Err(e @ FleetError::Unavailable(_)) => link.saw::<()>(&Err(e)),
+            other => other
+                .with_context(|| format!("registering relay {} in the fleet", settings.relay_id))?,
+        }
+        Ok(link)
+    }
+
+    /// [`FleetLink::join`] when relay.toml has a `[fleet]` table.
+    pub async fn join_if(
+        settings: Option<&FleetSettings>,
+        relay_key: &assent_proto::identity::PublicKey,
+    ) -> anyhow::Result<Option<Arc<FleetLink>>> {
+        match settings {
+            Some(s) => Ok(Some(FleetLink::join(s, relay_key).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Registers (once) or renews the lease.
+    async fn register(&self) -> Result<(), FleetError> {
+        if self.registered.load(Ordering::Relaxed) {
+            return self.fleet.renew_lease(self.lease).await.map(drop);
+        }
+        self.fleet.register(&self.key_hex, self.lease).await?;
+        self.registered.store(true, Ordering::Relaxed);
+        info!(relay_id = %self.relay_id, "joined the fleet");
+        Ok(())
     }
 
     /// Whether the database answered the last time it was asked.
@@ -92,17 +123,20 @@ impl FleetLink {
     }
 }
 
-/// Opens the fleet database named in `[fleet]`.
+/// Opens the fleet database named in `[fleet]` (for the admin's commands).
 pub async fn connect(settings: &FleetSettings) -> anyhow::Result<Fleet> {
-    let config = FleetConfig {
+    Fleet::connect(fleet_config(settings))
+        .await
+        .context("connecting to the fleet database")
+}
+
+fn fleet_config(settings: &FleetSettings) -> FleetConfig {
+    FleetConfig {
         database: settings.database.clone(),
         relay_id: settings.relay_id.clone(),
         public_address: settings.public_address.clone(),
         ca_file: settings.ca_file.clone(),
-    };
-    Fleet::connect(config)
-        .await
-        .context("connecting to the fleet database")
+    }
 }
 
 /// The fleet's tasks for a serving relay: the lease, the control feed and
@@ -117,12 +151,16 @@ pub fn spawn(shared: &Arc<Shared>, link: &Arc<FleetLink>) -> anyhow::Result<Vec<
     ])
 }
 
-/// Renews the lease every third of its length.
+/// Renews the lease every third of its length (registering first if the
+/// database was down at start).
 async fn keep_lease(link: Arc<FleetLink>) {
     let mut tick = tokio::time::interval(link.lease / 3);
     loop {
         tick.tick().await;
-        let renewed = link.fleet.renew_lease(link.lease).await;
+        let renewed = link.register().await;
+        if let Err(e @ FleetError::KeyMismatch(_)) = &renewed {
+            tracing::error!(error = %e, "this relay id belongs to another relay key in the fleet");
+        }
         link.saw(&renewed);
     }
 }

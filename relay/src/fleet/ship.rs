@@ -198,8 +198,11 @@ fn parse(line: &[u8]) -> Option<Record> {
 
 /// Ships what the last moments of a stopping relay wrote (its
 /// `relay_stopped`), within `limit`; the rest waits for the next start.
-pub async fn ship_rest(link: &Arc<FleetLink>, path: &Path, signing: &SecretKey, limit: Duration) {
-    let Ok(mut shipper) = Shipper::new(link.clone(), path, signing) else {
+pub async fn ship_rest(link: &Arc<FleetLink>, dir: &crate::store::DataDir, limit: Duration) {
+    let Ok(signing) = crate::store::load_signing_key(dir) else {
+        return;
+    };
+    let Ok(mut shipper) = Shipper::new(link.clone(), &dir.audit(), &signing) else {
         return;
     };
     let _ = tokio::time::timeout(limit, shipper.round()).await;

@@ -50,11 +50,17 @@ pub(super) async fn agent_flow(
     let redeemed = match redeem_code(&shared, peer.addr.ip(), &code) {
         // Fleet mode: a code unknown here may be another relay's.
         Err(r) if r.audit_reason == Some("bad_code") => {
-            match super::fleet_gate::holder_of(&shared, &code).await {
+            let refusal = match super::fleet_gate::holder_of(&shared, &code).await {
                 Some(Ok(relay)) => return redirect(peer, relay).await,
-                Some(Err(r)) => Err(r),
-                None => Err(r),
+                Some(Err(fleet_refusal)) => fleet_refusal,
+                None => r,
+            };
+            // Not another relay's either: a wrong code, counted now.
+            if shared.fleet.is_some() {
+                let now = Instant::now();
+                shared.lock().code_guard.failed(&peer.addr.ip(), now);
             }
+            Err(refusal)
         }
         other => other,
     };
@@ -107,6 +113,9 @@ fn redeem_code(shared: &Shared, ip: IpAddr, code: &str) -> Result<Invite, Refusa
             let r = st.invites.redeem(code, now);
             match &r {
                 Ok(_) => st.code_guard.succeeded(&ip),
+                // Fleet mode: another relay's code is not a wrong one;
+                // counted once the fleet does not know it either.
+                Err(RedeemError::Unknown) if shared.fleet.is_some() => {}
                 Err(_) => st.code_guard.failed(&ip, now),
             }
             r

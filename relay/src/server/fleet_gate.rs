@@ -87,17 +87,19 @@ pub(super) fn spent_here(shared: &Shared, typed: &str) {
 }
 
 /// A code this relay does not know: the relay of the fleet that holds it
-/// (`host:port`), or why not. Every such lookup counts against the fleet's
-/// shared budget before the code is looked at (found or not), so adding
-/// relays does not multiply an attacker's guesses (ARCHITECTURE.md).
+/// (`host:port`), or why not. The fleet's shared window of wrong codes is
+/// read before the code is looked at and counts each code no relay knows,
+/// so adding relays does not multiply an attacker's guesses while honest
+/// agents sent on to their technician's relay spend none of it
+/// (ARCHITECTURE.md, the brute-force arithmetic).
 pub(super) async fn holder_of(shared: &Shared, typed: &str) -> Option<Result<String, Refusal>> {
     let link = shared.fleet.as_ref()?;
     let code = InviteCode::parse(typed)?;
     let budget = u64::from(shared.limits().code_failures_per_minute);
-    let lookups = link.fleet.code_failure(CODE_WINDOW).await;
-    link.saw(&lookups);
-    match lookups {
-        Ok(n) if u64::from(n) > budget => {
+    let failures = link.fleet.code_failures(CODE_WINDOW).await;
+    link.saw(&failures);
+    match failures {
+        Ok(n) if u64::from(n) >= budget => {
             return Some(Err(Refusal::auth(
                 ErrorKind::Throttled,
                 "throttled_global",
@@ -107,16 +109,20 @@ pub(super) async fn holder_of(shared: &Shared, typed: &str) -> Option<Result<Str
         Ok(_) => {}
         Err(_) => return Some(Err(unreachable_db())),
     }
-    let redeemed = link.fleet.redeem(&code_digest(&code)).await;
     let local = |e| Some(Err(super::agent::refusal_for(e)));
     use assent_proto::invite::RedeemError as Local;
-    match redeemed {
+    match link.fleet.redeem(&code_digest(&code)).await {
         Ok(r) if r.relay_id != link.relay_id => {
             info!(relay = %r.relay_id, invite = %r.invite_id, "the code belongs to another relay: redirecting the agent");
             Some(Ok(r.public_address))
         }
-        // Ours, yet not in our book, or nobody's: the refusal stands.
-        Ok(_) | Err(RedeemError::Unknown) => None,
+        // Ours, yet not in our book: it ended here already.
+        Ok(_) => None,
+        Err(RedeemError::Unknown) => {
+            let counted = link.fleet.code_failure(CODE_WINDOW).await;
+            link.saw(&counted);
+            None
+        }
         Err(RedeemError::Expired) => local(Local::Expired),
         Err(RedeemError::Used) => local(Local::Used),
         Err(RedeemError::Withdrawn) => local(Local::Withdrawn),
