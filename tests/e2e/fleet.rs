@@ -532,7 +532,7 @@ fn with_the_database_down_live_sessions_go_on_new_ones_wait_and_the_audit_ships_
 impl FleetUnderTest {
     /// Whether a technician's viewer on relay `at` is refused its invite.
     fn viewer_refused(&self, at: usize, key: &std::path::Path) -> bool {
-        let (mut proc, mut lines) = spawn_testclient(&[
+        let (proc, mut lines) = spawn_testclient(&[
             "viewer",
             "--relay",
             &self.relays[at].addr,
