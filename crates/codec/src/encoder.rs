@@ -47,12 +47,15 @@ pub struct Encoder {
     ops: Vec<Op>,
     raw: Vec<u8>,
     compressed: Vec<u8>,
-    /// Frames in a row that used under a quarter of a large `raw`.
+    /// Frames in a row that used under a quarter of a large `compressed`.
     slack_frames: u32,
 }
 
-/// Scratch up to this size is kept between frames whatever they need.
+/// Compressed bytes up to this size are kept between frames whatever
+/// they need.
 const KEEP_SCRATCH: usize = 1 << 20;
+/// Packed rows fed to zstd at a time.
+const PACK_CHUNK: usize = 256 * 1024;
 /// Large scratch is given back after this many frames in a row that
 /// used under a quarter of it (the end of a burst of big changes).
 const SLACK_FRAMES: u32 = 64;
@@ -168,8 +171,7 @@ impl Encoder {
         if self.ops.is_empty() {
             return Ok(None);
         }
-        self.pack(frame.width);
-        if let Err(e) = self.compress(keyframe) {
+        if let Err(e) = self.pack_and_compress(frame.width, keyframe) {
             // `previous` already holds changes that will never be sent,
             // and the stream is broken: start over with a keyframe.
             self.grid = None;
@@ -242,72 +244,90 @@ impl Encoder {
         regions::find(&diff, frame, &self.previous, &mut self.scratch);
     }
 
-    /// A keyframe packs the whole screen (6 MB at 1080p) and is followed
-    /// by small updates for minutes; keeping its scratch was a quarter of
-    /// an idle agent's memory. Given back at once after a keyframe, and
-    /// after a burst of big changes once it has been idle for a while.
+    /// A keyframe's compressed bytes (up to a few MB of a photo) are
+    /// followed by small updates for minutes: given back at once after a
+    /// keyframe, and after a burst of big changes once it has been quiet
+    /// for a while.
     fn give_back_scratch(&mut self, keyframe: bool) {
-        let cap = self.raw.capacity();
+        let cap = self.compressed.capacity();
         if cap <= KEEP_SCRATCH {
             self.slack_frames = 0;
             return;
         }
-        if self.raw.len() < cap / 4 {
+        if self.compressed.len() < cap / 4 {
             self.slack_frames += 1;
         } else {
             self.slack_frames = 0;
         }
         if keyframe || self.slack_frames >= SLACK_FRAMES {
-            self.raw = Vec::new();
             self.compressed = Vec::new();
             self.slack_frames = 0;
         }
     }
 
-    /// Packs the "pixels" rectangles, as filtered RGB, one after another.
-    fn pack(&mut self, width: u32) {
-        let stride = width as usize * 4;
+    /// Packs the "pixels" rectangles, as filtered RGB, one after another,
+    /// into the stream's next part, flushed so the decoder can decode it
+    /// all now; a keyframe starts a new stream. Rows go to zstd
+    /// [`PACK_CHUNK`] bytes at a time, so no update needs a packing buffer
+    /// of its own size (6 MB for a 1080p keyframe, which stayed resident
+    /// in the capture thread's malloc arena after it was freed).
+    fn pack_and_compress(&mut self, width: u32, keyframe: bool) -> std::io::Result<()> {
+        if keyframe {
+            self.zstd.reinit()?;
+        }
+        self.compressed.clear();
         self.raw.clear();
+        let stride = width as usize * 4;
+        let mut fed = false;
         for op in self.ops.iter().filter(|op| op.kind == Kind::Pixels) {
             let r = op.rect;
             let (x, w) = (r.x as usize * 4, r.width as usize * 4);
             for y in r.y as usize..(r.y + r.height) as usize {
                 let start = y * stride + x;
                 bgrx_to_rgb_sub(&self.previous[start..start + w], &mut self.raw);
+                if self.raw.len() >= PACK_CHUNK {
+                    feed(&mut self.zstd, &self.raw, &mut self.compressed)?;
+                    self.raw.clear();
+                    fed = true;
+                }
             }
         }
-    }
-
-    /// Compresses `raw` as the stream's next part, flushed so the decoder
-    /// can decode it all now; a keyframe starts a new stream.
-    fn compress(&mut self, keyframe: bool) -> std::io::Result<()> {
-        if keyframe {
-            self.zstd.reinit()?;
+        if !self.raw.is_empty() {
+            feed(&mut self.zstd, &self.raw, &mut self.compressed)?;
+            fed = true;
         }
-        self.compressed.clear();
-        if self.raw.is_empty() {
+        if fed {
+            flush(&mut self.zstd, &mut self.compressed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Compresses `raw` as more of the stream's current part into `out`.
+fn feed(zstd: &mut ZstdEncoder<'static>, raw: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+    let mut input = InBuffer::around(raw);
+    while input.pos() < raw.len() {
+        let at = out.len();
+        let mut o = OutBuffer::around_pos(out, at);
+        // Writes into the spare capacity and sets the length.
+        zstd.run(&mut input, &mut o)?;
+        out.reserve(4096);
+    }
+    Ok(())
+}
+
+/// Ends the stream's current part so the decoder can decode all of it.
+fn flush(zstd: &mut ZstdEncoder<'static>, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.reserve(64);
+    loop {
+        let at = out.len();
+        let mut o = OutBuffer::around_pos(out, at);
+        let left = zstd.flush(&mut o)?;
+        if left == 0 {
             return Ok(());
         }
-        // Room for the worst case, a new frame header and the flush.
-        self.compressed
-            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()) + 64);
-        let mut input = InBuffer::around(&self.raw);
-        while input.pos() < self.raw.len() {
-            let at = self.compressed.len();
-            let mut out = OutBuffer::around_pos(&mut self.compressed, at);
-            // Writes into the spare capacity and sets the length.
-            self.zstd.run(&mut input, &mut out)?;
-            self.compressed.reserve(4096);
-        }
-        loop {
-            let at = self.compressed.len();
-            let mut out = OutBuffer::around_pos(&mut self.compressed, at);
-            let left = self.zstd.flush(&mut out)?;
-            if left == 0 {
-                return Ok(());
-            }
-            self.compressed.reserve(left.max(4096));
-        }
+        out.reserve(left.max(4096));
     }
 }
 
@@ -358,22 +378,22 @@ mod tests {
             let update = encoder.encode(frame, keyframe).unwrap().unwrap();
             decoder.decode(&update.bytes).unwrap();
         };
+        // Noise: the compressed keyframe is as large as the screen.
         let mut screen = noise(len, 7);
         send(&mut encoder, &screen, true);
-        assert!(
-            encoder.raw.capacity() <= KEEP_SCRATCH,
-            "kept after a keyframe"
-        );
+        let packing = 2 * PACK_CHUNK;
+        assert!(encoder.raw.capacity() <= packing, "packed in chunks");
+        let kept = encoder.compressed.capacity();
+        assert!(kept <= KEEP_SCRATCH, "kept after a keyframe");
 
         // A burst: the whole screen changes twice; the scratch stays.
         for seed in [9, 11] {
             screen = noise(len, seed);
             send(&mut encoder, &screen, false);
         }
-        assert!(
-            encoder.raw.capacity() > KEEP_SCRATCH,
-            "a burst keeps its scratch"
-        );
+        assert!(encoder.raw.capacity() <= packing, "packed in chunks");
+        let kept = encoder.compressed.capacity();
+        assert!(kept > KEEP_SCRATCH, "a burst keeps its scratch");
 
         // Then small changes: given back after SLACK_FRAMES of them.
         for i in 0..SLACK_FRAMES {
@@ -381,7 +401,7 @@ mod tests {
             send(&mut encoder, &screen, false);
         }
         assert!(
-            encoder.raw.capacity() <= KEEP_SCRATCH,
+            encoder.compressed.capacity() <= KEEP_SCRATCH,
             "kept after the burst"
         );
         // And the stream is whole: the decoder holds the last screen.

@@ -88,10 +88,13 @@ pub const FORMAT_VERSION: u8 = 3;
 /// 3 ms on one core while compressing far better than lz4.
 pub const ZSTD_LEVEL: i32 = 1;
 
-/// The encoder's zstd window (2^22 = 4 MiB): how far back in the session's
-/// pixel stream an update can find a match. Most of a 1080p keyframe's
-/// 6 MB, and hours of typing; each side holds one window in memory.
-pub const ZSTD_WINDOW_LOG: u32 = 22;
+/// The encoder's zstd window (2^21 = 2 MiB): how far back in the session's
+/// pixel stream an update can find a match: a third of a 1080p keyframe,
+/// a photo moved across the screen, hours of typing. Each side holds one
+/// window in memory: 2 MiB measured 1–2 MB less of the agent's memory
+/// than 4 MiB, for the same bytes on every benchmark screen
+/// (BENCHMARKS.md, issue 20).
+pub const ZSTD_WINDOW_LOG: u32 = 21;
 
 /// The largest zstd window the decoder accepts (2^23 = 8 MiB), so a hostile
 /// stream cannot make it allocate more.
