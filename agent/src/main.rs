@@ -90,6 +90,9 @@ impl FileArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: a session's big frames must not stay resident
+    // once sent (crates/heap).
+    assent_heap::give_back_freed_memory();
     assent_cli::assets::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let Command::Join {
