@@ -331,6 +331,19 @@ async fn a_hidden_window_never_leaks_while_it_moves_and_share_only_shows_one() {
     .unwrap();
     assert_eq!(count(&v, SECRET), 0, "hidden");
 
+    // Shown again, it is back at once, not at the next full read of the
+    // screen 2 s later (the cover painted into the capture's own buffer
+    // is read again at the next capture); then hidden again.
+    stdin.write_all(format!("show {n}\n").as_bytes()).unwrap();
+    let back = v
+        .read_until(Duration::from_millis(1500), |v| count(v, SECRET) > 0)
+        .await
+        .unwrap();
+    assert!(back, "a window shown again stayed covered");
+    stdin.write_all(format!("hide {n}\n").as_bytes()).unwrap();
+    let hidden = v.read_until(WAIT, |v| count(v, SECRET) == 0).await.unwrap();
+    assert!(hidden, "hidden again");
+
     // A script moves it 200 times, resizes, raises and lowers it.
     let display = xvfb.display().to_string();
     let mover = std::thread::spawn(move || {
