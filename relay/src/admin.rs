@@ -169,7 +169,10 @@ async fn execute(shared: &Shared, req: AdminRequest) -> AdminResponse {
         AdminRequest::Kill { session } => kill(shared, &session).await,
         AdminRequest::TechnicianAdd { name, key } => {
             match change(shared, Change::Add { name, key }).await {
-                Ok(t) => AdminResponse::ok(format!("enrolled {} ({})", t.name, t.fingerprint())),
+                Ok(t) => {
+                    let line = format!("enrolled {} ({})", t.name, t.fingerprint());
+                    AdminResponse::ok(tell_fleet_enrolled(shared, &t, line).await)
+                }
                 Err(e) => AdminResponse::err(e.to_string()),
             }
         }
@@ -226,6 +229,36 @@ pub(crate) async fn kill_local(shared: &Shared, session: &str) -> bool {
     match tx {
         Some(tx) => tx.send(Control::Machine(Event::AdminKill)).await.is_ok(),
         None => false,
+    }
+}
+
+/// In fleet mode, puts an enrolment in the fleet's registry, so the
+/// technician may connect to any relay (enrolled there at first use).
+/// A key revoked anywhere in the fleet stays revoked.
+async fn tell_fleet_enrolled(shared: &Shared, t: &Technician, line: String) -> String {
+    let Some(link) = &shared.fleet else {
+        return line;
+    };
+    let fingerprint = t.fingerprint();
+    let shared_doc = serde_json::json!({ "name": t.name });
+    let put =
+        match link.fleet.is_revoked(&fingerprint).await {
+            Ok(true) => return format!(
+                "{line}; WARNING: this key is revoked in the fleet, so only this relay knows it"
+            ),
+            Ok(false) => {
+                link.fleet
+                    .put_technician(&fingerprint, &shared_doc, false)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+    link.saw(&put);
+    match put {
+        Ok(_) => format!("{line}; the fleet's other relays accept it too"),
+        Err(e) => format!(
+            "{line}; WARNING: the fleet database is unreachable ({e}): only this relay knows it"
+        ),
     }
 }
 

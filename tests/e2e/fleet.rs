@@ -223,6 +223,34 @@ fn three_relays_share_invites_sessions_kill_and_revoke() {
         f.sessions(c)
     );
 
+    // A technician enrolled on A alone is accepted on C (enrolled there at
+    // first use, audited there).
+    let bob = SecretKey::generate().unwrap();
+    let line = format!("{} bob@test", bob.public().to_line());
+    let out = run(
+        "assent-relay",
+        &[
+            "technician",
+            "add",
+            "--data-dir",
+            f.relays[a].data_dir(),
+            "--name",
+            "bob",
+            "--key",
+            &line,
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("other relays accept it too"));
+    let bob_key = f.tmp.path().join("bob.key");
+    std::fs::write(&bob_key, bob.to_file_contents().as_bytes()).unwrap();
+    let (_bob_viewer, bob_code, _bv) = f.viewer(c, &bob_key);
+    assert_eq!(bob_code.len(), 19, "a code for bob at C");
+    let added_at_c = f.relays[c]
+        .records()
+        .into_iter()
+        .any(|r| r["event"] == "technician_added" && r["technician"] == "bob");
+    assert!(added_at_c, "bob's enrolment at C is not on record");
+
     // Agents sent on from B are no wrong guesses: several in a row from
     // one address all join (default limits: a wrong code locks the
     // address out for a second).

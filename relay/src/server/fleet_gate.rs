@@ -9,10 +9,12 @@ use assent_fleet::{NewInvite, RedeemError};
 use assent_proto::identity::PublicKey;
 use assent_proto::invite::InviteCode;
 use assent_proto::wire::ErrorKind;
+use assent_relay_formats::technicians::KeyStatus;
 use sha2::{Digest as _, Sha256};
 use tracing::info;
 
 use super::Refusal;
+use crate::registry::Change;
 use crate::state::Shared;
 
 /// What the fleet's shared wrong-code budget counts over.
@@ -50,6 +52,43 @@ pub(super) async fn check_technician(shared: &Shared, key: &PublicKey) -> Result
             "this technician key has been revoked in the fleet; ask the relay admin",
         )),
         Err(_) => Err(unreachable_db()),
+    }
+}
+
+/// A technician enrolled on another relay of the fleet and unknown here is
+/// enrolled here too, through the same audit-first path as an admin's
+/// `technician add` (`technician_added`), before the key is checked.
+pub(super) async fn enrol_from_fleet(shared: &Shared, key: &PublicKey) {
+    let Some(link) = &shared.fleet else { return };
+    if !matches!(shared.technicians.status(key), KeyStatus::Unknown) {
+        return;
+    }
+    let fingerprint = key.fingerprint();
+    let listed = link.fleet.technicians().await;
+    link.saw(&listed);
+    let Some(t) = listed
+        .ok()
+        .into_iter()
+        .flatten()
+        .find(|t| t.key_hex == fingerprint)
+    else {
+        return;
+    };
+    let Some(name) = t.document.get("name").and_then(|n| n.as_str()) else {
+        return;
+    };
+    if t.revoked {
+        return;
+    }
+    let change = Change::Add {
+        name: name.to_string(),
+        key: key.to_line(),
+    };
+    match crate::admin::change(shared, change).await {
+        Ok(_) => info!(technician = %name, "enrolled from the fleet's registry"),
+        Err(e) => {
+            tracing::warn!(technician = %name, error = %e, "could not enrol a technician of the fleet here")
+        }
     }
 }
 

@@ -72,6 +72,7 @@ async fn open(
     payload: &[u8],
     signature: &[u8],
 ) -> Result<Option<OpenedInvite>, Stop> {
+    super::fleet_gate::enrol_from_fleet(shared, &key).await;
     let technician = authenticate_technician(shared, key, payload, signature)?;
     super::fleet_gate::check_technician(shared, &key).await?;
     info!(technician = %technician, "technician authenticated");
