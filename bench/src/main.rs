@@ -1,6 +1,7 @@
 //! `assent-bench`: measures the frame pipeline, bandwidth, input→photon,
 //! consent→first frame, relay throughput and concurrency, agent/viewer
-//! CPU and memory, and the agent's footprint beside x11vnc's, on scripted Xvfb desktops with the real programs, and
+//! CPU and memory, and the agent's footprint beside x11vnc's, on scripted Xvfb desktops with the real programs,
+//! and sessions through a fleet of three relays sharing one PostgreSQL; it
 //! prints each figure next to its target. Writes `target/bench/results.json`.
 //!
 //! Nothing here asserts a timing: a missed target is reported, not failed.
@@ -8,6 +9,7 @@
 
 mod desktop;
 mod files;
+mod fleet;
 mod footprint;
 mod own_window;
 mod pipeline;
@@ -30,7 +32,7 @@ use report::Figure;
 #[derive(Parser)]
 #[command(
     name = "assent-bench",
-    about = "Assent benchmarks: pipeline, bandwidth, latency, consent, relay, processes, footprint.",
+    about = "Assent benchmarks: pipeline, bandwidth, latency, consent, relay, processes, footprint, fleet.",
     after_help = "Example:\n  cargo run --release -p assent-bench -- all\n  cargo run -p assent-bench -- relay --smoke"
 )]
 struct Cli {
@@ -76,6 +78,10 @@ enum Group {
     /// screens, the static one also with the agent's window up (x11vnc
     /// skipped in smoke runs).
     Footprint,
+    /// Three relays on one PostgreSQL: sessions created and ended through
+    /// the fleet (each agent redirected to its technician's relay), then
+    /// every relay's local audit log checked against the central one.
+    Fleet,
 }
 
 /// Sizes of one run.
@@ -91,6 +97,9 @@ struct Sizes {
     footprint_settle_secs: f64,
     footprint_secs: f64,
     file_mb: u64,
+    /// Workers cycling sessions through the fleet at once, and for how long.
+    fleet_sessions: usize,
+    fleet_secs: f64,
 }
 
 impl Sizes {
@@ -107,6 +116,8 @@ impl Sizes {
                 footprint_settle_secs: 0.5,
                 footprint_secs: 2.0,
                 file_mb: 8,
+                fleet_sessions: 10,
+                fleet_secs: 5.0,
             }
         } else {
             Sizes {
@@ -121,6 +132,8 @@ impl Sizes {
                 footprint_settle_secs: 3.0,
                 footprint_secs: 10.0,
                 file_mb: 200,
+                fleet_sessions: 300,
+                fleet_secs: 60.0,
             }
         }
     }
@@ -232,6 +245,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 cli.smoke,
             )),
         );
+    }
+    if wants(Group::Fleet) {
+        tracing::info!("group 9: sessions through a fleet of three relays");
+        let plan = fleet::Plan {
+            workers: sizes.fleet_sessions,
+            duration: secs(sizes.fleet_secs),
+        };
+        record("fleet", runtime.block_on(fleet::run(&plan)));
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
 

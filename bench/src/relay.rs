@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -31,7 +31,9 @@ const LIMITS: [(&str, &str); 3] = [
     ("connections_per_minute_per_address", "1000000"),
 ];
 
-fn run(args: &[&str]) -> anyhow::Result<String> {
+/// Runs an `assent-relay` admin command; its stdout, or an error with its
+/// stderr when it fails.
+pub fn run(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(procs::product_bin("assent-relay")?)
         .args(args)
         .output()
@@ -46,44 +48,74 @@ fn run(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `assent-relay init` in `dir` listening on `listen` (port 0: one the
+/// relay picks at start), with the load limits and worker setting.
+pub fn init(dir: &Path, listen: &str) -> anyhow::Result<()> {
+    let dir_s = dir.to_str().context("temporary path is not UTF-8")?;
+    run(&[
+        "init",
+        "--data-dir",
+        dir_s,
+        "--listen",
+        listen,
+        "--public-name",
+        "localhost",
+    ])?;
+    set_limits(&dir.join("relay.toml"), &LIMITS)?;
+    set_workers(&dir.join("relay.toml"))
+}
+
+/// Enrols `technician` as `bench` in the relay at `dir` (`technician add`).
+pub fn enrol(dir: &Path, technician: &SecretKey) -> anyhow::Result<()> {
+    let dir_s = dir.to_str().context("temporary path is not UTF-8")?;
+    let line = format!("{} bench@localhost", technician.public().to_line());
+    run(&[
+        "technician",
+        "add",
+        "--data-dir",
+        dir_s,
+        "--name",
+        "bench",
+        "--key",
+        &line,
+    ])?;
+    Ok(())
+}
+
+/// Writes `technician` to a new 0600 file, for `assent-viewer --key`.
+pub fn write_key_file(path: &Path, technician: &SecretKey) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .context("writing the technician key file")?;
+    f.write_all(technician.to_file_contents().as_bytes())?;
+    Ok(())
+}
+
 impl BenchRelay {
     /// Creates, configures and starts a relay under `tmp`.
-    pub async fn start(tmp: &std::path::Path) -> anyhow::Result<BenchRelay> {
+    pub async fn start(tmp: &Path) -> anyhow::Result<BenchRelay> {
         let dir = tmp.join("relay");
-        let dir_s = dir.to_str().context("temporary path is not UTF-8")?;
-        run(&[
-            "init",
-            "--data-dir",
-            dir_s,
-            "--listen",
-            "127.0.0.1:0",
-            "--public-name",
-            "localhost",
-        ])?;
-        set_limits(&dir.join("relay.toml"), &LIMITS)?;
-        set_workers(&dir.join("relay.toml"))?;
+        init(&dir, "127.0.0.1:0")?;
         let technician = SecretKey::generate().context("generating a technician key")?;
-        let line = format!("{} bench@localhost", technician.public().to_line());
-        run(&[
-            "technician",
-            "add",
-            "--data-dir",
-            dir_s,
-            "--name",
-            "bench",
-            "--key",
-            &line,
-        ])?;
+        enrol(&dir, &technician)?;
         let key_file = tmp.join("technician.key");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key_file)
-            .context("writing the technician key file")?;
-        f.write_all(technician.to_file_contents().as_bytes())?;
+        write_key_file(&key_file, &technician)?;
+        BenchRelay::serve(dir, tmp.join("relay.log"), technician, key_file).await
+    }
 
-        let log = tmp.join("relay.log");
+    /// Starts `assent-relay serve` on a relay already set up in `dir`
+    /// (enrolled with `technician`), logging to `log`; returns once it
+    /// listens.
+    pub async fn serve(
+        dir: PathBuf,
+        log: PathBuf,
+        technician: SecretKey,
+        key_file: PathBuf,
+    ) -> anyhow::Result<BenchRelay> {
+        let dir_s = dir.to_str().context("temporary path is not UTF-8")?;
         let mut cmd = Command::new(procs::product_bin("assent-relay")?);
         cmd.args(["serve", "--data-dir", dir_s])
             // The relay's own default filter (info): what an admin runs.
@@ -155,7 +187,7 @@ impl BenchRelay {
 
 /// `ASSENT_BENCH_RELAY_WORKERS=N` runs the relay on N threads (relay.toml
 /// `workers`; one per core otherwise), to compare 1 against 2.
-fn set_workers(path: &std::path::Path) -> anyhow::Result<()> {
+fn set_workers(path: &Path) -> anyhow::Result<()> {
     let Ok(n) = std::env::var("ASSENT_BENCH_RELAY_WORKERS") else {
         return Ok(());
     };
@@ -169,7 +201,7 @@ fn set_workers(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// Replaces `key = value` lines in relay.toml (the keys must exist, so a
 /// renamed limit fails here instead of silently not applying).
-fn set_limits(path: &std::path::Path, limits: &[(&str, &str)]) -> anyhow::Result<()> {
+pub fn set_limits(path: &Path, limits: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(path).context("reading relay.toml")?;
     for (key, value) in limits {
         let prefix = format!("{key} = ");
