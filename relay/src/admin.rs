@@ -241,18 +241,19 @@ async fn tell_fleet_enrolled(shared: &Shared, t: &Technician, line: String) -> S
     };
     let fingerprint = t.fingerprint();
     let shared_doc = serde_json::json!({ "name": t.name });
-    let put =
-        match link.fleet.is_revoked(&fingerprint).await {
-            Ok(true) => return format!(
+    let put = match link.fleet.is_revoked(&fingerprint).await {
+        Ok(true) => {
+            return format!(
                 "{line}; WARNING: this key is revoked in the fleet, so only this relay knows it"
-            ),
-            Ok(false) => {
-                link.fleet
-                    .put_technician(&fingerprint, &shared_doc, false)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+            )
+        }
+        Ok(false) => {
+            link.fleet
+                .put_technician(&fingerprint, &shared_doc, false)
+                .await
+        }
+        Err(e) => Err(e),
+    };
     link.saw(&put);
     match put {
         Ok(_) => format!("{line}; the fleet's other relays accept it too"),
