@@ -431,21 +431,8 @@ fn a_killed_relay_shows_lost_its_restart_ends_its_sessions_and_tampering_is_caug
     assert!(within(Duration::from_secs(5), || on_b(&f).is_none()).is_some());
 
     // Nothing acknowledged is missing centrally: every local seq is there.
-    let local: Vec<u64> = f.relays[0]
-        .records()
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
-    let complete = within(Duration::from_secs(5), || {
-        let central: Vec<u64> = f
-            .central(1, "relay-a")
-            .iter()
-            .map(|r| r["seq"].as_u64().unwrap())
-            .collect();
-        central == local
-    });
     assert!(
-        complete.is_some(),
+        f.all_shipped(0, 1, Duration::from_secs(5)),
         "central audit of relay-a is not the local log"
     );
 
@@ -522,22 +509,9 @@ fn with_the_database_down_live_sessions_go_on_new_ones_wait_and_the_audit_ships_
     // The kill is on record once the session's task has ended it.
     assert!(within(WAIT, || session_end(&f.relays[0], &session).is_some()).is_some());
     f.pg.start_again().expect("restart the database");
-    let local: Vec<u64> = f.relays[0]
-        .records()
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
-    let shipped = within(Duration::from_secs(15), || {
-        let central: Vec<u64> = f
-            .central(0, "relay-a")
-            .iter()
-            .map(|r| r["seq"].as_u64().unwrap())
-            .collect();
-        central == local
-    });
     assert!(
-        shipped.is_some(),
-        "the backlog did not ship: local {local:?}"
+        f.all_shipped(0, 0, Duration::from_secs(15)),
+        "the backlog did not ship"
     );
 
     // A relay restarted while its database is down serves, refuses new
@@ -558,6 +532,16 @@ fn with_the_database_down_live_sessions_go_on_new_ones_wait_and_the_audit_ships_
 }
 
 impl FleetUnderTest {
+    /// Whether, within `limit`, the central audit (asked through relay
+    /// `ask`) holds exactly relay `at`'s local seqs: none lost, none extra.
+    fn all_shipped(&self, at: usize, ask: usize, limit: Duration) -> bool {
+        let seqs = |records: Vec<serde_json::Value>| -> Vec<u64> {
+            records.iter().map(|r| r["seq"].as_u64().unwrap()).collect()
+        };
+        let local = seqs(self.relays[at].records());
+        within(limit, || seqs(self.central(ask, &relay_id(at))) == local).is_some()
+    }
+
     /// Whether a technician's viewer on relay `at` is refused its invite.
     fn viewer_refused(&self, at: usize, key: &std::path::Path) -> bool {
         let (proc, mut lines) = spawn_testclient(&[
