@@ -6,9 +6,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::actions::{change, end_technician, kill_local};
 use anyhow::{bail, Context as _};
-use assent_audit::Fields;
-use assent_proto::session::Event;
 use assent_relay_formats::admin as protocol;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -16,8 +15,7 @@ use tracing::{info, warn};
 
 pub use assent_relay_formats::admin::{AdminRequest, AdminResponse, SessionInfo};
 
-use crate::handover::Control;
-use crate::registry::{Change, ChangeError, Technician};
+use crate::registry::{Change, Technician};
 use crate::state::Shared;
 
 /// Longest request line accepted.
@@ -219,19 +217,6 @@ async fn kill(shared: &Shared, session: &str) -> AdminResponse {
     }
 }
 
-/// Tells a session's task to end as an admin kill; whether it was there.
-pub(crate) async fn kill_local(shared: &Shared, session: &str) -> bool {
-    let tx = shared
-        .lock()
-        .sessions
-        .get(session)
-        .map(|e| e.control.clone());
-    match tx {
-        Some(tx) => tx.send(Control::Machine(Event::AdminKill)).await.is_ok(),
-        None => false,
-    }
-}
-
 /// In fleet mode, puts an enrolment in the fleet's registry, so the
 /// technician may connect to any relay (enrolled there at first use).
 /// A key revoked anywhere in the fleet stays revoked.
@@ -282,47 +267,6 @@ pub fn escalations_line(t: &Technician) -> String {
         true => format!("{} may now receive escalations", t.name),
         false => format!("{} no longer receives escalations", t.name),
     }
-}
-
-/// A registry change through the one audit-first path, its record written
-/// by the relay's audit writer.
-pub(crate) async fn change(shared: &Shared, change: Change) -> Result<Technician, ChangeError> {
-    let record = async |event: String, fields: Fields| {
-        shared
-            .audit
-            .record(&event, fields)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    };
-    let result = shared
-        .technicians
-        .change(&shared.dir, &change, record)
-        .await;
-    if let Err(e) = &result {
-        warn!(error = %e, "technician change refused");
-    }
-    result
-}
-
-/// A revocation's effect, once it is on record and in the registry: the
-/// technician's pending invites are cancelled and sessions end. Returns how
-/// many sessions were told to end.
-pub(crate) async fn end_technician(shared: &Shared, technician: &str) -> usize {
-    let targets: Vec<_> = {
-        let mut st = shared.lock();
-        st.invites.cancel_technician(technician);
-        st.sessions
-            .values()
-            .filter(|e| e.technician == technician)
-            .map(|e| e.control.clone())
-            .collect()
-    };
-    let n = targets.len();
-    for tx in targets {
-        let _ = tx.send(Control::Machine(Event::TechnicianRevoked)).await;
-    }
-    n
 }
 
 /// Sends one request to a running relay. `Ok(None)` when no relay answers

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod admin;
 pub mod audit_writer;
 pub mod check;
@@ -319,7 +320,7 @@ fn spawn_helpers(
         tasks.push(tokio::spawn(metrics::serve(shared.clone(), listener)));
     }
     if let Some(link) = &shared.fleet {
-        tasks.extend(fleet::spawn(shared, link)?);
+        tasks.extend(fleet::tasks::spawn(shared, link)?);
     }
     Ok(tasks)
 }

@@ -22,8 +22,8 @@ use tokio::sync::Mutex;
 
 pub use assent_relay_formats::technicians::{KeyStatus, RegistryError, Technician, Technicians};
 
-use crate::admin::AdminRequest;
 use crate::store::{self, DataDir, StoreError};
+use assent_relay_formats::admin::AdminRequest;
 
 /// Loads `technicians.json`; a missing file is an empty registry.
 pub fn load(dir: &DataDir) -> Result<Technicians, StoreError> {

@@ -58,7 +58,7 @@ pub async fn reload(shared: &Shared) {
     let gone = shared.technicians.replace(technicians).await;
     let mut ended = 0;
     for name in &gone {
-        ended += crate::admin::end_technician(shared, name).await;
+        ended += crate::actions::end_technician(shared, name).await;
     }
     info!(
         limits_changed = %changed.join(","),

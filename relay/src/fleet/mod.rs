@@ -8,7 +8,8 @@
 //!   (`ship.rs`), and the directory of live sessions follows from the
 //!   `session_start` / `session_end` records it ships (so a crash's
 //!   recovered ends reach it too);
-//! - kill and revoke from any relay (`control.rs`).
+//! - kill and revoke from any relay (`control.rs` posts, `tasks.rs`
+//!   follows what the others post).
 //!
 //! While the database is unreachable, established sessions go on, the
 //! audit keeps appending locally and ships when it is back, and whatever
@@ -18,6 +19,7 @@
 pub mod cli;
 mod control;
 mod ship;
+pub mod tasks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,10 +28,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use assent_fleet::{Fleet, FleetConfig, FleetError};
 use assent_relay_formats::fleet::Fleet as FleetSettings;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
-
-use crate::state::Shared;
 
 pub use control::{forward_kill, forward_revoke};
 pub use ship::{ship_rest, Shipper};
@@ -139,21 +138,9 @@ fn fleet_config(settings: &FleetSettings) -> FleetConfig {
     }
 }
 
-/// The fleet's tasks for a serving relay: the lease, the control feed and
-/// the audit shipper. They stop with the relay (aborted with its helpers;
-/// the shipper's last batch is sent by [`ship_rest`]).
-pub fn spawn(shared: &Arc<Shared>, link: &Arc<FleetLink>) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let shipper = Shipper::new(link.clone(), &shared.dir.audit(), &shared.signing)?;
-    Ok(vec![
-        tokio::spawn(keep_lease(link.clone())),
-        tokio::spawn(control::follow(shared.clone(), link.clone())),
-        tokio::spawn(shipper.run()),
-    ])
-}
-
 /// Renews the lease every third of its length (registering first if the
 /// database was down at start).
-async fn keep_lease(link: Arc<FleetLink>) {
+pub(crate) async fn keep_lease(link: Arc<FleetLink>) {
     let mut tick = tokio::time::interval(link.lease / 3);
     loop {
         tick.tick().await;

@@ -138,41 +138,9 @@ fn redeem_code(shared: &Shared, ip: IpAddr, code: &str) -> Result<Invite, Refusa
                 wait.as_secs().max(1)
             ),
         )),
-        Ok(Err(e)) => Err(refusal_for(e)),
+        Ok(Err(e)) => Err(super::code_refusal(e)),
         Ok(Ok(invite)) => Ok(invite),
     }
-}
-
-pub(super) fn refusal_for(e: RedeemError) -> Refusal {
-    let (kind, reason, message) = match e {
-        RedeemError::Malformed => (
-            ErrorKind::BadCode,
-            "bad_code",
-            "that is not an invite code: it has 15 digits",
-        ),
-        RedeemError::Unknown => (
-            ErrorKind::BadCode,
-            "bad_code",
-            "wrong invite code: check it with your technician",
-        ),
-        RedeemError::Expired => (
-            ErrorKind::ExpiredCode,
-            "expired_code",
-            "this invite code has expired: ask your technician for a new one",
-        ),
-        RedeemError::Used => (
-            ErrorKind::UsedCode,
-            "used_code",
-            "this invite code was already used: ask your technician for a new one",
-        ),
-        RedeemError::Withdrawn => (
-            ErrorKind::Withdrawn,
-            "withdrawn_code",
-            "this request was withdrawn by the technician: nothing was shared; \
-             ask them for a new code if you still need help",
-        ),
-    };
-    Refusal::auth(kind, reason, message)
 }
 
 /// Gives the redeemed invite's session its agent slot; the sender hands

@@ -84,7 +84,7 @@ pub(super) async fn enrol_from_fleet(shared: &Shared, key: &PublicKey) {
         name: name.to_string(),
         key: key.to_line(),
     };
-    match crate::admin::change(shared, change).await {
+    match crate::actions::change(shared, change).await {
         Ok(_) => info!(technician = %name, "enrolled from the fleet's registry"),
         Err(e) => {
             tracing::warn!(technician = %name, error = %e, "could not enrol a technician of the fleet here")
@@ -148,7 +148,7 @@ pub(super) async fn holder_of(shared: &Shared, typed: &str) -> Option<Result<Str
         Ok(_) => {}
         Err(_) => return Some(Err(unreachable_db())),
     }
-    let local = |e| Some(Err(super::agent::refusal_for(e)));
+    let local = |e| Some(Err(super::code_refusal(e)));
     use assent_proto::invite::RedeemError as Local;
     match link.fleet.redeem(&code_digest(&code)).await {
         Ok(r) if r.relay_id != link.relay_id => {

@@ -317,3 +317,37 @@ async fn refuse_peer(shared: &Shared, peer: Peer, role: Role, stop: Stop) {
         refuse(shared, &peer.conn, peer.send, Some(role), peer.addr, r).await;
     }
 }
+
+/// What an agent is told about a code that did not redeem.
+fn code_refusal(e: assent_proto::invite::RedeemError) -> Refusal {
+    use assent_proto::invite::RedeemError;
+    let (kind, reason, message) = match e {
+        RedeemError::Malformed => (
+            ErrorKind::BadCode,
+            "bad_code",
+            "that is not an invite code: it has 15 digits",
+        ),
+        RedeemError::Unknown => (
+            ErrorKind::BadCode,
+            "bad_code",
+            "wrong invite code: check it with your technician",
+        ),
+        RedeemError::Expired => (
+            ErrorKind::ExpiredCode,
+            "expired_code",
+            "this invite code has expired: ask your technician for a new one",
+        ),
+        RedeemError::Used => (
+            ErrorKind::UsedCode,
+            "used_code",
+            "this invite code was already used: ask your technician for a new one",
+        ),
+        RedeemError::Withdrawn => (
+            ErrorKind::Withdrawn,
+            "withdrawn_code",
+            "this request was withdrawn by the technician: nothing was shared; \
+             ask them for a new code if you still need help",
+        ),
+    };
+    Refusal::auth(kind, reason, message)
+}
