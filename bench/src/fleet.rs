@@ -79,7 +79,16 @@ async fn start_fleet() -> anyhow::Result<BenchFleet> {
     for i in 0..RELAYS {
         let dir = tmp.path().join(relay_id(i));
         let port = free_udp_port()?;
-        relay::init(&dir, &format!("127.0.0.1:{port}"))?;
+        // One CA for the fleet: the first relay's issues the others'.
+        let first_tls = tmp.path().join(relay_id(0)).join("tls");
+        match i {
+            0 => relay::init(&dir, &format!("127.0.0.1:{port}"))?,
+            _ => relay::init_with(
+                &dir,
+                &format!("127.0.0.1:{port}"),
+                &["--ca-dir", path_str(&first_tls)?],
+            )?,
+        }
         // The relay's default code limits stand: an agent sent on to its
         // technician's relay is no wrong guess, however many share an address.
         let table = format!(
@@ -93,15 +102,12 @@ async fn start_fleet() -> anyhow::Result<BenchFleet> {
         dirs.push(dir);
     }
     relay::run(&["fleet", "migrate", "--data-dir", path_str(&dirs[0])?])?;
-    let (mut relays, mut bundle) = (Vec::new(), String::new());
+    let ca = dirs[0].join("tls/ca.pem");
+    let mut relays = Vec::new();
     for (i, dir) in dirs.into_iter().enumerate() {
         let log = tmp.path().join(format!("{}.log", relay_id(i)));
-        let r = BenchRelay::serve(dir, log, technician.clone(), key_file.clone()).await?;
-        bundle += &std::fs::read_to_string(r.ca())?;
-        relays.push(r);
+        relays.push(BenchRelay::serve(dir, log, technician.clone(), key_file.clone()).await?);
     }
-    let ca = tmp.path().join("fleet-ca.pem");
-    std::fs::write(&ca, bundle)?;
     Ok(BenchFleet {
         pg,
         relays,

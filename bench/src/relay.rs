@@ -51,8 +51,13 @@ pub fn run(args: &[&str]) -> anyhow::Result<String> {
 /// `assent-relay init` in `dir` listening on `listen` (port 0: one the
 /// relay picks at start), with the load limits and worker setting.
 pub fn init(dir: &Path, listen: &str) -> anyhow::Result<()> {
+    init_with(dir, listen, &[])
+}
+
+/// [`init`] with more `init` arguments (a fleet's `--ca-dir`).
+pub fn init_with(dir: &Path, listen: &str, more: &[&str]) -> anyhow::Result<()> {
     let dir_s = dir.to_str().context("temporary path is not UTF-8")?;
-    run(&[
+    let mut args = vec![
         "init",
         "--data-dir",
         dir_s,
@@ -60,7 +65,9 @@ pub fn init(dir: &Path, listen: &str) -> anyhow::Result<()> {
         listen,
         "--public-name",
         "localhost",
-    ])?;
+    ];
+    args.extend_from_slice(more);
+    run(&args)?;
     set_limits(&dir.join("relay.toml"), &LIMITS)?;
     set_workers(&dir.join("relay.toml"))
 }

@@ -39,7 +39,7 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
     if let Ok(c) = &config {
         out.extend(c.webhooks.iter().map(webhook));
     }
-    out.push(match config {
+    out.push(match &config {
         Ok(c) => ok(format!(
             "relay.toml: listen {} (UDP), public name {}, metrics {}",
             c.listen,
@@ -52,8 +52,21 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
     });
     out.push(certificate(&dir.ca_cert(), "CA certificate"));
     out.push(certificate(&dir.cert(), "relay certificate"));
-    for key in [dir.key(), dir.ca_key(), dir.signing_key()] {
+    for key in [dir.key(), dir.signing_key()] {
         out.push(private_file(&key));
+    }
+    // A relay whose certificate came from a fleet's CA holds no CA key; a
+    // fleet key matters in fleet mode only.
+    let fleet_mode = matches!(&config, Ok(c) if c.fleet.is_some());
+    for (key, needed) in [(dir.ca_key(), false), (dir.fleet_key(), fleet_mode)] {
+        if needed || key.exists() {
+            out.push(private_file(&key));
+        }
+    }
+    if fleet_mode {
+        if let Err(e) = store::load_fleet_key(dir) {
+            out.push(problem(e.to_string()));
+        }
     }
     out.push(match store::load_signing_key(dir) {
         Ok(_) => ok("signing.key: loads"),

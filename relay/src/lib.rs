@@ -168,7 +168,7 @@ pub async fn serve(
     let technicians = registry::load(&dir)?;
     let log = open_audit_after_crash(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let fleet = fleet::FleetLink::join_if(config.fleet.as_ref(), &signing.public()).await?;
+    let fleet = fleet::FleetLink::join_if(&dir, config.fleet.as_ref(), &signing.public()).await?;
     let (audit, writer, webhooks) = start_audit(&dir, &config, log, &metrics)?;
     // A connection outlives the reconnect grace a little, so the session
     // decides when an interrupted path ends it (the grace is read at start;

@@ -42,6 +42,9 @@ enum Command {
         /// DNS name clients use to reach the relay (put in its certificate).
         #[arg(long, default_value = "localhost")]
         public_name: String,
+        /// Fleet mode: issue this relay's certificate from the CA in DIR (another relay's `tls/`: ca.pem, ca.key, fleet.key) instead of a new CA, so one ca.pem trusts every relay of the fleet. The CA key is not copied.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
     },
     /// Run the relay until SIGTERM or SIGINT.
     #[command(
@@ -88,7 +91,7 @@ enum Command {
     /// Fleet mode ([fleet] in relay.toml): the shared PostgreSQL schema and the relays' leases.
     Fleet {
         #[command(subcommand)]
-        command: FleetCommand,
+        command: assent_relay::fleet::cli::FleetCommand,
     },
     /// Verify or show the audit log.
     Audit {
@@ -139,21 +142,6 @@ enum TechnicianCommand {
     )]
     Revoke {
         name: String,
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum FleetCommand {
-    /// Create or upgrade the fleet's tables, triggers and writer role (idempotent; run once per upgrade, from any relay, as the database owner).
-    #[command(after_help = "Example:\n  assent-relay fleet migrate --data-dir /var/lib/assent")]
-    Migrate {
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-    /// List the fleet's relays, whether each holds its lease, and its key.
-    Status {
         #[arg(long)]
         data_dir: PathBuf,
     },
@@ -242,9 +230,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             listen,
             public_name,
+            ca_dir,
         } => {
             let dir = DataDir::new(&data_dir);
-            let report = store::init(&dir, listen, &public_name)?;
+            let report = store::init_with_ca(&dir, listen, &public_name, ca_dir.as_deref())?;
             println!("Relay created in {}", data_dir.display());
             println!(
                 "CA certificate (give it to agents and viewers): {}",
@@ -302,14 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => return audit(command).await,
-        Command::Fleet { command } => match command {
-            FleetCommand::Migrate { data_dir } => {
-                assent_relay::fleet::cli::migrate(&DataDir::new(&data_dir)).await?
-            }
-            FleetCommand::Status { data_dir } => {
-                assent_relay::fleet::cli::status(&DataDir::new(&data_dir)).await?
-            }
-        },
+        Command::Fleet { command } => assent_relay::fleet::cli::run(command).await?,
         Command::CheckConfig { data_dir } => return Ok(check_config(&data_dir)),
     }
     Ok(ExitCode::SUCCESS)

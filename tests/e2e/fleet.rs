@@ -2,7 +2,8 @@
 //! started by the test itself (initdb + postgres as the postgres user on a
 //! private socket directory; `scripts/packages` installs postgresql). The
 //! agents and viewers are `assent-testclient` processes speaking the real
-//! protocol; the relays trust one CA bundle made of their three CAs.
+//! protocol. The first relay's CA issued every other relay's certificate
+//! (`init --ca-dir`), so the users' one `ca.pem` trusts the whole fleet.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,8 +20,10 @@ const FLEET_REACH: Duration = Duration::from_secs(2);
 struct FleetUnderTest {
     pg: PgServer,
     relays: Vec<TestRelay>,
-    /// Every relay's CA, in one file: what the users' `ca.pem` is.
-    bundle: PathBuf,
+    /// The fleet's one CA (the first relay's): what the users' `ca.pem` is.
+    ca: PathBuf,
+    /// The fleet's database address.
+    url: String,
     tmp: tempfile::TempDir,
 }
 
@@ -37,21 +40,22 @@ fn fleet(n: usize, lease_secs: u64) -> FleetUnderTest {
         .create_database("fleet")
         .expect("create the fleet database");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut relays = Vec::new();
+    let mut relays: Vec<TestRelay> = Vec::new();
     for i in 0..n {
-        let relay = TestRelay::init(&[]);
-        let port = free_udp_port();
-        relay.set_limits(&[("listen", &format!("\"127.0.0.1:{port}\""))]);
-        let table = format!(
-            "\n[fleet]\ndatabase = {}\nrelay_id = \"{}\"\npublic_address = \"127.0.0.1:{port}\"\nlease_secs = {lease_secs}\n",
-            serde_json::to_string(&url).unwrap(),
-            relay_id(i),
-        );
-        let config = relay.dir.join("relay.toml");
-        let text = std::fs::read_to_string(&config).unwrap() + &table;
-        std::fs::write(&config, text).unwrap();
+        let relay = match relays.first() {
+            None => TestRelay::init(&[]),
+            Some(first) => {
+                let tls = first.dir.join("tls");
+                TestRelay::init_with(&[], &["--ca-dir", tls.to_str().unwrap()])
+            }
+        };
+        join_fleet(&relay, &url, &relay_id(i), lease_secs);
         relays.push(relay);
     }
+    assert!(
+        n < 2 || !relays[1].dir.join("tls/ca.key").exists(),
+        "a relay issued from the fleet's CA holds no CA key"
+    );
     let out = run(
         "assent-relay",
         &["fleet", "migrate", "--data-dir", relays[0].data_dir()],
@@ -66,19 +70,30 @@ fn fleet(n: usize, lease_secs: u64) -> FleetUnderTest {
         "a second migrate changes nothing: {}",
         String::from_utf8_lossy(&again.stdout)
     );
-    let mut bundle_text = String::new();
     for r in relays.iter_mut() {
         r.start();
-        bundle_text += &std::fs::read_to_string(r.ca()).unwrap();
     }
-    let bundle = tmp.path().join("fleet-ca.pem");
-    std::fs::write(&bundle, bundle_text).unwrap();
     FleetUnderTest {
         pg,
+        ca: relays[0].ca(),
         relays,
-        bundle,
+        url,
         tmp,
     }
+}
+
+/// Adds a `[fleet]` table to `relay`'s relay.toml (on a fixed free port,
+/// its public address).
+fn join_fleet(relay: &TestRelay, url: &str, id: &str, lease_secs: u64) {
+    let port = free_udp_port();
+    relay.set_limits(&[("listen", &format!("\"127.0.0.1:{port}\""))]);
+    let table = format!(
+        "\n[fleet]\ndatabase = {}\nrelay_id = \"{id}\"\npublic_address = \"127.0.0.1:{port}\"\nlease_secs = {lease_secs}\n",
+        serde_json::to_string(url).unwrap(),
+    );
+    let config = relay.dir.join("relay.toml");
+    let text = std::fs::read_to_string(&config).unwrap() + &table;
+    std::fs::write(&config, text).unwrap();
 }
 
 fn relay_id(i: usize) -> String {
@@ -110,7 +125,7 @@ impl FleetUnderTest {
             "--relay",
             &self.relays[at].addr,
             "--ca",
-            self.bundle.to_str().unwrap(),
+            self.ca.to_str().unwrap(),
             "--key-file",
             key.to_str().unwrap(),
         ]);
@@ -125,7 +140,7 @@ impl FleetUnderTest {
             "--relay",
             &self.relays[at].addr,
             "--ca",
-            self.bundle.to_str().unwrap(),
+            self.ca.to_str().unwrap(),
             "--code",
             code,
         ])
@@ -327,7 +342,7 @@ fn three_relays_share_invites_sessions_kill_and_revoke() {
             "--relay",
             &f.relays[at].addr,
             "--ca",
-            f.bundle.to_str().unwrap(),
+            f.ca.to_str().unwrap(),
             "--key-file",
             alice.to_str().unwrap(),
         ]);
@@ -362,6 +377,49 @@ fn three_relays_share_invites_sessions_kill_and_revoke() {
         assert!(text.contains(&format!("ok: relay {id}:")), "{text}");
         assert!(!f.central(a, id).is_empty(), "no central records of {id}");
     }
+}
+
+/// A relay in the database under its own CA (someone who could write to
+/// the database and had the fleet key) holds a code: an agent asking a
+/// real relay is told to go there, and refuses, because that certificate
+/// does not chain to the fleet's `ca.pem`.
+#[test]
+fn an_agent_follows_a_redirect_only_to_a_relay_of_the_fleets_ca() {
+    let f = fleet(1, 10);
+    let mut rogue = TestRelay::init(&[]);
+    std::fs::copy(
+        f.relays[0].dir.join("tls/fleet.key"),
+        rogue.dir.join("tls/fleet.key"),
+    )
+    .unwrap();
+    join_fleet(&rogue, &f.url, "relay-rogue", 10);
+    rogue.start();
+    let mallory = rogue.enrol("mallory");
+    let key = f.tmp.path().join("mallory.key");
+    std::fs::write(&key, mallory.to_file_contents().as_bytes()).unwrap();
+    let (_viewer, mut v) = spawn_testclient(&[
+        "viewer",
+        "--relay",
+        &rogue.addr,
+        "--ca",
+        rogue.ca().to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let code = expect_line(&mut v, "code: ");
+
+    let (mut agent, mut lines) = f.agent(0, &code);
+    let status = agent.wait_timeout(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the agent did not refuse the stranger relay"
+    );
+    assert!(lines.next().is_none(), "the agent printed a session");
+    assert!(
+        f.relays[0].log_text().contains("redirecting the agent"),
+        "the fleet's relay did redirect (the refusal is the agent's)"
+    );
+    assert!(!rogue.events().contains(&"session_start".to_string()));
 }
 
 #[test]
@@ -485,7 +543,7 @@ fn with_the_database_down_live_sessions_go_on_new_ones_wait_and_the_audit_ships_
         "--relay",
         &f.relays[0].addr,
         "--ca",
-        f.bundle.to_str().unwrap(),
+        f.ca.to_str().unwrap(),
         "--key-file",
         alice.to_str().unwrap(),
     ]);
@@ -512,6 +570,18 @@ fn with_the_database_down_live_sessions_go_on_new_ones_wait_and_the_audit_ships_
     assert!(
         f.all_shipped(0, 0, Duration::from_secs(15)),
         "the backlog did not ship"
+    );
+    let out = run(
+        "assent-relay",
+        &["fleet", "status", "--data-dir", f.relays[0].data_dir()],
+    );
+    let status = String::from_utf8_lossy(&out.stdout);
+    let local = f.relays[0].records().len();
+    assert!(
+        status.contains(&format!(
+            "{local} audit records here, {local} in the fleet's audit (0 to ship)"
+        )),
+        "{status}"
     );
 
     // A relay restarted while its database is down serves, refuses new
@@ -549,7 +619,7 @@ impl FleetUnderTest {
             "--relay",
             &self.relays[at].addr,
             "--ca",
-            self.bundle.to_str().unwrap(),
+            self.ca.to_str().unwrap(),
             "--key-file",
             key.to_str().unwrap(),
         ]);

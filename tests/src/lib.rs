@@ -70,20 +70,24 @@ impl TestRelay {
     /// Initialises a relay; `limits` are `key = value` lines replacing the
     /// defaults in relay.toml. Does not start it.
     pub fn init(limits: &[(&str, &str)]) -> TestRelay {
+        TestRelay::init_with(limits, &[])
+    }
+
+    /// [`TestRelay::init`] with more `init` arguments (e.g. `--ca-dir`).
+    pub fn init_with(limits: &[(&str, &str)], init_args: &[&str]) -> TestRelay {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("relay");
-        let out = run(
-            "assent-relay",
-            &[
-                "init",
-                "--data-dir",
-                dir.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--public-name",
-                "localhost",
-            ],
-        );
+        let mut args = vec![
+            "init",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--public-name",
+            "localhost",
+        ];
+        args.extend_from_slice(init_args);
+        let out = run("assent-relay", &args);
         assert!(
             out.status.success(),
             "init failed: {}",

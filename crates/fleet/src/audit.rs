@@ -123,11 +123,16 @@ impl Fleet {
     /// The highest seq of this relay in the central store (0 if none): where
     /// shipping resumes.
     pub async fn acked_seq(&self) -> Result<u64, FleetError> {
+        self.shipped_seq(self.relay_id()).await
+    }
+
+    /// The highest seq of `relay_id` in the central store (0 if none).
+    pub async fn shipped_seq(&self, relay_id: &str) -> Result<u64, FleetError> {
         let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT coalesce(max(seq), 0) FROM audit_events WHERE relay_id = $1",
-                &[&self.relay_id()],
+                &[&relay_id],
             )
             .await
             .map_err(|e| self.pg(e))?;

@@ -15,13 +15,16 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("invalid name for the relay certificate: {0}")]
     BadName(String),
+    #[error("cannot issue from that CA: {0}")]
+    BadCa(String),
 }
 
 /// Freshly generated PEM material. Private keys are written mode 0600 by
 /// the caller and never logged.
 pub struct RelayPki {
     pub ca_cert_pem: String,
-    pub ca_key_pem: String,
+    /// `None` when the certificate was issued by another relay's CA.
+    pub ca_key_pem: Option<String>,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -40,11 +43,7 @@ const LEAF_DAYS: i64 = 730;
 /// Generates a CA and a relay certificate valid for `names` (DNS names or IP
 /// addresses).
 pub fn generate(names: &[String], ca_common_name: &str) -> Result<RelayPki, PkiError> {
-    if let Some(bad) = names.iter().find(|n| !is_host_name(n)) {
-        return Err(PkiError::BadName(format!(
-            "{bad:?} is neither an IP address nor a DNS name"
-        )));
-    }
+    check_names(names)?;
     let now = OffsetDateTime::now_utc();
     let mut ca_params = CertificateParams::default();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -62,8 +61,62 @@ pub fn generate(names: &[String], ca_common_name: &str) -> Result<RelayPki, PkiE
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_key_pem = ca_key.serialize_pem();
-    let issuer = Issuer::new(ca_params, ca_key);
+    let (cert_pem, key_pem) = leaf(names, &Issuer::new(ca_params, ca_key))?;
+    Ok(RelayPki {
+        ca_cert_pem: ca_cert.pem(),
+        ca_key_pem: Some(ca_key_pem),
+        cert_pem,
+        key_pem,
+    })
+}
 
+/// A relay certificate for `names` issued by an existing CA (another
+/// relay's, so that every relay of a fleet is trusted through one
+/// `ca.pem`). The CA's key is used here and not kept: `ca_key_pem` of the
+/// result is `None`.
+pub fn issue(names: &[String], ca_cert_pem: &str, ca_key_pem: &str) -> Result<RelayPki, PkiError> {
+    check_names(names)?;
+    let ca_key = KeyPair::from_pem(ca_key_pem)
+        .map_err(|_| PkiError::BadCa("the CA key is not a PEM private key rcgen can use".into()))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
+        .map_err(|_| PkiError::BadCa("the CA certificate cannot be read".into()))?;
+    if issuer.key().public_key_raw() != ca_public_key(ca_cert_pem)? {
+        return Err(PkiError::BadCa(
+            "the CA key does not belong to the CA certificate".into(),
+        ));
+    }
+    let (cert_pem, key_pem) = leaf(names, &issuer)?;
+    Ok(RelayPki {
+        ca_cert_pem: ca_cert_pem.to_string(),
+        ca_key_pem: None,
+        cert_pem,
+        key_pem,
+    })
+}
+
+/// The subject public key (the bit string's bytes) of the certificate in `pem`.
+fn ca_public_key(pem: &str) -> Result<Vec<u8>, PkiError> {
+    let der = crate::certs_from_pem(pem.as_bytes(), "CA certificate")
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| PkiError::BadCa("no certificate in the CA file".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|_| PkiError::BadCa("the CA certificate cannot be read".into()))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
+fn check_names(names: &[String]) -> Result<(), PkiError> {
+    match names.iter().find(|n| !is_host_name(n)) {
+        Some(bad) => Err(PkiError::BadName(format!(
+            "{bad:?} is neither an IP address nor a DNS name"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The relay's own certificate and key (PEM), signed by `issuer`.
+fn leaf(names: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String), PkiError> {
+    let now = OffsetDateTime::now_utc();
     let mut leaf = CertificateParams::new(names.to_vec())
         .map_err(|e| PkiError::BadName(format!("{names:?}: {e}")))?;
     let mut dn = DistinguishedName::new();
@@ -78,14 +131,8 @@ pub fn generate(names: &[String], ca_common_name: &str) -> Result<RelayPki, PkiE
     leaf.not_before = now - Duration::hours(1);
     leaf.not_after = now + Duration::days(LEAF_DAYS);
     let leaf_key = KeyPair::generate()?;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-
-    Ok(RelayPki {
-        ca_cert_pem: ca_cert.pem(),
-        ca_key_pem,
-        cert_pem: leaf_cert.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    })
+    let leaf_cert = leaf.signed_by(&leaf_key, issuer)?;
+    Ok((leaf_cert.pem(), leaf_key.serialize_pem()))
 }
 
 fn is_host_name(name: &str) -> bool {
@@ -133,6 +180,73 @@ mod tests {
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert_ne!(fp, fingerprint(&pki.cert_pem).unwrap());
         assert!(!format!("{pki:?}").contains("PRIVATE"));
+    }
+
+    /// Whether `leaf_pem` chains to `ca_pem` for `name`, as a client checks.
+    fn verifies(ca_pem: &str, leaf_pem: &str, name: &str) -> bool {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in crate::certs_from_pem(ca_pem.as_bytes(), "ca").unwrap() {
+            roots.add(c).unwrap();
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots.into(),
+            crate::provider(),
+        )
+        .build()
+        .unwrap();
+        let leaf = crate::certs_from_pem(leaf_pem.as_bytes(), "leaf").unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        verifier
+            .verify_server_cert(
+                &leaf[0],
+                &[],
+                &name,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn a_certificate_issued_from_another_relays_ca_chains_to_that_ca_only() {
+        let first = generate(&["relay-a.example".into()], "Fleet CA").unwrap();
+        let ca_key = first.ca_key_pem.as_deref().unwrap();
+        let second = issue(&["relay-b.example".into()], &first.ca_cert_pem, ca_key).unwrap();
+        assert!(second.ca_key_pem.is_none(), "the CA key is not handed on");
+        assert_eq!(second.ca_cert_pem, first.ca_cert_pem);
+        assert!(verifies(
+            &first.ca_cert_pem,
+            &second.cert_pem,
+            "relay-b.example"
+        ));
+        assert!(!verifies(
+            &first.ca_cert_pem,
+            &second.cert_pem,
+            "relay-a.example"
+        ));
+        let stranger = generate(&["relay-b.example".into()], "Other CA").unwrap();
+        assert!(!verifies(
+            &stranger.ca_cert_pem,
+            &second.cert_pem,
+            "relay-b.example"
+        ));
+    }
+
+    #[test]
+    fn issuing_refuses_a_key_of_another_ca_and_garbage() {
+        let first = generate(&["a.example".into()], "CA one").unwrap();
+        let other = generate(&["b.example".into()], "CA two").unwrap();
+        let wrong_key = other.ca_key_pem.as_deref().unwrap();
+        let e = issue(&["c.example".into()], &first.ca_cert_pem, wrong_key).unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        assert!(issue(&["c.example".into()], "not a pem", wrong_key).is_err());
+        assert!(issue(&["c.example".into()], &first.ca_cert_pem, "junk").is_err());
+        let e = issue(&["c.example".into()], &first.ca_cert_pem, "junk").unwrap_err();
+        assert!(
+            !e.to_string().contains("junk"),
+            "no key material in errors: {e}"
+        );
     }
 
     #[test]

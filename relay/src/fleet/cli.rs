@@ -2,6 +2,7 @@
 //! `--fleet` forms of `audit verify` and `audit show`. Each reads the
 //! `[fleet]` table of the relay's own relay.toml.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -9,6 +10,45 @@ use assent_fleet::{Fleet, ProblemKind, RelayVerdict};
 use ed25519_dalek::VerifyingKey;
 
 use crate::store::DataDir;
+
+/// `assent-relay fleet …`
+#[derive(clap::Subcommand)]
+pub enum FleetCommand {
+    /// Create or upgrade the fleet's tables, triggers and writer role (idempotent; run once per upgrade, from any relay, as the database owner).
+    #[command(after_help = "Example:\n  assent-relay fleet migrate --data-dir /var/lib/assent")]
+    Migrate {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// List the fleet's relays, whether each holds its lease, and its key.
+    Status {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Create tls/fleet.key (the fleet's secret for invite-code digests) for a relay made before `init` wrote one; copy it to every relay of the fleet. Refuses to replace one.
+    #[command(after_help = "Example:\n  assent-relay fleet key --data-dir /var/lib/assent")]
+    Key {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+pub async fn run(command: FleetCommand) -> anyhow::Result<()> {
+    match command {
+        FleetCommand::Migrate { data_dir } => migrate(&DataDir::new(&data_dir)).await,
+        FleetCommand::Status { data_dir } => status(&DataDir::new(&data_dir)).await,
+        FleetCommand::Key { data_dir } => {
+            let dir = DataDir::new(&data_dir);
+            dir.require_relay()?;
+            crate::store::create_fleet_key(&dir)?;
+            println!(
+                "created {}: copy it (mode 0600) to tls/fleet.key on every relay of the fleet",
+                dir.fleet_key().display()
+            );
+            Ok(())
+        }
+    }
+}
 
 /// Connects with the `[fleet]` settings of the relay at `dir`.
 async fn open(dir: &DataDir) -> anyhow::Result<Fleet> {
@@ -46,13 +86,29 @@ pub async fn migrate(dir: &DataDir) -> anyhow::Result<()> {
 pub async fn status(dir: &DataDir) -> anyhow::Result<()> {
     let fleet = open(dir).await?;
     let expired = fleet.expired_relays().await?;
-    println!("{:<24} {:<12} KEY", "RELAY", "LEASE");
+    println!("{:<24} {:<8} {:>10}  KEY", "RELAY", "LEASE", "SHIPPED");
     for (relay, key) in fleet.relay_keys().await? {
         let lease = match expired.iter().any(|e| e.relay_id == relay) {
             true => "expired",
             false => "held",
         };
-        println!("{relay:<24} {lease:<12} {key}");
+        let shipped = fleet.shipped_seq(&relay).await?;
+        println!("{relay:<24} {lease:<8} {shipped:>10}  {key}");
+    }
+    // The local log is what the central one must catch up with.
+    match assent_audit::verify(&dir.audit()) {
+        Ok(local) => {
+            let shipped = fleet.acked_seq().await?;
+            println!(
+                "this relay ({}): {local} audit records here, {shipped} in the fleet's audit ({} to ship)",
+                fleet.relay_id(),
+                local.saturating_sub(shipped)
+            );
+        }
+        Err(e) => println!(
+            "this relay ({}): its local audit log is damaged ({e}); records after the damage are not shipped",
+            fleet.relay_id()
+        ),
     }
     Ok(())
 }

@@ -43,6 +43,10 @@ pub struct Shipper {
     last_shipped: Option<(u64, String)>,
     /// The last checkpoint signed, and when (`None`: none yet).
     checkpointed: (u64, Option<Instant>),
+    /// Set when a local line could not be read: the central chain cannot
+    /// skip a record, so shipping stops after the last good one (said
+    /// once, and by `fleet status`) rather than retrying a gap forever.
+    damaged_after: Option<u64>,
 }
 
 impl Shipper {
@@ -58,19 +62,28 @@ impl Shipper {
             acked: None,
             last_shipped: None,
             checkpointed: (0, None),
+            damaged_after: None,
         })
     }
 
     /// Ships until aborted (the relay's shutdown).
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(LOOK_EVERY);
+        let mut last_failure = String::new();
         loop {
             tick.tick().await;
-            if let Err(e) = self.round().await {
-                // `saw` logs the database going away once; other failures
-                // (a conflict, a bad record) are worth every line.
-                if !matches!(e, FleetError::Unavailable(_)) {
-                    warn!(error = %e, "audit shipping failed; retrying");
+            match self.round().await {
+                Ok(()) => last_failure.clear(),
+                // `saw` logs the database going away once; another failure
+                // (a conflict) is logged when it first appears, not every
+                // round it repeats.
+                Err(FleetError::Unavailable(_)) => {}
+                Err(e) => {
+                    let text = e.to_string();
+                    if text != last_failure {
+                        warn!(error = %text, "audit shipping failed; retrying");
+                        last_failure = text;
+                    }
                 }
             }
         }
@@ -118,13 +131,21 @@ impl Shipper {
         };
         let rest = self.partial.split_off(end + 1);
         let complete = std::mem::replace(&mut self.partial, rest);
-        let last_queued = self.queue.last().map_or(acked, |r| r.seq);
         for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if self.damaged_after.is_some() {
+                return;
+            }
+            let last = self.queue.last().map_or(acked, |r| r.seq).max(acked);
             match parse(line) {
-                Some(r) if r.seq > last_queued.max(acked) => self.queue.push(r),
-                Some(_) => {}
-                None => {
-                    warn!("an audit line could not be read for shipping; `audit verify` tells more")
+                Some(r) if r.seq == last + 1 => self.queue.push(r),
+                Some(r) if r.seq <= last => {}
+                _ => {
+                    self.damaged_after = Some(last);
+                    tracing::error!(
+                        shipped_through = last,
+                        "the local audit log is damaged after this seq: fleet shipping stops there \
+                         (`assent-relay audit verify` names the line; `fleet status` shows the gap)"
+                    );
                 }
             }
         }
@@ -206,4 +227,79 @@ pub async fn ship_rest(link: &Arc<FleetLink>, dir: &crate::store::DataDir, limit
         return;
     };
     let _ = tokio::time::timeout(limit, shipper.round()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn log_of(path: &Path, n: usize) -> assent_audit::AuditLog {
+        let mut log = assent_audit::AuditLog::open(path).unwrap();
+        for i in 0..n {
+            let mut fields = assent_audit::Fields::new();
+            fields.insert("n".into(), serde_json::json!(i));
+            log.append("test_event", fields).unwrap();
+        }
+        log
+    }
+
+    fn shipper(path: &Path) -> Shipper {
+        let key = SecretKey::generate().unwrap();
+        Shipper::new(FleetLink::unconnected("relay-t"), path, &key).unwrap()
+    }
+
+    #[test]
+    fn shipping_stops_before_a_damaged_line_instead_of_sending_a_gap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.jsonl");
+        drop(log_of(&path, 3));
+        let good = std::fs::read(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"{\"seq\": 4, damaged\n").unwrap();
+        // Records after the damage, as a writer that went on would leave.
+        let later = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("\"seq\":1", "\"seq\":5");
+        file.write_all(later.lines().next().unwrap().as_bytes())
+            .unwrap();
+        file.write_all(b"\n").unwrap();
+
+        let mut s = shipper(&path);
+        s.read_new(0);
+        let seqs: Vec<u64> = s.queue.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3], "the good records before the damage");
+        assert_eq!(s.damaged_after, Some(3));
+        file.write_all(later.lines().nth(1).unwrap().as_bytes())
+            .unwrap();
+        file.write_all(b"\n").unwrap();
+        s.read_new(0);
+        assert_eq!(s.queue.len(), 3, "nothing after the damage is queued");
+    }
+
+    #[test]
+    fn shipping_resumes_above_the_acknowledged_seq_and_refuses_a_gap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.jsonl");
+        drop(log_of(&path, 5));
+        let mut s = shipper(&path);
+        s.read_new(2);
+        let seqs: Vec<u64> = s.queue.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        assert_eq!(s.damaged_after, None);
+
+        // A record missing from the middle: the lines after it wait.
+        let gap = tmp.path().join("gap.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text.lines().filter(|l| !l.contains("\"seq\":2,")).collect();
+        assert_eq!(kept.len(), 4, "one line removed: {text}");
+        std::fs::write(&gap, kept.join("\n") + "\n").unwrap();
+        let mut s = shipper(&gap);
+        s.read_new(0);
+        assert_eq!(s.queue.len(), 1);
+        assert_eq!(s.damaged_after, Some(1));
+    }
 }

@@ -10,7 +10,6 @@ use assent_proto::identity::PublicKey;
 use assent_proto::invite::InviteCode;
 use assent_proto::wire::ErrorKind;
 use assent_relay_formats::technicians::KeyStatus;
-use sha2::{Digest as _, Sha256};
 use tracing::info;
 
 use super::Refusal;
@@ -25,16 +24,6 @@ fn unreachable_db() -> Refusal {
         ErrorKind::Busy,
         "the relay cannot reach its fleet database, so it starts no new session; try again in a minute",
     )
-}
-
-/// The fleet's name for a code: codes themselves are never stored.
-/// (A digest of a 15-digit code is open to an offline search by whoever
-/// reads the database; the code's minutes of life bound what that gains.)
-fn code_digest(code: &InviteCode) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"assent fleet invite code\0");
-    h.update(code.grouped().as_bytes());
-    h.finalize().into()
 }
 
 /// A technician revoked on any relay of the fleet is refused here too.
@@ -103,7 +92,7 @@ pub(super) async fn publish_invite(
     };
     let invite = NewInvite {
         invite_id: invite_id.to_string(),
-        code_digest: code_digest(code),
+        code_digest: link.code_digest(code),
         technician: technician.to_string(),
         session_id: session.to_string(),
         expires_in: Duration::from_secs(shared.limits().invite_ttl_secs),
@@ -119,7 +108,7 @@ pub(super) fn spent_here(shared: &Shared, typed: &str) {
     let (Some(link), Some(code)) = (shared.fleet.clone(), InviteCode::parse(typed)) else {
         return;
     };
-    let digest = code_digest(&code);
+    let digest = link.code_digest(&code);
     tokio::spawn(async move {
         let _ = link.fleet.redeem(&digest).await;
     });
@@ -150,7 +139,7 @@ pub(super) async fn holder_of(shared: &Shared, typed: &str) -> Option<Result<Str
     }
     let local = |e| Some(Err(super::code_refusal(e)));
     use assent_proto::invite::RedeemError as Local;
-    match link.fleet.redeem(&code_digest(&code)).await {
+    match link.fleet.redeem(&link.code_digest(&code)).await {
         Ok(r) if r.relay_id != link.relay_id => {
             info!(relay = %r.relay_id, invite = %r.invite_id, "the code belongs to another relay: redirecting the agent");
             Some(Ok(r.public_address))
