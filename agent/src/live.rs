@@ -243,7 +243,8 @@ impl LiveSession {
             self.poll_at = Some(tokio::time::Instant::now() + IDLE_POLL);
             return Ok(());
         };
-        self.flow.on_sent(encoded.seq, Instant::now());
+        self.flow
+            .on_sent(encoded.seq, encoded.bytes.len(), Instant::now());
         if let Err(e) = self.tx.send(&SessionMsg::Frame(encoded.bytes)).await {
             if self.carried_on().await {
                 return Ok(());

@@ -111,3 +111,58 @@ pub fn expect_line(
     );
     line[prefix.len()..].trim().to_string()
 }
+
+/// A live view-only session: the real `assent-agent --tty` on `xvfb`,
+/// joining through `agent_relay` (the relay's address, or a proxy in front
+/// of it), and a test viewer that has its first frame. Returns the agent's
+/// process, the viewer, and the agent's config home (keep it alive).
+pub async fn live_tty_session(
+    xvfb: &assent_xvfb::Xvfb,
+    relay: &TestRelay,
+    agent_relay: &str,
+) -> (Proc, assent_tests::viewer::LiveViewer, tempfile::TempDir) {
+    use assent_tests::viewer::{self, Pairing};
+    use std::io::Write as _;
+    let key = relay.enrol("alice");
+    let config = assent_tests::tempdir();
+    let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::View)
+        .await
+        .unwrap();
+    let code = v.invite.code.clone();
+    let pairing = tokio::spawn(async move { viewer::pair(v, &key).await });
+    let mut cmd = std::process::Command::new(bin("assent-agent"));
+    cmd.args(["join", "--relay", agent_relay, "--ca"])
+        .arg(relay.ca())
+        .args(["--tty", &code])
+        .env("DISPLAY", xvfb.display())
+        .env("XDG_CONFIG_HOME", config.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut agent = Proc::new(cmd.spawn().expect("spawn assent-agent"));
+    let lines = assent_tests::lines(agent.child.stderr.take().unwrap());
+    let lines = tokio::task::spawn_blocking(move || {
+        assent_tests::wait_line(&lines, |l| l.contains("Type your answer"), "prompt");
+        lines
+    })
+    .await
+    .unwrap();
+    // Keep draining the agent's stderr: a closed pipe would make its next
+    // line fail (and the agent with it), ending the session mid-test.
+    std::thread::spawn(move || for _ in lines {});
+    let mut stdin = agent.child.stdin.take().unwrap();
+    stdin.write_all(b"v\n").unwrap();
+    let mut v = match tokio::time::timeout(WAIT, pairing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        Pairing::Live(l) => *l,
+        Pairing::Refused(r) => panic!("refused: {r}"),
+    };
+    assert!(v.next_frame(WAIT).await.unwrap(), "no first frame");
+    (agent, v, config)
+}

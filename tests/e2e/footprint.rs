@@ -2,20 +2,16 @@
 //! times on the agent's display (XPutImage) all reach the viewer, through
 //! the real agent (whose capture follows X DAMAGE) and the relay.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assent_proto::wire::Scope;
-use assent_tests::viewer::{self, Pairing};
-use assent_tests::{bin, Proc, TestRelay};
+use assent_tests::TestRelay;
 use assent_xvfb::Xvfb;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, ImageFormat};
 use x11rb::wrapper::ConnectionExt as _;
 
-use crate::common::WAIT;
+use crate::common::live_tty_session;
 
 const CHANGES: usize = 120;
 
@@ -64,56 +60,12 @@ fn painter(display: &str, drawn: mpsc::Sender<(u32, u32, [u8; 3], Instant)>) {
     }
 }
 
-fn spawn_agent(xvfb: &Xvfb, relay: &TestRelay, config: &std::path::Path, code: &str) -> Proc {
-    let mut cmd = Command::new(bin("assent-agent"));
-    cmd.args(["join", "--relay", &relay.addr, "--ca"])
-        .arg(relay.ca())
-        .args(["--tty", code])
-        .env("DISPLAY", xvfb.display())
-        .env("XDG_CONFIG_HOME", config)
-        .env("RUST_LOG", "warn")
-        .env_remove("WAYLAND_DISPLAY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    Proc::new(cmd.spawn().expect("spawn assent-agent"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_pixel_changes_all_reach_the_viewer() {
     let xvfb = Xvfb::start_with_size(800, 600);
     assent_tests::x11::paint_root(xvfb.display(), 0x20_20_20);
     let relay = TestRelay::started(&[]);
-    let key = relay.enrol("alice");
-    let dir = assent_tests::tempdir();
-    let v = viewer::connect(&relay.addr, &relay.ca(), &key, Scope::View)
-        .await
-        .unwrap();
-    let code = v.invite.code.clone();
-    let pairing = tokio::spawn(async move { viewer::pair(v, &key).await });
-    let mut agent = spawn_agent(&xvfb, &relay, dir.path(), &code);
-    let lines = assent_tests::lines(agent.child.stderr.take().unwrap());
-    let lines = tokio::task::spawn_blocking(move || {
-        assent_tests::wait_line(&lines, |l| l.contains("Type your answer"), "prompt");
-        lines
-    })
-    .await
-    .unwrap();
-    // Keep draining the agent's stderr: a closed pipe would make its next
-    // line fail (and the agent with it), ending the session mid-test.
-    std::thread::spawn(move || for _ in lines {});
-    let mut stdin = agent.child.stdin.take().unwrap();
-    stdin.write_all(b"v\n").unwrap();
-    let mut v = match tokio::time::timeout(WAIT, pairing)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap()
-    {
-        Pairing::Live(l) => *l,
-        Pairing::Refused(r) => panic!("refused: {r}"),
-    };
-    assert!(v.next_frame(WAIT).await.unwrap(), "no first frame");
+    let (_agent, mut v, _config) = live_tty_session(&xvfb, &relay, &relay.addr).await;
 
     let (tx, rx) = mpsc::channel();
     let display = xvfb.display().to_string();

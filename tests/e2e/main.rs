@@ -31,6 +31,7 @@ mod recording;
 mod relay;
 mod reload;
 mod security;
+mod uplink;
 mod validation;
 mod viewer;
 mod webhook;

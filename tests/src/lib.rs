@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use assent_proto::identity::SecretKey;
 
 pub mod receiver;
+pub mod shaped;
 pub mod viewer;
 
 /// Path of a workspace binary (built by `cargo test --workspace`).
