@@ -75,7 +75,14 @@ impl Default for FlowWindow {
 }
 
 impl FlowWindow {
+    /// `seq` is the codec's frame number, which starts at 0; counted here
+    /// from 1, so that 0 can mean "nothing acknowledged yet".
     pub fn on_sent(&mut self, seq: u64, bytes: usize, now: Instant) {
+        let seq = seq.saturating_add(1);
+        if self.last_sent == 0 {
+            // Acknowledgements count from the first frame sent.
+            self.last_acked = seq - 1;
+        }
         self.last_sent = seq;
         self.sent.push_back(Sent {
             seq,
@@ -94,7 +101,7 @@ impl FlowWindow {
     /// An acknowledgement from the viewer; one for a frame never sent counts
     /// as the last one sent (a hostile viewer cannot open the window wider).
     pub fn on_ack(&mut self, seq: u64, now: Instant) {
-        let seq = seq.min(self.last_sent);
+        let seq = seq.saturating_add(1).min(self.last_sent);
         if seq <= self.last_acked {
             return;
         }

@@ -11,6 +11,7 @@ mod desktop;
 mod files;
 mod fleet;
 mod footprint;
+mod link;
 mod own_window;
 mod pipeline;
 mod procs;
@@ -78,6 +79,9 @@ enum Group {
     /// screens, the static one also with the agent's window up (x11vnc
     /// skipped in smoke runs).
     Footprint,
+    /// Input → photon and frames/s through a shaped uplink (8 Mbit/s 40 ms
+    /// and 2 Mbit/s 80 ms, a 500 ms queue), typing and with a moving photo.
+    Link,
     /// Three relays on one PostgreSQL: sessions created and ended through
     /// the fleet (each agent redirected to its technician's relay), then
     /// every relay's local audit log checked against the central one.
@@ -244,6 +248,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 secs(sizes.footprint_secs),
                 cli.smoke,
             )),
+        );
+    }
+    if wants(Group::Link) {
+        tracing::info!("group 9: the session over a shaped uplink");
+        record(
+            "link",
+            runtime.block_on(link::run(sizes.latency_presses.min(60))),
         );
     }
     if wants(Group::Fleet) {

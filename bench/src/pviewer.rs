@@ -60,6 +60,7 @@ pub async fn pair(mut viewer: Viewer, key: SecretKey) -> anyhow::Result<LiveView
         tx,
         rx,
         decoder: Decoder::new(),
+        frames: 0,
     })
 }
 
@@ -68,6 +69,8 @@ pub struct LiveViewer {
     tx: ChannelWriter,
     rx: ChannelReader,
     pub decoder: Decoder,
+    /// Frames decoded so far.
+    pub frames: u64,
 }
 
 impl LiveViewer {
@@ -83,6 +86,7 @@ impl LiveViewer {
             match msg {
                 SessionMsg::Frame(bytes) => {
                     let update = self.decoder.decode(&bytes).context("decoding a frame")?;
+                    self.frames += 1;
                     self.tx
                         .send(&SessionMsg::FrameAck { seq: update.seq })
                         .await?;
@@ -123,16 +127,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn spawn(
-        relay: &BenchRelay,
-        display: &str,
-        config: &Path,
-        code: &str,
-    ) -> anyhow::Result<Agent> {
-        Agent::spawn_with(relay, display, config, code, &[])
-    }
-
-    /// [`Agent::spawn`] with `extra` flags for `join`.
+    /// The agent answering on its terminal, with `extra` flags for `join`.
     pub fn spawn_with(
         relay: &BenchRelay,
         display: &str,
@@ -159,8 +154,19 @@ impl Agent {
         config: &Path,
         args: &[&str],
     ) -> anyhow::Result<Agent> {
+        Self::spawn_via(relay, &relay.addr, display, config, args)
+    }
+
+    /// The agent reaching `relay` at `addr` (a proxy in front of it).
+    pub fn spawn_via(
+        relay: &BenchRelay,
+        addr: &str,
+        display: &str,
+        config: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Agent> {
         let mut cmd = Command::new(procs::product_bin("assent-agent")?);
-        cmd.args(["join", "--relay", &relay.addr, "--ca"])
+        cmd.args(["join", "--relay", addr, "--ca"])
             .arg(relay.ca())
             .args(["--device-name", "bench-pc"])
             .args(args)

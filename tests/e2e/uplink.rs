@@ -94,7 +94,7 @@ async fn watch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_frame_rate_follows_the_uplink_down_and_back_and_its_queue_stays_short() {
-    let xvfb = Xvfb::start_with_size(800, 600);
+    let xvfb = Xvfb::start_with_size(1920, 1080);
     assent_tests::x11::paint_root(xvfb.display(), 0x20_20_20);
     let relay = TestRelay::started(&[]);
     let shape = Shape {

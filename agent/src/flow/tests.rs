@@ -45,10 +45,12 @@ fn one_frame_may_always_go_however_large() {
     let mut w = FlowWindow::default();
     let t0 = Instant::now();
     assert!(w.may_send());
-    w.on_sent(1, 50 << 20, t0);
+    // The codec's first frame is number 0 (a keyframe, often the largest).
+    w.on_sent(0, 50 << 20, t0);
     assert!(!w.may_send(), "a 50 MB frame fills any budget");
-    w.on_ack(1, t0 + Duration::from_millis(10));
-    assert!(w.may_send());
+    w.on_ack(0, t0 + Duration::from_millis(10));
+    assert!(w.may_send(), "its acknowledgement opens the window again");
+    assert_eq!(w.bytes_in_flight, 0);
 }
 
 #[test]
