@@ -8,9 +8,8 @@ use std::time::Duration;
 use assent_net::{close, Connection, ConnectionError, NetError, RecvStream, SendStream};
 use assent_proto::identity::PublicKey;
 use assent_proto::session::{Phase, SessionMachine};
-use assent_proto::wire::{ClientMsg, RelayMsg, DATA_PREAMBLE};
+use assent_proto::wire::{RelayMsg, DATA_PREAMBLE};
 use assent_proto::wire::{MAX_HANDSHAKE_MSG, MAX_HANDSHAKE_MSGS};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::state::{spawn_reader, Counters, Peer};
@@ -22,7 +21,7 @@ pub(super) struct Side {
     pub conn: Connection,
     send: SendStream,
     pub addr: SocketAddr,
-    pub messages: mpsc::Receiver<Result<ClientMsg, NetError>>,
+    pub messages: crate::state::Messages,
 }
 
 impl Side {

@@ -25,35 +25,22 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Scenario 18: many concurrent sessions of programmatic clients through one
-/// relay, each carrying paced traffic: none is dropped, every byte arrives,
-/// every `session_start` has its `session_end`, and the relay's memory stays
-/// bounded. 200 sessions for 20 s here (ASSENT_LOAD_SESSIONS and
-/// ASSENT_LOAD_SECS change that; `cargo run --release -p assent-bench --
-/// relay` measures 1000).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s18_load_many_sessions_none_dropped_memory_bounded() {
-    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-    use std::sync::Arc;
-    let sessions = env_or("ASSENT_LOAD_SESSIONS", 200) as usize;
-    let secs = env_or("ASSENT_LOAD_SECS", 20);
-    // Paced: a 1 kB update ten times a second each way, 10 kB/s a session
-    // (office-like; the test process itself runs both ends of every session).
-    const CHUNK: usize = 1024;
-    const TICK: Duration = Duration::from_millis(100);
-    let n = sessions.to_string();
-    let relay = TestRelay::started(&[
-        ("connections_per_minute_per_address", "1000000"),
-        ("max_sessions", &n),
-        ("max_pending_invites_per_technician", &n),
-        ("idle_timeout_secs", "600"),
-    ]);
-    let key = relay.enrol("load");
-    let pid = relay.proc.as_ref().unwrap().pid();
+/// One live view-only session, both ends: the viewer, its data stream,
+/// and the agent.
+type Pair = (
+    assent_client::Viewer,
+    assent_client::DataStream,
+    assent_client::AgentLive,
+);
 
-    // Pair them, a few at a time (as technicians would arrive).
+/// Pairs `sessions` sessions through `relay`, 25 at a time (as technicians
+/// would arrive).
+async fn pair_sessions(
+    relay: &TestRelay,
+    key: &assent_proto::identity::SecretKey,
+    sessions: usize,
+) -> Vec<Pair> {
     let mut pairs = Vec::new();
-    let setup = Instant::now();
     for batch in 0..sessions.div_ceil(25) {
         let mut joins = Vec::new();
         for _ in (batch * 25)..((batch + 1) * 25).min(sessions) {
@@ -89,6 +76,97 @@ async fn s18_load_many_sessions_none_dropped_memory_bounded() {
             pairs.push(j.await.unwrap().expect("a session failed to start"));
         }
     }
+    pairs
+}
+
+/// Resident memory of a process now, from /proc (kB).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The bound on what an idle session adds to the relay's resident memory.
+/// Issue 16 asks for 64 KB (1000 sessions in 100 MB); measured 94 KB (debug
+/// build, 2026-12-03; 102.5 before the readers' messages were boxed), most
+/// of it quinn's own per-connection state and channels (BENCHMARKS.md,
+/// "Idle sessions"). This bound catches growth, not the target.
+const IDLE_SESSION_BUDGET_KB: u64 = 128;
+
+/// Scenario 18, idle: a thousand sessions paired and then quiet (keep-alives
+/// only) for 10 s stay live, and the relay's resident memory grows by no
+/// more than the bound for them (ASSENT_IDLE_SESSIONS changes the count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s18_idle_sessions_stay_live_within_the_memory_budget() {
+    let sessions = env_or("ASSENT_IDLE_SESSIONS", 1000) as usize;
+    let n = sessions.to_string();
+    let relay = TestRelay::started(&[
+        ("connections_per_minute_per_address", "1000000"),
+        ("max_sessions", &n),
+        ("max_pending_invites_per_technician", &n),
+    ]);
+    let key = relay.enrol("idle");
+    let pid = relay.proc.as_ref().unwrap().pid();
+    // What the relay holds serving, before any session (its code, its
+    // threads, the audit writer).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let empty_kb = rss_kb(pid);
+    let setup = Instant::now();
+    let pairs = pair_sessions(&relay, &key, sessions).await;
+    let setup = setup.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let held_kb = rss_kb(pid);
+    let per_session = (held_kb.saturating_sub(empty_kb)) as f64 / sessions as f64;
+    println!(
+        "idle: {sessions} sessions paired in {setup:?}; relay RSS {:.1} MB empty, {:.1} MB with them: {per_session:.1} kB a session",
+        empty_kb as f64 / 1024.0,
+        held_kb as f64 / 1024.0,
+    );
+    let out = assent_tests::run(
+        "assent-relay",
+        &["sessions", "--json", "--data-dir", relay.data_dir()],
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let live = listed.iter().filter(|s| s["state"] == "live").count();
+    assert_eq!(live, sessions, "idle sessions were lost");
+    assert!(
+        per_session <= IDLE_SESSION_BUDGET_KB as f64,
+        "{per_session:.1} kB an idle session (bound {IDLE_SESSION_BUDGET_KB} kB)"
+    );
+    drop(pairs);
+}
+
+/// Scenario 18: many concurrent sessions of programmatic clients through one
+/// relay, each carrying paced traffic: none is dropped, every byte arrives,
+/// every `session_start` has its `session_end`, and the relay's memory stays
+/// bounded. 200 sessions for 20 s here (ASSENT_LOAD_SESSIONS and
+/// ASSENT_LOAD_SECS change that; `cargo run --release -p assent-bench --
+/// relay` measures 1000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s18_load_many_sessions_none_dropped_memory_bounded() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    let sessions = env_or("ASSENT_LOAD_SESSIONS", 200) as usize;
+    let secs = env_or("ASSENT_LOAD_SECS", 20);
+    // Paced: a 1 kB update ten times a second each way, 10 kB/s a session
+    // (office-like; the test process itself runs both ends of every session).
+    const CHUNK: usize = 1024;
+    const TICK: Duration = Duration::from_millis(100);
+    let n = sessions.to_string();
+    let relay = TestRelay::started(&[
+        ("connections_per_minute_per_address", "1000000"),
+        ("max_sessions", &n),
+        ("max_pending_invites_per_technician", &n),
+        ("idle_timeout_secs", "600"),
+    ]);
+    let key = relay.enrol("load");
+    let pid = relay.proc.as_ref().unwrap().pid();
+
+    let setup = Instant::now();
+    let pairs = pair_sessions(&relay, &key, sessions).await;
     println!("load: {sessions} sessions live after {:?}", setup.elapsed());
 
     // Paced traffic both ways; each side counts what it receives.
