@@ -17,6 +17,7 @@ mod pipeline;
 mod procs;
 mod pviewer;
 mod relay;
+mod relay_idle;
 mod relay_load;
 mod report;
 mod rfb;
