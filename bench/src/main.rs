@@ -235,6 +235,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             sample: secs(if cli.smoke { 0.5 } else { 1.0 }),
         };
         record("relay", runtime.block_on(relay_load::run(&plan)));
+        let most = plan.sessions.iter().copied().max().unwrap_or(1);
+        record("relay", runtime.block_on(relay_idle::run(most, &plan)));
     }
     if wants(Group::Files) {
         tracing::info!("group 8: a file to the user");

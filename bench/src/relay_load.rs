@@ -55,7 +55,6 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Figure>> {
         .await
         .with_context(|| format!("relay overload with {largest} sessions"))?;
     figures.extend(r.figures(largest, Some(OVERLOAD_RATE), true));
-    figures.extend(crate::relay_idle::run(largest, plan).await?);
     Ok(figures)
 }
 
