@@ -304,18 +304,40 @@ pub async fn connect(
     relay: &str,
     ca_pem: &std::path::Path,
 ) -> Result<(Endpoint, Connection), NetError> {
+    connect_within(relay, ca_pem, CONNECT_TIMEOUT).await
+}
+
+/// How long a client waits for the relay to complete the handshake. Without
+/// it a relay that does not answer (a wrong address, a closed UDP port, a
+/// handshake lost under load) would keep the user waiting for the whole
+/// 120 s idle timeout; a handshake takes a few round trips.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// [`connect`] giving up after `limit`.
+pub async fn connect_within(
+    relay: &str,
+    ca_pem: &std::path::Path,
+    limit: Duration,
+) -> Result<(Endpoint, Connection), NetError> {
     let (host, addr) = resolve(relay).await?;
     let endpoint = client_endpoint(ca_pem, addr)?;
+    let failed = |detail: String| NetError::Connect {
+        addr: relay.to_string(),
+        detail,
+    };
     let connecting = endpoint
         .connect(addr, &host)
-        .map_err(|e| NetError::Connect {
-            addr: relay.to_string(),
-            detail: e.to_string(),
-        })?;
-    let conn = connecting.await.map_err(|e| NetError::Connect {
-        addr: relay.to_string(),
-        detail: e.to_string(),
-    })?;
+        .map_err(|e| failed(e.to_string()))?;
+    let conn = match tokio::time::timeout(limit, connecting).await {
+        Ok(done) => done.map_err(|e| failed(e.to_string()))?,
+        Err(_) => {
+            return Err(failed(format!(
+            "no answer within {} s (check the address, and that UDP port {} is open to the relay)",
+            limit.as_secs_f64(),
+            addr.port()
+        )))
+        }
+    };
     Ok((endpoint, conn))
 }
 
@@ -423,5 +445,30 @@ impl PathWatch {
             self.heard = now;
         }
         now.saturating_duration_since(self.heard)
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    /// A UDP port that takes the handshake and never answers: the client
+    /// gives up at its limit with an error that says what to check.
+    #[tokio::test]
+    async fn a_relay_that_never_answers_is_given_up_on_with_a_clear_error() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let relay = silent.local_addr().unwrap().to_string();
+        let pki = pki::generate(&["127.0.0.1".into()], "CA").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pki.ca_cert_pem).unwrap();
+        let started = std::time::Instant::now();
+        let Err(e) = connect_within(&relay, &ca, Duration::from_millis(300)).await else {
+            panic!("connected to a socket that never answers");
+        };
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let text = e.to_string();
+        assert!(text.contains("no answer within 0.3 s"), "{text}");
+        assert!(text.contains(&format!("UDP port {}", silent.local_addr().unwrap().port())));
     }
 }
