@@ -116,6 +116,10 @@ impl Shipper {
 
     /// Appends the file's new complete records above `acked` to the queue.
     fn read_new(&mut self, acked: u64) {
+        // Past a damaged line nothing more can ship: no reason to read on.
+        if self.damaged_after.is_some() {
+            return;
+        }
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return;
         };
@@ -132,9 +136,6 @@ impl Shipper {
         let rest = self.partial.split_off(end + 1);
         let complete = std::mem::replace(&mut self.partial, rest);
         for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            if self.damaged_after.is_some() {
-                return;
-            }
             let last = self.queue.last().map_or(acked, |r| r.seq).max(acked);
             match parse(line) {
                 Some(r) if r.seq == last + 1 => self.queue.push(r),
@@ -146,6 +147,7 @@ impl Shipper {
                         "the local audit log is damaged after this seq: fleet shipping stops there \
                          (`assent-relay audit verify` names the line; `fleet status` shows the gap)"
                     );
+                    return;
                 }
             }
         }
