@@ -177,8 +177,17 @@ impl FlowWindow {
     }
 
     pub fn may_send(&self) -> bool {
-        let bytes_room = self.bytes_in_flight == 0 || (self.bytes_in_flight as f64) < self.budget;
-        self.in_flight() < self.window() && bytes_room
+        self.in_flight() < self.window() && self.bytes_room()
+    }
+
+    fn bytes_room(&self) -> bool {
+        self.bytes_in_flight == 0 || (self.bytes_in_flight as f64) < self.budget
+    }
+
+    /// Whether the byte budget alone holds the next frame back (the link,
+    /// not the frame window, limits the frame rate).
+    pub fn held_back_by_bytes(&self) -> bool {
+        self.in_flight() < self.window() && !self.bytes_room()
     }
 
     pub fn srtt(&self) -> Option<Duration> {

@@ -28,6 +28,8 @@ enum CaptureCmd {
     Frame {
         placeholder: bool,
         keyframe: bool,
+        /// JPEG quality for photos; `None`: exact only.
+        jpeg: Option<u8>,
     },
     /// The technician's pick: one monitor, or the whole screen (`None`).
     Show(Option<usize>),
@@ -107,8 +109,8 @@ impl Guarded {
     }
 
     /// Asks for the next frame as the gate allows: the screen, the paused
-    /// placeholder, or nothing (returns false).
-    pub fn request_frame(&mut self, keyframe: bool) -> bool {
+    /// placeholder, or nothing (returns false); photos as JPEG at `jpeg`.
+    pub fn request_frame(&mut self, keyframe: bool, jpeg: Option<u8>) -> bool {
         let placeholder = match self.gate.frame_policy() {
             FramePolicy::Screen => false,
             FramePolicy::Placeholder => true,
@@ -118,6 +120,7 @@ impl Guarded {
             .send(CaptureCmd::Frame {
                 placeholder,
                 keyframe,
+                jpeg,
             })
             .is_ok()
     }
@@ -265,7 +268,13 @@ fn capture_loop(
             CaptureCmd::Frame {
                 placeholder,
                 keyframe,
-            } => (placeholder, keyframe),
+                jpeg,
+            } => {
+                if encoder.jpeg_quality() != jpeg {
+                    encoder.set_jpeg_quality(jpeg);
+                }
+                (placeholder, keyframe)
+            }
             CaptureCmd::Show(monitor) => {
                 source.show_monitor(monitor);
                 continue;
@@ -279,7 +288,14 @@ fn capture_loop(
             // Asked even when the answer is not needed: the hints it
             // collects say what the capture below must read.
             let changed = source.may_have_changed();
-            if changed || keyframe || stale || wait_for_change(&mut *source, allowed) {
+            let refine_at = encoder.refine_due();
+            let refine = refine_at.is_some_and(|at| at <= Instant::now());
+            if changed
+                || keyframe
+                || stale
+                || refine
+                || wait_for_change(&mut *source, allowed, refine_at)
+            {
                 // After the hints: they follow a new screen geometry.
                 encoder.set_view(view_of(source.layout()));
                 let r = encode_screen(&mut *source, &mut encoder, keyframe, !stale);
@@ -322,11 +338,24 @@ const WAIT_FOR: Duration = Duration::from_millis(250);
 /// Returns early, without a change, when the pointer moves (so the viewer
 /// still sees it promptly) or the gate no longer lets the screen out.
 /// Sources without change hints always say "changed", so never wait.
-fn wait_for_change(source: &mut dyn ScreenSource, allowed: &AtomicBool) -> bool {
+/// Also returns true at `refine_at`, when the encoder has inexact tiles
+/// to send again exactly.
+fn wait_for_change(
+    source: &mut dyn ScreenSource,
+    allowed: &AtomicBool,
+    refine_at: Option<Instant>,
+) -> bool {
     let cursor = source.cursor();
     let until = Instant::now() + WAIT_FOR;
     while Instant::now() < until {
-        std::thread::sleep(WAIT_STEP);
+        let wake = refine_at.map_or(until, |at| at.min(until));
+        std::thread::sleep(
+            wake.saturating_duration_since(Instant::now())
+                .min(WAIT_STEP),
+        );
+        if refine_at.is_some_and(|at| at <= Instant::now()) {
+            return allowed.load(Ordering::SeqCst);
+        }
         if !allowed.load(Ordering::SeqCst) || source.cursor() != cursor {
             return false;
         }

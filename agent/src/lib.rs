@@ -19,6 +19,7 @@ pub mod outage;
 pub mod permissions;
 pub mod privacy;
 pub mod prompt;
+pub mod quality;
 pub mod reconnect;
 pub mod session;
 pub mod tty;

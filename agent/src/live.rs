@@ -87,6 +87,8 @@ pub struct LiveSession {
     /// How long the user has to answer a mid-session question.
     pub consent_timeout: Duration,
     pub flow: FlowWindow,
+    /// The JPEG quality photos go at: the technician's choice, the link's.
+    pub quality: crate::quality::Quality,
     pub capturing: bool,
     pub want_keyframe: bool,
     pub poll_at: Option<tokio::time::Instant>,
@@ -139,7 +141,7 @@ impl LiveSession {
             real_name: account.real_name.chars().take(128).collect(),
         };
         let _ = self.tx.send(&who).await;
-        self.capturing = self.guarded.request_frame(true);
+        self.capturing = self.guarded.request_frame(true, self.quality.jpeg());
         let end_message = loop {
             let ended = match self.next_wake(commands).await {
                 Wake::Frame(frame) => self.on_frame(frame).await,
@@ -190,9 +192,14 @@ impl LiveSession {
         // Ask for the next frame when the last one is out, the window of
         // unacknowledged frames has room, and any idle wait has passed.
         let may_capture = !self.outage.suspended();
-        if may_capture && !self.capturing && self.flow.may_send() && self.poll_at.is_none() {
-            let keyframe = std::mem::take(&mut self.want_keyframe);
-            self.capturing = self.guarded.request_frame(keyframe);
+        if may_capture && !self.capturing && self.poll_at.is_none() {
+            let held_back = self.flow.held_back_by_bytes();
+            self.quality.observe(held_back, Instant::now());
+            if self.flow.may_send() {
+                let keyframe = std::mem::take(&mut self.want_keyframe);
+                let jpeg = self.quality.jpeg();
+                self.capturing = self.guarded.request_frame(keyframe, jpeg);
+            }
         }
         let idle = sleep_until_opt(self.poll_at);
         let scope_prompt = sleep_until_opt(self.scope_prompt_until.map(Into::into));
@@ -272,6 +279,13 @@ impl LiveSession {
             Ok(SessionMsg::FrameAck { seq }) => self.flow.on_ack(seq, Instant::now()),
             Ok(SessionMsg::Control(SessionControl::KeyframeRequest)) => self.want_keyframe = true,
             Ok(SessionMsg::Control(SessionControl::ShowMonitor(m))) => self.guarded.show_monitor(m),
+            Ok(SessionMsg::Control(SessionControl::Quality(q))) => {
+                info!(
+                    quality = q.as_str(),
+                    "the technician chose the screen quality"
+                );
+                self.quality.set_mode(q);
+            }
             Ok(SessionMsg::Control(SessionControl::ScopeRequest(requested))) => {
                 self.on_scope_request(requested).await
             }

@@ -271,6 +271,7 @@ async fn live_session(
         stats: ctx.stats.clone(),
         consent_timeout: ctx.consent_timeout,
         flow: FlowWindow::default(),
+        quality: Default::default(),
         capturing: false,
         want_keyframe: false,
         poll_at: None,

@@ -41,4 +41,7 @@ pub enum Command {
     Record(bool),
     /// Save a PNG of the screen; only while the user allows recording.
     Screenshot,
+    /// How the user's screen is coded: photos follow the link, all exact,
+    /// or motion first.
+    Quality(assent_proto::session_msg::ScreenQuality),
 }

@@ -3,7 +3,7 @@
 
 /// `--headless`: stdin EOF ends the session like closing the window; a line
 /// `control` or `view` asks the user for that scope; `chat TEXT` sends TEXT
-/// to the user.
+/// to the user; `quality auto|sharp|smooth` sets the screen quality.
 pub fn spawn_stdin_reader(
     commands: tokio::sync::mpsc::UnboundedSender<crate::session::Command>,
     state: crate::session::SharedState,
@@ -34,6 +34,8 @@ pub fn spawn_stdin_reader(
                 let _ = commands.send(cmd);
             } else if let Some(p) = crate::clipboard::parse_line(&line) {
                 let _ = commands.send(SessionCommand::AskPermission(p));
+            } else if let Some(q) = crate::quality::parse_line(&line) {
+                let _ = commands.send(q);
             } else if let Some(pick) = crate::monitors::monitor_line(&line) {
                 let _ = commands.send(pick);
             } else if let Some(text) = line.strip_prefix("chat ") {

@@ -20,6 +20,7 @@ pub mod note_input;
 pub mod outage;
 pub mod paths;
 pub mod privacy;
+pub mod quality;
 pub mod reconnect;
 pub mod record;
 pub mod recording;

@@ -242,6 +242,10 @@ impl LiveView<'_> {
             }
             s.stats.frames += 1;
             s.stats.bytes += bytes.len() as u64;
+            if update.jpeg_rects > 0 {
+                s.stats.jpeg_frames += 1;
+                s.stats.last_jpeg = Some(Instant::now());
+            }
             s.stats.decode_ms = decode_ms;
             if latency.is_some() {
                 s.stats.latency_ms = latency;
@@ -312,6 +316,13 @@ impl LiveView<'_> {
             }
             // Asked before the invite only.
             Some(Command::IdentityCheck(_)) => None,
+            Some(Command::Quality(q)) => {
+                info!(quality = q.as_str(), "asking for another screen quality");
+                lock(&self.state).stats.quality = q;
+                let ask = SessionMsg::Control(SessionControl::Quality(q));
+                let _ = self.tx.send(&ask).await;
+                None
+            }
             Some(Command::ShowMonitor(m)) => {
                 info!(monitor = ?m, "asking to see one monitor or all");
                 let ask = SessionMsg::Control(SessionControl::ShowMonitor(m));

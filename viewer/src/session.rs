@@ -144,6 +144,11 @@ pub struct Stats {
     pub recording: bool,
     /// The user's screen, its monitors and the one shown.
     pub screens: crate::monitors::Screens,
+    /// The technician's screen quality, and the frames that carried
+    /// photos as JPEG (shown softened until the agent resends them exactly).
+    pub quality: assent_proto::session_msg::ScreenQuality,
+    pub jpeg_frames: u64,
+    pub last_jpeg: Option<std::time::Instant>,
 }
 
 impl ViewState {
@@ -588,5 +593,7 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> serde_json
         "screen": now.screens.screen.map(|(w, h)| [w, h]),
         "monitors": now.screens.monitors.iter().map(|m| [m.0, m.1, m.2, m.3]).collect::<Vec<_>>(),
         "monitor": now.screens.monitor,
+        "quality": now.quality.as_str(),
+        "jpeg_frames": now.jpeg_frames,
     })
 }

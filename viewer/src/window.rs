@@ -506,6 +506,8 @@ impl ViewerWindow {
             self.rates.0, self.rates.1
         ));
         ui.separator();
+        crate::quality::picker(ui, &snap.stats, &self.commands);
+        ui.separator();
         ui.checkbox(&mut self.one_to_one, "1:1");
     }
 

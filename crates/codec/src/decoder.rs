@@ -6,7 +6,7 @@
 use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
 
 use crate::wire::{self, Header, Kind, Op, OpReader};
-use crate::{copy_rect, CodecError, Rect, Result, View, MAX_WINDOW_LOG};
+use crate::{copy_rect, lossy, CodecError, Rect, Result, View, MAX_WINDOW_LOG};
 
 /// More dirty rectangles than this are reported as their bounding box.
 const MAX_DIRTY: usize = 256;
@@ -22,6 +22,9 @@ pub struct DecodedUpdate {
     /// Areas to re-upload: the whole screen for a keyframe, otherwise the
     /// update's rectangles (their bounding box when there are very many).
     pub dirty: Vec<Rect>,
+    /// How many of its rectangles were JPEG (shown inexactly until the
+    /// agent resends them losslessly).
+    pub jpeg_rects: usize,
 }
 
 /// Holds the viewer's copy of the screen (RGBA, A = 255) and applies
@@ -37,13 +40,20 @@ pub struct Decoder {
     /// Whether the zstd stream is where the encoder's was after the last
     /// applied update; false after any error, until a keyframe.
     in_sync: bool,
-    // Scratch kept between updates.
+    // Scratch kept between updates: the payload decompressed, and the
+    // JPEG rectangles decoded (both RGB).
     raw: Vec<u8>,
+    photos: Vec<u8>,
 }
 
 /// An update's rectangles, checked.
 struct Plan<'a> {
     ops: &'a [u8],
+    /// May JPEG rectangles appear (the update's format has them).
+    lossy: bool,
+    /// The JPEG rectangles' bytes, one after another.
+    jpegs: &'a [u8],
+    jpeg_rects: usize,
     payload: &'a [u8],
     /// Decompressed size of the payload: 3 bytes per "pixels" pixel.
     expected: usize,
@@ -72,6 +82,7 @@ impl Decoder {
             last_seq: 0,
             in_sync: false,
             raw: Vec::new(),
+            photos: Vec::new(),
         }
     }
 
@@ -134,6 +145,7 @@ impl Decoder {
             width,
             height,
             dirty,
+            jpeg_rects: plan.jpeg_rects,
         })
     }
 
@@ -154,13 +166,34 @@ impl Decoder {
         if !header.keyframe {
             self.check_delta(&header)?;
         }
-        let plan = plan(rest, header.width, header.height)?;
+        let plan = plan(rest, &header)?;
         wire::check_payload_len(plan.payload, plan.expected)?;
         if header.keyframe {
             self.zstd.reinit().map_err(CodecError::Zstd)?;
         }
         self.decompress(plan.payload, plan.expected)?;
+        self.decode_photos(&plan, (header.width, header.height))?;
         Ok((header, view, plan))
+    }
+
+    /// Decodes the update's JPEG rectangles into `photos`, in order.
+    fn decode_photos(&mut self, plan: &Plan<'_>, (width, height): (u32, u32)) -> Result<()> {
+        self.photos.clear();
+        if plan.jpeg_rects == 0 {
+            return Ok(());
+        }
+        let mut reader = OpReader::new(plan.ops, width, height)?.lossy(plan.lossy);
+        let mut jpegs = plan.jpegs;
+        while let Some(op) = reader.next_op()? {
+            if let Kind::Jpeg { len } = op.kind {
+                let (jpeg, rest) = jpegs
+                    .split_at_checked(len as usize)
+                    .ok_or(CodecError::BadPayload("JPEG section too short"))?;
+                lossy::decode(jpeg, op.rect, &mut self.photos)?;
+                jpegs = rest;
+            }
+        }
+        Ok(())
     }
 
     /// A delta must follow the previous update, on a screen of the same
@@ -243,13 +276,14 @@ impl Decoder {
         self.last_seq = header.seq;
         self.in_sync = true;
         let row_len = size.0 as usize * 4;
-        let mut src = &self.raw[..];
+        let (mut src, mut photos) = (&self.raw[..], &self.photos[..]);
         let pixels = &mut self.pixels;
-        let mut reader = OpReader::new(plan.ops, size.0, size.1)?;
+        let mut reader = OpReader::new(plan.ops, size.0, size.1)?.lossy(plan.lossy);
         // Checked in `plan`, so none of this fails.
         while let Some(op) = reader.next_op()? {
             match op.kind {
-                Kind::Pixels => src = put_pixels(pixels, row_len, op.rect, src)?,
+                Kind::Pixels => src = put_pixels(pixels, row_len, op.rect, src, true)?,
+                Kind::Jpeg { .. } => photos = put_pixels(pixels, row_len, op.rect, photos, false)?,
                 Kind::Fill(rgb) => fill(pixels, row_len, op.rect, rgb)?,
                 Kind::Copy { x, y } => copy_rect(pixels, row_len, op.rect, (x, y))?,
             }
@@ -258,13 +292,14 @@ impl Decoder {
     }
 }
 
-/// Unfilters one rectangle's rows from `src` onto the screen; returns the
-/// rest of `src`.
+/// Puts one rectangle's RGB rows from `src` onto the screen, undoing the
+/// "sub" filter if `filtered`; returns the rest of `src`.
 fn put_pixels<'s>(
     pixels: &mut [u8],
     row_len: usize,
     r: Rect,
     mut src: &'s [u8],
+    filtered: bool,
 ) -> Result<&'s [u8]> {
     let (x, w) = (r.x as usize * 4, r.width as usize);
     for y in r.y as usize..(r.y + r.height) as usize {
@@ -274,20 +309,26 @@ fn put_pixels<'s>(
         let row = pixels
             .get_mut(y * row_len + x..y * row_len + x + w * 4)
             .ok_or(CodecError::BadRects("rectangle outside the screen"))?;
-        unfilter_rgb_to_rgba(rgb, row);
+        match filtered {
+            true => unfilter_rgb_to_rgba(rgb, row),
+            false => rgb_to_rgba(rgb, row),
+        }
         src = after;
     }
     Ok(src)
 }
 
 /// Checks every rectangle of an update on a `width` x `height` screen:
-/// inside it, "pixels" covering at most its area, all of them at most four
-/// times that (which bounds the work of fills and copies). Returns the
-/// payload after them, its decompressed size, and the dirty rectangles.
-fn plan(bytes: &[u8], width: u32, height: u32) -> Result<Plan<'_>> {
+/// inside it, "pixels" and JPEG covering at most its area, all of them at
+/// most four times that (which bounds the work of fills and copies).
+/// Returns the JPEG section and the payload after them, the payload's
+/// decompressed size, and the dirty rectangles.
+fn plan<'a>(bytes: &'a [u8], header: &Header) -> Result<Plan<'a>> {
+    let (width, height) = (header.width, header.height);
     let screen = u64::from(width) * u64::from(height);
-    let mut reader = OpReader::new(bytes, width, height)?;
-    let (mut pixels, mut total) = (0u64, 0u64);
+    let mut reader = OpReader::new(bytes, width, height)?.lossy(header.lossy);
+    let (mut pixels, mut photos, mut total) = (0u64, 0u64, 0u64);
+    let (mut jpeg_len, mut jpeg_rects) = (0u64, 0usize);
     let mut dirty: Vec<Rect> = Vec::new();
     let mut bounds: Option<Rect> = None;
     let mut count = 0usize;
@@ -295,10 +336,16 @@ fn plan(bytes: &[u8], width: u32, height: u32) -> Result<Plan<'_>> {
         count += 1;
         let area = u64::from(rect.width) * u64::from(rect.height);
         total += area;
-        if kind == Kind::Pixels {
-            pixels += area;
+        match kind {
+            Kind::Pixels => pixels += area,
+            Kind::Jpeg { len } => {
+                photos += area;
+                jpeg_len += u64::from(len);
+                jpeg_rects += 1;
+            }
+            Kind::Fill(_) | Kind::Copy { .. } => {}
         }
-        if pixels > screen || total > 4 * screen {
+        if pixels + photos > screen || total > 4 * screen {
             return Err(CodecError::BadRects("rectangles cover too much"));
         }
         bounds = Some(bounds.map_or(rect, |b| union(b, rect)));
@@ -311,9 +358,16 @@ fn plan(bytes: &[u8], width: u32, height: u32) -> Result<Plan<'_>> {
         dirty = bounds.into_iter().collect();
     }
     let ops_len = bytes.len() - reader.rest().len();
+    let (jpegs, payload) = usize::try_from(jpeg_len)
+        .ok()
+        .and_then(|len| reader.rest().split_at_checked(len))
+        .ok_or(CodecError::BadPayload("JPEG section too short"))?;
     Ok(Plan {
         ops: bytes.get(..ops_len).unwrap_or_default(),
-        payload: reader.rest(),
+        lossy: header.lossy,
+        jpegs,
+        jpeg_rects,
+        payload,
         // At most 8192 * 8192 * 3.
         expected: (pixels * 3) as usize,
         dirty,
@@ -343,6 +397,15 @@ fn fill(pixels: &mut [u8], row_len: usize, r: Rect, [red, green, blue]: [u8; 3])
         row.fill([red, green, blue, 255]);
     }
     Ok(())
+}
+
+/// Writes one row of RGB as RGBA.
+fn rgb_to_rgba(rgb: &[u8], rgba: &mut [u8]) {
+    let (rgb, _) = rgb.as_chunks::<3>();
+    let (rgba, _) = rgba.as_chunks_mut::<4>();
+    for (&[r, g, b], dst) in rgb.iter().zip(rgba) {
+        *dst = [r, g, b, 255];
+    }
 }
 
 /// Undoes the encoder's "sub" filter on one row and writes it as RGBA.

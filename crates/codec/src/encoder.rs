@@ -1,15 +1,20 @@
-//! The agent side: find the changed rectangles, send fills as colours and
-//! the rest as filtered pixels through the session's zstd stream.
+//! The agent side: find the changed rectangles, send fills as colours,
+//! photos as JPEG (when allowed) and the rest as filtered pixels through
+//! the session's zstd stream; send JPEG'd tiles again exactly once they
+//! stop changing.
+
+use std::time::Instant;
 
 use zstd::stream::raw::{CParameter, Encoder as ZstdEncoder, InBuffer, Operation, OutBuffer};
 
-use crate::moves;
+use crate::refine::Refinement;
 use crate::regions::{self, Diff, Scratch};
 use crate::scroll::{self, Scroll};
 use crate::wire::{self, Header, Kind, Op};
 use crate::{
     copy_rect, CodecError, FrameRef, Grid, Rect, Result, View, ZSTD_LEVEL, ZSTD_WINDOW_LOG,
 };
+use crate::{lossy, moves};
 
 /// One encoded update, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +28,8 @@ pub struct EncodedFrame {
     pub bytes: Vec<u8>,
     /// How many rectangles it carries.
     pub rects: usize,
+    /// How many of them are JPEG.
+    pub jpeg_rects: usize,
 }
 
 /// Turns successive BGRX frames into updates holding only what changed.
@@ -41,6 +48,13 @@ pub struct Encoder {
     view: Option<View>,
     /// The view has changed since a keyframe last carried it.
     view_pending: bool,
+    /// JPEG quality for photographic rectangles; `None`: all lossless.
+    jpeg_quality: Option<u8>,
+    /// Tiles the decoder shows inexactly, and when to resend them.
+    refinement: Refinement,
+    /// This update's JPEG section, and the pixels of the one being coded.
+    jpeg: Vec<u8>,
+    jpeg_pixels: Vec<u8>,
     // Scratch kept between frames to avoid reallocating.
     scratch: Scratch,
     scroll: Scroll,
@@ -80,6 +94,10 @@ impl Encoder {
             next_seq: 0,
             view: None,
             view_pending: false,
+            jpeg_quality: None,
+            refinement: Refinement::default(),
+            jpeg: Vec::new(),
+            jpeg_pixels: Vec::new(),
             scratch: Scratch::default(),
             scroll: Scroll::default(),
             ops: Vec::new(),
@@ -98,6 +116,28 @@ impl Encoder {
             self.view = view;
             self.view_pending = true;
         }
+    }
+
+    /// Codes photographic rectangles as JPEG at `quality` (1..=100), or
+    /// (`None`, the default) everything losslessly; turning JPEG off makes
+    /// every inexact tile due for its lossless resend at once.
+    pub fn set_jpeg_quality(&mut self, quality: Option<u8>) {
+        self.jpeg_quality = quality.map(|q| q.clamp(1, 100));
+        if quality.is_none() {
+            self.refinement.hurry();
+        }
+    }
+
+    /// The JPEG quality in use (`None`: lossless only).
+    pub fn jpeg_quality(&self) -> Option<u8> {
+        self.jpeg_quality
+    }
+
+    /// When some tile the viewer shows inexactly is due for its lossless
+    /// resend: call [`Encoder::encode_at`] then, even if nothing changed.
+    /// `None` while the viewer's screen is exact.
+    pub fn refine_due(&self) -> Option<Instant> {
+        self.grid.and(self.refinement.next_due())
     }
 
     /// Whether `view` holds a `width`×`height` frame.
@@ -136,6 +176,19 @@ impl Encoder {
         force_keyframe: bool,
         changed: &[Rect],
     ) -> Result<Option<EncodedFrame>> {
+        self.encode_at(frame, force_keyframe, changed, Instant::now())
+    }
+
+    /// [`Encoder::encode_within`] at time `now`, which decides which
+    /// inexact tiles are due for their lossless resend (those are sent
+    /// even when nothing changed).
+    pub fn encode_at(
+        &mut self,
+        frame: FrameRef<'_>,
+        force_keyframe: bool,
+        changed: &[Rect],
+        now: Instant,
+    ) -> Result<Option<EncodedFrame>> {
         frame.validate()?;
         let grid = Grid::new(frame.width, frame.height);
         let view = self.view_fits(frame.width, frame.height);
@@ -150,6 +203,7 @@ impl Encoder {
             let len = frame.width as usize * 4 * frame.height as usize;
             self.previous.resize(len, 0);
             self.grid = Some(grid);
+            self.refinement.reset(grid);
         }
         let diff = Diff {
             grid,
@@ -161,21 +215,22 @@ impl Encoder {
         if !keyframe {
             self.find_scroll(grid, &frame);
         }
+        let lossy = self.jpeg_quality.is_some();
         regions::emit(
             grid,
             &frame,
-            &mut self.previous,
+            (&mut self.previous, lossy),
             &mut self.ops,
             &mut self.scratch,
         );
+        if let Err(e) = self.code_ops(grid, keyframe, now) {
+            // `previous` already holds changes that will never be sent,
+            // and the stream may be broken: start over with a keyframe.
+            self.grid = None;
+            return Err(e);
+        }
         if self.ops.is_empty() {
             return Ok(None);
-        }
-        if let Err(e) = self.pack_and_compress(frame.width, keyframe) {
-            // `previous` already holds changes that will never be sent,
-            // and the stream is broken: start over with a keyframe.
-            self.grid = None;
-            return Err(CodecError::Zstd(e));
         }
 
         let seq = self.next_seq;
@@ -190,22 +245,73 @@ impl Encoder {
             width: frame.width,
             height: frame.height,
             seq,
+            lossy: true,
         };
-        let mut bytes =
-            Vec::with_capacity(wire::HEADER_LEN + 12 * self.ops.len() + self.compressed.len() + 8);
+        let sections = self.jpeg.len() + self.compressed.len();
+        let mut bytes = Vec::with_capacity(wire::HEADER_LEN + 12 * self.ops.len() + sections + 8);
         header.write(&mut bytes);
         if let Some(v) = self.view.as_ref().filter(|_| with_view) {
             v.write(&mut bytes);
         }
         wire::write_ops(&self.ops, &mut bytes);
+        bytes.extend_from_slice(&self.jpeg);
         bytes.extend_from_slice(&self.compressed);
         self.give_back_scratch(keyframe);
+        let jpeg_rects = self
+            .ops
+            .iter()
+            .filter(|op| matches!(op.kind, Kind::Jpeg { .. }))
+            .count();
         Ok(Some(EncodedFrame {
             seq,
             keyframe,
             bytes,
             rects: self.ops.len(),
+            jpeg_rects,
         }))
+    }
+
+    /// Turns the found rectangles into this update's operations: photos
+    /// as JPEG (when allowed), the tiles due for refinement added as
+    /// exact pixels, and the pixels compressed.
+    fn code_ops(&mut self, grid: Grid, keyframe: bool, now: Instant) -> Result<()> {
+        self.jpeg.clear();
+        if let Some(quality) = self.jpeg_quality {
+            self.code_photos(grid.width, quality)?;
+        }
+        self.refinement.follow(grid, &self.ops, now);
+        self.refinement.take_due(grid, now, &mut self.ops);
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        self.pack_and_compress(grid.width, keyframe)
+            .map_err(CodecError::Zstd)
+    }
+
+    /// Codes each rectangle marked for JPEG (a photographic one) into the
+    /// update's JPEG section.
+    fn code_photos(&mut self, width: u32, quality: u8) -> Result<()> {
+        for op in &mut self.ops {
+            if op.kind != (Kind::Jpeg { len: 0 }) {
+                continue;
+            }
+            let start = self.jpeg.len();
+            let pixels = &mut self.jpeg_pixels;
+            lossy::encode(
+                &self.previous,
+                width,
+                op.rect,
+                quality,
+                pixels,
+                &mut self.jpeg,
+            )?;
+            let len = (self.jpeg.len() - start) as u32;
+            op.kind = Kind::Jpeg { len };
+        }
+        if self.jpeg_pixels.capacity() > KEEP_SCRATCH {
+            self.jpeg_pixels = Vec::new();
+        }
+        Ok(())
     }
 
     /// When much changed, looks for a vertical scroll in it, or else a

@@ -1,5 +1,6 @@
-//! Lossless screen codec: exact changed regions, solid fills, and one
-//! zstd stream per session.
+//! Screen codec: exact changed regions, solid fills, copies, one zstd
+//! stream per session, and JPEG for photographic regions, refined to
+//! lossless once they stop changing.
 //!
 //! The agent captures BGRX frames; the [`Encoder`] keeps the previous frame,
 //! finds what changed (within [`TILE_SIZE`]-pixel tiles, each trimmed to the
@@ -13,13 +14,20 @@
 //! decompression context, applies updates to an RGBA screen and reports the
 //! dirty rectangles so only those need uploading.
 //!
+//! With [`Encoder::set_jpeg_quality`], changed rectangles with many colours
+//! (photos, video; never text, which JPEG codes worse and blurs) go as
+//! JPEG at that quality; each tile they touch is sent again losslessly
+//! [`REFINE_AFTER`] after it last changed, so what stops moving becomes
+//! exact (the encoder is told the time, [`Encoder::encode_at`], and says
+//! when it next needs a call, [`Encoder::refine_due`]).
+//!
 //! Pure Rust API, no I/O. The decoder treats its input as hostile: every
 //! length is checked, sizes are capped by [`MAX_DIMENSION`], rectangles
 //! must lie inside the screen and cover at most the screen's area in
 //! pixels (so decompression is bounded by the rectangle list, and the work
 //! of fills by a few screens), the zstd window by [`MAX_WINDOW_LOG`].
 //!
-//! # Wire format (version 3)
+//! # Wire format (version 4)
 //!
 //! All integers little-endian; "varint" is LEB128 (at most 10 bytes).
 //!
@@ -32,7 +40,8 @@
 //! | 8 | sequence number |
 //! | var | with bit 1 only, the [`View`]: varint screen width, height (each 1..=[`MAX_DIMENSION`]), the frame's x, y on that screen (the frame inside it), monitor count (0..=[`MAX_MONITORS`]), then each monitor's varint x, y, width, height (inside the screen) |
 //! | var | varint rectangle count, 1..=[`MAX_RECTS`] |
-//! | var | that many rectangles: varint x, y, width, height (each side at least 1, inside the screen), then a kind byte: 0 = pixels (in the payload), 1 = fill (3 bytes R, G, B follow), 2 = copy (varint source x, y follow: the same size from there, inside the screen) |
+//! | var | that many rectangles: varint x, y, width, height (each side at least 1, inside the screen), then a kind byte: 0 = pixels (in the payload), 1 = fill (3 bytes R, G, B follow), 2 = copy (varint source x, y follow: the same size from there, inside the screen), 3 = JPEG (varint length follows, at least 1: the next that many bytes of the JPEG section) |
+//! | var | the JPEG section: the JPEG rectangles' baseline or progressive JPEGs, one after another, each a colour image of exactly its rectangle's size |
 //! | rest | zstd payload: the next part of the session's stream, ending in a flush; empty when no rectangle is "pixels" |
 //!
 //! Rectangles apply in order. A copy reads the screen as the rectangles
@@ -42,8 +51,9 @@
 //! it saves a quarter of the work for zstd. Each byte holds the difference
 //! (mod 256) from the same channel of the pixel to its left in the
 //! rectangle's row, the first pixel of a row from 0 (PNG's "sub" filter).
-//! "Pixels" rectangles together cover at most width x height pixels, and all
-//! rectangles at most four times that.
+//! "Pixels" and JPEG rectangles together cover at most width x height
+//! pixels, and all rectangles at most four times that; a JPEG's headers
+//! must give its rectangle's size before any of it is decoded.
 //!
 //! A keyframe restarts the zstd stream (the encoder's and the decoder's
 //! contexts are reset) and its rectangles cover the whole screen; every other
@@ -55,14 +65,17 @@
 //! screen and the monitors there, so frames follow a resolution change or
 //! a second monitor (a keyframe of the new size, with its view) and the
 //! technician can pick one monitor or all. A keyframe without a view
-//! leaves the viewer knowing only the frame's size.
+//! leaves the viewer knowing only the frame's size. Format 4 is format 3
+//! plus JPEG rectangles (kind 3 and the JPEG section).
 
 #![forbid(unsafe_code)]
 
 mod decoder;
 mod encoder;
+mod lossy;
 mod moves;
 pub mod recording;
+mod refine;
 mod regions;
 mod scroll;
 mod view;
@@ -70,6 +83,7 @@ mod wire;
 
 pub use decoder::{DecodedUpdate, Decoder};
 pub use encoder::{EncodedFrame, Encoder};
+pub use refine::REFINE_AFTER;
 pub use view::{View, MAX_MONITORS};
 
 /// Side of the square tiles frames are diffed in; edge tiles are smaller.
@@ -80,9 +94,9 @@ pub const MAX_DIMENSION: u32 = 8192;
 
 /// Version byte at the start of every encoded frame. Agent and viewer agree
 /// on it when the session starts; version 1 (whole 64x64 tiles, each update
-/// compressed cold) is no longer read or written, version 2 (3 without the
-/// view) is only read, so recordings made before format 3 replay.
-pub const FORMAT_VERSION: u8 = 3;
+/// compressed cold) is no longer read or written, versions 2 (3 without the
+/// view) and 3 (4 without JPEG) are only read, so older recordings replay.
+pub const FORMAT_VERSION: u8 = 4;
 
 /// zstd level the encoder uses: level 1 keeps a full 1080p frame near
 /// 3 ms on one core while compressing far better than lz4.
@@ -163,6 +177,9 @@ pub enum CodecError {
     /// zstd failed (corrupt stream, or it would exceed the expected size).
     #[error("zstd: {0}")]
     Zstd(#[source] std::io::Error),
+    /// A JPEG rectangle could not be encoded or decoded.
+    #[error("JPEG: {0}")]
+    Jpeg(String),
 }
 
 /// A rectangle in pixels, for the viewer's partial texture uploads.

@@ -4,11 +4,14 @@
 //! comparison per row while nothing changed), and within a changed row tile
 //! by tile, keeping per tile the smallest box around the changed pixels:
 //! a typed glyph costs its own pixels, not a whole 64x64 tile. A box of one
-//! colour becomes a fill. Boxes that touch across a tile edge are merged
+//! colour becomes a fill; with lossy coding on, a photographic box is
+//! marked for JPEG (judged per tile, so a photo on a page of text is found
+//! even when the whole screen changed). Boxes that touch across a tile edge are merged
 //! back (side by side within a band, stacked across bands when they line
 //! up), so a full-screen change is a handful of rectangles, and a screen of
 //! one colour one fill. Rectangles never overlap.
 
+use crate::lossy;
 use crate::wire::{Kind, Op};
 use crate::{FrameRef, Grid, Rect, TILE_SIZE};
 
@@ -97,12 +100,13 @@ pub(crate) fn found_extent(s: &Scratch) -> (u64, Option<Rect>) {
     (area, bounds.map(rect))
 }
 
-/// Appends to `ops` the boxes [`find`] found, as fills or pixels, merged,
-/// and copies those pixels of `frame` into `previous`.
+/// Appends to `ops` the boxes [`find`] found, as fills, pixels or (with
+/// `lossy`) JPEG still to be coded (`len` 0), merged, and copies those
+/// pixels of `frame` into `previous`.
 pub(crate) fn emit(
     grid: Grid,
     frame: &FrameRef<'_>,
-    previous: &mut [u8],
+    (previous, lossy): (&mut [u8], bool),
     ops: &mut Vec<Op>,
     s: &mut Scratch,
 ) {
@@ -121,6 +125,9 @@ pub(crate) fn emit(
             copy_box(frame, previous, grid.width, &b);
             let kind = match solid(previous, grid.width, &b) {
                 Some(rgb) => Kind::Fill(rgb),
+                None if lossy && lossy::photo_like(previous, grid.width, rect(b)) => {
+                    Kind::Jpeg { len: 0 }
+                }
                 None => Kind::Pixels,
             };
             push_beside(ops, first, b, kind);
@@ -250,7 +257,9 @@ fn push_beside(ops: &mut Vec<Op>, first: usize, b: Box, kind: Kind) {
             let merge = touches
                 && match (last.kind, kind) {
                     (Kind::Fill(a), Kind::Fill(c)) => a == c && r.y == b.y0 && y1 == b.y1,
-                    (Kind::Pixels, Kind::Pixels) => union * 2 <= own * 3,
+                    (Kind::Pixels, Kind::Pixels) | (Kind::Jpeg { .. }, Kind::Jpeg { .. }) => {
+                        union * 2 <= own * 3
+                    }
                     _ => false,
                 };
             if merge {

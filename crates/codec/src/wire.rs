@@ -11,7 +11,9 @@ pub(crate) const HEADER_LEN: usize = 18;
 const FLAG_KEYFRAME: u8 = 1;
 /// Format 3: a [`crate::View`] follows the header (keyframes only).
 const FLAG_VIEW: u8 = 2;
-/// The format before the view, read (never written) for old recordings.
+/// The formats before JPEG rectangles (3) and before the view (2), read
+/// (never written) for old recordings.
+const FORMAT_3: u8 = 3;
 const FORMAT_2: u8 = 2;
 
 /// Largest decompressed size one zstd block can produce, and the fewest
@@ -30,6 +32,9 @@ pub(crate) struct Header {
     pub width: u32,
     pub height: u32,
     pub seq: u64,
+    /// Its version may carry JPEG rectangles (format 4 on); always true
+    /// for what this encoder writes.
+    pub lossy: bool,
 }
 
 impl Header {
@@ -48,10 +53,10 @@ impl Header {
             .split_first_chunk::<HEADER_LEN>()
             .ok_or(CodecError::Truncated)?;
         let [version, flags, w0, w1, w2, w3, h0, h1, h2, h3, seq @ ..] = *head;
-        // Format 2 is format 3 without the view: still read, so that
-        // recordings made before format 3 replay (sessions agree on 3).
+        // Format 3 is format 4 without JPEG, 2 is 3 without the view:
+        // still read, so that older recordings replay (sessions agree on 4).
         let known = match version {
-            FORMAT_VERSION => FLAG_KEYFRAME | FLAG_VIEW,
+            FORMAT_VERSION | FORMAT_3 => FLAG_KEYFRAME | FLAG_VIEW,
             FORMAT_2 => FLAG_KEYFRAME,
             _ => return Err(CodecError::UnsupportedVersion(version)),
         };
@@ -69,6 +74,7 @@ impl Header {
             width: u32::from_le_bytes([w0, w1, w2, w3]),
             height: u32::from_le_bytes([h0, h1, h2, h3]),
             seq: u64::from_le_bytes(seq),
+            lossy: version >= 4,
         };
         check_dimensions(header.width, header.height)?;
         Ok((header, rest))
@@ -85,11 +91,15 @@ pub(crate) enum Kind {
     /// The same-sized rectangle at this position, as the screen is when
     /// this rectangle applies.
     Copy { x: u32, y: u32 },
+    /// A JPEG of exactly this size, the next `len` bytes of the update's
+    /// JPEG section (format 4 on).
+    Jpeg { len: u32 },
 }
 
 const KIND_PIXELS: u8 = 0;
 const KIND_FILL: u8 = 1;
 const KIND_COPY: u8 = 2;
+const KIND_JPEG: u8 = 3;
 
 /// One rectangle of an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +127,10 @@ pub(crate) fn write_ops(ops: &[Op], out: &mut Vec<u8>) {
                 write_varint(u64::from(x), out);
                 write_varint(u64::from(y), out);
             }
+            Kind::Jpeg { len } => {
+                out.push(KIND_JPEG);
+                write_varint(u64::from(len), out);
+            }
         }
     }
 }
@@ -129,6 +143,8 @@ pub(crate) struct OpReader<'a> {
     left: u64,
     width: u32,
     height: u32,
+    /// Whether JPEG rectangles may appear (the update's format has them).
+    lossy: bool,
 }
 
 impl<'a> OpReader<'a> {
@@ -147,7 +163,14 @@ impl<'a> OpReader<'a> {
             left: count,
             width,
             height,
+            lossy: false,
         })
+    }
+
+    /// Lets JPEG rectangles through (an update of format 4 or later).
+    pub fn lossy(mut self, allowed: bool) -> Self {
+        self.lossy = allowed;
+        self
     }
 
     /// The bytes after the rectangles read so far.
@@ -199,6 +222,13 @@ impl<'a> OpReader<'a> {
                     x: sx as u32,
                     y: sy as u32,
                 }
+            }
+            KIND_JPEG if self.lossy => {
+                let len = self.number()?;
+                if len == 0 || len > u64::from(u32::MAX) {
+                    return Err(CodecError::BadRects("JPEG length out of range"));
+                }
+                Kind::Jpeg { len: len as u32 }
             }
             _ => return Err(CodecError::BadRects("unknown rectangle kind")),
         };
@@ -303,11 +333,21 @@ mod tests {
                 rect: rect(100, 0, 100, 99),
                 kind: Kind::Copy { x: 0, y: 1 },
             },
+            Op {
+                rect: rect(0, 0, 64, 64),
+                kind: Kind::Jpeg { len: 300 },
+            },
         ];
         let mut out = Vec::new();
         write_ops(&ops, &mut out);
         out.push(0xaa);
-        let mut reader = OpReader::new(&out, 200, 100).unwrap();
+        // Before format 4 a JPEG rectangle is an unknown kind.
+        let mut old = OpReader::new(&out, 200, 100).unwrap();
+        for _ in 0..3 {
+            old.next_op().unwrap();
+        }
+        assert!(matches!(old.next_op(), Err(CodecError::BadRects(_))));
+        let mut reader = OpReader::new(&out, 200, 100).unwrap().lossy(true);
         for op in ops {
             assert_eq!(reader.next_op().unwrap(), Some(op));
         }

@@ -299,6 +299,54 @@ fn zstd_bomb_is_refused_with_bounded_memory() {
     meter.check("zstd bomb", 256 * 1024);
 }
 
+/// JPEG rectangles: a real one decodes; one whose headers claim 65535 x
+/// 65535, another size than its rectangle, grey, in format 3, or with a
+/// section shorter than its length is refused, allocating about its
+/// rectangle at most; a real stream ends exact after its refinement.
+#[test]
+fn hostile_jpeg_rectangles_are_refused_within_their_rectangles_memory() {
+    use assent_codec::{CodecError, Decoder};
+    let decode = |name: &str| {
+        let update = &seed("codec_frame", name)[3..];
+        let mut decoder = Decoder::new();
+        let meter = Meter::start();
+        let result = decoder.decode(update);
+        // The screen (4 bytes a pixel), the decoded JPEG (3) and the JPEG
+        // decoder's own planes, of 96 x 64: never the 65535^2 claimed.
+        meter.check(name, 256 * 1024);
+        (result, decoder)
+    };
+    let (ok, decoder) = decode("jpeg-key");
+    assert_eq!(ok.expect("a real JPEG rectangle").jpeg_rects, 1);
+    assert_eq!(decoder.width(), 96);
+    for (name, payload) in [
+        ("jpeg-claims-65535x65535", true),
+        ("jpeg-other-size", true),
+        ("jpeg-grey", true),
+        ("jpeg-in-format-3", false),
+        ("jpeg-section-short", true),
+    ] {
+        let (result, decoder) = decode(name);
+        let refused = match result {
+            Err(CodecError::BadPayload(_) | CodecError::Jpeg(_)) => payload,
+            Err(CodecError::BadRects(_)) => !payload,
+            _ => false,
+        };
+        assert!(refused, "{name}: {result:?}");
+        assert_eq!(decoder.width(), 0, "{name}: the screen changed");
+    }
+    let data = seed("codec_frame", "jpeg-stream-refined");
+    let mut decoder = Decoder::new();
+    let mut jpeg_rects = 0;
+    for update in assent_fuzz::split_updates(&data) {
+        jpeg_rects += decoder
+            .decode(update)
+            .expect("the encoder's own")
+            .jpeg_rects;
+    }
+    assert!(jpeg_rects >= 2, "{jpeg_rects} JPEG rectangles");
+}
+
 /// A recording whose length field claims 4 GiB is refused before anything
 /// is allocated for it; one cut short is reported, not read past.
 #[test]

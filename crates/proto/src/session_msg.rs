@@ -106,6 +106,42 @@ pub enum Control {
     /// into the monitors of the last keyframe's view, below
     /// [`MAX_MONITORS`]), or the whole screen (`None`).
     ShowMonitor(Option<u8>),
+    /// Viewer → agent (screen format 4): how the technician wants the
+    /// screen coded.
+    Quality(ScreenQuality),
+}
+
+/// The technician's choice between detail and motion (screen format 4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScreenQuality {
+    /// Photos and video as JPEG at a quality that follows the link, sent
+    /// again exactly once still; text always exact.
+    #[default]
+    Auto,
+    /// Everything exact, always (the frame rate pays on a slow link).
+    Sharp,
+    /// Photos and video at a low JPEG quality, for motion on a slow
+    /// link; still sent again exactly once still.
+    Smooth,
+}
+
+impl ScreenQuality {
+    /// The word the viewer's status bar, its `--headless` command and
+    /// the logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScreenQuality::Auto => "auto",
+            ScreenQuality::Sharp => "sharp",
+            ScreenQuality::Smooth => "smooth",
+        }
+    }
+
+    /// The inverse of [`ScreenQuality::as_str`].
+    pub fn parse(word: &str) -> Option<ScreenQuality> {
+        [Self::Auto, Self::Sharp, Self::Smooth]
+            .into_iter()
+            .find(|q| q.as_str() == word)
+    }
 }
 
 /// The most monitors a screen lists (as `assent-codec` bounds its view).
@@ -357,6 +393,16 @@ mod tests {
         for ok in [None, Some(0), Some(MAX_MONITORS - 1)] {
             assert!(SessionMsg::decode(&pick(ok)).is_ok());
         }
+        for q in [
+            ScreenQuality::Auto,
+            ScreenQuality::Sharp,
+            ScreenQuality::Smooth,
+        ] {
+            let msg = SessionMsg::Control(Control::Quality(q));
+            assert_eq!(SessionMsg::decode(&msg.encode().unwrap()).unwrap(), msg);
+            assert_eq!(ScreenQuality::parse(q.as_str()), Some(q));
+        }
+        assert_eq!(ScreenQuality::parse("best"), None);
         assert!(SessionMsg::decode(&pick(Some(MAX_MONITORS))).is_err());
         for bad in ["x".repeat(MAX_CHAT + 1), " \n ".into(), String::new()] {
             let chat = SessionMsg::Chat(bad);

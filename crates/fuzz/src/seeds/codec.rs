@@ -1,5 +1,6 @@
 //! Seeds of `codec_frame`: real encoder output, headers, rectangle lists
-//! (fills, copies, out of bounds, too many), zstd bombs and windows.
+//! (fills, copies, out of bounds, too many), zstd bombs and windows, JPEG
+//! rectangles (real, lying about their size, grey, cut short).
 
 use assent_codec::{Encoder, FrameRef, Rect, View, FORMAT_VERSION};
 use assent_proto::session_msg::{Control, SessionMsg};
@@ -148,7 +149,102 @@ pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
     ];
     seeds.extend(hostile_rects(&desktop[0]));
     seeds.extend(views());
+    seeds.extend(jpegs());
     seeds
+}
+
+/// A photo-like 96x64 BGRX picture; `step` moves its grain.
+fn photo(step: u32) -> Vec<u8> {
+    let mut s = 0x9e37_79b9u32 ^ step;
+    (0..96 * 64)
+        .flat_map(|i| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let (x, y, n) = (i % 96, i / 96, s & 31);
+            [(x * 2 + n) as u8, (y * 3 + n) as u8, (x + y + n) as u8, 0]
+        })
+        .collect()
+}
+
+/// A session with JPEG on: a keyframe, changing photos, then the lossless
+/// refinement once they are still.
+fn jpeg_stream() -> Vec<Vec<u8>> {
+    let mut encoder = Encoder::new();
+    encoder.set_jpeg_quality(Some(40));
+    let mut now = std::time::Instant::now();
+    let mut out = Vec::new();
+    for step in [0, 1, 2, 2, 2] {
+        let pixels = photo(step);
+        let frame = FrameRef::new(&pixels, 96, 64, 96 * 4).expect("valid");
+        let whole = [Rect {
+            x: 0,
+            y: 0,
+            width: 96,
+            height: 64,
+        }];
+        if let Some(u) = encoder
+            .encode_at(frame, false, &whole, now)
+            .expect("encodes")
+        {
+            out.push(u.bytes);
+        }
+        now += assent_codec::REFINE_AFTER;
+    }
+    out
+}
+
+/// A keyframe of `w` x 64 whose only rectangle is a `w` x 64 JPEG.
+fn jpeg_key(version: u8, w: u8, len: usize, jpeg: &[u8]) -> Vec<u8> {
+    let mut out = header(true, u32::from(w), 64, 0);
+    out[0] = version;
+    out.extend([1, 0, 0, w, 64, 3]);
+    out.extend(varints(&[len as u64]));
+    out.extend_from_slice(jpeg);
+    out
+}
+
+/// A 96x64 JPEG as the agent's encoder makes them.
+fn jpeg_of(pixels: &[u8], colour: jpeg_encoder::ColorType) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut out, 50);
+    e.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    e.encode(pixels, 96, 64, colour).expect("a JPEG");
+    out
+}
+
+fn jpegs() -> Vec<(&'static str, Vec<u8>)> {
+    let stream = jpeg_stream();
+    let refs = |v: &[Vec<u8>]| join_updates(v.iter().map(Vec::as_slice));
+    let jpeg = jpeg_of(&photo(0), jpeg_encoder::ColorType::Bgra);
+    // The frame header (SOF0) claims 65535 x 65535.
+    let mut huge = jpeg.clone();
+    let sof = huge
+        .windows(2)
+        .position(|w| w == [0xff, 0xc0])
+        .expect("SOF0");
+    huge[sof + 5..sof + 9].copy_from_slice(&[0xff; 4]);
+    let grey = jpeg_of(&[128; 96 * 64], jpeg_encoder::ColorType::Luma);
+    let one = |bytes: Vec<u8>| join_updates([&bytes[..]]);
+    vec![
+        ("jpeg-stream-refined", refs(&stream)),
+        ("jpeg-key", one(jpeg_key(4, 96, jpeg.len(), &jpeg))),
+        (
+            "jpeg-claims-65535x65535",
+            one(jpeg_key(4, 96, huge.len(), &huge)),
+        ),
+        ("jpeg-other-size", one(jpeg_key(4, 64, jpeg.len(), &jpeg))),
+        ("jpeg-grey", one(jpeg_key(4, 96, grey.len(), &grey))),
+        ("jpeg-in-format-3", one(jpeg_key(3, 96, jpeg.len(), &jpeg))),
+        (
+            "jpeg-section-short",
+            one(jpeg_key(4, 96, jpeg.len() + 100, &jpeg)),
+        ),
+        (
+            "jpeg-cut-short",
+            one(jpeg_key(4, 96, jpeg.len() / 3, &jpeg[..jpeg.len() / 3])),
+        ),
+    ]
 }
 
 /// LEB128, as the codec writes its numbers.
