@@ -28,6 +28,7 @@ mod privacy_window;
 mod prompt;
 mod reconnect;
 mod recording;
+mod refine;
 mod relay;
 mod reload;
 mod security;

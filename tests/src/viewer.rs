@@ -32,6 +32,8 @@ pub struct LiveViewer {
     pub scope: Scope,
     pub frames: u64,
     pub frame_bytes: u64,
+    /// JPEG rectangles decoded (photos shown inexactly until refined).
+    pub jpeg_rects: usize,
     pub paused: bool,
     /// The last pointer position the agent reported.
     pub cursor: Option<(u32, u32)>,
@@ -132,6 +134,7 @@ pub async fn pair(mut viewer: Viewer, channel_key: &SecretKey) -> anyhow::Result
         scope,
         frames: 0,
         frame_bytes: 0,
+        jpeg_rects: 0,
         paused: false,
         cursor: None,
         scope_replies: 0,
@@ -167,6 +170,7 @@ impl LiveViewer {
                     self.frame_bytes += bytes.len() as u64;
                     let update = self.decoder.decode(&bytes).context("decoding a frame")?;
                     self.frames += 1;
+                    self.jpeg_rects += update.jpeg_rects;
                     self.tx
                         .send(&SessionMsg::FrameAck { seq: update.seq })
                         .await?;
