@@ -181,7 +181,8 @@ fn two_monitors() -> (Xvfb, Windows) {
 }
 
 /// The real headless viewer: its statistics list the monitors, and a
-/// stdin line `monitor 2` shows only the second.
+/// stdin line `monitor 2` shows only the second; `quality sharp` sets the
+/// screen quality its statistics report.
 #[test]
 fn the_headless_viewer_lists_the_monitors_and_picks_one_by_a_line() {
     let (xvfb, _wins) = two_monitors();
@@ -203,6 +204,10 @@ fn the_headless_viewer_lists_the_monitors_and_picks_one_by_a_line() {
     assert!(picked.contains("\"screen\":[1280,800]"), "{picked}");
     viewer.say("monitor all");
     viewer.hear("\"monitor\":null");
+    // The screen quality, by a line too (issue 15): auto until changed.
+    assert!(picked.contains("\"quality\":\"auto\""), "{picked}");
+    viewer.say("quality sharp");
+    viewer.hear("\"quality\":\"sharp\"");
     viewer.hang_up();
     relay
         .wait_record(WAIT, |r| r["event"] == "session_end")

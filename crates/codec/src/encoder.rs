@@ -232,10 +232,19 @@ impl Encoder {
         if self.ops.is_empty() {
             return Ok(None);
         }
+        Ok(Some(self.write_update(&frame, keyframe, keyframe && view)))
+    }
 
+    /// The update's wire form: header, view, rectangles, JPEG section,
+    /// zstd payload.
+    fn write_update(
+        &mut self,
+        frame: &FrameRef<'_>,
+        keyframe: bool,
+        with_view: bool,
+    ) -> EncodedFrame {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
-        let with_view = keyframe && view;
         if with_view {
             self.view_pending = false;
         }
@@ -262,13 +271,13 @@ impl Encoder {
             .iter()
             .filter(|op| matches!(op.kind, Kind::Jpeg { .. }))
             .count();
-        Ok(Some(EncodedFrame {
+        EncodedFrame {
             seq,
             keyframe,
             bytes,
             rects: self.ops.len(),
             jpeg_rects,
-        }))
+        }
     }
 
     /// Turns the found rectangles into this update's operations: photos

@@ -35,9 +35,9 @@
 //! | --- | --- |
 //! | 1 | version, [`FORMAT_VERSION`]; anything else is refused |
 //! | 1 | flags: bit 0 = keyframe; bit 1 = a view follows the header (keyframes only); other bits must be zero |
-//! | 4 | width in pixels, 1..=[`MAX_DIMENSION`] |
-//! | 4 | height in pixels, 1..=[`MAX_DIMENSION`] |
-//! | 8 | sequence number |
+//! | var | varint width in pixels, 1..=[`MAX_DIMENSION`] (formats 2 and 3: 4 bytes) |
+//! | var | varint height in pixels, 1..=[`MAX_DIMENSION`] (formats 2 and 3: 4 bytes) |
+//! | var | varint sequence number (formats 2 and 3: 8 bytes) |
 //! | var | with bit 1 only, the [`View`]: varint screen width, height (each 1..=[`MAX_DIMENSION`]), the frame's x, y on that screen (the frame inside it), monitor count (0..=[`MAX_MONITORS`]), then each monitor's varint x, y, width, height (inside the screen) |
 //! | var | varint rectangle count, 1..=[`MAX_RECTS`] |
 //! | var | that many rectangles: varint x, y, width, height (each side at least 1, inside the screen), then a kind byte: 0 = pixels (in the payload), 1 = fill (3 bytes R, G, B follow), 2 = copy (varint source x, y follow: the same size from there, inside the screen), 3 = JPEG (varint length follows, at least 1: the next that many bytes of the JPEG section) |
@@ -66,7 +66,8 @@
 //! a second monitor (a keyframe of the new size, with its view) and the
 //! technician can pick one monitor or all. A keyframe without a view
 //! leaves the viewer knowing only the frame's size. Format 4 is format 3
-//! plus JPEG rectangles (kind 3 and the JPEG section).
+//! plus JPEG rectangles (kind 3 and the JPEG section), with the header's
+//! sizes and sequence number as varints (9 bytes less an update).
 
 #![forbid(unsafe_code)]
 

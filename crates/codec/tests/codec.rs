@@ -468,7 +468,10 @@ fn resolution_change_is_a_keyframe() {
     let mut changed = small.clone();
     set_pixel(&mut changed, 200, 5, 5, [0, 0, 0, 0]);
     let mut delta = encode(&mut other, &changed, 200, 100).unwrap().bytes;
-    delta[10..18].copy_from_slice(&2u64.to_le_bytes()); // the decoder's next seq
+    // Version, flags, 200 and 100 as varints, then the sequence number:
+    // made the decoder's next.
+    assert_eq!(delta[..6], [FORMAT_VERSION, 0, 0xc8, 0x01, 100, 1]);
+    delta[5] = 2;
     assert!(matches!(
         decoder.decode(&delta),
         Err(CodecError::ResolutionMismatch {
@@ -657,9 +660,13 @@ fn update_bytes(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = vec![FORMAT_VERSION, u8::from(keyframe)];
-    out.extend_from_slice(&width.to_le_bytes());
-    out.extend_from_slice(&height.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
+    for mut v in [u64::from(width), u64::from(height), seq] {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
     out.extend_from_slice(list);
     out.extend_from_slice(payload);
     out
@@ -843,25 +850,42 @@ fn unknown_versions_and_flags_are_refused() {
         Decoder::new().decode(&bytes),
         Err(CodecError::UnknownFlags(0x83))
     ));
-    assert!(matches!(
-        Decoder::new().decode(&bytes[..17]),
-        Err(CodecError::Truncated)
-    ));
-    // Format 2 (a recording from before the view) is read; with format
-    // 3's view flag it is not.
+    bytes[1] = 1;
+    for cut in [1, 2, 3, 4] {
+        assert!(matches!(
+            Decoder::new().decode(&bytes[..cut]),
+            Err(CodecError::Truncated)
+        ));
+    }
+    // Formats 2 (a recording from before the view) and 3 (before JPEG),
+    // with their fixed 18-byte header, are read; format 2 with format 3's
+    // view flag is not.
     let data = vec![7u8; 8 * 8 * 4];
-    let mut key = Encoder::new()
+    let key = Encoder::new()
         .encode(frame(&data, 8, 8), true)
         .unwrap()
         .unwrap()
         .bytes;
-    key[0] = 2;
-    assert!(Decoder::new().decode(&key).is_ok());
-    key[1] |= 2;
-    assert!(matches!(
-        Decoder::new().decode(&key),
-        Err(CodecError::UnknownFlags(3))
-    ));
+    // Version, flags, then 8, 8, 0 as one byte each.
+    assert_eq!(key[..5], [FORMAT_VERSION, 1, 8, 8, 0]);
+    for version in [2, 3] {
+        let mut old = vec![version, 1];
+        old.extend(8u32.to_le_bytes());
+        old.extend(8u32.to_le_bytes());
+        old.extend(0u64.to_le_bytes());
+        old.extend_from_slice(&key[5..]);
+        assert!(Decoder::new().decode(&old).is_ok(), "format {version}");
+        if version == 2 {
+            old[1] |= 2;
+            let flags = Decoder::new().decode(&old);
+            assert!(matches!(flags, Err(CodecError::UnknownFlags(3))));
+            old[1] = 1;
+        }
+        assert!(matches!(
+            Decoder::new().decode(&old[..17]),
+            Err(CodecError::Truncated)
+        ));
+    }
 }
 
 #[test]

@@ -226,9 +226,13 @@ fn turning_jpeg_off_refines_at_once_and_every_stage_is_a_valid_stream() {
 /// A keyframe of `w` x `h` with one JPEG rectangle, built by hand.
 fn jpeg_update(version: u8, rect: (u32, u32, u32, u32), len: u32, jpeg: &[u8]) -> Vec<u8> {
     let mut out = vec![version, 1];
-    out.extend(64u32.to_le_bytes());
-    out.extend(64u32.to_le_bytes());
-    out.extend(0u64.to_le_bytes());
+    if version >= 4 {
+        out.extend([64, 64, 0]); // varints
+    } else {
+        out.extend(64u32.to_le_bytes());
+        out.extend(64u32.to_le_bytes());
+        out.extend(0u64.to_le_bytes());
+    }
     out.push(1); // one rectangle
     for v in [rect.0, rect.1, rect.2, rect.3] {
         assert!(v < 128);

@@ -38,12 +38,33 @@ pub fn join_updates<'a>(updates: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> 
     out
 }
 
-/// Width and height the header claims, if they are within the codec's limits.
+/// Width and height the header claims, if they are within the codec's
+/// limits: format 4's varints, or formats 2 and 3's 4-byte fields.
 fn declared_size(update: &[u8]) -> Option<(usize, usize)> {
-    let w = u32::from_le_bytes(update.get(2..6)?.try_into().ok()?);
-    let h = u32::from_le_bytes(update.get(6..10)?.try_into().ok()?);
-    ((1..=MAX_DIMENSION).contains(&w) && (1..=MAX_DIMENSION).contains(&h))
-        .then_some((w as usize, h as usize))
+    let (w, h) = match *update.first()? {
+        4 => {
+            let (w, rest) = varint(update.get(2..)?)?;
+            (w, varint(rest)?.0)
+        }
+        _ => (
+            u64::from(u32::from_le_bytes(update.get(2..6)?.try_into().ok()?)),
+            u64::from(u32::from_le_bytes(update.get(6..10)?.try_into().ok()?)),
+        ),
+    };
+    let fits = |v: u64| (1..=u64::from(MAX_DIMENSION)).contains(&v);
+    (fits(w) && fits(h)).then_some((w as usize, h as usize))
+}
+
+/// LEB128 as the codec reads it (at most 10 bytes), for the oracle.
+fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 /// What decoding one update may allocate: the RGBA screen (4 bytes a pixel)

@@ -37,6 +37,13 @@ fn encoded_stream(width: u32, height: u32, deltas: u32) -> Vec<Vec<u8>> {
 /// An update header (see the codec's wire format).
 fn header(keyframe: bool, width: u32, height: u32, seq: u64) -> Vec<u8> {
     let mut out = vec![FORMAT_VERSION, u8::from(keyframe)];
+    out.extend(varints(&[width.into(), height.into(), seq]));
+    out
+}
+
+/// Format 3's fixed header (4-byte sizes, 8-byte sequence number).
+fn fixed_header(keyframe: bool, width: u32, height: u32, seq: u64) -> Vec<u8> {
+    let mut out = vec![3, u8::from(keyframe)];
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&height.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
@@ -146,6 +153,10 @@ pub(super) fn codec_frames() -> Vec<(&'static str, Vec<u8>)> {
             join_updates([&desktop[0][..], &huge_count]),
         ),
         ("truncated-header", desktop[0][..10].to_vec()),
+        (
+            "header-width-overlong",
+            join_updates([&[vec![FORMAT_VERSION, 1], vec![0xff; 10], vec![1, 0]].concat()[..]]),
+        ),
     ];
     seeds.extend(hostile_rects(&desktop[0]));
     seeds.extend(views());
@@ -196,8 +207,10 @@ fn jpeg_stream() -> Vec<Vec<u8>> {
 
 /// A keyframe of `w` x 64 whose only rectangle is a `w` x 64 JPEG.
 fn jpeg_key(version: u8, w: u8, len: usize, jpeg: &[u8]) -> Vec<u8> {
-    let mut out = header(true, u32::from(w), 64, 0);
-    out[0] = version;
+    let mut out = match version {
+        3 => fixed_header(true, u32::from(w), 64, 0),
+        _ => header(true, u32::from(w), 64, 0),
+    };
     out.extend([1, 0, 0, w, 64, 3]);
     out.extend(varints(&[len as u64]));
     out.extend_from_slice(jpeg);
