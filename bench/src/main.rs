@@ -81,7 +81,7 @@ enum Group {
     /// skipped in smoke runs).
     Footprint,
     /// Input → photon and frames/s through a shaped uplink (8 Mbit/s 40 ms
-    /// and 2 Mbit/s 80 ms, a 500 ms queue), typing and with a moving photo.
+    /// and 2 Mbit/s 80 ms, a 500 ms queue), typing, with a page scrolling and with a moving photo.
     Link,
     /// Three relays on one PostgreSQL: sessions created and ended through
     /// the fleet (each agent redirected to its technician's relay), then

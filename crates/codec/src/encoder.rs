@@ -54,7 +54,8 @@ pub struct Encoder {
     refinement: Refinement,
     /// This update's JPEG section, and the pixels of the one being coded.
     jpeg: Vec<u8>,
-    jpeg_pixels: Vec<u8>,
+    /// One scratch buffer per thread coding JPEG.
+    jpeg_pixels: Vec<Vec<u8>>,
     // Scratch kept between frames to avoid reallocating.
     scratch: Scratch,
     scroll: Scroll,
@@ -300,25 +301,14 @@ impl Encoder {
     /// Codes each rectangle marked for JPEG (a photographic one) into the
     /// update's JPEG section.
     fn code_photos(&mut self, width: u32, quality: u8) -> Result<()> {
-        for op in &mut self.ops {
-            if op.kind != (Kind::Jpeg { len: 0 }) {
-                continue;
-            }
-            let start = self.jpeg.len();
-            let pixels = &mut self.jpeg_pixels;
-            lossy::encode(
-                &self.previous,
-                width,
-                op.rect,
-                quality,
-                pixels,
-                &mut self.jpeg,
-            )?;
-            let len = (self.jpeg.len() - start) as u32;
-            op.kind = Kind::Jpeg { len };
-        }
-        if self.jpeg_pixels.capacity() > KEEP_SCRATCH {
-            self.jpeg_pixels = Vec::new();
+        let ops = (&mut self.ops, quality);
+        let scratch = &mut self.jpeg_pixels;
+        let area = lossy::encode_marked(&self.previous, width, ops, scratch, &mut self.jpeg)?;
+        // Kept while large areas keep coming (video); given back at the
+        // first update without one (a refinement follows every JPEG).
+        let kept: usize = self.jpeg_pixels.iter().map(Vec::capacity).sum();
+        if kept > KEEP_SCRATCH && area < lossy::PARALLEL_AREA {
+            self.jpeg_pixels.clear();
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 
 use image::ImageDecoder;
 
+use crate::wire::{Kind, Op};
 use crate::{CodecError, Rect, Result};
 
 /// Smallest rectangle worth a JPEG: below this its headers and tables
@@ -62,6 +63,110 @@ pub(crate) fn photo_like(bgrx: &[u8], width: u32, r: Rect) -> bool {
         }
     }
     false
+}
+
+/// Rows of a JPEG strip when a large area is coded on several threads (a
+/// multiple of 16, 4:2:0's block height, so strips meet on block edges).
+const STRIP_ROWS: u32 = 256;
+/// From this many JPEG pixels in one update (a quarter of 1080p), strips
+/// are coded on up to [`MAX_WORKERS`] threads: a full-screen video frame
+/// then keeps up with 30 frames a second on two cores.
+pub(crate) const PARALLEL_AREA: u64 = 512 * 1024;
+const MAX_WORKERS: usize = 4;
+
+/// The placeholder [`crate::regions::emit`] marks photographic rectangles with.
+pub(crate) const MARKED: Kind = Kind::Jpeg { len: 0 };
+
+/// Codes every rectangle of `ops` marked for JPEG ([`MARKED`]) from
+/// packed BGRX rows, into `out` one after another, and sets their
+/// lengths; a large area is cut into strips coded in parallel, using one
+/// scratch buffer of `scratch` per thread. Returns the pixels coded.
+pub(crate) fn encode_marked(
+    bgrx: &[u8],
+    width: u32,
+    (ops, quality): (&mut Vec<Op>, u8),
+    scratch: &mut Vec<Vec<u8>>,
+    out: &mut Vec<u8>,
+) -> Result<u64> {
+    let area: u64 = ops
+        .iter()
+        .filter(|op| op.kind == MARKED)
+        .map(|op| u64::from(op.rect.width) * u64::from(op.rect.height))
+        .sum();
+    if area == 0 {
+        return Ok(0);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = if area >= PARALLEL_AREA {
+        cores.min(MAX_WORKERS)
+    } else {
+        1
+    };
+    if workers > 1 {
+        cut_into_strips(ops);
+    }
+    let rects: Vec<Rect> = ops
+        .iter()
+        .filter(|op| op.kind == MARKED)
+        .map(|op| op.rect)
+        .collect();
+    let mut coded = vec![Vec::new(); rects.len()];
+    scratch.resize_with(workers, Vec::new);
+    let per = rects.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let jobs = rects
+            .chunks(per)
+            .zip(coded.chunks_mut(per))
+            .zip(scratch.iter_mut());
+        let running: Vec<_> = jobs
+            .map(|((rects, coded), pixels)| {
+                s.spawn(move || {
+                    rects
+                        .iter()
+                        .zip(coded)
+                        .try_for_each(|(&r, jpeg)| encode(bgrx, width, r, quality, pixels, jpeg))
+                })
+            })
+            .collect();
+        running.into_iter().try_for_each(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(CodecError::Jpeg("the JPEG coder failed".into())))
+        })
+    })?;
+    let mut coded = coded.into_iter();
+    for op in ops.iter_mut().filter(|op| op.kind == MARKED) {
+        let jpeg = coded.next().unwrap_or_default();
+        out.extend_from_slice(&jpeg);
+        op.kind = Kind::Jpeg {
+            len: jpeg.len() as u32,
+        };
+    }
+    Ok(area)
+}
+
+/// Replaces each marked rectangle taller than [`STRIP_ROWS`] with strips
+/// of it, in its place.
+fn cut_into_strips(ops: &mut Vec<Op>) {
+    let tall = |op: &Op| op.kind == MARKED && op.rect.height > STRIP_ROWS;
+    if !ops.iter().any(tall) {
+        return;
+    }
+    let mut out = Vec::with_capacity(ops.len() + 16);
+    for op in ops.drain(..) {
+        if !tall(&op) {
+            out.push(op);
+            continue;
+        }
+        let r = op.rect;
+        for y in (r.y..r.y + r.height).step_by(STRIP_ROWS as usize) {
+            let height = STRIP_ROWS.min(r.y + r.height - y);
+            out.push(Op {
+                rect: Rect { y, height, ..r },
+                kind: MARKED,
+            });
+        }
+    }
+    *ops = out;
 }
 
 /// Appends rectangle `r` of packed BGRX rows as a baseline JPEG (4:2:0)

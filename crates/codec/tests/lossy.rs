@@ -298,3 +298,42 @@ fn hostile_jpeg_rectangles_are_refused_and_leave_the_screen_alone() {
         assert_eq!(d.width(), 0, "{what}: screen changed");
     }
 }
+
+#[test]
+fn a_full_screen_picture_is_coded_in_strips_and_refined_exactly() {
+    // 1024x768: past the area from which strips are coded in parallel.
+    let (w, h) = (1024u32, 768u32);
+    let picture = photo(w, h, 3);
+    let mut e = Encoder::new();
+    e.set_jpeg_quality(Some(70));
+    let mut d = Decoder::new();
+    let t0 = Instant::now();
+    let frame = FrameRef::new(&picture, w, h, w as usize * 4).unwrap();
+    let key = e.encode_at(frame, false, &[], t0).unwrap().unwrap();
+    // 768 rows in strips of 256: three JPEGs at least, one per strip.
+    assert!(key.jpeg_rects >= 3, "{} JPEG rectangles", key.jpeg_rects);
+    assert!(
+        key.bytes.len() * 4 < picture.len() / 4,
+        "{} bytes",
+        key.bytes.len()
+    );
+    d.decode(&key.bytes).unwrap();
+    let exact = rgba(&picture);
+    let error: u64 = d
+        .pixels()
+        .iter()
+        .zip(&exact)
+        .map(|(a, b)| u64::from(a.abs_diff(*b)))
+        .sum();
+    assert!(
+        error / exact.len() as u64 <= 6,
+        "mean error {}",
+        error / exact.len() as u64
+    );
+    let refined = e
+        .encode_at(frame, false, &[], t0 + REFINE_AFTER)
+        .unwrap()
+        .unwrap();
+    d.decode(&refined.bytes).unwrap();
+    assert!(d.pixels() == exact.as_slice());
+}
