@@ -464,6 +464,10 @@ pub async fn key_flips(
             FLIP_COLOURS[0]
         };
         let sent = Instant::now();
+        // Again before every press: a driver behind the window (the
+        // scrolling page's wheel clicks) moves the pointer, and with it
+        // the keyboard focus, away.
+        live.input(InputEvent::MouseMove { x: cx, y: cy }).await?;
         live.input(InputEvent::Key {
             key: Key::Char('a'),
             pressed: true,

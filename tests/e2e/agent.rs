@@ -281,14 +281,19 @@ async fn view_only_sends_exact_frames_and_drops_input() {
     for _ in 0..5 {
         assert!(v.next_frame(WAIT).await.unwrap());
     }
-    let px = v.pixel(3, 150).unwrap();
+    // The fake screen's gradient has a colour a pixel, so it goes as JPEG
+    // first and exactly once still (REFINE_AFTER later): wait for that.
     let candidates: Vec<[u8; 4]> = (0..50u64)
         .map(|f| FakeSource::expected_pixel(W, H, f, 3, 150))
         .collect();
-    assert!(
-        candidates.iter().any(|c| [c[2], c[1], c[0], 255] == px),
-        "pixel {px:?} is not from the fake screen"
-    );
+    let from_screen = |px: [u8; 4]| candidates.iter().any(|c| [c[2], c[1], c[0], 255] == px);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !from_screen(v.pixel(3, 150).unwrap()) && std::time::Instant::now() < deadline {
+        v.next_frame(Duration::from_millis(100)).await.unwrap();
+    }
+    let px = v.pixel(3, 150).unwrap();
+    assert!(from_screen(px), "pixel {px:?} is not from the fake screen");
+    assert!(v.jpeg_rects > 0, "the gradient went as JPEG first");
 
     v.input(InputEvent::MouseMove { x: 10, y: 10 })
         .await
