@@ -249,7 +249,6 @@ fn capture_loop(
     frames: mpsc::Sender<CaptureResult>,
     shared: &Shared,
 ) {
-    let allowed = &*shared.allowed;
     let mut source = match make() {
         Ok(s) => s,
         Err(e) => {
@@ -285,35 +284,7 @@ fn capture_loop(
             stale = true;
             encode_placeholder(&mut encoder, &mut placeholder, source.size(), keyframe)
         } else {
-            // Asked even when the answer is not needed: the hints it
-            // collects say what the capture below must read.
-            let changed = source.may_have_changed();
-            let refine_at = encoder.refine_due();
-            let refine = refine_at.is_some_and(|at| at <= Instant::now());
-            if changed
-                || keyframe
-                || stale
-                || refine
-                || wait_for_change(&mut *source, allowed, refine_at)
-            {
-                // After the hints: they follow a new screen geometry.
-                encoder.set_view(view_of(source.layout()));
-                let r = encode_screen(&mut *source, &mut encoder, keyframe, !stale);
-                shared.origin.store(pack(source.origin()), Ordering::SeqCst);
-                stale = r.is_err();
-                r
-            } else {
-                // Never where the pointer is once the gate has closed.
-                let cursor = allowed
-                    .load(Ordering::SeqCst)
-                    .then(|| source.cursor())
-                    .flatten();
-                Ok(Captured {
-                    frame: None,
-                    cursor,
-                    privacy: None,
-                })
-            }
+            capture_screen(&mut *source, &mut encoder, keyframe, &mut stale, shared)
         };
         let result = result.map(|mut c| {
             // Again with every keyframe: a new viewer (a specialist's,
@@ -325,6 +296,41 @@ fn capture_loop(
             break;
         }
     }
+}
+
+/// The screen, when it changed (or a keyframe or a refinement is due, or
+/// the encoder's last frame is `stale`); otherwise only the pointer.
+fn capture_screen(
+    source: &mut dyn ScreenSource,
+    encoder: &mut Encoder,
+    keyframe: bool,
+    stale: &mut bool,
+    shared: &Shared,
+) -> CaptureResult {
+    let allowed = &*shared.allowed;
+    // Asked even when the answer is not needed: the hints it collects say
+    // what the capture below must read.
+    let changed = source.may_have_changed();
+    let refine_at = encoder.refine_due();
+    let refine = refine_at.is_some_and(|at| at <= Instant::now());
+    if changed || keyframe || *stale || refine || wait_for_change(source, allowed, refine_at) {
+        // After the hints: they follow a new screen geometry.
+        encoder.set_view(view_of(source.layout()));
+        let r = encode_screen(source, encoder, keyframe, !*stale);
+        shared.origin.store(pack(source.origin()), Ordering::SeqCst);
+        *stale = r.is_err();
+        return r;
+    }
+    // Never where the pointer is once the gate has closed.
+    let cursor = allowed
+        .load(Ordering::SeqCst)
+        .then(|| source.cursor())
+        .flatten();
+    Ok(Captured {
+        frame: None,
+        cursor,
+        privacy: None,
+    })
 }
 
 /// How often the capture thread looks for a change while it waits.

@@ -259,6 +259,13 @@ impl LiveView<'_> {
             .await;
     }
 
+    /// Asks the agent for another scope (it asks its user), another
+    /// monitor or another screen quality.
+    async fn ask_agent(&mut self, ask: SessionControl) {
+        info!(?ask, "asking the agent");
+        let _ = self.tx.send(&SessionMsg::Control(ask)).await;
+    }
+
     async fn on_relay_msg(&mut self, msg: Result<RelayMsg, ClientError>) -> Option<LiveEnd> {
         match msg {
             Ok(RelayMsg::PeerReconnected { .. }) => self.follow_agent().await,
@@ -301,9 +308,7 @@ impl LiveView<'_> {
                 None
             }
             Some(Command::RequestScope(s)) => {
-                info!(scope = s.as_str(), "asking the user for another scope");
-                let ask = SessionMsg::Control(SessionControl::ScopeRequest(s));
-                let _ = self.tx.send(&ask).await;
+                self.ask_agent(SessionControl::ScopeRequest(s)).await;
                 None
             }
             Some(Command::Chat(text)) => {
@@ -317,16 +322,12 @@ impl LiveView<'_> {
             // Asked before the invite only.
             Some(Command::IdentityCheck(_)) => None,
             Some(Command::Quality(q)) => {
-                info!(quality = q.as_str(), "asking for another screen quality");
                 lock(&self.state).stats.quality = q;
-                let ask = SessionMsg::Control(SessionControl::Quality(q));
-                let _ = self.tx.send(&ask).await;
+                self.ask_agent(SessionControl::Quality(q)).await;
                 None
             }
             Some(Command::ShowMonitor(m)) => {
-                info!(monitor = ?m, "asking to see one monitor or all");
-                let ask = SessionMsg::Control(SessionControl::ShowMonitor(m));
-                let _ = self.tx.send(&ask).await;
+                self.ask_agent(SessionControl::ShowMonitor(m)).await;
                 None
             }
             Some(Command::ListSpecialists) => {
