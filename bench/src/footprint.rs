@@ -40,7 +40,7 @@ pub enum Screen {
 }
 
 impl Screen {
-    const ALL: [Screen; 7] = [
+    pub const ALL: [Screen; 7] = [
         Screen::Static,
         Screen::Typing,
         Screen::Photo,
@@ -50,7 +50,7 @@ impl Screen {
         Screen::Video,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Screen::Static => "static",
             Screen::Typing => "typing",
@@ -65,7 +65,7 @@ impl Screen {
     /// The office windows, then this screen's activity (the office
     /// script's phases one at a time; the desktop behind the windows
     /// changing colour twice a second; the video pattern at 30 Hz).
-    fn desktop(self) -> anyhow::Result<Desktop> {
+    pub fn desktop(self) -> anyhow::Result<Desktop> {
         if self == Screen::Video {
             let mut d = Desktop::start(Workload::Video)?;
             d.start_driver(Workload::Video, 30)?;

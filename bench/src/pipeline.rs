@@ -13,6 +13,7 @@ use assent_capture::{ScreenSource as _, X11Source};
 use assent_codec::{Decoder, Encoder, FrameRef};
 
 use crate::desktop::{Desktop, Workload};
+use crate::footprint::Screen;
 use crate::report::{Better, Figure, Target};
 
 const GROUP: &str = "pipeline";
@@ -44,6 +45,43 @@ pub fn run(duration: Duration) -> anyhow::Result<Vec<Figure>> {
             desktop.stop_driver();
             figures.extend(figures_for(workload, jpeg, &iterations));
         }
+    }
+    figures.extend(per_screen(duration / 2)?);
+    Ok(figures)
+}
+
+/// Encode and decode ms per changed frame on each of the footprint
+/// group's seven screens (the ones measured beside x11vnc), JPEG as in
+/// "auto".
+fn per_screen(duration: Duration) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for screen in Screen::ALL {
+        let mut desktop = screen.desktop()?;
+        std::thread::sleep(Duration::from_millis(300));
+        let display = desktop.display().to_string();
+        let its = std::thread::spawn(move || measure(&display, duration, AUTO))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+        desktop.stop_driver();
+        let changed: Vec<&Iteration> = its.iter().filter(|i| i.decode.is_some()).collect();
+        let name = |what: &str| format!("{} screen: {what}", screen.name());
+        let ms = |label: &str, v: Vec<f64>| {
+            Figure::from_samples(GROUP, name(label), "ms", Better::Lower, &v)
+        };
+        if changed.is_empty() {
+            // A still screen: what looking costs, nothing to decode.
+            let diff = its.iter().map(|i| i.encode).collect();
+            figures.push(ms("diff ms a frame (nothing changed)", diff));
+            continue;
+        }
+        figures.push(ms(
+            "diff+encode ms a changed frame",
+            changed.iter().map(|i| i.encode).collect(),
+        ));
+        figures.push(ms(
+            "decode ms a changed frame",
+            changed.iter().filter_map(|i| i.decode).collect(),
+        ));
     }
     Ok(figures)
 }
