@@ -113,26 +113,29 @@ pub(crate) fn encode_marked(
     let mut coded = vec![Vec::new(); rects.len()];
     scratch.resize_with(workers, Vec::new);
     let per = rects.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let jobs = rects
-            .chunks(per)
-            .zip(coded.chunks_mut(per))
-            .zip(scratch.iter_mut());
-        let running: Vec<_> = jobs
-            .map(|((rects, coded), pixels)| {
-                s.spawn(move || {
-                    rects
-                        .iter()
-                        .zip(coded)
-                        .try_for_each(|(&r, jpeg)| encode(bgrx, width, r, quality, pixels, jpeg))
-                })
+    let code = |rects: &[Rect], coded: &mut [Vec<u8>], pixels: &mut Vec<u8>| {
+        rects
+            .iter()
+            .zip(coded)
+            .try_for_each(|(&r, jpeg)| encode(bgrx, width, r, quality, pixels, jpeg))
+    };
+    match scratch.first_mut() {
+        // Most updates (a moving photo, a video window): no thread spawned.
+        Some(pixels) if workers == 1 => code(&rects, &mut coded, pixels)?,
+        _ => std::thread::scope(|s| {
+            let jobs = rects
+                .chunks(per)
+                .zip(coded.chunks_mut(per))
+                .zip(scratch.iter_mut());
+            let running: Vec<_> = jobs
+                .map(|((rects, coded), pixels)| s.spawn(move || code(rects, coded, pixels)))
+                .collect();
+            running.into_iter().try_for_each(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(CodecError::Jpeg("the JPEG coder failed".into())))
             })
-            .collect();
-        running.into_iter().try_for_each(|t| {
-            t.join()
-                .unwrap_or_else(|_| Err(CodecError::Jpeg("the JPEG coder failed".into())))
-        })
-    })?;
+        })?,
+    }
     let mut coded = coded.into_iter();
     for op in ops.iter_mut().filter(|op| op.kind == MARKED) {
         let jpeg = coded.next().unwrap_or_default();
