@@ -47,8 +47,12 @@ fn spawn_agent(xvfb: &Xvfb, relay: &TestRelay, config: &Path, code: &str, tty: b
 }
 
 /// Where desktop tests leave screenshots for people to look at.
+/// Where screenshots for people go; created here, because on a clean clone
+/// the first test to take one may run before any other made the directory.
 pub(crate) fn artifacts() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }
 
 fn xdotool(xvfb: &Xvfb, args: &[&str]) -> String {
