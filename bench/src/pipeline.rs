@@ -38,16 +38,25 @@ pub fn run(duration: Duration) -> anyhow::Result<Vec<Figure>> {
             // Faster than the pipeline, so each video iteration sees a change.
             desktop.start_driver(workload, 60)?;
             std::thread::sleep(Duration::from_millis(300));
-            let display = desktop.display().to_string();
-            let iterations = std::thread::spawn(move || measure(&display, duration, jpeg))
-                .join()
-                .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+            let iterations = measure_apart(&desktop, duration, jpeg)?;
             desktop.stop_driver();
             figures.extend(figures_for(workload, jpeg, &iterations));
         }
     }
     figures.extend(per_screen(duration / 2)?);
     Ok(figures)
+}
+
+/// [`measure`] on its own thread, so the desktop's drivers keep theirs.
+fn measure_apart(
+    desktop: &Desktop,
+    duration: Duration,
+    jpeg: Option<u8>,
+) -> anyhow::Result<Vec<Iteration>> {
+    let display = desktop.display().to_string();
+    std::thread::spawn(move || measure(&display, duration, jpeg))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?
 }
 
 /// Encode and decode ms per changed frame on each of the footprint
@@ -58,10 +67,7 @@ fn per_screen(duration: Duration) -> anyhow::Result<Vec<Figure>> {
     for screen in Screen::ALL {
         let mut desktop = screen.desktop()?;
         std::thread::sleep(Duration::from_millis(300));
-        let display = desktop.display().to_string();
-        let its = std::thread::spawn(move || measure(&display, duration, AUTO))
-            .join()
-            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+        let its = measure_apart(&desktop, duration, AUTO)?;
         desktop.stop_driver();
         let changed: Vec<&Iteration> = its.iter().filter(|i| i.decode.is_some()).collect();
         let name = |what: &str| format!("{} screen: {what}", screen.name());
