@@ -256,9 +256,21 @@ fn start_load_watch(shared: &Arc<Shared>) {
     // The closure holds the shared state (so the audit writer) only until
     // the sampler stops at shutdown.
     let limits = shared.clone();
-    let busy_lag = move || Duration::from_millis(limits.limits().busy_lag_ms);
+    let bounds = move || {
+        let limits = limits.limits();
+        load::Bounds {
+            lag: Duration::from_millis(limits.busy_lag_ms),
+            drops_per_sec: limits.busy_drops_per_sec,
+        }
+    };
     let shutdown = shared.shutdown.clone();
-    tokio::spawn(load::sample(shared.load.clone(), busy_lag, shutdown));
+    let forwarded = shared.metrics.forwarded_bytes();
+    tokio::spawn(load::sample(
+        shared.load.clone(),
+        bounds,
+        forwarded,
+        shutdown,
+    ));
     load::start_stall_hook();
 }
 

@@ -87,7 +87,7 @@ fn apply_limits(shared: &Shared, limits: &Limits) {
 
 /// The `[limits]` keys whose values differ.
 fn changed_limits(old: &Limits, new: &Limits) -> Vec<&'static str> {
-    let pairs: [(&'static str, u64, u64); 12] = [
+    let pairs: [(&'static str, u64, u64); 13] = [
         (
             "max_sessions",
             old.max_sessions as u64,
@@ -140,6 +140,11 @@ fn changed_limits(old: &Limits, new: &Limits) -> Vec<&'static str> {
             new.auth_timeout_secs,
         ),
         ("busy_lag_ms", old.busy_lag_ms, new.busy_lag_ms),
+        (
+            "busy_drops_per_sec",
+            old.busy_drops_per_sec,
+            new.busy_drops_per_sec,
+        ),
     ];
     pairs
         .into_iter()

@@ -60,6 +60,10 @@ pub struct Limits {
     /// New sessions are refused while the relay's median scheduling lag is
     /// at least this (0: never).
     pub busy_lag_ms: u64,
+    /// New sessions are also refused while the kernel keeps dropping
+    /// datagrams at the relay's socket, at least this many a second (0:
+    /// never); see `relay/src/load.rs`.
+    pub busy_drops_per_sec: u64,
 }
 
 impl Default for Limits {
@@ -78,6 +82,7 @@ impl Default for Limits {
             auth_timeout_secs: 10,
             reconnect_grace_secs: 20,
             busy_lag_ms: 100,
+            busy_drops_per_sec: 100,
         }
     }
 }
@@ -293,6 +298,12 @@ reconnect_grace_secs = {}
 # "relay busy, try again in 10 s" and the live ones go on; 0 turns it off.
 busy_lag_ms = {}
 
+# While the kernel keeps dropping datagrams at the relay's socket (packets
+# arrive faster than the relay takes them), at least this many a second and
+# one for every MB forwarded, in 3 seconds of 4, new sessions get "relay
+# busy" too, until 5 seconds in a row are clear; 0 turns it off.
+busy_drops_per_sec = {}
+
 {}{}{}"#,
             l.max_sessions,
             l.max_pending_invites_per_technician,
@@ -307,6 +318,7 @@ busy_lag_ms = {}
             l.auth_timeout_secs,
             l.reconnect_grace_secs,
             l.busy_lag_ms,
+            l.busy_drops_per_sec,
             METRICS_TEMPLATE,
             crate::webhooks::TEMPLATE,
             crate::fleet::TEMPLATE,

@@ -290,7 +290,8 @@ pub(crate) async fn admit(shared: &Shared, role: Role, peer: SocketAddr) -> Resu
     if let Some(refused) = shared.load.refused(now) {
         let fields = fields! {
             "role" => role.as_str(), "peer" => peer.to_string(), "reason" => "busy",
-            "lag_ms" => busy.lag_ms, "retry_after_secs" => busy.retry_after_secs,
+            "lag_ms" => busy.lag_ms, "dropped_per_sec" => busy.dropped_per_sec,
+            "retry_after_secs" => busy.retry_after_secs,
             "refused" => refused,
         };
         let _ = shared.audit.record("admission_refused", fields).await;

@@ -8,6 +8,12 @@
 //! keep up wakes within a millisecond or two; one that is starved of CPU
 //! (more traffic than it can encrypt and forward, or a noisy neighbour)
 //! wakes late, and every packet it handles waits as long.
+//!
+//! A relay short of CPU inside QUIC's per-packet work can keep its timers
+//! on time while its socket overflows; the second measure, the kernel's
+//! drops at that socket, is in [`overflow`].
+
+pub mod overflow;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -16,9 +22,13 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::metrics::udp::own_drops;
+use crate::metrics::ForwardedBytes;
+use overflow::{Overflow, Totals};
 
 /// How often the lag is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How often the socket's drops are looked at.
+pub const LOOK_AT_DROPS_EVERY: Duration = Duration::from_secs(1);
 /// The samples a decision looks at.
 pub const WINDOW: Duration = Duration::from_secs(2);
 /// What a refused client is told to wait.
@@ -29,6 +39,9 @@ pub const RETRY_AFTER_SECS: u64 = 10;
 pub struct Busy {
     /// Median scheduling lag over the window.
     pub lag_ms: u64,
+    /// Datagrams the kernel drops a second at the relay's socket, when
+    /// that is what makes it busy; 0 otherwise.
+    pub dropped_per_sec: u64,
     pub retry_after_secs: u64,
 }
 
@@ -36,14 +49,23 @@ impl Busy {
     fn of(median: Duration) -> Busy {
         Busy {
             lag_ms: u64::try_from(median.as_millis()).unwrap_or(u64::MAX),
+            dropped_per_sec: 0,
             retry_after_secs: RETRY_AFTER_SECS,
         }
     }
 
     pub fn message(&self) -> String {
+        let why = if self.dropped_per_sec > 0 {
+            format!(
+                "it receives more than it can take in: {} datagrams a second dropped",
+                self.dropped_per_sec
+            )
+        } else {
+            format!("it runs {} ms behind", self.lag_ms)
+        };
         format!(
-            "the relay is busy (it runs {} ms behind); try again in {} s",
-            self.lag_ms, self.retry_after_secs
+            "the relay is busy ({why}); try again in {} s",
+            self.retry_after_secs
         )
     }
 }
@@ -61,6 +83,7 @@ pub const REFUSALS_RECORDED_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct LoadGauge {
     inner: Mutex<Inner>,
+    overflow: Mutex<Overflow>,
     /// When a refusal was last on record, and how many since.
     refusals: Mutex<(Option<Instant>, u64)>,
 }
@@ -122,33 +145,59 @@ impl LoadGauge {
         Some(busy.then(|| Busy::of(median)))
     }
 
-    /// `Some` while the relay is behind, with the median lag.
+    /// One look at what the relay dropped and forwarded so far; returns
+    /// the change of the overflow verdict, if any ([`Overflow::record`]).
+    pub fn record_totals(&self, now: Instant, totals: Totals, bound: u64) -> Option<Option<u64>> {
+        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+        overflow.record(now, totals, bound)
+    }
+
+    /// `Some` while the relay is behind (late, or its socket overflowing),
+    /// with the median lag and the drops.
     pub fn busy(&self, now: Instant) -> Option<Busy> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !inner.busy {
+        let dropping = self
+            .overflow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .busy();
+        if !inner.busy && dropping.is_none() {
             return None;
         }
         // No sample in the window: the sampler itself cannot run.
-        let median = inner.median(now).unwrap_or(WINDOW);
-        Some(Busy::of(median))
+        let fallback = if inner.busy { WINDOW } else { Duration::ZERO };
+        let median = inner.median(now).unwrap_or(fallback);
+        Some(Busy {
+            dropped_per_sec: dropping.unwrap_or(0),
+            ..Busy::of(median)
+        })
     }
 }
 
-/// Samples the lag until the relay stops, and says when it starts and
-/// stops refusing new sessions.
-/// `bound` reads relay.toml's `busy_lag_ms` as it is now (a reload
-/// changes it); it runs until `shutdown` flips.
+/// relay.toml's `busy_lag_ms` and `busy_drops_per_sec`, as they are now.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub lag: Duration,
+    pub drops_per_sec: u64,
+}
+
+/// Samples the lag, and looks at the socket's drops every second, until
+/// the relay stops; says when it starts and stops refusing new sessions.
+/// `bounds` reads relay.toml as it is now (a reload changes it); it runs
+/// until `shutdown` flips.
 pub async fn sample(
     gauge: std::sync::Arc<LoadGauge>,
-    bound: impl Fn() -> Duration,
+    bounds: impl Fn() -> Bounds,
+    forwarded: ForwardedBytes,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut drops = DropWatch::new();
-    let mut samples = 0u32;
+    let mut looked = Instant::now();
     loop {
-        samples = samples.wrapping_add(1);
-        if samples.is_multiple_of(10) {
-            drops.look(Instant::now());
+        // By the clock, not by samples: a starved sampler samples seldom.
+        if looked.elapsed() >= LOOK_AT_DROPS_EVERY {
+            looked = Instant::now();
+            look_at_drops(&gauge, &mut drops, &forwarded, bounds().drops_per_sec);
         }
         let asked = Instant::now();
         tokio::select! {
@@ -157,14 +206,40 @@ pub async fn sample(
         }
         let now = Instant::now();
         let lag = now.duration_since(asked).saturating_sub(SAMPLE_EVERY);
-        match gauge.record(lag, now, bound()) {
+        match gauge.record(lag, now, bounds().lag) {
             Some(Some(busy)) => warn!(
                 lag_ms = busy.lag_ms,
                 "the relay is behind: new sessions are refused until it catches up"
             ),
-            Some(None) => info!("the relay caught up: new sessions are admitted again"),
-            None => {}
+            Some(None) if gauge.busy(now).is_none() => {
+                info!("the relay caught up: new sessions are admitted again")
+            }
+            _ => {}
         }
+    }
+}
+
+/// The once-a-second look at the socket: the drop warning, and the
+/// overflow verdict.
+fn look_at_drops(gauge: &LoadGauge, drops: &mut DropWatch, forwarded: &ForwardedBytes, bound: u64) {
+    let now = Instant::now();
+    let Some(dropped) = drops.look(now) else {
+        return;
+    };
+    let totals = Totals {
+        dropped,
+        forwarded_bytes: forwarded.to_viewer.get() + forwarded.to_agent.get(),
+    };
+    match gauge.record_totals(now, totals, bound) {
+        Some(Some(per_sec)) => warn!(
+            dropped_per_sec = per_sec,
+            "the relay is behind (its socket overflows): new sessions are refused until it \
+             catches up"
+        ),
+        Some(None) if gauge.busy(now).is_none() => {
+            info!("the relay caught up: new sessions are admitted again")
+        }
+        _ => {}
     }
 }
 
@@ -188,10 +263,9 @@ impl DropWatch {
     }
 
     /// Looks again; warns with the figure when there are new drops.
-    pub(crate) fn look(&mut self, now: Instant) {
-        let Some(total) = own_drops() else {
-            return;
-        };
+    /// Returns the socket's drops so far, where the kernel says.
+    pub(crate) fn look(&mut self, now: Instant) -> Option<u64> {
+        let total = own_drops()?;
         let new = total.saturating_sub(self.last.unwrap_or(total));
         let quiet = self
             .said
@@ -201,7 +275,7 @@ impl DropWatch {
             if new == 0 {
                 self.last = Some(total);
             }
-            return;
+            return Some(total);
         }
         warn!(
             dropped = new,
@@ -211,6 +285,7 @@ impl DropWatch {
         );
         self.last = Some(total);
         self.said = Some(now);
+        Some(total)
     }
 }
 
@@ -332,5 +407,30 @@ mod tests {
         // Starved again: no sample for longer than the window; still busy.
         let later = t0 + WINDOW * 3;
         assert_eq!(gauge.busy(later).map(|b| b.lag_ms), Some(2000));
+    }
+
+    #[test]
+    fn an_overflowing_socket_makes_the_relay_busy_on_time_and_says_why() {
+        let gauge = LoadGauge::default();
+        let t0 = Instant::now();
+        feed(&gauge, t0, &[1; 20]);
+        let mut totals = Totals::default();
+        let mut turned = Vec::new();
+        for second in 0..=4u64 {
+            totals.dropped += 900;
+            totals.forwarded_bytes += 200_000_000;
+            let at = t0 + Duration::from_secs(second);
+            turned.extend(gauge.record_totals(at, totals, 100));
+        }
+        assert_eq!(turned, [Some(900)]);
+        let busy = gauge.busy(t0 + Duration::from_secs(4)).expect("busy");
+        assert_eq!(busy.dropped_per_sec, 900);
+        assert!(busy.lag_ms < 100, "the timers are on time: {busy:?}");
+        let message = busy.message();
+        assert!(
+            message.contains("900 datagrams a second dropped")
+                && message.contains("try again in 10 s"),
+            "{message}"
+        );
     }
 }
