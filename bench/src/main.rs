@@ -99,6 +99,8 @@ struct Sizes {
     relay_sessions: Vec<usize>,
     relay_warmup_secs: f64,
     relay_secs: f64,
+    /// The overload scenario's window (issue 16: 60 s).
+    relay_overload_secs: f64,
     footprint_settle_secs: f64,
     footprint_secs: f64,
     file_mb: u64,
@@ -118,6 +120,7 @@ impl Sizes {
                 relay_sessions: vec![1, 10],
                 relay_warmup_secs: 0.5,
                 relay_secs: 1.5,
+                relay_overload_secs: 3.0,
                 footprint_settle_secs: 0.5,
                 footprint_secs: 2.0,
                 file_mb: 8,
@@ -134,6 +137,7 @@ impl Sizes {
                 relay_sessions: vec![1, 100, 1000],
                 relay_warmup_secs: 2.0,
                 relay_secs: 8.0,
+                relay_overload_secs: 60.0,
                 footprint_settle_secs: 3.0,
                 footprint_secs: 10.0,
                 file_mb: 200,
@@ -232,6 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             sessions: sizes.relay_sessions.clone(),
             warmup: secs(sizes.relay_warmup_secs),
             duration: secs(sizes.relay_secs),
+            overload: secs(sizes.relay_overload_secs),
             sample: secs(if cli.smoke { 0.5 } else { 1.0 }),
         };
         record("relay", runtime.block_on(relay_load::run(&plan)));

@@ -35,6 +35,9 @@ pub struct Plan {
     pub sessions: Vec<usize>,
     pub warmup: Duration,
     pub duration: Duration,
+    /// The overload scenario's window: long enough that established
+    /// sessions would time out if overload could kill them.
+    pub overload: Duration,
     pub sample: Duration,
 }
 
@@ -51,7 +54,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Vec<Figure>> {
     }
     // Overload: the most sessions, each offering more than the relay can
     // forward for all of them, while new sessions keep arriving.
-    let r = measure(largest, Some(OVERLOAD_RATE), plan, true)
+    let overload = Plan {
+        sessions: plan.sessions.clone(),
+        duration: plan.overload,
+        ..*plan
+    };
+    let r = measure(largest, Some(OVERLOAD_RATE), &overload, true)
         .await
         .with_context(|| format!("relay overload with {largest} sessions"))?;
     figures.extend(r.figures(largest, Some(OVERLOAD_RATE), true));
