@@ -112,6 +112,8 @@ struct LoadResult {
     /// UDP datagrams the kernel dropped for a full receive buffer during
     /// the measured window (system-wide counter).
     udp_drops: Option<u64>,
+    /// Of those, the ones at the relay's own socket.
+    relay_drops: Option<u64>,
     setup_secs: f64,
     setup_retries: usize,
     /// Aggregate forwarded bytes per second, one sample per interval.
@@ -325,13 +327,18 @@ impl LoadResult {
             out.extend(a.figures(&label));
         }
         out.extend(self.datagrams.figures(&label));
-        out.push(Figure::single(
-            GROUP,
-            format!("{label}: UDP receive-buffer drops (system)"),
-            "datagrams",
-            Better::Lower,
-            self.udp_drops.map(|d| d as f64),
-        ));
+        for (whose, drops) in [
+            ("(system)", self.udp_drops),
+            ("at the relay's socket", self.relay_drops),
+        ] {
+            out.push(Figure::single(
+                GROUP,
+                format!("{label}: UDP receive-buffer drops {whose}"),
+                "datagrams",
+                Better::Lower,
+                drops.map(|d| d as f64),
+            ));
+        }
         out.push(Figure::single(
             GROUP,
             format!("{label}: benchmark clients' CPU (context)"),
@@ -427,6 +434,7 @@ async fn measure(
     tokio::time::sleep(plan.warmup).await;
     let start_counts: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let udp_0 = udp_receive_drops();
+    let relay_drops_0 = socket_drops(relay.proc.pid());
     let relay_0 = relay.proc.usage()?;
     let clients_0 = Usage::this_process()?;
     let t0 = Instant::now();
@@ -461,11 +469,18 @@ async fn measure(
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
+    let relay_drops = match (relay_drops_0, socket_drops(relay.proc.pid())) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let arrivals = match arrivals {
         Some(task) => Some(task.await.context("the arrivals task")?),
         None => None,
     };
     let lost = lost.load(Ordering::Relaxed);
+    if lost > 0 {
+        eprintln!("relay: {}", end_reasons(&relay.dir));
+    }
     let ended: Vec<bool> = ended.iter().map(|e| e.load(Ordering::Relaxed)).collect();
     stop.store(true, Ordering::Relaxed);
     pumps.abort_all();
@@ -477,6 +492,7 @@ async fn measure(
         lost,
         ended,
         udp_drops,
+        relay_drops,
         setup_secs,
         setup_retries: retries,
         aggregate,
@@ -488,6 +504,28 @@ async fn measure(
         secs,
         arrivals,
     })
+}
+
+/// Why the relay ended sessions, from its audit log (`session_end`
+/// reasons with their counts), to tell a relay that judged peers lost
+/// from clients that gave up.
+fn end_reasons(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("audit/audit.jsonl")).unwrap_or_default();
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
+    for record in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        if record["event"] == "session_end" {
+            let reason = record["reason"].as_str().unwrap_or("?").to_string();
+            *reasons.entry(reason).or_default() += 1;
+        }
+    }
+    let said: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    format!(
+        "sessions the relay ended during the run: {}",
+        said.join(" ")
+    )
 }
 
 /// New sessions asked for, one every 2 s over `window`, while the load
@@ -554,6 +592,35 @@ fn udp_receive_drops() -> Option<u64> {
     let (names, values) = (udp.next()?, udp.next()?);
     let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
     values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// Datagrams the kernel dropped at process `pid`'s UDP sockets: the
+/// `drops` column of `/proc/PID/net/udp{,6}` for the sockets among its
+/// open files.
+fn socket_drops(pid: u32) -> Option<u64> {
+    let inodes: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    let mut total = 0;
+    for table in ["udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+        for cols in text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            let inode = cols.get(9).and_then(|c| c.parse::<u64>().ok());
+            if inode.is_some_and(|i| inodes.contains(&i)) {
+                total += cols.last().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Pairs `n` sessions through `relay`, a bounded number at a time (as
