@@ -480,6 +480,7 @@ async fn measure(
     let lost = lost.load(Ordering::Relaxed);
     if lost > 0 {
         eprintln!("relay: {}", end_reasons(&relay.dir));
+        eprintln!("relay: {}", lost_connections(&relay.log));
     }
     let ended: Vec<bool> = ended.iter().map(|e| e.load(Ordering::Relaxed)).collect();
     stop.store(true, Ordering::Relaxed);
@@ -525,6 +526,23 @@ fn end_reasons(dir: &std::path::Path) -> String {
     format!(
         "sessions the relay ended during the run: {}",
         said.join(" ")
+    )
+}
+
+/// The errors the relay's log gives for connections it lost (`connection
+/// lost ... error=...`), with their counts: a QUIC idle timeout, a reset,
+/// or a transport error tell different stories.
+fn lost_connections(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut errors = std::collections::BTreeMap::<String, usize>::new();
+    for line in text.lines().filter(|l| l.contains("connection lost")) {
+        let error = line.split("error=").nth(1).unwrap_or("?");
+        *errors.entry(error.trim().to_string()).or_default() += 1;
+    }
+    let said: Vec<String> = errors.iter().map(|(e, n)| format!("{n}× {e}")).collect();
+    format!(
+        "connections the relay's log calls lost: {}",
+        said.join("; ")
     )
 }
 
