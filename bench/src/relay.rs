@@ -158,7 +158,7 @@ impl BenchRelay {
     }
 
     /// What the relay said at start of its threads and UDP offloads, for
-    /// the report (`workers=N`, `gso_segments=N gro_segments=N`).
+    /// the report (`workers=N`, `gso_segments=N gro_segments=N batch=N`).
     pub fn start_facts(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let field = |name: &str| {
@@ -168,10 +168,11 @@ impl BenchRelay {
                 .to_string()
         };
         format!(
-            "workers={} gso_segments={} gro_segments={}",
+            "workers={} gso_segments={} gro_segments={} batch={}",
             field("workers="),
             field("gso_segments="),
-            field("gro_segments=")
+            field("gro_segments="),
+            field("batch=")
         )
     }
 

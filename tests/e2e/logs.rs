@@ -119,7 +119,7 @@ fn agent_and_viewer_log_json_lines() {
 }
 
 /// The relay says at start which UDP offloads (GSO, GRO) its socket has,
-/// with the segment counts quinn will use, and runs on relay.toml's
+/// with the segment counts quinn will use and the send batch, and runs on relay.toml's
 /// `workers` threads.
 #[test]
 fn the_relay_reports_udp_offload_and_its_workers_at_start() {
@@ -140,7 +140,7 @@ fn the_relay_reports_udp_offload_and_its_workers_at_start() {
             .map(str::to_string)
     })
     .unwrap_or_else(|| panic!("no offload report: {}", relay.log_text()));
-    for field in ["gso_segments=", "gro_segments="] {
+    for field in ["gso_segments=", "gro_segments=", "batch="] {
         let at = line
             .find(field)
             .unwrap_or_else(|| panic!("{field} in {line}"));
@@ -154,4 +154,15 @@ fn the_relay_reports_udp_offload_and_its_workers_at_start() {
         );
     }
     assert!(line.contains("segmentation (GSO) o"), "{line}");
+    // Seven 8952-byte datagrams fit the kernel's 65,507-byte batch; ten
+    // (quinn's own batch) were refused and lost.
+    let batch = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("batch="));
+    assert!(
+        batch
+            .and_then(|b| b.parse::<u32>().ok())
+            .is_some_and(|b| b <= 7),
+        "{line}"
+    );
 }

@@ -109,6 +109,19 @@ fn loopback_relay() -> (Endpoint, std::path::PathBuf, tempfile::TempDir) {
     (relay, ca, dir)
 }
 
+/// The relay's side of a transfer: accepts one connection, reads its
+/// stream to the end, and returns the path MTU towards the client.
+async fn read_one_stream(relay: Endpoint) -> u16 {
+    let conn = relay.accept().await.unwrap().await.unwrap();
+    let (_send, mut recv) = conn.accept_bi().await.unwrap();
+    while recv
+        .read_chunk(usize::MAX, true)
+        .await
+        .is_ok_and(|c| c.is_some())
+    {}
+    conn.stats().path.current_mtu
+}
+
 /// Path MTU discovery from a client to the relay's endpoint goes past
 /// Ethernet's 1472 bytes on loopback (it stopped there while the relay
 /// advertised quinn's default), and the relay's datagrams to the client
@@ -117,16 +130,7 @@ fn loopback_relay() -> (Endpoint, std::path::PathBuf, tempfile::TempDir) {
 async fn datagrams_to_the_relay_grow_past_ethernet_size_on_loopback() {
     let (relay, ca, _dir) = loopback_relay();
     let addr = relay.local_addr().unwrap().to_string();
-    let server = tokio::spawn(async move {
-        let conn = relay.accept().await.unwrap().await.unwrap();
-        let (_send, mut recv) = conn.accept_bi().await.unwrap();
-        while recv
-            .read_chunk(usize::MAX, true)
-            .await
-            .is_ok_and(|c| c.is_some())
-        {}
-        conn.stats().path.current_mtu
-    });
+    let server = tokio::spawn(read_one_stream(relay));
     let (_endpoint, conn) = connect(&addr, &ca).await.unwrap();
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     let chunk = vec![0u8; 64 * 1024];
@@ -143,4 +147,31 @@ async fn datagrams_to_the_relay_grow_past_ethernet_size_on_loopback() {
         "client→relay path MTU stayed at {to_relay}"
     );
     assert!(to_client <= 1472, "relay→client path MTU {to_client}");
+}
+
+/// Sending flat out once the path carries 8952-byte datagrams: batches of
+/// them used to exceed the kernel's 64 kB limit and vanish (see
+/// `socket`), and quinn took the loss for an MTU black hole and fell back
+/// to 1200 bytes.
+#[tokio::test]
+async fn a_bulk_transfer_keeps_the_largest_datagrams() {
+    let (relay, ca, _dir) = loopback_relay();
+    let addr = relay.local_addr().unwrap().to_string();
+    tokio::spawn(read_one_stream(relay));
+    let (_endpoint, conn) = connect(&addr, &ca).await.unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while conn.stats().path.current_mtu < MTU_UPPER_BOUND && std::time::Instant::now() < deadline {
+        send.write_all(&chunk).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(conn.stats().path.current_mtu, MTU_UPPER_BOUND);
+    for _ in 0..512 {
+        send.write_all(&chunk).await.unwrap();
+    }
+    let path = conn.stats().path;
+    assert_eq!(path.black_holes_detected, 0, "{path:?}");
+    assert_eq!(path.current_mtu, MTU_UPPER_BOUND, "{path:?}");
+    assert!(path.lost_packets * 20 < path.sent_packets, "{path:?}");
 }

@@ -15,6 +15,9 @@
 #![forbid(unsafe_code)]
 
 pub mod pki;
+mod socket;
+
+pub use socket::{MAX_GSO_BATCH, RELAY_SOCKET_BUFFER};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -207,63 +210,15 @@ pub fn server_endpoint(
         addr: listen,
         source,
     };
-    let socket = bind_udp(listen).map_err(bind_err)?;
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| NetError::Quic("no async runtime for the endpoint".into()))?;
-    Endpoint::new(relay_endpoint_config()?, Some(config), socket, runtime).map_err(bind_err)
+    let runtime = runtime()?;
+    let socket = socket::relay(listen, &*runtime).map_err(bind_err)?;
+    Endpoint::new_with_abstract_socket(relay_endpoint_config()?, Some(config), socket, runtime)
+        .map_err(bind_err)
 }
 
-/// What the relay asks of the kernel for its one UDP socket, each way.
-pub const RELAY_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
-
-/// Binds the relay's socket with large buffers: every session's packets
-/// arrive on it, and the kernel's default (~200 kB) overflows when many
-/// sessions send at once, dropping packets (measured: tens of thousands a
-/// minute at 200 sessions, enough to time connections out). The kernel caps
-/// the request at `net.core.rmem_max` / `wmem_max`.
-fn bind_udp(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(listen),
-        Type::DGRAM,
-        Some(Protocol::UDP),
-    )?;
-    let _ = socket.set_recv_buffer_size(RELAY_SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(RELAY_SOCKET_BUFFER);
-    // Linux reports twice what it grants (bookkeeping included).
-    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
-    if granted < 1024 * 1024 {
-        tracing::warn!(
-            granted_kib = granted / 1024,
-            "the kernel granted a small UDP receive buffer; with many sessions, raise \
-             net.core.rmem_max (e.g. sysctl -w net.core.rmem_max=8388608)"
-        );
-    } else {
-        tracing::info!(granted_kib = granted / 1024, "UDP receive buffer");
-    }
-    socket.bind(&listen.into())?;
-    let socket: std::net::UdpSocket = socket.into();
-    report_offload(&socket);
-    Ok(socket)
-}
-
-/// Says at start which UDP offloads the kernel gives this socket: with
-/// segmentation (GSO) one system call sends many datagrams, with receive
-/// offload (GRO) one call takes many; quinn uses both where they exist.
-fn report_offload(socket: &std::net::UdpSocket) {
-    match quinn::udp::UdpSocketState::new(socket.into()) {
-        Ok(state) => {
-            let (gso, gro) = (state.max_gso_segments(), state.gro_segments());
-            tracing::info!(
-                gso_segments = gso,
-                gro_segments = gro,
-                "UDP offload: segmentation (GSO) {}, receive offload (GRO) {}",
-                if gso > 1 { "on" } else { "off" },
-                if gro > 1 { "on" } else { "off" },
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot ask the kernel about UDP offload"),
-    }
+fn runtime() -> Result<Arc<dyn quinn::Runtime>, NetError> {
+    quinn::default_runtime()
+        .ok_or_else(|| NetError::Quic("no async runtime for the endpoint".into()))
 }
 
 /// A client endpoint that trusts only the CA certificates in `ca_pem`
@@ -293,8 +248,12 @@ pub fn client_endpoint(ca_pem: &std::path::Path, remote: SocketAddr) -> Result<E
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
+    let bind_err = |source| NetError::Bind { addr: bind, source };
+    let runtime = runtime()?;
+    let socket = socket::client(bind, &*runtime).map_err(bind_err)?;
     let mut endpoint =
-        Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })?;
+        Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(bind_err)?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }
