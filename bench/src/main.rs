@@ -13,6 +13,7 @@ mod fleet;
 mod footprint;
 mod link;
 mod own_window;
+mod path_trace;
 mod pipeline;
 mod procs;
 mod pviewer;

@@ -381,13 +381,20 @@ async fn measure(
     let mut pumps = JoinSet::new();
     let chunk = Bytes::from(vec![0x5a_u8; 64 * 1024]);
     let mut keep = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
     for ((session, counter), ended) in sessions.into_iter().zip(&counters).zip(&ended) {
         let Session {
             _viewer,
             viewer_data,
             agent,
         } = session;
-        let AgentLive { control, data, .. } = agent;
+        let AgentLive {
+            control,
+            data,
+            session: id,
+            ..
+        } = agent;
+        ids.push(id);
         keep.push((_viewer, control, viewer_data.send, data.recv));
         let mut send = data.send;
         let mut recv = viewer_data.recv;
@@ -430,6 +437,16 @@ async fn measure(
         });
     }
 
+    let agents = keep
+        .iter()
+        .zip(ids)
+        .map(|((_, agent, _, _), id)| (agent.conn.clone(), id))
+        .collect();
+    let trace = tokio::spawn(crate::path_trace::watch(
+        agents,
+        ended.clone(),
+        stop.clone(),
+    ));
     let total = |c: &[Arc<AtomicU64>]| -> u64 { c.iter().map(|a| a.load(Ordering::Relaxed)).sum() };
     tokio::time::sleep(plan.warmup).await;
     let start_counts: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
@@ -485,6 +502,7 @@ async fn measure(
     let ended: Vec<bool> = ended.iter().map(|e| e.load(Ordering::Relaxed)).collect();
     stop.store(true, Ordering::Relaxed);
     pumps.abort_all();
+    let _ = trace.await;
     while pumps.join_next().await.is_some() {}
     let datagrams = DatagramSizes::of(&keep);
     drop(keep);

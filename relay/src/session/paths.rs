@@ -103,7 +103,28 @@ impl SessionTask {
 
     /// On record, then the other side is told.
     pub(super) async fn record_interrupted(&mut self, side: Role) {
-        info!(session = %self.id, side = side.as_str(), "path silent; session interrupted");
+        // The connection's own counts, for whoever reads the log after a
+        // loss: a side that sent nothing since versus a relay that heard
+        // nothing (its socket full) look alike from the session.
+        let conn = match side {
+            Role::Viewer => Some(&self.viewer.conn),
+            Role::Agent => self.agent.as_ref().map(|a| &a.side.conn),
+        };
+        let (heard, sent, lost, rtt_ms) = conn.map_or((0, 0, 0, 0), |c| {
+            let s = c.stats();
+            let rtt_ms = u64::try_from(s.path.rtt.as_millis()).unwrap_or(u64::MAX);
+            (
+                s.udp_rx.datagrams,
+                s.udp_tx.datagrams,
+                s.path.lost_packets,
+                rtt_ms,
+            )
+        });
+        info!(
+            session = %self.id, side = side.as_str(),
+            datagrams_heard = heard, datagrams_sent = sent, packets_lost = lost, rtt_ms,
+            "path silent; session interrupted"
+        );
         let fields = fields! { "session" => self.id, "side" => side.as_str() };
         if let Err(e) = self
             .shared
