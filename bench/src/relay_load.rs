@@ -630,33 +630,9 @@ fn udp_receive_drops() -> Option<u64> {
     values.split_whitespace().nth(at)?.parse().ok()
 }
 
-/// Datagrams the kernel dropped at process `pid`'s UDP sockets: the
-/// `drops` column of `/proc/PID/net/udp{,6}` for the sockets among its
-/// open files.
+/// Datagrams the kernel dropped at process `pid`'s UDP sockets.
 fn socket_drops(pid: u32) -> Option<u64> {
-    let inodes: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|t| {
-            let t = t.to_str()?;
-            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect();
-    let mut total = 0;
-    for table in ["udp", "udp6"] {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
-        for cols in text
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        {
-            let inode = cols.get(9).and_then(|c| c.parse::<u64>().ok());
-            if inode.is_some_and(|i| inodes.contains(&i)) {
-                total += cols.last().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
-    }
-    Some(total)
+    assent_net::udp_drops(std::path::Path::new(&format!("/proc/{pid}")))
 }
 
 /// Pairs `n` sessions through `relay`, a bounded number at a time (as

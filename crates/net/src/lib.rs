@@ -14,9 +14,11 @@
 
 #![forbid(unsafe_code)]
 
+mod drops;
 pub mod pki;
 mod socket;
 
+pub use drops::{own_udp_drops, udp_drops};
 pub use socket::{MAX_GSO_BATCH, RELAY_SOCKET_BUFFER};
 
 use std::net::SocketAddr;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::metrics::udp::own_drops;
 use crate::metrics::ForwardedBytes;
+use assent_net::own_udp_drops;
 use overflow::{Overflow, Totals};
 
 /// How often the lag is sampled.
@@ -257,7 +257,7 @@ pub const DROPS_SAID_EVERY: Duration = Duration::from_secs(10);
 impl DropWatch {
     pub(crate) fn new() -> DropWatch {
         DropWatch {
-            last: own_drops(),
+            last: own_udp_drops(),
             said: None,
         }
     }
@@ -265,7 +265,7 @@ impl DropWatch {
     /// Looks again; warns with the figure when there are new drops.
     /// Returns the socket's drops so far, where the kernel says.
     pub(crate) fn look(&mut self, now: Instant) -> Option<u64> {
-        let total = own_drops()?;
+        let total = own_udp_drops()?;
         let new = total.saturating_sub(self.last.unwrap_or(total));
         let quiet = self
             .said

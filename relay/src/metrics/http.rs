@@ -125,7 +125,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 /// What the gauges read when scraped.
 fn snapshot(shared: &Shared) -> Snapshot {
     let mut now = Snapshot {
-        udp_drops: super::udp::own_drops(),
+        udp_drops: assent_net::own_udp_drops(),
         ..Snapshot::default()
     };
     for entry in shared.lock().sessions.values() {

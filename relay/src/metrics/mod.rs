@@ -8,7 +8,6 @@
 //! becomes `other`): never a code, key, ticket, name or any free text.
 
 mod http;
-pub(crate) mod udp;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -1,25 +1,33 @@
-//! Datagrams the kernel dropped on the relay's own UDP sockets, read from
+//! Datagrams the kernel dropped at a process's UDP sockets, read from
 //! `/proc` (Linux): quinn does not count them, and a full receive buffer
-//! is the first thing to look at when sessions stutter under load.
+//! is the first thing to look at when sessions stutter under load. The
+//! relay reads its own; the benchmark reads the relay's.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 /// Sum of the `drops` column over this process's UDP sockets; `None` where
 /// `/proc` does not say (not Linux, or hidden).
-pub fn own_drops() -> Option<u64> {
-    let inodes = own_socket_inodes()?;
+pub fn own_udp_drops() -> Option<u64> {
+    udp_drops(Path::new("/proc/self"))
+}
+
+/// The same for the process whose `/proc` directory is `process`
+/// (`/proc/PID`).
+pub fn udp_drops(process: &Path) -> Option<u64> {
+    let inodes = socket_inodes(process)?;
     let mut total = None;
-    for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
-        if let Ok(text) = std::fs::read_to_string(table) {
+    for table in ["net/udp", "net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(process.join(table)) {
             *total.get_or_insert(0) += drops_of(&text, &inodes);
         }
     }
     total
 }
 
-/// Inodes of the sockets among this process's open files.
-fn own_socket_inodes() -> Option<HashSet<u64>> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+/// Inodes of the sockets among the process's open files.
+fn socket_inodes(process: &Path) -> Option<HashSet<u64>> {
+    let entries = std::fs::read_dir(process.join("fd")).ok()?;
     let inodes = entries
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter_map(|target| {
@@ -65,7 +73,9 @@ mod tests {
     fn reads_this_process() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         if std::path::Path::new("/proc/self/net/udp").exists() {
-            assert_eq!(own_drops(), Some(0));
+            assert_eq!(own_udp_drops(), Some(0));
+            let pid = std::process::id();
+            assert_eq!(udp_drops(Path::new(&format!("/proc/{pid}"))), Some(0));
         }
         drop(socket);
     }
