@@ -23,6 +23,7 @@ pub mod state;
 pub mod store;
 pub mod tracker;
 pub mod webhook;
+pub mod windows;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -193,6 +194,7 @@ pub async fn serve(
         shutdown: shutdown_rx,
         tasks: Default::default(),
         load: Default::default(),
+        windows: Default::default(),
         fleet: fleet.clone(),
     });
     start_load_watch(&shared);

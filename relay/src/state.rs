@@ -135,6 +135,8 @@ pub struct Shared {
     pub tasks: crate::tracker::Tracker,
     /// Whether the relay keeps up (new sessions wait while it does not).
     pub load: Arc<crate::load::LoadGauge>,
+    /// The receive budget every client connection shares.
+    pub windows: Arc<crate::windows::Windows>,
     /// Fleet mode (`[fleet]`): the shared database; `None` on its own.
     pub fleet: Option<Arc<crate::fleet::FleetLink>>,
 }

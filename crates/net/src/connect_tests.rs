@@ -90,16 +90,7 @@ async fn a_stalled_handshake_is_overtaken_by_a_second_attempt() {
 fn loopback_relay() -> (Endpoint, std::path::PathBuf, tempfile::TempDir) {
     let pki = pki::generate(&["127.0.0.1".into()], "CA").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str, pem: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    let (ca, cert, key) = (
-        path("ca.pem", &pki.ca_cert_pem),
-        path("cert.pem", &pki.cert_pem),
-        path("key.pem", &pki.key_pem),
-    );
+    let [ca, cert, key] = pki.write_into(dir.path()).unwrap();
     let relay = server_endpoint(
         "127.0.0.1:0".parse().unwrap(),
         (&cert, &key),

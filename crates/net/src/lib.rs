@@ -46,6 +46,9 @@ pub const PATH_SILENCE: Duration = Duration::from_secs(1);
 /// Per-stream receive window. It bounds how much one slow session can make
 /// the relay buffer, so many sessions cannot exhaust its memory.
 pub const STREAM_WINDOW: u32 = 512 * 1024;
+/// A connection's receive window at the relay until the relay sets its
+/// share (one 8952-byte datagram fits).
+pub const RELAY_INITIAL_WINDOW: u32 = 16 * 1024;
 /// How far path MTU discovery may grow a datagram (quinn stops at 1452 by
 /// default): a jumbo-frame LAN or loopback carries 8952-byte datagrams, so
 /// fewer packets, system calls and per-packet crypto for the same bytes.
@@ -207,7 +210,12 @@ pub fn server_endpoint(
         .map_err(|e| NetError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     // A client opens its control stream; nothing more.
-    config.transport_config(Arc::new(transport(2, idle)));
+    let mut transport = transport(2, idle);
+    // The relay gives each connection its share of one budget as it takes
+    // it in (`relay/src/windows.rs`); until then, a small one, so a
+    // thousand sessions starting at once cannot send a megabyte each.
+    transport.receive_window(VarInt::from_u32(RELAY_INITIAL_WINDOW));
+    config.transport_config(Arc::new(transport));
     let bind_err = |source| NetError::Bind {
         addr: listen,
         source,

@@ -29,6 +29,25 @@ pub struct RelayPki {
     pub key_pem: String,
 }
 
+impl RelayPki {
+    /// Writes `ca.pem`, `cert.pem` and `key.pem` into `dir` and returns
+    /// their paths in that order: a relay on loopback for tests. (A
+    /// relay's data directory is written by `assent-relay init`, with
+    /// its own file modes.)
+    pub fn write_into(&self, dir: &std::path::Path) -> std::io::Result<[std::path::PathBuf; 3]> {
+        let files = [
+            ("ca.pem", &self.ca_cert_pem),
+            ("cert.pem", &self.cert_pem),
+            ("key.pem", &self.key_pem),
+        ];
+        let mut paths = files.map(|(name, _)| dir.join(name));
+        for ((_, pem), path) in files.iter().zip(&mut paths) {
+            std::fs::write(&*path, pem)?;
+        }
+        Ok(paths)
+    }
+}
+
 impl std::fmt::Debug for RelayPki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RelayPki { <keys redacted> }")

@@ -74,7 +74,10 @@ pub async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
         tokio::spawn(
             async move {
                 match incoming.await {
-                    Ok(conn) => handle_connection(shared, conn).await,
+                    Ok(conn) => {
+                        shared.windows.join(&conn);
+                        handle_connection(shared, conn).await
+                    }
                     Err(e) => {
                         // Most often a client that does not trust this
                         // relay's CA; bounded by the connection rate limit.
