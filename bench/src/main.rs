@@ -53,6 +53,10 @@ struct Cli {
     /// Relay session counts instead of 1,100,1000 (smoke: 1,10).
     #[arg(long, value_delimiter = ',')]
     relay_sessions: Option<Vec<usize>>,
+    /// Idle relay session counts instead of the largest relay count and
+    /// 10,000 (smoke: the largest relay count); 0 skips the idle scenario.
+    #[arg(long, value_delimiter = ',')]
+    relay_idle_sessions: Option<Vec<usize>>,
     /// Where to write the results [default: <workspace>/target/bench/results.json].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -98,6 +102,8 @@ struct Sizes {
     latency_presses: usize,
     consent_runs: usize,
     relay_sessions: Vec<usize>,
+    /// Idle sessions held beside the largest relay count (issue 16: 10,000).
+    relay_idle_extra: Vec<usize>,
     relay_warmup_secs: f64,
     relay_secs: f64,
     /// The overload scenario's window (issue 16: 60 s).
@@ -119,6 +125,7 @@ impl Sizes {
                 latency_presses: 5,
                 consent_runs: 2,
                 relay_sessions: vec![1, 10],
+                relay_idle_extra: vec![],
                 relay_warmup_secs: 0.5,
                 relay_secs: 1.5,
                 relay_overload_secs: 3.0,
@@ -136,6 +143,7 @@ impl Sizes {
                 latency_presses: 100,
                 consent_runs: 10,
                 relay_sessions: vec![1, 100, 1000],
+                relay_idle_extra: vec![10_000],
                 relay_warmup_secs: 2.0,
                 relay_secs: 8.0,
                 relay_overload_secs: 60.0,
@@ -242,7 +250,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         };
         record("relay", runtime.block_on(relay_load::run(&plan)));
         let most = plan.sessions.iter().copied().max().unwrap_or(1);
-        record("relay", runtime.block_on(relay_idle::run(most, &plan)));
+        let idle = cli.relay_idle_sessions.clone().unwrap_or_else(|| {
+            let mut counts = vec![most];
+            counts.extend(sizes.relay_idle_extra.iter().filter(|&&n| n != most));
+            counts
+        });
+        for n in idle.into_iter().filter(|&n| n > 0) {
+            record("relay", runtime.block_on(relay_idle::run(n, &plan)));
+        }
     }
     if wants(Group::Files) {
         tracing::info!("group 8: a file to the user");

@@ -26,7 +26,7 @@ pub struct BenchRelay {
 /// test opens, and no per-address connection throttling (every client
 /// here comes from 127.0.0.1).
 const LIMITS: [(&str, &str); 3] = [
-    ("max_sessions", "5000"),
+    ("max_sessions", "20000"),
     ("max_pending_invites_per_technician", "5000"),
     ("connections_per_minute_per_address", "1000000"),
 ];
