@@ -133,9 +133,8 @@ struct LoadResult {
 }
 
 /// Mean UDP datagram size each way, from the clients' own counters: with
-/// path MTU discovery working, the agents' datagrams to the relay grow past
-/// 1472 bytes on loopback; the relay's to the viewers stop at the 1472 the
-/// client endpoints accept (see `assent_net::server_endpoint`).
+/// path MTU discovery working, datagrams grow past 1472 bytes on loopback
+/// both ways (see `assent_net::MTU_UPPER_BOUND`).
 #[derive(Debug, Default)]
 struct DatagramSizes {
     agent_to_relay: Option<f64>,

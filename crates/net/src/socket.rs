@@ -9,7 +9,8 @@
 //! datagram of such a batch was lost without a trace: under load an agent
 //! lost about a third of its packets to it, and quinn took the losses for
 //! an MTU black hole (BENCHMARKS.md, issue 16). So every endpoint's socket
-//! sends at most as many datagrams a batch as fit.
+//! sends at most as many datagrams a batch as fit, and sizes its reads for
+//! what the kernel delivers at once.
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -96,12 +97,23 @@ struct FittingBatches {
     inner: Arc<dyn AsyncUdpSocket>,
     /// Datagrams of the largest size that fit in one batch.
     fit: usize,
+    /// Datagrams of the largest size one read is told to expect: quinn
+    /// sizes each read's buffer as that many of them (64 by default, so
+    /// 573 kB a read and 18 MB an endpoint at 8952 bytes), but the kernel
+    /// never coalesces more than 64 kB of UDP into one read.
+    read_fit: usize,
 }
 
 impl FittingBatches {
     fn around(inner: Arc<dyn AsyncUdpSocket>) -> Arc<dyn AsyncUdpSocket> {
-        let fit = (MAX_GSO_BATCH / usize::from(crate::MTU_UPPER_BOUND)).max(1);
-        Arc::new(FittingBatches { inner, fit })
+        let largest = usize::from(crate::MTU_UPPER_BOUND);
+        let fit = (MAX_GSO_BATCH / largest).max(1);
+        let read_fit = MAX_GSO_BATCH.div_ceil(largest);
+        Arc::new(FittingBatches {
+            inner,
+            fit,
+            read_fit,
+        })
     }
 }
 
@@ -109,6 +121,7 @@ impl fmt::Debug for FittingBatches {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FittingBatches")
             .field("fit", &self.fit)
+            .field("read_fit", &self.read_fit)
             .finish_non_exhaustive()
     }
 }
@@ -140,7 +153,7 @@ impl AsyncUdpSocket for FittingBatches {
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
+        self.inner.max_receive_segments().min(self.read_fit)
     }
 
     fn may_fragment(&self) -> bool {

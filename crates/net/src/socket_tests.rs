@@ -16,3 +16,16 @@ async fn a_send_batch_of_the_largest_datagrams_fits_one_ip_datagram() {
         assert_eq!(segments, 7);
     }
 }
+
+#[tokio::test]
+async fn a_read_takes_the_largest_coalesced_batch_and_no_more() {
+    let runtime = quinn::default_runtime().unwrap();
+    let socket = client("127.0.0.1:0".parse().unwrap(), &*runtime).unwrap();
+    let segments = socket.max_receive_segments();
+    // Eight 8952-byte buffers hold any 64 kB read the kernel coalesces,
+    // whatever the datagrams' size; 64 would make 18 MB an endpoint.
+    assert!(segments <= 8, "{segments}");
+    if segments > 1 {
+        assert!(segments * usize::from(crate::MTU_UPPER_BOUND) >= MAX_GSO_BATCH);
+    }
+}
