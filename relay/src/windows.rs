@@ -21,8 +21,10 @@ use assent_net::{Connection, VarInt};
 /// What the kernel holds at the relay's socket: its request, which Linux
 /// doubles for bookkeeping.
 pub const BUDGET: u64 = 2 * assent_net::RELAY_SOCKET_BUFFER as u64;
-/// One 8952-byte datagram fits.
-pub const MIN_WINDOW: u64 = 16 * 1024;
+/// The smallest share, also every connection's window from its handshake
+/// until it joins (set by `assent_net::server_endpoint`): one 8952-byte
+/// datagram fits.
+pub const MIN_WINDOW: u64 = assent_net::RELAY_INITIAL_WINDOW as u64;
 /// A connection's window when few share the budget (the transport's own).
 pub const MAX_WINDOW: u64 = 2 * assent_net::STREAM_WINDOW as u64;
 

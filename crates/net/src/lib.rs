@@ -47,7 +47,8 @@ pub const PATH_SILENCE: Duration = Duration::from_secs(1);
 /// the relay buffer, so many sessions cannot exhaust its memory.
 pub const STREAM_WINDOW: u32 = 512 * 1024;
 /// A connection's receive window at the relay until the relay sets its
-/// share (one 8952-byte datagram fits).
+/// share of one budget (`relay/src/windows.rs`, whose smallest share this
+/// is; one 8952-byte datagram fits).
 pub const RELAY_INITIAL_WINDOW: u32 = 16 * 1024;
 /// How far path MTU discovery may grow a datagram (quinn stops at 1452 by
 /// default): a jumbo-frame LAN or loopback carries 8952-byte datagrams, so
