@@ -553,14 +553,24 @@ impl AgentWindow {
             }
         });
         ui.separator();
-        self.validation(ui);
-        self.chat(ui, &info.technician);
-        self.privacy(ui, 70.0);
-        // Last in the keyboard's order: Tab, Tab, Tab from the top still
-        // reaches the chat line, and no stray Space turns a permission on.
-        self.live_permissions(ui, info);
-        self.live_files(ui, info);
-        self.recording_switch(ui, info);
+        // Below the indicator and its buttons, which never move, the rest
+        // scrolls: with a please-test request, a chat and the windows list
+        // it is taller than the window, and the permissions at the bottom
+        // were cut off out of the user's reach.
+        egui::ScrollArea::vertical()
+            .id_salt("live")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                self.validation(ui);
+                self.chat(ui, &info.technician);
+                self.privacy(ui, 70.0);
+                // Last in the keyboard's order: Tab, Tab, Tab from the top
+                // still reaches the chat line, and no stray Space turns a
+                // permission on.
+                self.live_permissions(ui, info);
+                self.live_files(ui, info);
+                self.recording_switch(ui, info);
+            });
         // Redraw when the shown minute changes (events repaint at once):
         // a ticking clock would be a changed screen to capture and send.
         let next_minute = Duration::from_secs((minutes + 1) * 60).saturating_sub(elapsed);

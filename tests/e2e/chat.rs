@@ -232,6 +232,7 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
         .args(["-window", "root"])
         .arg(crate::desktop::artifacts().join("agent-please-test.png"))
         .status();
+    the_rest_scrolls_under_the_indicator(&display, &live);
     xdotool(
         &display,
         &["key", "Escape", "Tab", "Tab", "Tab", "Tab", "space"],
@@ -243,6 +244,47 @@ fn the_agent_window_shows_unread_chat_and_sends_what_the_user_types() {
         .wait_record(WAIT, |r| r["event"] == "user_validation")
         .expect("user_validation from the window");
     assert_eq!(rec["answer"], "works");
+}
+
+/// With a please-test request, a chat and the windows list the live window
+/// is taller than its 460 pixels: the wheel scrolls what is below Pause and
+/// End (the permissions at the bottom come into view) while the indicator
+/// and its buttons stay where they are. Screenshot:
+/// target/test-artifacts/agent-please-test-scrolled.png.
+fn the_rest_scrolls_under_the_indicator(display: &assent_xvfb::Xvfb, live: &str) {
+    let shot = |name: &str| {
+        let png = crate::desktop::artifacts().join(name);
+        let status = display
+            .command("import")
+            .args(["-window", live])
+            .arg(&png)
+            .status()
+            .expect("import");
+        assert!(status.success(), "import {name}");
+        image::open(&png).unwrap().to_rgba8()
+    };
+    let before = shot("agent-please-test-window.png");
+    xdotool(display, &["mousemove", "--window", live, "260", "400"]);
+    for _ in 0..6 {
+        xdotool(display, &["click", "5"]);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = shot("agent-please-test-scrolled.png");
+    assert_eq!(before.dimensions(), after.dimensions());
+    let (w, h) = before.dimensions();
+    let differing = |rows: std::ops::Range<u32>| {
+        rows.flat_map(|y| (0..w).map(move |x| (x, y)))
+            .filter(|&(x, y)| before.get_pixel(x, y) != after.get_pixel(x, y))
+            .count()
+    };
+    // The indicator ends with Pause and End at about y = 160.
+    assert_eq!(differing(0..160), 0, "the indicator moved");
+    assert!(differing(200..h) > 1000, "nothing below it scrolled");
+    // Back to the top, where the keyboard's answer below expects it.
+    for _ in 0..6 {
+        xdotool(display, &["click", "4"]);
+    }
+    std::thread::sleep(Duration::from_millis(500));
 }
 
 /// The technician types in the viewer window's chat (at the bottom of its
