@@ -147,14 +147,13 @@ fn transport(peer_bidi_streams: u32, idle: Duration) -> quinn::TransportConfig {
 /// Every endpoint's settings: it accepts datagrams up to
 /// [`MTU_UPPER_BOUND`]. quinn advertises 1472 bytes by default, and path MTU
 /// discovery never goes past what the receiving end advertises. Measured
-/// (BENCHMARKS.md): the relay's datagrams to viewers grew from 1470 to
-/// 8876 bytes on loopback, one session's relay CPU per GB fell from 3.2-3.7
-/// to 1.4-1.8 core-s, and 1000 paced sessions were delivered 99 % instead
-/// of 86 %.
+/// (BENCHMARKS.md, 2026-12-03 late night): the relay's datagrams to viewers
+/// grew from 1470 to 8876 bytes on loopback, and one session's relay CPU
+/// per GB fell from 2.7-3.1 to 1.25-1.28 core-s.
 ///
 /// An endpoint's receive buffer is this size times the datagrams one read
 /// may carry times 32 reads; the socket says a read carries at most 8
-/// of them (`socket::FittingBatches`), so 2.3 MB.
+/// of them (`socket::READ_FIT`), so 2.3 MB.
 fn endpoint_config() -> Result<quinn::EndpointConfig, NetError> {
     let mut config = quinn::EndpointConfig::default();
     config

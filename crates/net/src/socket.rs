@@ -28,6 +28,15 @@ pub const MAX_GSO_BATCH: usize = 65_535 - 20 - 8;
 /// What the relay asks of the kernel for its one UDP socket, each way.
 pub const RELAY_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
+/// Datagrams of the largest size (path MTU discovery's upper bound) that
+/// fit in one send batch.
+const SEND_FIT: usize = MAX_GSO_BATCH / crate::MTU_UPPER_BOUND as usize;
+/// Datagrams of the largest size one read is told to expect: quinn sizes
+/// each read's buffer as that many of them (64 by default, so 573 kB a
+/// read and 18 MB an endpoint at 8952 bytes), but the kernel never
+/// coalesces more than 64 kB of UDP into one read.
+const READ_FIT: usize = MAX_GSO_BATCH.div_ceil(crate::MTU_UPPER_BOUND as usize);
+
 /// A client's socket, bound to `bind`.
 pub(crate) fn client(
     bind: SocketAddr,
@@ -81,7 +90,7 @@ fn report_offload(socket: &std::net::UdpSocket) {
             tracing::info!(
                 gso_segments = gso,
                 gro_segments = gro,
-                batch = gso.min(MAX_GSO_BATCH / usize::from(crate::MTU_UPPER_BOUND)),
+                batch = gso.min(SEND_FIT),
                 "UDP offload: segmentation (GSO) {}, receive offload (GRO) {}",
                 if gso > 1 { "on" } else { "off" },
                 if gro > 1 { "on" } else { "off" },
@@ -92,36 +101,23 @@ fn report_offload(socket: &std::net::UdpSocket) {
 }
 
 /// A socket that tells quinn to batch no more datagrams than fit
-/// [`MAX_GSO_BATCH`] at the largest datagram size.
+/// [`MAX_GSO_BATCH`] at the largest datagram size, and to expect no more
+/// in one read than the kernel coalesces.
 struct FittingBatches {
     inner: Arc<dyn AsyncUdpSocket>,
-    /// Datagrams of the largest size that fit in one batch.
-    fit: usize,
-    /// Datagrams of the largest size one read is told to expect: quinn
-    /// sizes each read's buffer as that many of them (64 by default, so
-    /// 573 kB a read and 18 MB an endpoint at 8952 bytes), but the kernel
-    /// never coalesces more than 64 kB of UDP into one read.
-    read_fit: usize,
 }
 
 impl FittingBatches {
     fn around(inner: Arc<dyn AsyncUdpSocket>) -> Arc<dyn AsyncUdpSocket> {
-        let largest = usize::from(crate::MTU_UPPER_BOUND);
-        let fit = (MAX_GSO_BATCH / largest).max(1);
-        let read_fit = MAX_GSO_BATCH.div_ceil(largest);
-        Arc::new(FittingBatches {
-            inner,
-            fit,
-            read_fit,
-        })
+        Arc::new(FittingBatches { inner })
     }
 }
 
 impl fmt::Debug for FittingBatches {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FittingBatches")
-            .field("fit", &self.fit)
-            .field("read_fit", &self.read_fit)
+            .field("send_fit", &SEND_FIT)
+            .field("read_fit", &READ_FIT)
             .finish_non_exhaustive()
     }
 }
@@ -149,11 +145,11 @@ impl AsyncUdpSocket for FittingBatches {
     }
 
     fn max_transmit_segments(&self) -> usize {
-        self.inner.max_transmit_segments().min(self.fit)
+        self.inner.max_transmit_segments().min(SEND_FIT)
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments().min(self.read_fit)
+        self.inner.max_receive_segments().min(READ_FIT)
     }
 
     fn may_fragment(&self) -> bool {
