@@ -56,10 +56,16 @@ pub(super) async fn viewer_flow(
         control: opened.control,
         escalation: opened.escalation,
     };
-    run_session(shared.clone(), setup)
-        .instrument(tracing::Span::current())
-        .await;
-    drop(token);
+    // Its own task: the connection's task, sized for every way a
+    // connection can go (about 10 kB), ends here rather than being held for
+    // the session's life (about 3.5 kB of its own).
+    tokio::spawn(
+        async move {
+            run_session(shared, setup).await;
+            drop(token);
+        }
+        .in_current_span(),
+    );
 }
 
 /// Authenticates the technician and serves what they ask first: an
