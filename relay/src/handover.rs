@@ -15,13 +15,15 @@ use assent_proto::session::Event;
 use assent_proto::wire::InviteRequest;
 use tokio::sync::mpsc;
 
-/// What a session task is told from outside its connections.
+/// What a session task is told from outside its connections. Every
+/// variant is small (larger ones boxed): a channel allocates its slots 32
+/// at a time whatever its capacity, and every session holds one.
 #[derive(Debug)]
 pub enum Control {
     /// An event for its state machine (admin kill, revocation…).
     Machine(Event),
     /// News of the handover this session offered.
-    Handover(Notice),
+    Handover(Box<Notice>),
     /// A side back on a new connection.
     Reconnect(Box<crate::peer::Reconnect>),
 }
@@ -65,7 +67,10 @@ impl Link {
     /// Tells the first session; it may have ended meanwhile (then nobody
     /// is waiting for the news).
     pub async fn tell(&self, notice: Notice) {
-        let _ = self.from_control.send(Control::Handover(notice)).await;
+        let _ = self
+            .from_control
+            .send(Control::Handover(Box::new(notice)))
+            .await;
     }
 }
 
@@ -199,5 +204,11 @@ mod tests {
             Err(ClaimError::Unknown(_))
         ));
         assert!(h.withdraw("h2"));
+    }
+
+    /// Every session's control channel holds 32 slots from its start.
+    #[test]
+    fn a_control_message_is_two_words_at_most() {
+        assert!(std::mem::size_of::<Control>() <= 16);
     }
 }

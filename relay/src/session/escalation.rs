@@ -28,7 +28,7 @@ impl SessionTask {
     pub(super) async fn on_control(&mut self, control: Option<Control>) -> Option<Event> {
         match control? {
             Control::Machine(event) => Some(event),
-            Control::Handover(notice) => self.on_notice(notice).await,
+            Control::Handover(notice) => self.on_notice(*notice).await,
             Control::Reconnect(r) => {
                 self.on_reconnect(*r).await;
                 None
