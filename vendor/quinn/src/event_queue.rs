@@ -36,16 +36,16 @@ pub(crate) fn channel() -> (Sender, Receiver) {
 #[derive(Debug)]
 pub(crate) struct Sender(Arc<Mutex<Queue>>);
 
-/// The receiver is gone; the event comes back.
+/// The receiver is gone (its connection ended); the event is dropped.
 #[derive(Debug)]
-pub(crate) struct Closed(#[allow(dead_code)] pub(crate) ConnectionEvent);
+pub(crate) struct Closed;
 
 impl Sender {
     pub(crate) fn send(&self, event: ConnectionEvent) -> Result<(), Closed> {
         let waker = {
             let mut q = lock(&self.0);
             if q.receiver_gone {
-                return Err(Closed(event));
+                return Err(Closed);
             }
             q.events.push_back(event);
             q.waker.take()
